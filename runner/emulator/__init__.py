@@ -1,0 +1,1 @@
+"""The local stack: API Gateway, Lambda (with memory-to-CPU fidelity) and DynamoDB on one host."""
