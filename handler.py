@@ -97,7 +97,11 @@ def _json_type(value: Any) -> str:
         return "boolean"
     if isinstance(value, (int, float, Decimal)):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else type(value).__name__
 
 
 def _reject_constant(name: str) -> Any:
@@ -156,24 +160,24 @@ Payload = dict[str, Any]
 
 def _create(payload: Payload) -> dict[str, Any]:
     _require_object(payload, "Item")
-    return TABLE.put_item(**payload)
+    return dict(TABLE.put_item(**payload))
 
 
 def _read(payload: Payload) -> dict[str, Any]:
     _require_object(payload, "Key")
-    return TABLE.get_item(**payload)
+    return dict(TABLE.get_item(**payload))
 
 
 def _update(payload: Payload) -> dict[str, Any]:
     _require_object(payload, "Key")
     if "UpdateExpression" not in payload and "AttributeUpdates" not in payload:
         raise BadRequest("payload.UpdateExpression (or the legacy AttributeUpdates) is required")
-    return TABLE.update_item(**payload)
+    return dict(TABLE.update_item(**payload))
 
 
 def _delete(payload: Payload) -> dict[str, Any]:
     _require_object(payload, "Key")
-    return TABLE.delete_item(**payload)
+    return dict(TABLE.delete_item(**payload))
 
 
 def _list(payload: Payload) -> dict[str, Any]:
@@ -182,7 +186,7 @@ def _list(payload: Payload) -> dict[str, Any]:
         raise BadRequest(f"payload.Limit must be a positive integer, got {limit!r}")
     if "ExclusiveStartKey" in payload:
         _require_object(payload, "ExclusiveStartKey")
-    return TABLE.scan(**{**payload, "Limit": min(limit, LIST_LIMIT_MAX)})
+    return dict(TABLE.scan(**{**payload, "Limit": min(limit, LIST_LIMIT_MAX)}))
 
 
 def _echo(payload: Any) -> Any:
@@ -292,9 +296,7 @@ def _resolve(request: dict[str, Any]) -> tuple[str, Operation, Any]:
     payload = request.get("payload", {} if operation.uses_table else None)
     if operation.allowed is not None:
         if not isinstance(payload, dict):
-            raise BadRequest(
-                f"payload for {name} must be a JSON object, got {_json_type(payload)}"
-            )
+            raise BadRequest(f"payload for {name} must be a JSON object, got {_json_type(payload)}")
         unexpected = sorted(set(payload) - operation.allowed)
         if unexpected:
             raise BadRequest(
@@ -330,7 +332,7 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=str)
     if isinstance(value, Binary):
-        return base64.b64encode(value.value).decode("ascii")
+        value = value.__bytes__()
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(bytes(value)).decode("ascii")
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
@@ -372,9 +374,7 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - the caller gets a request id, the log the trace
         log["error"] = f"{type(exc).__name__}: {exc}"
         log["trace"] = traceback.format_exc()
-        response = _response(
-            500, {"message": "internal error", "requestId": request_id}
-        )
+        response = _response(500, {"message": "internal error", "requestId": request_id})
     log["status"] = response["statusCode"]
     log["consumedCapacity"] = capacity
     log["durationMs"] = round((time.perf_counter() - started) * 1000, 3)

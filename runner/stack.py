@@ -49,9 +49,7 @@ def node_tool(name: str) -> Path:
     """Path of a pinned Node tool from package.json, or a clear error naming the fix."""
     path = NODE_BIN / name
     if not path.exists():
-        raise SetupError(
-            f"{name} is not installed in {NODE_BIN}: run `npm ci` in {PROJECT_ROOT}"
-        )
+        raise SetupError(f"{name} is not installed in {NODE_BIN}: run `npm ci` in {PROJECT_ROOT}")
     if shutil.which("node") is None:
         raise SetupError("node is not on PATH: install Node.js 20 or later")
     return path
@@ -113,7 +111,9 @@ def table_definition(config: Mapping[str, Any]) -> TableDefinition:
         )
     ((logical_id, resource),) = tables.items()
     properties = resource.get("Properties", {})
-    missing = [key for key in ("TableName", "AttributeDefinitions", "KeySchema") if key not in properties]
+    missing = [
+        key for key in ("TableName", "AttributeDefinitions", "KeySchema") if key not in properties
+    ]
     if missing:
         raise SetupError(
             f"{SERVERLESS_YML}: resources.Resources.{logical_id}.Properties is missing "

@@ -139,6 +139,22 @@ def test_given_fractional_numbers_in_a_direct_event_then_stored_exactly_and_retu
     assert body["Item"] == item
 
 
+def test_given_sets_and_binary_written_by_another_client_then_list_returns_json(
+    handler_module: ModuleType, dynalite: Dynalite, table: TableDefinition, context: LambdaContext
+) -> None:
+    dynalite.client().put_item(
+        TableName=table.name,
+        Item={
+            "id": {"S": "b"},
+            "raw": {"B": b"\x00\x01"},
+            "tags": {"SS": ["y", "x"]},
+            "nums": {"NS": ["2", "1.5"]},
+        },
+    )
+    _, body = call(handler_module, load_event("tutorial-list.json"), context)
+    assert body["Items"] == [{"id": "b", "raw": "AAE=", "tags": ["x", "y"], "nums": [1.5, 2]}]
+
+
 def test_given_no_table_name_then_the_configured_table_is_used(
     handler_module: ModuleType, table: TableDefinition, context: LambdaContext
 ) -> None:
@@ -246,8 +262,11 @@ BAD_CASES = [
     ),
     BadCase(
         "body-base64-not-utf8",
-        {**proxy_event("x"), "body": base64.b64encode(b"\xff\xfe\x00").decode(),
-         "isBase64Encoded": True},
+        {
+            **proxy_event("x"),
+            "body": base64.b64encode(b"\xff\xfe\x00").decode(),
+            "isBase64Encoded": True,
+        },
         400,
         "not valid JSON",
     ),
@@ -255,7 +274,9 @@ BAD_CASES = [
     BadCase("direct-event-array", [op("ping")], 400, "got array"),
     BadCase("direct-event-nan", op("echo", {"n": float("nan")}), 400, "not a valid number"),
     # The operation
-    BadCase("operation-missing", {"tableName": "lambda-apigateway"}, 400, "'operation' is required"),
+    BadCase(
+        "operation-missing", {"tableName": "lambda-apigateway"}, 400, "'operation' is required"
+    ),
     BadCase("operation-null", op(None), 400, "must be a string, got null"),
     BadCase("operation-number", op(5), 400, "must be a string, got number"),
     BadCase("operation-array", op(["create"]), 400, "must be a string, got array"),
@@ -264,7 +285,10 @@ BAD_CASES = [
     BadCase("operation-empty", op("", {}), 400, "unknown operation"),
     # The table
     BadCase(
-        "table-other", op("read", {"Key": {"id": "1"}}, tableName="users"), 400, "'users' is not served"
+        "table-other",
+        op("read", {"Key": {"id": "1"}}, tableName="users"),
+        400,
+        "'users' is not served",
     ),
     BadCase("table-null", op("list", {}, tableName=None), 400, "'tableName' must be a string"),
     BadCase(
@@ -274,7 +298,9 @@ BAD_CASES = [
         "is not served here",
     ),
     # The payload's shape
-    BadCase("payload-string", op("create", "Item"), 400, "payload for create must be a JSON object"),
+    BadCase(
+        "payload-string", op("create", "Item"), 400, "payload for create must be a JSON object"
+    ),
     BadCase("payload-array", op("list", []), 400, "got array"),
     BadCase("payload-null", {**op("read"), "payload": None}, 400, "got null"),
     BadCase("create-item-missing", op("create", {}), 400, "payload.Item is required"),
@@ -282,7 +308,9 @@ BAD_CASES = [
     BadCase("create-item-empty", op("create", {"Item": {}}), 400, "Item must be a non-empty"),
     BadCase("read-key-missing", op("read", {}), 400, "payload.Key is required"),
     BadCase("read-key-array", op("read", {"Key": ["1"]}), 400, "Key must be a non-empty"),
-    BadCase("delete-key-missing", op("delete", {"ReturnValues": "ALL_OLD"}), 400, "Key is required"),
+    BadCase(
+        "delete-key-missing", op("delete", {"ReturnValues": "ALL_OLD"}), 400, "Key is required"
+    ),
     BadCase("update-no-expression", op("update", {"Key": {"id": "1"}}), 400, "UpdateExpression"),
     # Parameters outside the per-operation allow-list
     BadCase(
@@ -388,7 +416,10 @@ BAD_CASES = [
         "create-conditional-failure",
         op(
             "create",
-            {"Item": {"id": "1234ABCD", "number": 99}, "ConditionExpression": "attribute_not_exists(id)"},
+            {
+                "Item": {"id": "1234ABCD", "number": 99},
+                "ConditionExpression": "attribute_not_exists(id)",
+            },
         ),
         409,
         "condition on this request was not met",
@@ -484,7 +515,8 @@ def test_given_aws_endpoint_url_in_a_fresh_process_then_the_module_client_uses_i
     env["AWS_ENDPOINT_URL"] = env.pop("AWS_ENDPOINT_URL_DYNAMODB")
     script = (
         "import json, handler\n"
-        "r = handler.lambda_handler({'operation': 'create', 'payload': {'Item': {'id': 'p'}}}, None)\n"
+        "event = {'operation': 'create', 'payload': {'Item': {'id': 'p'}}}\n"
+        "r = handler.lambda_handler(event, None)\n"
         "print(json.dumps(r))\n"
     )
     done = subprocess.run(

@@ -37,11 +37,8 @@ process.stdin.resume();
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 5.0
 # Fake but well-formed credentials: dynalite checks the signature's shape, not its secret.
-LOCAL_CREDENTIALS = {
-    "aws_access_key_id": "memsweep-local",
-    "aws_secret_access_key": "memsweep-local",
-    "region_name": "us-east-1",
-}
+LOCAL_ACCESS_KEY = "memsweep-local"
+LOCAL_REGION = "us-east-1"
 
 
 class Dynalite:
@@ -83,7 +80,9 @@ class Dynalite:
         line = self._process.stdout.readline() if ready else b""
         if not line.strip().isdigit():
             self.stop()
-            stderr = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
+            stderr = (
+                self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
+            )
             raise SetupError(
                 f"dynalite did not start within {START_TIMEOUT_S:.0f} s"
                 + (f": {stderr.strip().splitlines()[-1]}" if stderr.strip() else "")
@@ -116,7 +115,9 @@ def local_client(endpoint: str) -> DynamoDBClient:
         "dynamodb",
         endpoint_url=endpoint,
         config=Config(retries={"mode": "standard", "max_attempts": 3}),
-        **LOCAL_CREDENTIALS,
+        aws_access_key_id=LOCAL_ACCESS_KEY,
+        aws_secret_access_key=LOCAL_ACCESS_KEY,
+        region_name=LOCAL_REGION,
     )
     return client
 
@@ -149,10 +150,9 @@ def environment_for(endpoint: str) -> dict[str, str]:
     """Variables that point boto3 (e.g. inside handler.py) at a local DynamoDB endpoint."""
     return {
         "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
-        "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
-        "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
-        "AWS_DEFAULT_REGION": LOCAL_CREDENTIALS["region_name"],
+        "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": LOCAL_ACCESS_KEY,
+        "AWS_DEFAULT_REGION": LOCAL_REGION,
         # No real account to reach: never fall back to instance metadata or SSO.
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-
