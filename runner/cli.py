@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from runner import __version__
-from runner.errors import MemsweepError
+from runner.errors import BadInput, MemsweepError
 
 DESCRIPTION = """\
 memsweep: find the Lambda memory size with the best latency for the money under real
@@ -18,6 +19,49 @@ deploy it with `npx serverless deploy --param memory=128`.
 """
 
 
+def _memory(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"memory must be a whole number of MB, got {text!r}") from None
+
+
+def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    local = subparsers.add_parser(
+        "local",
+        help="run the local stack (API Gateway + Lambda + DynamoDB) until Ctrl-C",
+        description="Run serverless.yml's stack on this machine: an API Gateway front, a "
+        "Lambda pool whose CPU follows the memory size, and dynalite for DynamoDB.",
+    )
+    local.add_argument("--port", type=int, default=0, help="front port (default: any free)")
+    local.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
+    local.add_argument("--memory", type=_memory, help="memory size in MB (default: serverless.yml)")
+    local.add_argument("--stage", default="dev")
+    local.add_argument("--api-key", help="API key to require (default: a new random key)")
+    local.add_argument("--handler", help="module.function to run instead of serverless.yml's")
+    local.add_argument("--code-dir", type=Path, help="directory holding the handler's module")
+    local.add_argument(
+        "--integration",
+        choices=["lambda-proxy", "lambda"],
+        help="lambda-proxy (default) or lambda: non-proxy, as the AWS tutorial's original API",
+    )
+    local.add_argument("--timeout", type=float, help="function timeout in s (default: serverless.yml)")
+    local.add_argument("--integration-timeout", type=float, default=29.0, help="API Gateway's (s)")
+    local.add_argument("--concurrency", type=int, default=100, help="most sandboxes at once")
+    local.add_argument(
+        "--no-usage-plan-throttle", action="store_true", help="ignore the usage plan's rate limits"
+    )
+    local.add_argument("--dynamodb-endpoint", help="use this DynamoDB endpoint, not dynalite")
+    local.add_argument("--dynamodb-path", type=Path, help="keep dynalite's data in this directory")
+    local.add_argument("--log", type=Path, help="Lambda log file (START/END/REPORT lines)")
+    local.add_argument("--latency-ms", type=float, default=0.0, help="added network latency")
+    local.add_argument("--cgroup", choices=["auto", "v1", "v2", "none"], default="auto")
+    local.add_argument("--no-calibrate", action="store_true", help="skip measuring CPU share")
+    local.add_argument("--config-json", type=Path, help=argparse.SUPPRESS)
+    local.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    local.add_argument("--json", action="store_true", help="print one JSON line when ready")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runner",
@@ -25,14 +69,52 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"memsweep {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_local(subparsers)
     return parser
+
+
+def _run_local(args: argparse.Namespace) -> int:
+    from runner.emulator.server import LocalStackOptions, check_memory, run
+
+    params = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise BadInput(f"--param must be NAME=VALUE, got {item!r}")
+        params[name] = value
+    options = LocalStackOptions(
+        host=args.host,
+        port=args.port,
+        stage=args.stage,
+        memory_mb=check_memory(args.memory) if args.memory is not None else None,
+        api_key=args.api_key,
+        handler=args.handler,
+        code_dir=args.code_dir,
+        integration=args.integration,
+        timeout_s=args.timeout,
+        integration_timeout_s=args.integration_timeout,
+        concurrency=args.concurrency,
+        usage_plan_throttle=not args.no_usage_plan_throttle,
+        dynamodb_endpoint=args.dynamodb_endpoint,
+        dynamodb_path=args.dynamodb_path,
+        log_path=args.log,
+        added_latency_ms=args.latency_ms,
+        cgroup=args.cgroup,
+        calibrate=not args.no_calibrate,
+        config_json=args.config_json,
+        params=params,
+    )
+    run(options, json_ready=args.json)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        del args  # no subcommands yet: the runner lands with its own issue
+        if args.command == "local":
+            return _run_local(args)
         parser.print_help()
         return 0
     except MemsweepError as exc:

@@ -1,0 +1,412 @@
+"""Lambda for the local stack: a pool of sandboxes behind an emulated Runtime API.
+
+Like Lambda: one in-flight invocation per sandbox; an idle sandbox is reused (most recently
+used first, so warm ones stay warm); with none idle a new sandbox is started (a cold start,
+its Init Duration measured from process start to its first `GET /next`) up to the
+concurrency limit, beyond which the invocation is throttled. A sandbox that crashes, runs
+out of memory or times out is killed and its invocation fails. Changing memory drains the
+in-flight calls and replaces every sandbox.
+
+Each sandbox gets its own Runtime API listener, so a request's socket says which sandbox
+sent it. Every invocation ends with CloudWatch-format START/END/REPORT lines in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from runner.emulator.cgroups import Limiter, cpu_share
+from runner.emulator.http import Connection, Request, bound_port, serve
+from runner.emulator.sandbox import FunctionConfig, Sandbox
+from runner.lambda_logs import InvocationReport, billed_duration_ms, format_report
+
+_RUNTIME_PREFIX = b"/2018-06-01/runtime/"
+# Runtime API bodies are events and results: Lambda caps synchronous payloads at 6 MB.
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+# Lambda's default account concurrency is 1,000; one host runs far fewer python processes.
+DEFAULT_CONCURRENCY = 100
+
+
+class Outcome(Enum):
+    OK = "ok"
+    FUNCTION_ERROR = "function_error"  # the handler raised (Lambda: X-Amz-Function-Error)
+    CRASH = "crash"  # the sandbox died (Runtime.ExitError), e.g. out of memory
+    TIMEOUT = "timeout"  # ran past the function timeout; the sandbox was killed
+    THROTTLED = "throttled"  # concurrency limit reached (Lambda: 429 TooManyRequests)
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    outcome: Outcome
+    payload: bytes
+    request_id: str
+    report: InvocationReport | None = None
+
+
+class Invocation:
+    __slots__ = (
+        "cpu_at_delivery",
+        "delivered_at",
+        "event",
+        "future",
+        "init_duration_ms",
+        "request_id",
+        "timer",
+    )
+
+    def __init__(self, event: bytes, future: asyncio.Future[InvokeResult]) -> None:
+        self.request_id = str(uuid.uuid4())
+        self.event = event
+        self.future = future
+        self.delivered_at = 0.0
+        self.cpu_at_delivery = 0
+        self.init_duration_ms: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _Slot:
+    """Pool-side state of one sandbox."""
+
+    __slots__ = ("connection", "invocation", "ready", "retiring", "sandbox", "server")
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.server: asyncio.Server | None = None
+        self.connection: Connection | None = None  # a parked GET /next
+        self.invocation: Invocation | None = None
+        self.ready = False
+        self.retiring = False
+
+
+class LambdaPool:
+    def __init__(
+        self,
+        function: FunctionConfig,
+        *,
+        limiter: Limiter,
+        log_path: os.PathLike[str] | str,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        self.function = function
+        self.limiter = limiter
+        self.concurrency = concurrency
+        self.log_path = os.fspath(log_path)
+        self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._slots: set[_Slot] = set()
+        self._idle: list[_Slot] = []
+        self._names = itertools.count(1)
+        self._closed = False
+        self.cold_starts = 0
+        self.invocations = 0
+        self.on_report: Callable[[InvocationReport], None] | None = None
+
+    # -- invoking ----------------------------------------------------------------------------
+
+    @property
+    def memory_mb(self) -> int:
+        return self.function.memory_mb
+
+    def invoke(self, event: bytes) -> asyncio.Future[InvokeResult]:
+        """Start one invocation; the future completes with its result (never raises)."""
+        loop = asyncio.get_running_loop()
+        invocation = Invocation(event, loop.create_future())
+        self.invocations += 1
+        if self._closed:
+            self._finish(None, invocation, Outcome.CRASH, _error("Runtime.Closed", "stopping"))
+            return invocation.future
+        if self._idle:
+            self._assign(self._idle.pop(), invocation)
+        elif len(self._slots) < self.concurrency:
+            slot = self._new_slot()
+            slot.invocation = invocation
+            loop.create_task(self._start(slot))
+        else:
+            self._finish(
+                None,
+                invocation,
+                Outcome.THROTTLED,
+                _error("TooManyRequestsException", "Rate Exceeded."),
+            )
+        return invocation.future
+
+    def _assign(self, slot: _Slot, invocation: Invocation) -> None:
+        slot.invocation = invocation
+        if slot.connection is not None:
+            connection, slot.connection = slot.connection, None
+            self._deliver(slot, connection, invocation)
+
+    def _deliver(self, slot: _Slot, connection: Connection, invocation: Invocation) -> None:
+        deadline = int((time.time() + self.function.timeout_s) * 1000)
+        connection.respond(
+            200,
+            invocation.event,
+            headers=[
+                (b"Lambda-Runtime-Aws-Request-Id", invocation.request_id.encode()),
+                (b"Lambda-Runtime-Deadline-Ms", str(deadline).encode()),
+                (b"Lambda-Runtime-Invoked-Function-Arn", self.function.arn.encode()),
+                (b"Lambda-Runtime-Trace-Id", b"Root=1-00000000-000000000000000000000000"),
+            ],
+        )
+        invocation.delivered_at = time.perf_counter()
+        if self.limiter.fidelity == "degraded":
+            invocation.cpu_at_delivery = slot.sandbox.cpu_time_ns()
+        invocation.timer = asyncio.get_running_loop().call_later(
+            self.function.timeout_s, self._timed_out, slot, invocation
+        )
+        os.write(self._log_fd, b"START RequestId: %s Version: $LATEST\n" % invocation.request_id.encode())
+
+    def _timed_out(self, slot: _Slot, invocation: Invocation) -> None:
+        if invocation.future.done():
+            return
+        message = f"Task timed out after {self.function.timeout_s:.2f} seconds"
+        os.write(self._log_fd, f"{_timestamp()} {invocation.request_id} {message}\n".encode())
+        self._finish(slot, invocation, Outcome.TIMEOUT, _error("Sandbox.Timedout", message))
+        self._retire(slot)
+
+    # -- sandbox lifecycle -------------------------------------------------------------------
+
+    def _new_slot(self) -> _Slot:
+        name = f"{os.getpid()}-{next(self._names)}"
+        group = self.limiter.create(name, memory_mb=self.function.memory_mb)
+        sandbox = Sandbox(
+            sandbox_id=name,
+            function=self.function,
+            group=group,
+            runtime_api="",
+            log_fd=self._log_fd,
+        )
+        slot = _Slot(sandbox)
+        self._slots.add(slot)
+        return slot
+
+    async def _start(self, slot: _Slot) -> None:
+        try:
+            # The Runtime API must listen before the sandbox starts: a refused first
+            # connection crashes awslambdaric at once (EMULATOR_FACTS.md trap 1).
+            slot.server = await serve(
+                lambda request, connection: self._runtime_api(slot, request, connection),
+                host="127.0.0.1",
+                port=0,
+                max_body=MAX_PAYLOAD_BYTES,
+            )
+            slot.sandbox.runtime_api = f"127.0.0.1:{bound_port(slot.server)}"
+            self.cold_starts += 1
+            await slot.sandbox.start()
+            returncode = await slot.sandbox.wait()
+        except OSError as exc:
+            returncode = -1
+            os.write(self._log_fd, f"sandbox {slot.sandbox.id} failed to start: {exc}\n".encode())
+        self._sandbox_exited(slot, returncode)
+
+    def _sandbox_exited(self, slot: _Slot, returncode: int) -> None:
+        self._slots.discard(slot)
+        if slot in self._idle:
+            self._idle.remove(slot)
+        invocation = slot.invocation
+        if invocation is not None and not invocation.future.done():
+            reason = f"signal: {-returncode}" if returncode < 0 else f"exit status {returncode}"
+            detail = "signal: killed" if returncode == -9 else reason
+            self._finish(
+                slot,
+                invocation,
+                Outcome.CRASH,
+                _error("Runtime.ExitError", f"Runtime exited with error: {detail}"),
+            )
+        if slot.server is not None:
+            slot.server.close()
+        slot.sandbox.cleanup()
+
+    def _retire(self, slot: _Slot) -> None:
+        slot.retiring = True
+        if slot in self._idle:
+            self._idle.remove(slot)
+        slot.sandbox.kill()
+
+    def _release(self, slot: _Slot) -> None:
+        slot.invocation = None
+        if slot.retiring or self._closed:
+            slot.sandbox.kill()
+        else:
+            self._idle.append(slot)
+
+    # -- the Runtime API ---------------------------------------------------------------------
+
+    def _runtime_api(self, slot: _Slot, request: Request, connection: Connection) -> None:
+        path = request.path
+        if not path.startswith(_RUNTIME_PREFIX):
+            connection.respond(404, b'{"errorMessage":"unknown path"}')
+            return
+        route = path[len(_RUNTIME_PREFIX) :]
+        if route == b"invocation/next":
+            self._next(slot, connection)
+        elif route.endswith(b"/response") or route.endswith(b"/error"):
+            self._result(slot, route, request, connection)
+        elif route == b"init/error":
+            # awslambdaric requires exactly 202 here; the sandbox then exits with 1.
+            connection.respond(202, b'{"status":"OK"}')
+            self._init_failed(slot, request.body)
+        else:
+            connection.respond(404, b'{"errorMessage":"unknown path"}')
+
+    def _next(self, slot: _Slot, connection: Connection) -> None:
+        if not slot.ready:
+            slot.ready = True
+            init_ms = slot.sandbox.mark_ready()
+            if slot.invocation is not None:
+                slot.invocation.init_duration_ms = init_ms
+        invocation = slot.invocation
+        if invocation is not None and invocation.delivered_at == 0.0:
+            self._deliver(slot, connection, invocation)
+            return
+        slot.connection = connection
+        connection.on_lost = lambda: _forget_connection(slot, connection)
+
+    def _result(
+        self, slot: _Slot, route: bytes, request: Request, connection: Connection
+    ) -> None:
+        connection.respond(202, b'{"status":"OK"}')
+        invocation = slot.invocation
+        request_id = route.split(b"/")[1].decode(errors="replace")
+        if invocation is None or invocation.request_id != request_id:
+            return  # a late answer to an invocation that already timed out
+        outcome = Outcome.OK if route.endswith(b"/response") else Outcome.FUNCTION_ERROR
+        if outcome is Outcome.FUNCTION_ERROR:
+            os.write(self._log_fd, _error_log_line(request_id, request.body))
+        pace_s = self._pacing_delay(slot, invocation)
+        if pace_s > 0:
+            asyncio.get_running_loop().call_later(
+                pace_s, self._complete, slot, invocation, outcome, request.body
+            )
+        else:
+            self._complete(slot, invocation, outcome, request.body)
+
+    def _complete(
+        self, slot: _Slot, invocation: Invocation, outcome: Outcome, payload: bytes
+    ) -> None:
+        if invocation.future.done():
+            return
+        self._finish(slot, invocation, outcome, payload)
+        self._release(slot)
+
+    def _pacing_delay(self, slot: _Slot, invocation: Invocation) -> float:
+        """Without cgroups: stretch the call as a CPU share of memory/1769 would have."""
+        if self.limiter.fidelity != "degraded":
+            return 0.0
+        share = cpu_share(slot.sandbox.memory_mb)
+        if share >= 1.0:
+            return 0.0
+        used_s = (slot.sandbox.cpu_time_ns() - invocation.cpu_at_delivery) / 1e9
+        return used_s * (1.0 / share - 1.0)
+
+    def _init_failed(self, slot: _Slot, body: bytes) -> None:
+        invocation = slot.invocation
+        os.write(self._log_fd, _error_log_line("INIT", body))
+        if invocation is not None and not invocation.future.done():
+            self._finish(slot, invocation, Outcome.FUNCTION_ERROR, body)
+        self._retire(slot)
+
+    # -- results and reports -----------------------------------------------------------------
+
+    def _finish(
+        self, slot: _Slot | None, invocation: Invocation, outcome: Outcome, payload: bytes
+    ) -> None:
+        if invocation.timer is not None:
+            invocation.timer.cancel()
+        report = None
+        if slot is not None:
+            duration_ms = (
+                (time.perf_counter() - invocation.delivered_at) * 1000
+                if invocation.delivered_at
+                else 0.0
+            )
+            init_ms = invocation.init_duration_ms
+            report = InvocationReport(
+                request_id=invocation.request_id,
+                duration_ms=duration_ms,
+                billed_duration_ms=billed_duration_ms(duration_ms, init_ms),
+                memory_size_mb=slot.sandbox.memory_mb,
+                max_memory_used_mb=slot.sandbox.sample_max_memory(),
+                init_duration_ms=init_ms,
+            )
+            os.write(
+                self._log_fd,
+                f"END RequestId: {invocation.request_id}\n{format_report(report)}\n".encode(),
+            )
+            if self.on_report is not None:
+                self.on_report(report)
+        invocation.future.set_result(
+            InvokeResult(
+                outcome=outcome, payload=payload, request_id=invocation.request_id, report=report
+            )
+        )
+
+    # -- configuration -----------------------------------------------------------------------
+
+    async def set_memory(self, memory_mb: int, *, drain_timeout_s: float | None = None) -> None:
+        """Replace every sandbox: in-flight calls finish first, new calls get new sandboxes."""
+        self.function = replace(self.function, memory_mb=memory_mb)
+        old = list(self._slots)
+        for slot in old:
+            slot.retiring = True
+            if slot.invocation is None:
+                self._retire(slot)
+        await self._wait_gone(old, drain_timeout_s or self.function.timeout_s + 5)
+
+    async def _wait_gone(self, slots: list[_Slot], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while any(slot in self._slots for slot in slots):
+            if time.monotonic() > deadline:
+                for slot in slots:
+                    slot.sandbox.kill()
+                deadline = time.monotonic() + 5
+            await asyncio.sleep(0.01)
+
+    @property
+    def sandboxes(self) -> int:
+        return len(self._slots)
+
+    @property
+    def idle_sandboxes(self) -> int:
+        return len(self._idle)
+
+    def sandbox_pids(self) -> list[int]:
+        return [pid for slot in self._slots if (pid := slot.sandbox.pid) is not None]
+
+    async def close(self) -> None:
+        """Kill every sandbox, wait for them and remove their limits."""
+        self._closed = True
+        old = list(self._slots)
+        for slot in old:
+            self._retire(slot)
+        await self._wait_gone(old, 5.0)
+        os.close(self._log_fd)
+
+
+def _forget_connection(slot: _Slot, connection: Connection) -> None:
+    if slot.connection is connection:
+        slot.connection = None
+
+
+def _error(error_type: str, message: str) -> bytes:
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+def _error_log_line(request_id: str, body: bytes) -> bytes:
+    try:
+        error = json.loads(body)
+        text = f"[ERROR] {error.get('errorType', 'Error')}: {error.get('errorMessage', '')}"
+    except (ValueError, AttributeError):
+        text = "[ERROR] unreadable error document"
+    return f"{_timestamp()} {request_id} {text}\n".encode()
+
+
+def _timestamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"

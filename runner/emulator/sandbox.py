@@ -1,0 +1,178 @@
+"""One Lambda execution environment: a process running the handler under awslambdaric.
+
+The process talks to the pool's emulated Runtime API over HTTP, exactly as in Lambda (the
+runtime interface client is the one AWS ships in its container images). It is moved into
+its cgroup before exec, so the handler's import already runs under the sandbox's limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.emulator.cgroups import SandboxGroup
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+# awslambdaric turns on per-call thread polling (about 2x the sandbox's CPU) when
+# AWS_EXECUTION_ENV names python3.12 or later; name the interpreter actually running.
+EXECUTION_ENV = f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}"
+ACCOUNT_ID = "000000000000"
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """What a sandbox needs to know about the function it runs."""
+
+    name: str
+    handler: str  # module.function, as in serverless.yml
+    code_dir: Path
+    memory_mb: int
+    timeout_s: float
+    environment: dict[str, str] = field(default_factory=dict)
+    region: str = "us-east-1"
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{self.name}"
+
+
+def sandbox_environment(
+    function: FunctionConfig, *, runtime_api: str, sandbox_id: str
+) -> dict[str, str]:
+    """The variables Lambda sets for a Python runtime, plus the function's own."""
+    stream = time.strftime("%Y/%m/%d/[$LATEST]", time.gmtime()) + sandbox_id
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",
+        "LAMBDA_TASK_ROOT": str(function.code_dir),
+        "_HANDLER": function.handler,
+        "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "AWS_LAMBDA_FUNCTION_NAME": function.name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+        "AWS_EXECUTION_ENV": EXECUTION_ENV,
+        "AWS_REGION": function.region,
+        "AWS_DEFAULT_REGION": function.region,
+        # Lambda's Python runtime writes each log line as it is printed.
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in ("PYTHONPATH", "VIRTUAL_ENV", "HOME"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    env.update(function.environment)
+    return env
+
+
+class Sandbox:
+    """A sandbox process and its limits; the pool drives its lifecycle."""
+
+    def __init__(
+        self,
+        *,
+        sandbox_id: str,
+        function: FunctionConfig,
+        group: SandboxGroup,
+        runtime_api: str,
+        log_fd: int,
+    ) -> None:
+        self.id = sandbox_id
+        self.function = function
+        self.memory_mb = function.memory_mb
+        self.group = group
+        self.runtime_api = runtime_api
+        self.log_fd = log_fd
+        self.process: asyncio.subprocess.Process | None = None
+        self.started_at = 0.0
+        self.init_duration_ms: float | None = None
+        self.max_memory_mb = 0
+
+    async def start(self) -> None:
+        env = sandbox_environment(
+            self.function, runtime_api=self.runtime_api, sandbox_id=self.id
+        )
+        group = self.group
+
+        def in_child() -> None:
+            # Before exec: the interpreter and the handler's import run inside the limits,
+            # and the sandbox dies with the runner even if the runner is SIGKILLed.
+            group.attach_self()
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+        self.started_at = time.perf_counter()
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "awslambdaric",
+            self.function.handler,
+            cwd=self.function.code_dir,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self.log_fd,
+            stderr=self.log_fd,
+            preexec_fn=in_child,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def mark_ready(self) -> float:
+        """First `GET /next`: init is over; apply the steady-state CPU share."""
+        self.init_duration_ms = (time.perf_counter() - self.started_at) * 1000
+        self.group.throttle(self.memory_mb)
+        return self.init_duration_ms
+
+    def cpu_time_ns(self) -> int:
+        """CPU time the sandbox has used so far (ns, from the scheduler's accounting)."""
+        if self.pid is None:
+            return 0
+        try:
+            with open(f"/proc/{self.pid}/schedstat", "rb") as handle:
+                return int(handle.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def sample_max_memory(self) -> int:
+        """Peak resident memory in MB, which Lambda reports as Max Memory Used."""
+        if self.pid is not None:
+            try:
+                with open(f"/proc/{self.pid}/status", "rb") as handle:
+                    for line in handle:
+                        if line.startswith(b"VmHWM:"):
+                            self.max_memory_mb = max(
+                                self.max_memory_mb, -(-int(line.split()[1]) // 1024)
+                            )
+                            break
+            except (OSError, ValueError):
+                pass
+        return self.max_memory_mb
+
+    def kill(self) -> None:
+        # SIGINT does not stop a sandbox blocked in awslambdaric's native next() call
+        # (EMULATOR_FACTS.md): only SIGKILL is immediate.
+        if self.process is not None and self.process.returncode is None:
+            try:
+                self.process.kill()
+            except ProcessLookupError:
+                pass
+
+    async def wait(self) -> int:
+        assert self.process is not None
+        return await self.process.wait()
+
+    def cleanup(self) -> None:
+        try:
+            self.group.remove()
+        except OSError:
+            # Logged by the pool's caller at shutdown; a stale group is removed next start.
+            pass

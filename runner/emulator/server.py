@@ -1,0 +1,304 @@
+"""The local stack as one process: DynamoDB + Lambda pool + API Gateway front + control API.
+
+`python -m runner local` runs `serve()` until SIGINT/SIGTERM. The function, its route, its
+environment and the table all come from serverless.yml (resolved by the framework), so the
+local stack runs what a deployment would run. A small control API on its own loopback port
+(token-protected) lets the runner change the memory size between steps and read status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.emulator import dynamodb
+from runner.emulator.apigw import INTEGRATION_TIMEOUT_S, MAX_REQUEST_BYTES, ApiGatewayFront, Route, Throttle
+from runner.emulator.cgroups import Limiter, detect_limiter, measure_cpu_share
+from runner.emulator.http import Connection, Request, bound_port, serve
+from runner.emulator.lambda_pool import DEFAULT_CONCURRENCY, LambdaPool
+from runner.emulator.sandbox import FunctionConfig
+from runner.errors import BadInput, SetupError
+from runner.stack import PROJECT_ROOT, SERVERLESS_YML, TableDefinition, resolved_config, table_definition
+
+# Lambda's memory range (MB).
+MIN_MEMORY_MB = 128
+MAX_MEMORY_MB = 10_240
+# The Serverless Framework's default function timeout (s).
+DEFAULT_TIMEOUT_S = 6.0
+
+
+@dataclass
+class LocalStackOptions:
+    host: str = "127.0.0.1"
+    port: int = 0
+    stage: str = "dev"
+    memory_mb: int | None = None  # None: serverless.yml's memorySize
+    api_key: str | None = None  # None: a new random key
+    handler: str | None = None  # e.g. "tutorial_handler.lambda_handler"
+    code_dir: Path | None = None
+    integration: str | None = None  # "lambda-proxy" or "lambda"; None: serverless.yml's
+    timeout_s: float | None = None  # function timeout; None: serverless.yml's
+    integration_timeout_s: float = INTEGRATION_TIMEOUT_S
+    concurrency: int = DEFAULT_CONCURRENCY
+    usage_plan_throttle: bool = True
+    dynamodb_endpoint: str | None = None  # None: start dynalite
+    dynamodb_path: Path | None = None  # dynalite's LevelDB directory; None: in memory
+    log_path: Path | None = None
+    added_latency_ms: float = 0.0
+    cgroup: str = "auto"
+    calibrate: bool = True
+    config_json: Path | None = None  # a saved `serverless print --format json`
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StackDefinition:
+    """What the local stack runs, read from the resolved serverless config."""
+
+    function: FunctionConfig
+    route: Route
+    table: TableDefinition
+    throttle: Throttle | None
+
+
+def check_memory(memory_mb: int) -> int:
+    if not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
+        raise BadInput(
+            f"memory {memory_mb} MB is outside Lambda's range {MIN_MEMORY_MB}-{MAX_MEMORY_MB} MB"
+        )
+    return memory_mb
+
+
+def stack_definition(config: Mapping[str, Any], options: LocalStackOptions) -> StackDefinition:
+    table = table_definition(config)
+    provider = config.get("provider", {})
+    functions = config.get("functions") or {}
+    with_http = {
+        key: fn
+        for key, fn in functions.items()
+        if any("http" in event for event in fn.get("events", []))
+    }
+    if len(with_http) != 1:
+        raise SetupError(
+            f"{SERVERLESS_YML}: expected one function with an http event, found {len(with_http)}"
+        )
+    ((key, fn),) = with_http.items()
+    http = next(event["http"] for event in fn["events"] if "http" in event)
+    service = config.get("service", "service")
+    environment = {
+        name: _environment_value(name, value, table)
+        for name, value in {**provider.get("environment", {}), **fn.get("environment", {})}.items()
+    }
+    memory = options.memory_mb or int(fn.get("memorySize") or provider.get("memorySize") or 1024)
+    function = FunctionConfig(
+        name=fn.get("name") or f"{service}-{options.stage}-{key}",
+        handler=options.handler or fn["handler"],
+        code_dir=(options.code_dir or PROJECT_ROOT).resolve(),
+        memory_mb=check_memory(memory),
+        timeout_s=float(options.timeout_s or fn.get("timeout") or provider.get("timeout") or DEFAULT_TIMEOUT_S),
+        environment=environment,
+        region=str(provider.get("region", "us-east-1")),
+    )
+    integration = options.integration or http.get("integration") or "lambda-proxy"
+    route = Route(
+        method=str(http.get("method", "post")).upper(),
+        path="/" + str(http["path"]).strip("/"),
+        api_key_required=bool(http.get("private", False)),
+        integration="lambda" if integration == "lambda" else "lambda-proxy",
+    )
+    plan = (provider.get("apiGateway") or {}).get("usagePlan") or {}
+    limits = plan.get("throttle") if isinstance(plan, dict) else None
+    throttle = None
+    if options.usage_plan_throttle and limits:
+        throttle = Throttle(rate=float(limits["rateLimit"]), burst=float(limits["burstLimit"]))
+    return StackDefinition(function=function, route=route, table=table, throttle=throttle)
+
+
+def _environment_value(name: str, value: Any, table: TableDefinition) -> str:
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    if value == {"Ref": table.logical_id}:
+        return table.name
+    raise SetupError(
+        f"{SERVERLESS_YML}: provider.environment.{name}: the local stack can resolve only "
+        f"plain values and {{Ref: {table.logical_id}}}, got {json.dumps(value)}"
+    )
+
+
+class LocalStack:
+    """Everything `serve()` runs, with the operations the control API exposes."""
+
+    def __init__(self, options: LocalStackOptions) -> None:
+        self.options = options
+        self.limiter: Limiter = detect_limiter(options.cgroup)
+        self.api_key = options.api_key or secrets.token_urlsafe(24)
+        self.control_token = secrets.token_urlsafe(24)
+        self.cpu_share: float | None = None
+        self._dynalite: dynamodb.Dynalite | None = None
+        self._servers: list[asyncio.Server] = []
+        self.pool: LambdaPool | None = None
+        self.ready: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        options = self.options
+        if options.config_json is not None:
+            config = json.loads(options.config_json.read_text())
+        else:
+            config = await asyncio.to_thread(resolved_config, params=options.params, stage=options.stage)
+        definition = stack_definition(config, options)
+        self.limiter.cleanup_stale()
+
+        endpoint = options.dynamodb_endpoint
+        if endpoint is None:
+            self._dynalite = dynamodb.Dynalite(path=options.dynamodb_path)
+            await asyncio.to_thread(self._dynalite.start)
+            endpoint = self._dynalite.endpoint
+        await asyncio.to_thread(
+            dynamodb.create_table, dynamodb.local_client(endpoint), definition.table
+        )
+        function = definition.function
+        function = FunctionConfig(
+            **{
+                **function.__dict__,
+                "environment": {**dynamodb.environment_for(endpoint), **function.environment},
+            }
+        )
+        log_path = options.log_path or Path(tempfile.gettempdir()) / f"memsweep-local-{os.getpid()}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.pool = LambdaPool(function, limiter=self.limiter, log_path=log_path, concurrency=options.concurrency)
+        if options.calibrate:
+            self.cpu_share = await asyncio.to_thread(measure_cpu_share, self.limiter, function.memory_mb)
+        front = ApiGatewayFront(
+            self.pool,
+            route=definition.route,
+            stage=options.stage,
+            api_key=self.api_key,
+            throttle=definition.throttle,
+            integration_timeout_s=options.integration_timeout_s,
+            added_latency_ms=options.added_latency_ms,
+        )
+        front_server = await serve(front.handle, host=options.host, port=options.port, max_body=MAX_REQUEST_BYTES)
+        control_server = await serve(self._control, host="127.0.0.1", port=0, max_body=65536)
+        self._servers = [front_server, control_server]
+        port = bound_port(front_server)
+        self.ready = {
+            "event": "ready",
+            "url": f"http://{options.host}:{port}/{options.stage}{definition.route.path}",
+            "api_key": self.api_key if definition.route.api_key_required else None,
+            "control_url": f"http://127.0.0.1:{bound_port(control_server)}",
+            "control_token": self.control_token,
+            "log": str(log_path),
+            "function": function.name,
+            "handler": function.handler,
+            "integration": definition.route.integration,
+            "table": definition.table.name,
+            "dynamodb_endpoint": endpoint,
+            "pid": os.getpid(),
+            "dynalite_pid": self._dynalite.pid if self._dynalite else None,
+            **self.status(),
+        }
+
+    def status(self) -> dict[str, Any]:
+        assert self.pool is not None
+        return {
+            "memory_mb": self.pool.memory_mb,
+            "cgroup": self.limiter.mode,
+            "fidelity": self.limiter.fidelity,
+            "cpu_share_measured": self.cpu_share,
+            "sandboxes": self.pool.sandboxes,
+            "idle_sandboxes": self.pool.idle_sandboxes,
+            "sandbox_pids": self.pool.sandbox_pids(),
+            "cold_starts": self.pool.cold_starts,
+            "invocations": self.pool.invocations,
+        }
+
+    async def set_memory(self, memory_mb: int) -> None:
+        assert self.pool is not None
+        check_memory(memory_mb)
+        await self.pool.set_memory(memory_mb)
+        if self.options.calibrate:
+            self.cpu_share = await asyncio.to_thread(measure_cpu_share, self.limiter, memory_mb)
+
+    def _control(self, request: Request, connection: Connection) -> None:
+        if request.headers.get(b"x-memsweep-control") != self.control_token.encode():
+            connection.respond(403, b'{"message":"Forbidden"}')
+            return
+        if request.method == b"GET" and request.path == b"/status":
+            connection.respond(200, json.dumps(self.status()).encode())
+        elif request.method == b"POST" and request.path == b"/memory":
+            asyncio.get_running_loop().create_task(self._control_memory(request, connection))
+        else:
+            connection.respond(404, b'{"message":"unknown control path"}')
+
+    async def _control_memory(self, request: Request, connection: Connection) -> None:
+        try:
+            memory = json.loads(request.body)["memory_mb"]
+            if isinstance(memory, bool) or not isinstance(memory, int):
+                raise BadInput(f"memory_mb must be an integer, got {memory!r}")
+            await self.set_memory(memory)
+        except (ValueError, KeyError, TypeError) as exc:
+            connection.respond(400, json.dumps({"message": f"bad request: {exc}"}).encode())
+        except BadInput as exc:
+            connection.respond(400, json.dumps({"message": str(exc)}).encode())
+        else:
+            connection.respond(200, json.dumps(self.status()).encode())
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        if self.pool is not None:
+            await self.pool.close()
+        if self._dynalite is not None:
+            await asyncio.to_thread(self._dynalite.stop)
+
+
+def _describe(ready: Mapping[str, Any]) -> str:
+    share = ready.get("cpu_share_measured")
+    share_text = f", measured CPU share {share:.3f}" if share is not None else ""
+    lines = [
+        "memsweep local stack (API Gateway → Lambda → DynamoDB)",
+        f"  URL:      POST {ready['url']}",
+        f"  API key:  {ready['api_key']}  (send it as the x-api-key header)"
+        if ready["api_key"]
+        else "  API key:  not required",
+        f"  Lambda:   {ready['function']} ({ready['handler']}), {ready['memory_mb']} MB, "
+        f"{ready['cgroup']} (fidelity {ready['fidelity']}{share_text})",
+        f"  DynamoDB: {ready['dynamodb_endpoint']} table {ready['table']}",
+        f"  log:      {ready['log']}",
+        "Ctrl-C stops it.",
+    ]
+    return "\n".join(lines)
+
+
+async def serve_until_stopped(options: LocalStackOptions, *, json_ready: bool) -> None:
+    stack = LocalStack(options)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await stack.start()
+        print(json.dumps(stack.ready) if json_ready else _describe(stack.ready), flush=True)
+        await stopping.wait()
+    finally:
+        await stack.stop()
+
+
+def run(options: LocalStackOptions, *, json_ready: bool = False) -> None:
+    """Run the local stack in this process until SIGINT/SIGTERM."""
+    with contextlib.suppress(ImportError):
+        import uvloop  # the event loop's own overhead is part of every invocation
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.run(serve_until_stopped(options, json_ready=json_ready))
+    sys.stdout.flush()

@@ -1,0 +1,119 @@
+"""Lambda's log lines: the REPORT line per invocation and handler.py's own JSON line.
+
+One format and one parser for both targets: the local stack writes CloudWatch-format
+REPORT lines to its log file, the aws target reads the same lines from CloudWatch Logs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+# handler.py's marker for its one structured line per invocation.
+HANDLER_LOG_TYPE = "memsweep.invocation"
+
+_REPORT = re.compile(
+    r"^REPORT RequestId: (?P<request_id>\S+)\s+"
+    r"Duration: (?P<duration>[\d.]+) ms\s+"
+    r"Billed Duration: (?P<billed>\d+) ms\s+"
+    r"Memory Size: (?P<memory>\d+) MB\s+"
+    r"Max Memory Used: (?P<max_memory>\d+) MB"
+    r"(?:\s+Init Duration: (?P<init>[\d.]+) ms)?"
+)
+
+
+@dataclass(frozen=True)
+class InvocationReport:
+    """What Lambda reports about one invocation."""
+
+    request_id: str
+    duration_ms: float
+    billed_duration_ms: int
+    memory_size_mb: int
+    max_memory_used_mb: int
+    init_duration_ms: float | None = None
+
+    @property
+    def cold_start(self) -> bool:
+        return self.init_duration_ms is not None
+
+
+@dataclass(frozen=True)
+class HandlerRecord:
+    """handler.py's line: operation, status and consumed DynamoDB capacity."""
+
+    request_id: str
+    operation: str | None
+    status: int
+    read_units: float
+    write_units: float
+
+
+def billed_duration_ms(duration_ms: float, init_duration_ms: float | None) -> int:
+    """Billed time at 1 ms granularity.
+
+    Since 1 August 2025 Lambda bills the INIT phase of on-demand ZIP functions on managed
+    runtimes too, so a cold invocation bills init + invoke.
+    """
+    return max(1, math.ceil(duration_ms + (init_duration_ms or 0.0)))
+
+
+def format_report(report: InvocationReport) -> str:
+    """The REPORT line exactly as CloudWatch Logs shows it (tab-separated fields)."""
+    line = (
+        f"REPORT RequestId: {report.request_id}\t"
+        f"Duration: {report.duration_ms:.2f} ms\t"
+        f"Billed Duration: {report.billed_duration_ms} ms\t"
+        f"Memory Size: {report.memory_size_mb} MB\t"
+        f"Max Memory Used: {report.max_memory_used_mb} MB\t"
+    )
+    if report.init_duration_ms is not None:
+        line += f"Init Duration: {report.init_duration_ms:.2f} ms\t"
+    return line
+
+
+def parse_report(line: str) -> InvocationReport | None:
+    """The REPORT line's fields, or None for any other line."""
+    match = _REPORT.match(line.strip())
+    if match is None:
+        return None
+    init = match.group("init")
+    return InvocationReport(
+        request_id=match.group("request_id"),
+        duration_ms=float(match.group("duration")),
+        billed_duration_ms=int(match.group("billed")),
+        memory_size_mb=int(match.group("memory")),
+        max_memory_used_mb=int(match.group("max_memory")),
+        init_duration_ms=float(init) if init is not None else None,
+    )
+
+
+def parse_handler_record(line: str) -> HandlerRecord | None:
+    """handler.py's JSON line, or None for any other line."""
+    start = line.find("{")
+    if start < 0 or HANDLER_LOG_TYPE not in line:
+        return None
+    try:
+        data = json.loads(line[start:])
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("type") != HANDLER_LOG_TYPE:
+        return None
+    capacity = data.get("consumedCapacity") or {}
+    return HandlerRecord(
+        request_id=str(data.get("requestId", "")),
+        operation=data.get("operation"),
+        status=int(data.get("status", 0)),
+        read_units=float(capacity.get("read", 0.0)),
+        write_units=float(capacity.get("write", 0.0)),
+    )
+
+
+def reports_in(lines: Iterable[str]) -> Iterator[InvocationReport]:
+    for line in lines:
+        report = parse_report(line)
+        if report is not None:
+            yield report
