@@ -23,7 +23,9 @@ def _memory(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"memory must be a whole number of MB, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"memory must be a whole number of MB, got {text!r}"
+        ) from None
 
 
 def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,7 +47,9 @@ def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         choices=["lambda-proxy", "lambda"],
         help="lambda-proxy (default) or lambda: non-proxy, as the AWS tutorial's original API",
     )
-    local.add_argument("--timeout", type=float, help="function timeout in s (default: serverless.yml)")
+    local.add_argument(
+        "--timeout", type=float, help="function timeout in s (default: serverless.yml)"
+    )
     local.add_argument("--integration-timeout", type=float, default=29.0, help="API Gateway's (s)")
     local.add_argument("--concurrency", type=int, default=100, help="most sandboxes at once")
     local.add_argument(

@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from runner.emulator.http import Connection, Request
 from runner.emulator.lambda_pool import InvokeResult, LambdaPool, Outcome
@@ -94,7 +94,13 @@ class ApiGatewayFront:
     def handle(self, request: Request, connection: Connection) -> None:
         path, _, query = request.path.partition(b"?")
         if path not in self._paths or request.method != self._method:
-            self._reply(connection, request, 403, _MISSING_TOKEN, error_type=b"MissingAuthenticationTokenException")
+            self._reply(
+                connection,
+                request,
+                403,
+                _MISSING_TOKEN,
+                error_type=b"MissingAuthenticationTokenException",
+            )
             return
         if self.route.api_key_required and request.headers.get(b"x-api-key") != self.api_key:
             self._reply(connection, request, 403, _FORBIDDEN, error_type=b"ForbiddenException")
@@ -116,7 +122,9 @@ class ApiGatewayFront:
             event = self._proxy_event(request, path.decode(), query.decode(), request_id)
         future = self.pool.invoke(event)
         loop = asyncio.get_running_loop()
-        timeout = loop.call_later(self.integration_timeout_s, self._timed_out, future, connection, request, request_id)
+        timeout = loop.call_later(
+            self.integration_timeout_s, self._timed_out, future, connection, request, request_id
+        )
         future.add_done_callback(
             lambda done: self._answer(done, connection, request, request_id, timeout)
         )
@@ -124,14 +132,16 @@ class ApiGatewayFront:
     # -- events ------------------------------------------------------------------------------
 
     def _proxy_event(self, request: Request, path: str, query: str, request_id: str) -> bytes:
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in request.raw_headers}
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in request.raw_headers
+        }
         multi: dict[str, list[str]] = {}
         for name, value in request.raw_headers:
             multi.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
         pairs = parse_qsl(query, keep_blank_values=True)
         query_multi: dict[str, list[str]] = {}
-        for key, value in pairs:
-            query_multi.setdefault(key, []).append(value)
+        for key, text in pairs:
+            query_multi.setdefault(key, []).append(text)
         body: str | None
         try:
             body = request.body.decode() if request.body else None
@@ -205,15 +215,35 @@ class ApiGatewayFront:
             status, body, headers, content_type = self._non_proxy_response(result)
         else:
             status, body, headers, content_type = self._proxy_response(result)
-        self._reply(connection, request, status, body, request_id=request_id, headers=headers, content_type=content_type)
+        self._reply(
+            connection,
+            request,
+            status,
+            body,
+            request_id=request_id,
+            headers=headers,
+            content_type=content_type,
+        )
 
     @staticmethod
-    def _proxy_response(result: InvokeResult) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+    def _proxy_response(
+        result: InvokeResult,
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
         if result.outcome is Outcome.THROTTLED:
             # Lambda's 429 reaches a REST API client as a 500 (INTEGRATION_FAILURE).
-            return 500, _INTERNAL, [(b"x-amzn-ErrorType", b"InternalServerErrorException")], b"application/json"
+            return (
+                500,
+                _INTERNAL,
+                [(b"x-amzn-ErrorType", b"InternalServerErrorException")],
+                b"application/json",
+            )
         if result.outcome is not Outcome.OK:
-            return 502, _INTERNAL, [(b"x-amzn-ErrorType", b"InternalServerErrorException")], b"application/json"
+            return (
+                502,
+                _INTERNAL,
+                [(b"x-amzn-ErrorType", b"InternalServerErrorException")],
+                b"application/json",
+            )
         try:
             document = json.loads(result.payload)
             status = document["statusCode"]
@@ -233,7 +263,12 @@ class ApiGatewayFront:
                 headers += [(str(name).encode("latin-1"), str(v).encode("latin-1")) for v in values]
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
             # Malformed Lambda proxy response.
-            return 502, _INTERNAL, [(b"x-amzn-ErrorType", b"InternalServerErrorException")], b"application/json"
+            return (
+                502,
+                _INTERNAL,
+                [(b"x-amzn-ErrorType", b"InternalServerErrorException")],
+                b"application/json",
+            )
         content_type = b"application/json"
         kept = []
         for name, value in headers:
@@ -244,7 +279,9 @@ class ApiGatewayFront:
         return status, raw, kept, content_type
 
     @staticmethod
-    def _non_proxy_response(result: InvokeResult) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+    def _non_proxy_response(
+        result: InvokeResult,
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
         if result.outcome is Outcome.THROTTLED:
             return 500, _INTERNAL, [], b"application/json"
         if result.outcome in (Outcome.CRASH, Outcome.TIMEOUT):
@@ -261,7 +298,14 @@ class ApiGatewayFront:
     ) -> None:
         if future.done() or connection.closed:
             return
-        self._reply(connection, request, 504, _TIMED_OUT, request_id=request_id, error_type=b"IntegrationTimeout")
+        self._reply(
+            connection,
+            request,
+            504,
+            _TIMED_OUT,
+            request_id=request_id,
+            error_type=b"IntegrationTimeout",
+        )
 
     def _reply(
         self,
@@ -286,7 +330,11 @@ class ApiGatewayFront:
         if self.added_latency_s > 0:
             asyncio.get_running_loop().call_later(
                 self.added_latency_s,
-                lambda: connection.respond(status, body, headers=extra, content_type=content_type, keep_alive=keep_alive),
+                lambda: connection.respond(
+                    status, body, headers=extra, content_type=content_type, keep_alive=keep_alive
+                ),
             )
         else:
-            connection.respond(status, body, headers=extra, content_type=content_type, keep_alive=keep_alive)
+            connection.respond(
+                status, body, headers=extra, content_type=content_type, keep_alive=keep_alive
+            )

@@ -181,9 +181,7 @@ class Connection(asyncio.Protocol):
         self.respond(status, body, keep_alive=False)
 
 
-async def serve(
-    handler: Handler, *, host: str, port: int, max_body: int
-) -> asyncio.Server:
+async def serve(handler: Handler, *, host: str, port: int, max_body: int) -> asyncio.Server:
     """Listen on host:port (0 = any free port) with `handler` for every request."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(

@@ -104,6 +104,7 @@ class LambdaPool:
         self._idle: list[_Slot] = []
         self._names = itertools.count(1)
         self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self.cold_starts = 0
         self.invocations = 0
         self.on_report: Callable[[InvocationReport], None] | None = None
@@ -127,7 +128,9 @@ class LambdaPool:
         elif len(self._slots) < self.concurrency:
             slot = self._new_slot()
             slot.invocation = invocation
-            loop.create_task(self._start(slot))
+            task = loop.create_task(self._start(slot))
+            self._tasks.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._tasks.discard)
         else:
             self._finish(
                 None,
@@ -161,7 +164,9 @@ class LambdaPool:
         invocation.timer = asyncio.get_running_loop().call_later(
             self.function.timeout_s, self._timed_out, slot, invocation
         )
-        os.write(self._log_fd, b"START RequestId: %s Version: $LATEST\n" % invocation.request_id.encode())
+        os.write(
+            self._log_fd, b"START RequestId: %s Version: $LATEST\n" % invocation.request_id.encode()
+        )
 
     def _timed_out(self, slot: _Slot, invocation: Invocation) -> None:
         if invocation.future.done():
@@ -214,6 +219,11 @@ class LambdaPool:
         if invocation is not None and not invocation.future.done():
             reason = f"signal: {-returncode}" if returncode < 0 else f"exit status {returncode}"
             detail = "signal: killed" if returncode == -9 else reason
+            os.write(
+                self._log_fd,
+                f"{_timestamp()} {invocation.request_id} Error: Runtime exited with error: "
+                f"{detail}\nRuntime.ExitError\n".encode(),
+            )
             self._finish(
                 slot,
                 invocation,
@@ -269,9 +279,7 @@ class LambdaPool:
         slot.connection = connection
         connection.on_lost = lambda: _forget_connection(slot, connection)
 
-    def _result(
-        self, slot: _Slot, route: bytes, request: Request, connection: Connection
-    ) -> None:
+    def _result(self, slot: _Slot, route: bytes, request: Request, connection: Connection) -> None:
         connection.respond(202, b'{"status":"OK"}')
         invocation = slot.invocation
         request_id = route.split(b"/")[1].decode(errors="replace")

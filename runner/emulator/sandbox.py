@@ -8,6 +8,7 @@ its cgroup before exec, so the handler's import already runs under the sandbox's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
@@ -97,9 +98,7 @@ class Sandbox:
         self.max_memory_mb = 0
 
     async def start(self) -> None:
-        env = sandbox_environment(
-            self.function, runtime_api=self.runtime_api, sandbox_id=self.id
-        )
+        env = sandbox_environment(self.function, runtime_api=self.runtime_api, sandbox_id=self.id)
         group = self.group
 
         def in_child() -> None:
@@ -161,18 +160,14 @@ class Sandbox:
         # SIGINT does not stop a sandbox blocked in awslambdaric's native next() call
         # (EMULATOR_FACTS.md): only SIGKILL is immediate.
         if self.process is not None and self.process.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
-            except ProcessLookupError:
-                pass
 
     async def wait(self) -> int:
         assert self.process is not None
         return await self.process.wait()
 
     def cleanup(self) -> None:
-        try:
+        # A group that stays busy is removed as stale by the next start.
+        with contextlib.suppress(OSError):
             self.group.remove()
-        except OSError:
-            # Logged by the pool's caller at shutdown; a stale group is removed next start.
-            pass

@@ -22,13 +22,25 @@ from pathlib import Path
 from typing import Any
 
 from runner.emulator import dynamodb
-from runner.emulator.apigw import INTEGRATION_TIMEOUT_S, MAX_REQUEST_BYTES, ApiGatewayFront, Route, Throttle
+from runner.emulator.apigw import (
+    INTEGRATION_TIMEOUT_S,
+    MAX_REQUEST_BYTES,
+    ApiGatewayFront,
+    Route,
+    Throttle,
+)
 from runner.emulator.cgroups import Limiter, detect_limiter, measure_cpu_share
 from runner.emulator.http import Connection, Request, bound_port, serve
 from runner.emulator.lambda_pool import DEFAULT_CONCURRENCY, LambdaPool
 from runner.emulator.sandbox import FunctionConfig
 from runner.errors import BadInput, SetupError
-from runner.stack import PROJECT_ROOT, SERVERLESS_YML, TableDefinition, resolved_config, table_definition
+from runner.stack import (
+    PROJECT_ROOT,
+    SERVERLESS_YML,
+    TableDefinition,
+    resolved_config,
+    table_definition,
+)
 
 # Lambda's memory range (MB).
 MIN_MEMORY_MB = 128
@@ -105,7 +117,9 @@ def stack_definition(config: Mapping[str, Any], options: LocalStackOptions) -> S
         handler=options.handler or fn["handler"],
         code_dir=(options.code_dir or PROJECT_ROOT).resolve(),
         memory_mb=check_memory(memory),
-        timeout_s=float(options.timeout_s or fn.get("timeout") or provider.get("timeout") or DEFAULT_TIMEOUT_S),
+        timeout_s=float(
+            options.timeout_s or fn.get("timeout") or provider.get("timeout") or DEFAULT_TIMEOUT_S
+        ),
         environment=environment,
         region=str(provider.get("region", "us-east-1")),
     )
@@ -148,13 +162,16 @@ class LocalStack:
         self._servers: list[asyncio.Server] = []
         self.pool: LambdaPool | None = None
         self.ready: dict[str, Any] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         options = self.options
         if options.config_json is not None:
             config = json.loads(options.config_json.read_text())
         else:
-            config = await asyncio.to_thread(resolved_config, params=options.params, stage=options.stage)
+            config = await asyncio.to_thread(
+                resolved_config, params=options.params, stage=options.stage
+            )
         definition = stack_definition(config, options)
         self.limiter.cleanup_stale()
 
@@ -173,11 +190,17 @@ class LocalStack:
                 "environment": {**dynamodb.environment_for(endpoint), **function.environment},
             }
         )
-        log_path = options.log_path or Path(tempfile.gettempdir()) / f"memsweep-local-{os.getpid()}.log"
+        log_path = (
+            options.log_path or Path(tempfile.gettempdir()) / f"memsweep-local-{os.getpid()}.log"
+        )
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.pool = LambdaPool(function, limiter=self.limiter, log_path=log_path, concurrency=options.concurrency)
+        self.pool = LambdaPool(
+            function, limiter=self.limiter, log_path=log_path, concurrency=options.concurrency
+        )
         if options.calibrate:
-            self.cpu_share = await asyncio.to_thread(measure_cpu_share, self.limiter, function.memory_mb)
+            self.cpu_share = await asyncio.to_thread(
+                measure_cpu_share, self.limiter, function.memory_mb
+            )
         front = ApiGatewayFront(
             self.pool,
             route=definition.route,
@@ -187,7 +210,9 @@ class LocalStack:
             integration_timeout_s=options.integration_timeout_s,
             added_latency_ms=options.added_latency_ms,
         )
-        front_server = await serve(front.handle, host=options.host, port=options.port, max_body=MAX_REQUEST_BYTES)
+        front_server = await serve(
+            front.handle, host=options.host, port=options.port, max_body=MAX_REQUEST_BYTES
+        )
         control_server = await serve(self._control, host="127.0.0.1", port=0, max_body=65536)
         self._servers = [front_server, control_server]
         port = bound_port(front_server)
@@ -236,7 +261,9 @@ class LocalStack:
         if request.method == b"GET" and request.path == b"/status":
             connection.respond(200, json.dumps(self.status()).encode())
         elif request.method == b"POST" and request.path == b"/memory":
-            asyncio.get_running_loop().create_task(self._control_memory(request, connection))
+            task = asyncio.get_running_loop().create_task(self._control_memory(request, connection))
+            self._tasks.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._tasks.discard)
         else:
             connection.respond(404, b'{"message":"unknown control path"}')
 
