@@ -1,0 +1,1 @@
+"""memsweep's benchmarks: ratios measured side by side in one run (`python -m bench`)."""
