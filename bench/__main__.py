@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bench import fidelity, local_stack
 from bench.common import BENCH_DIR, Figure, machine_description, versions
@@ -23,7 +23,7 @@ def render(figures: list[Figure], *, quick: bool, seconds: float) -> str:
     lines = [
         "# memsweep benchmark results",
         "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}"
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}"
         f"{' (quick mode)' if quick else ''}, {seconds:.0f} s",
         f"- machine: {machine_description()}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),

@@ -131,7 +131,7 @@ def wrk(
         "wrk",
         f"-t{threads}",
         f"-c{connections}",
-        f"-d{seconds}s",
+        f"-d{max(1, round(seconds))}s",
         "--latency",
         "-s",
         str(ECHO_LUA),
@@ -139,7 +139,7 @@ def wrk(
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     output = subprocess.run(
-        command + [url], capture_output=True, text=True, check=True, timeout=seconds + 60
+        [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
 
@@ -163,7 +163,10 @@ def machine_description() -> str:
         )
     except StopIteration:
         model = platform.processor()
-    return f"{platform.node()}: {cpus} CPUs ({model}), Linux {platform.release()}, Python {platform.python_version()}"
+    return (
+        f"{platform.node()}: {cpus} CPUs ({model}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def versions() -> dict[str, str]:

@@ -1,10 +1,11 @@
-"""Does the local stack tell the truth about memory? CPU scaling, the tutorial's shape, cold starts."""
+"""Does the local stack tell the truth about memory? CPU scaling, tutorial shape, cold starts."""
 
 from __future__ import annotations
 
 import json
 import random
 import statistics
+import time
 from pathlib import Path
 
 from bench.common import Figure, KeepAliveClient, median, sequential_latencies_ms
@@ -55,7 +56,7 @@ def cpu_scaling(*, quick: bool) -> list[Figure]:
                 assert status == 200, body
                 samples.append(json.loads(body)["ms"])
                 # Random gaps: fixed spacing phase-locks with the 20 ms CFS period.
-                __import__("time").sleep(rng.uniform(0.02, 0.08))
+                time.sleep(rng.uniform(0.02, 0.08))
             client.close()
             medians[memory] = median(samples)
         share = stack.status()
@@ -138,8 +139,8 @@ def tutorial_shape(*, quick: bool) -> list[Figure]:
             value=ratio,
             unit="x",
             passed=2.0 <= ratio <= 4.5,
-            detail=f"{averages[128]:.0f} ms vs {averages[1024]:.0f} ms (n={count}, +{NETWORK_MS:.0f} ms "
-            f"modelled network; tutorial 327 vs 110 ms)",
+            detail=f"{averages[128]:.0f} ms vs {averages[1024]:.0f} ms (n={count}, "
+            f"+{NETWORK_MS:.0f} ms modelled network; tutorial 327 vs 110 ms)",
         ),
         Figure(
             name="cold-start spike (first request), 128 MB / 1024 MB (tutorial: ~2 s vs 0.4 s)",

@@ -8,8 +8,8 @@ import io
 import json
 import os
 import sys
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bench.common import (
@@ -79,8 +79,9 @@ def versus_serverless_offline(*, quick: bool) -> list[Figure]:
     runs: dict[tuple[str, int], list[Any]] = {}
     with local_stack("--memory", str(FULL_CPU_MB)) as stack, serverless_offline() as offline_url:
         targets = {"local": (stack.url, stack.headers()), "offline": (offline_url, {})}
-        for name, (url, headers) in targets.items():  # warm: sandboxes / instances exist
-            wrk(url, connections=8, threads=2, seconds=2, headers=headers)
+        # Warm up: both start one process per concurrent request, each with a cold start.
+        for url, headers in targets.values():
+            wrk(url, connections=8, threads=2, seconds=4, headers=headers)
         for _ in range(rounds):
             for connections, threads in ((1, 1), (8, 2)):
                 for name, (url, headers) in targets.items():

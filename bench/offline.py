@@ -37,8 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
@@ -90,6 +90,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _check_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As node binds: TIME_WAIT leftovers don't count, a live listener does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError as exc:
+            raise OfflineStartError(f"port {port} on {HOST} is not free: {exc}") from None
+
+
 def _python_shim(directory: Path, python: str) -> None:
     """Write `python3` (the name serverless-offline spawns for python3.x) exec'ing `python`."""
     shim = directory / "python3"
@@ -128,27 +138,63 @@ def _ping(port: int, timeout: float) -> int:
         except ValueError:
             pong = False
         if not pong:
-            raise OfflineStartError(f"ping answered 200 with {body[:200]!r}, expected \"pong\"")
+            raise OfflineStartError(f'ping answered 200 with {body[:200]!r}, expected "pong"')
     return response.status
 
 
-def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM the server's process group (node, sh, every python3), then SIGKILL it."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
+def _group_members(pgid: int) -> dict[int, int]:
+    """{pid: parent pid} of the processes in group pgid (zombies included), from /proc."""
+    members: dict[int, int] = {}
+    proc_dir = Path("/proc")
+    if not proc_dir.is_dir():  # not Linux: the killpg calls in _stop still do the job
+        return members
+    for entry in proc_dir.iterdir():
+        if not entry.name.isdigit():
             continue
-        # node is gone; make sure nothing it spawned outlived it in the group.
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        return
+            stat_line = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after "(comm)": state, ppid, pgrp, ...; comm itself may hold spaces.
+        fields = stat_line[stat_line.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            members[int(entry.name)] = int(fields[1])
+    return members
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """Stop the server's process group (node, each `sh -c`, each python3), leaving nothing.
+
+    Grandchildren first: node kills only the `sh -c` around each Python process, and a
+    process whose parent exits first is handed to PID 1 and lingers as a zombie until PID 1
+    reaps it. Stopping the Python processes while node and sh still run lets sh reap Python,
+    exit, and be reaped by node. Then node gets SIGTERM (its own shutdown), and SIGKILL
+    sweeps the group if anything stays.
+    """
+    pgid = proc.pid
+    for pid, parent in _group_members(pgid).items():
+        if pid != pgid and parent != pgid:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    _wait_until(lambda: set(_group_members(pgid)) <= {pgid}, timeout=2.0)
+    with suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    with suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    proc.wait()
+    # Anything left was orphaned mid-shutdown: bounded wait for PID 1 to reap it.
+    _wait_until(lambda: not _group_members(pgid), timeout=5.0)
 
 
 @contextmanager
@@ -165,11 +211,16 @@ def serverless_offline(
     another free port. startup_timeout bounds the wait for the first 200 "pong", which also
     warms one Lambda instance (its Python process and the import of handler.py). python: the
     interpreter that runs the handler, sys.executable when None. extra_args go to `serverless
-    offline start` as they are (e.g. "--noTimeout", "--reloadHandler"). Nothing is installed
-    here: call ensure_installed() first.
+    offline start` as they are, e.g. "--noTimeout" ("--reloadHandler" makes every request a
+    new Python process and cold start). The server's stdout and stderr go to a temporary file
+    whose tail is in the error when it fails to start. Nothing is installed here: call
+    ensure_installed() first. On exit the whole process group is stopped, with no orphan or
+    zombie left behind.
     """
     if not SERVERLESS_BIN.exists():
         raise OfflineStartError(f"{SERVERLESS_BIN} is missing: call ensure_installed() first")
+    if port is not None:
+        _check_free(port)
     http_port = free_port() if port is None else port
     lambda_port = free_port()
     while lambda_port == http_port:
@@ -222,8 +273,8 @@ def serverless_offline(
                         f" output tail:\n{_tail(log)}"
                     )
                 try:
-                    status = _ping(http_port, timeout=max(0.1, min(remaining, 15.0)))
-                except OSError:
+                    status = _ping(http_port, timeout=max(0.1, min(remaining, 10.0)))
+                except (OSError, http.client.HTTPException):
                     status = None
                 if status == 200:
                     break

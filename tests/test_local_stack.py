@@ -413,8 +413,9 @@ def test_given_cpu_bound_work_then_128_mb_takes_far_longer_than_1769_mb(
     behaviour_stack: LocalStackProcess,
 ) -> None:
     def median_ms(memory: int) -> float:
-        behaviour_stack.set_memory(memory)
-        call(behaviour_stack, {"action": "ping"})  # cold start outside the sample
+        assert behaviour_stack.set_memory(memory)["memory_mb"] == memory
+        event = call(behaviour_stack, {"action": "event"}).json()  # cold start outside the sample
+        assert event["memory"] == str(memory)
         times = sorted(
             float(call(behaviour_stack, {"action": "spin", "units": 3}).json()["ms"])
             for _ in range(5)

@@ -16,13 +16,12 @@ import base64
 import binascii
 import json
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from runner.emulator.http import Connection, Request
-from runner.emulator.lambda_pool import InvokeResult, LambdaPool, Outcome
+from runner.emulator.lambda_pool import InvokeResult, LambdaPool, Outcome, new_request_id
 
 # API Gateway quotas (AWS docs, "Amazon API Gateway quotas"): 10 MB payload, 29 s
 # integration timeout (the default; raising it needs a quota increase).
@@ -111,7 +110,7 @@ class ApiGatewayFront:
         if self.throttle is not None and not self.throttle.allow():
             self._reply(connection, request, 429, _TOO_MANY, error_type=b"TooManyRequestsException")
             return
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         if self.route.integration == "lambda":
             event = self._non_proxy_event(request)
             if event is None:
@@ -132,12 +131,12 @@ class ApiGatewayFront:
     # -- events ------------------------------------------------------------------------------
 
     def _proxy_event(self, request: Request, path: str, query: str, request_id: str) -> bytes:
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in request.raw_headers
-        }
+        headers: dict[str, str] = {}
         multi: dict[str, list[str]] = {}
-        for name, value in request.raw_headers:
-            multi.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+        for raw_name, raw_value in request.raw_headers:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            headers[name] = value
+            multi.setdefault(name, []).append(value)
         pairs = parse_qsl(query, keep_blank_values=True)
         query_multi: dict[str, list[str]] = {}
         for key, text in pairs:
@@ -323,7 +322,7 @@ class ApiGatewayFront:
             return
         request.answered = True
         extra = list(headers or [])
-        extra.append((b"x-amzn-RequestId", (request_id or str(uuid.uuid4())).encode()))
+        extra.append((b"x-amzn-RequestId", (request_id or new_request_id()).encode()))
         if error_type is not None:
             extra.append((b"x-amzn-ErrorType", error_type))
         keep_alive = request.keep_alive

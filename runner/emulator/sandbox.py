@@ -25,6 +25,8 @@ _PR_SET_PDEATHSIG = 1
 # AWS_EXECUTION_ENV names python3.12 or later; name the interpreter actually running.
 EXECUTION_ENV = f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}"
 ACCOUNT_ID = "000000000000"
+# How stale a REPORT line's Max Memory Used may be (s).
+MEMORY_SAMPLE_INTERVAL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class Sandbox:
         self.started_at = 0.0
         self.init_duration_ms: float | None = None
         self.max_memory_mb = 0
+        self._memory_sampled_at = 0.0
 
     async def start(self) -> None:
         env = sandbox_environment(self.function, runtime_api=self.runtime_api, sandbox_id=self.id)
@@ -106,6 +109,8 @@ class Sandbox:
             # and the sandbox dies with the runner even if the runner is SIGKILLed.
             group.attach_self()
             _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            # The emulator may run at a higher priority (server.py); functions don't inherit it.
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
 
         self.started_at = time.perf_counter()
         self.process = await asyncio.create_subprocess_exec(
@@ -142,7 +147,15 @@ class Sandbox:
             return 0
 
     def sample_max_memory(self) -> int:
-        """Peak resident memory in MB, which Lambda reports as Max Memory Used."""
+        """Peak resident memory in MB, which Lambda reports as Max Memory Used.
+
+        VmHWM is the kernel's high-water mark, so reading it now and then loses no peak;
+        reading /proc on every invocation cost ~15 % of the local stack's CPU per request.
+        """
+        now = time.monotonic()
+        if now - self._memory_sampled_at < MEMORY_SAMPLE_INTERVAL_S and self.max_memory_mb:
+            return self.max_memory_mb
+        self._memory_sampled_at = now
         if self.pid is not None:
             try:
                 with open(f"/proc/{self.pid}/status", "rb") as handle:
