@@ -27,8 +27,10 @@ FULL_CPU_MB = 1769
 
 
 @contextmanager
-def local_stack(*args: str) -> Iterator[LocalStackProcess]:
-    with LocalStackProcess(["--no-calibrate", "--no-usage-plan-throttle", *args]) as stack:
+def local_stack(*args: str, calibrate: bool = False) -> Iterator[LocalStackProcess]:
+    """The local stack without usage-plan limits; calibration as users get it when asked."""
+    flags = ["--no-usage-plan-throttle"] + ([] if calibrate else ["--no-calibrate"])
+    with LocalStackProcess([*flags, *args]) as stack:
         yield stack
 
 

@@ -107,6 +107,8 @@ class LambdaPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self.cold_starts = 0
         self.invocations = 0
+        # Quota multiplier from calibration (cgroups.calibrate), for the current memory size.
+        self.cpu_correction = 1.0
         self.on_report: Callable[[InvocationReport], None] | None = None
 
     # -- invoking ----------------------------------------------------------------------------
@@ -269,7 +271,7 @@ class LambdaPool:
     def _next(self, slot: _Slot, connection: Connection) -> None:
         if not slot.ready:
             slot.ready = True
-            init_ms = slot.sandbox.mark_ready()
+            init_ms = slot.sandbox.mark_ready(self.cpu_correction)
             if slot.invocation is not None:
                 slot.invocation.init_duration_ms = init_ms
         invocation = slot.invocation
@@ -361,6 +363,7 @@ class LambdaPool:
     async def set_memory(self, memory_mb: int, *, drain_timeout_s: float | None = None) -> None:
         """Replace every sandbox: in-flight calls finish first, new calls get new sandboxes."""
         self.function = replace(self.function, memory_mb=memory_mb)
+        self.cpu_correction = 1.0
         old = list(self._slots)
         for slot in old:
             slot.retiring = True

@@ -130,10 +130,10 @@ class Sandbox:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def mark_ready(self) -> float:
+    def mark_ready(self, cpu_correction: float = 1.0) -> float:
         """First `GET /next`: init is over; apply the steady-state CPU share."""
         self.init_duration_ms = (time.perf_counter() - self.started_at) * 1000
-        self.group.throttle(self.memory_mb)
+        self.group.throttle(self.memory_mb, cpu_correction)
         return self.init_duration_ms
 
     def cpu_time_ns(self) -> int:

@@ -29,7 +29,7 @@ from runner.emulator.apigw import (
     Route,
     Throttle,
 )
-from runner.emulator.cgroups import Limiter, detect_limiter, measure_cpu_share
+from runner.emulator.cgroups import Calibration, Limiter, calibrate, detect_limiter
 from runner.emulator.http import Connection, Request, bound_port, serve
 from runner.emulator.lambda_pool import DEFAULT_CONCURRENCY, LambdaPool
 from runner.emulator.sandbox import FunctionConfig
@@ -157,7 +157,7 @@ class LocalStack:
         self.limiter: Limiter = detect_limiter(options.cgroup)
         self.api_key = options.api_key or secrets.token_urlsafe(24)
         self.control_token = secrets.token_urlsafe(24)
-        self.cpu_share: float | None = None
+        self.calibration: Calibration | None = None
         self._dynalite: dynamodb.Dynalite | None = None
         self._servers: list[asyncio.Server] = []
         self.pool: LambdaPool | None = None
@@ -197,10 +197,7 @@ class LocalStack:
         self.pool = LambdaPool(
             function, limiter=self.limiter, log_path=log_path, concurrency=options.concurrency
         )
-        if options.calibrate:
-            self.cpu_share = await asyncio.to_thread(
-                measure_cpu_share, self.limiter, function.memory_mb
-            )
+        await self._calibrate()
         front = ApiGatewayFront(
             self.pool,
             route=definition.route,
@@ -239,7 +236,9 @@ class LocalStack:
             "memory_mb": self.pool.memory_mb,
             "cgroup": self.limiter.mode,
             "fidelity": self.limiter.fidelity,
-            "cpu_share_measured": self.cpu_share,
+            "cpu_share_nominal": min(1.0, self.pool.memory_mb / 1769),
+            "cpu_share_measured": self.calibration.relative_share if self.calibration else None,
+            "cpu_quota_correction": self.pool.cpu_correction,
             "sandboxes": self.pool.sandboxes,
             "idle_sandboxes": self.pool.idle_sandboxes,
             "sandbox_pids": self.pool.sandbox_pids(),
@@ -251,8 +250,16 @@ class LocalStack:
         assert self.pool is not None
         check_memory(memory_mb)
         await self.pool.set_memory(memory_mb)
-        if self.options.calibrate:
-            self.cpu_share = await asyncio.to_thread(measure_cpu_share, self.limiter, memory_mb)
+        await self._calibrate()
+
+    async def _calibrate(self) -> None:
+        """Measure (and correct) the CPU share the current memory size gets on this host."""
+        assert self.pool is not None
+        self.calibration = None
+        if not self.options.calibrate:
+            return
+        self.calibration = await asyncio.to_thread(calibrate, self.limiter, self.pool.memory_mb)
+        self.pool.cpu_correction = self.calibration.correction
 
     def _control(self, request: Request, connection: Connection) -> None:
         if request.headers.get(b"x-memsweep-control") != self.control_token.encode():

@@ -47,9 +47,15 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         time.sleep(float(request["seconds"]))
         return _response(200, {"slept": request["seconds"], "pid": os.getpid()})
     if action == "spin":
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         _spin(int(request["units"]))
-        return _response(200, {"ms": (time.perf_counter() - started) * 1000})
+        return _response(
+            200,
+            {
+                "ms": (time.perf_counter() - started) * 1000,
+                "cpu_ms": (time.process_time() - cpu) * 1000,
+            },
+        )
     if action == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
     if action == "allocate":
