@@ -66,6 +66,50 @@ def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     local.add_argument("--json", action="store_true", help="print one JSON line when ready")
 
 
+def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="run a scenario (the default: `python -m runner FILE` is `run FILE`)",
+        description="Sweep the memory sizes of a scenario under load and write "
+        "reports/<run-id>/results.json.",
+    )
+    run.add_argument("scenario", type=Path, help="scenario YAML file")
+    run.add_argument("--workers", type=int, help="local Locust worker processes (default: cores)")
+    run.add_argument("--expect-workers", type=int, help="remote workers to wait for")
+    run.add_argument(
+        "--master-bind-host",
+        default="127.0.0.1",
+        help="address the Locust master listens on for workers (default: loopback only; "
+        "remote workers need a reachable address, on a private network)",
+    )
+    run.add_argument("--master-port", type=int, default=0, help="default: any free port")
+    run.add_argument("--out", type=Path, default=Path("reports"), help="output directory")
+    run.add_argument("--run-id", default="", help="default: timestamp + scenario name")
+    run.add_argument("--quiet", action="store_true", help="one line per step (for CI)")
+
+
+def _add_validate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    validate = subparsers.add_parser("validate", help="check a scenario file and exit")
+    validate.add_argument("scenario", type=Path)
+    schema = subparsers.add_parser("schema", help="write the scenario JSON Schema")
+    schema.add_argument("-o", "--output", type=Path, help="default: scenarios/scenario.schema.json")
+
+
+def _add_worker(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = subparsers.add_parser(
+        "worker",
+        help="join a run's Locust master as a load worker (on each extra load machine)",
+        description="Runs a Locust worker for memsweep's locustfile. The stock command "
+        "`locust --worker -f - --master-host H` works too.",
+    )
+    worker.add_argument("--master-host", required=True)
+    worker.add_argument("--master-port", type=int, default=5557)
+    worker.add_argument("--quiet", action="store_true")
+
+
+SUBCOMMANDS = {"run", "validate", "schema", "worker", "local"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runner",
@@ -74,8 +118,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"memsweep {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run(subparsers)
+    _add_validate(subparsers)
+    _add_worker(subparsers)
     _add_local(subparsers)
     return parser
+
+
+def _run_scenario(args: argparse.Namespace) -> int:
+    from runner.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)  # bad input fails before anything starts
+    for flag, value in (("--workers", args.workers), ("--expect-workers", args.expect_workers)):
+        if value is not None and value < 0:
+            raise BadInput(f"{flag} must be 0 or more, got {value}")
+    from runner.progress import Progress
+    from runner.sweep import RunOptions, Sweep
+
+    with Progress(quiet=args.quiet) as progress:
+        sweep = Sweep(
+            scenario,
+            scenario_path=str(args.scenario),
+            scenario_text=args.scenario.read_text(encoding="utf-8"),
+            options=RunOptions(
+                out_dir=args.out,
+                local_workers=args.workers,
+                expect_remote=args.expect_workers,
+                master_bind_host=args.master_bind_host,
+                master_port=args.master_port,
+                quiet=args.quiet,
+                progress=progress.update,
+                run_id=args.run_id,
+            ),
+        )
+        try:
+            code = sweep.run()
+        finally:
+            progress.done(sweep)
+    return code
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from runner.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    steps = len(scenario.sweep.memory_mb) * scenario.sweep.repeats
+    print(
+        f"{args.scenario}: ok ({scenario.name}: {steps} step(s), "
+        f"{scenario.load.duration_s:.0f} s of load each, target {scenario.target.kind})"
+    )
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from runner.scenario import SCHEMA_PATH, write_json_schema
+
+    print(write_json_schema(args.output or SCHEMA_PATH))
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from runner.swarm import exec_worker
+
+    exec_worker(args.master_host, args.master_port, quiet=args.quiet)
+    return 0  # not reached: the process is now the Locust worker
 
 
 def _run_local(args: argparse.Namespace) -> int:
@@ -115,10 +221,20 @@ def _run_local(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] not in SUBCOMMANDS and not arguments[0].startswith("-"):
+        arguments.insert(0, "run")  # `python -m runner FILE` is `run FILE`
+    args = parser.parse_args(arguments)
+    commands = {
+        "run": _run_scenario,
+        "validate": _validate,
+        "schema": _schema,
+        "worker": _worker,
+        "local": _run_local,
+    }
     try:
-        if args.command == "local":
-            return _run_local(args)
+        if args.command in commands:
+            return commands[args.command](args)
         parser.print_help()
         return 0
     except MemsweepError as exc:

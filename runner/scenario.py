@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from runner.errors import BadInput
 
@@ -69,7 +78,23 @@ class UrlTarget(_Model):
     api_key_env: str | None = Field(None, description="read the API key from this variable")
 
 
-Target = Annotated[LocalTarget | AwsTarget | UrlTarget, Field(discriminator="kind")]
+def _tag(key: str, default: str) -> Any:
+    """A discriminator whose tag may be left out (then `default`)."""
+
+    def pick(value: Any) -> str:
+        if isinstance(value, dict):
+            return str(value.get(key, default))
+        return str(getattr(value, key, default))
+
+    return Discriminator(pick)
+
+
+Target = Annotated[
+    Annotated[LocalTarget, Tag("local")]
+    | Annotated[AwsTarget, Tag("aws")]
+    | Annotated[UrlTarget, Tag("url")],
+    _tag("kind", "local"),
+]
 
 
 class Sweep(_Model):
@@ -143,7 +168,10 @@ class OpenLoad(_Model):
     arrivals: Literal["poisson", "uniform"] = "poisson"
 
 
-Load = Annotated[ClosedLoad | OpenLoad, Field(discriminator="model")]
+Load = Annotated[
+    Annotated[ClosedLoad, Tag("closed")] | Annotated[OpenLoad, Tag("open")],
+    _tag("model", "closed"),
+]
 
 
 def _check_templates(value: Any, where: str) -> None:
@@ -322,7 +350,8 @@ def _messages(path: str, document: Any, error: ValidationError) -> list[str]:
         elif item["type"] == "missing":
             message = "is required"
         elif item["type"] == "union_tag_invalid":
-            message = message.replace("Input tag", "kind/model")
+            expected = item.get("ctx", {}).get("expected_tags", "")
+            message = f"must be one of {expected}"
         got = (
             ""
             if item["type"] in {"missing", "extra_forbidden"}

@@ -1,0 +1,301 @@
+"""The users memsweep's Locust workers run. Self-contained: stock `locust --worker -f -` works.
+
+The master passes each step's configuration as the custom argument `--memsweep-step` (JSON),
+which Locust forwards inside every spawn message, so it reaches workers atomically with the
+start of the step. Workers record every measured request into full-resolution HDR
+histograms (Locust's own percentiles keep ~2 significant figures) keyed by step id, and send
+the deltas with each report, so a late report can never land in the wrong step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+import time
+import uuid
+from typing import Any
+
+import gevent
+from gevent.lock import Semaphore
+from hdrh.histogram import HdrHistogram
+from locust import FastHttpUser, User, constant, events, task
+from locust.runners import WorkerRunner
+
+# HDR range in microseconds: 1 µs to 1 hour, 3 significant figures.
+HDR_LOWEST_US = 1
+HDR_HIGHEST_US = 3_600_000_000
+HDR_DIGITS = 3
+# {{seq}} is unique across every worker process on every host.
+_PROCESS_PREFIX = uuid.uuid4().hex[:10]
+_SEQUENCE = itertools.count(1)
+TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+PROTOCOL_VERSION = 1  # bumped when the step config or report format changes
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS)
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--memsweep-step", type=str, default="", help="memsweep step configuration (JSON)"
+    )
+
+
+class StepRecorder:
+    """This worker's measurements for the current step, sent as deltas with each report."""
+
+    def __init__(self) -> None:
+        self.config: dict[str, Any] = {}
+        self.step = ""
+        self.measure_from = 0.0
+        self.sequence = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.total = new_histogram()
+        self.by_name: dict[str, HdrHistogram] = {}
+        self.counts: dict[str, list[int]] = {}  # name -> [requests, failures]
+        self.errors: dict[str, int] = {}  # "name\tkind" -> count
+        self.seconds: dict[int, list[Any]] = {}  # epoch second -> [n, failures, sum_ms, hist]
+        self.dropped = 0
+        self.unmeasured = 0
+
+    def configure(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.step = str(config.get("step", ""))
+        self.measure_from = time.time() + float(config.get("warmup_s", 0.0))
+        self.reset()
+
+    def record(self, name: str, response_ms: float, error: Any) -> None:
+        now = time.time()
+        if not self.step or now - response_ms / 1000 < self.measure_from:
+            self.unmeasured += 1
+            return
+        value = max(HDR_LOWEST_US, min(HDR_HIGHEST_US, round(response_ms * 1000)))
+        self.total.record_value(value)
+        histogram = self.by_name.get(name)
+        if histogram is None:
+            histogram = self.by_name[name] = new_histogram()
+        histogram.record_value(value)
+        counts = self.counts.setdefault(name, [0, 0])
+        counts[0] += 1
+        second = self.seconds.get(int(now))
+        if second is None:
+            second = self.seconds[int(now)] = [0, 0, 0.0, new_histogram()]
+        second[0] += 1
+        second[2] += response_ms
+        second[3].record_value(value)
+        if error is not None:
+            counts[1] += 1
+            second[1] += 1
+            key = f"{name}\t{describe_error(error)}"
+            self.errors[key] = self.errors.get(key, 0) + 1
+
+    def report(self, *, final: bool) -> dict[str, Any]:
+        data = {
+            "protocol": PROTOCOL_VERSION,
+            "step": self.step,
+            "final": final,
+            "total": self.total.encode().decode() if self.total.get_total_count() else None,
+            "by_name": {name: hist.encode().decode() for name, hist in self.by_name.items()},
+            "counts": self.counts,
+            "errors": self.errors,
+            "seconds": {
+                str(sec): [n, failures, total_ms, hist.encode().decode()]
+                for sec, (n, failures, total_ms, hist) in self.seconds.items()
+            },
+            "dropped": self.dropped,
+            "unmeasured": self.unmeasured,
+        }
+        step = self.step
+        self.reset()
+        self.step = step
+        return data
+
+
+def describe_error(error: Any) -> str:
+    """A short kind for grouping: "HTTP 502", "ConnectionRefusedError: ..." and so on."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = re.sub(r"^CatchResponseError: ", "", text)
+    if type(error).__name__ == "CatchResponseError":
+        return text[:200]
+    return f"{type(error).__name__}: {text}"[:200]
+
+
+RECORDER = StepRecorder()
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Any, **_: Any) -> None:
+    options = environment.parsed_options
+    raw = getattr(options, "memsweep_step", "") if options else ""
+    if not raw:
+        return
+    config = json.loads(raw)
+    RECORDER.configure(config)
+    think = config.get("think_time") or [0.0, 0.0]
+    low, high = float(think[0]), float(think[1])
+    MemsweepUser.wait_time = constant(low) if low == high else _between(low, high)
+    host = config["url"]
+    MemsweepUser.host = host
+    OpenModelUser.host = host
+
+
+def _between(low: float, high: float) -> Any:
+    return lambda _user: random.uniform(low, high)
+
+
+@events.request.add_listener
+def _on_request(
+    request_type: str, name: str, response_time: float, exception: Any = None, **_: Any
+) -> None:
+    RECORDER.record(name, response_time, exception)
+
+
+@events.report_to_master.add_listener
+def _on_report(client_id: str, data: dict[str, Any]) -> None:
+    runner = getattr(_on_report, "runner", None)
+    # After `stop` the worker sends one last report: that one closes the step for it.
+    final = runner is not None and runner.state == "stopped"
+    data["memsweep"] = RECORDER.report(final=final)
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        _on_report.runner = environment.runner
+
+
+# --- what users send ----------------------------------------------------------------------------
+
+
+class Templates:
+    """Renders {{uuid}}, {{seq}}, {{seeded}} and {{int:A:B}} inside JSON bodies."""
+
+    def __init__(self, seeded: list[str]) -> None:
+        self.seeded = seeded
+
+    def value(self, name: str) -> Any:
+        if name == "uuid":
+            return str(uuid.uuid4())
+        if name == "seq":
+            return f"{_PROCESS_PREFIX}-{next(_SEQUENCE)}"
+        if name == "seeded":
+            return random.choice(self.seeded) if self.seeded else ""
+        if name.startswith("int:"):
+            _, low, high = name.split(":")
+            return random.randint(int(low), int(high))
+        raise ValueError(f"unknown template {name}")
+
+    def render(self, value: Any) -> Any:
+        if isinstance(value, str):
+            whole = TEMPLATE.fullmatch(value)
+            if whole:  # "{{int:1:9}}" alone becomes a number, not a string
+                return self.value(whole.group(1))
+            return TEMPLATE.sub(lambda m: str(self.value(m.group(1))), value)
+        if isinstance(value, dict):
+            return {k: self.render(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.render(v) for v in value]
+        return value
+
+
+class _Mix:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.requests = config.get("requests", [])
+        self.weights = [float(r.get("weight", 1.0)) for r in self.requests]
+        self.headers = config.get("headers", {})
+        self.url = str(config.get("url", ""))
+        self.templates = Templates(config.get("seeded", []))
+
+    def pick(self) -> dict[str, Any]:
+        chosen: dict[str, Any] = random.choices(self.requests, weights=self.weights)[0]
+        return chosen
+
+
+def send(user: FastHttpUser, mix: _Mix, spec: dict[str, Any]) -> None:
+    body = spec.get("body")
+    data = None if body is None else json.dumps(mix.templates.render(body))
+    headers = {"Content-Type": "application/json", **mix.headers, **spec.get("headers", {})}
+    expected = spec.get("expect_status", [200])
+    # Absolute URLs: the target's URL carries a path (/dev/DynamoDBManager).
+    url = spec.get("path") or mix.url
+    if not url.startswith(("http://", "https://")):
+        url = "/".join(mix.url.split("/", 3)[:3]) + url  # scheme://host:port + path
+    with user.client.request(
+        spec.get("method", "POST"),
+        url,
+        data=data,
+        headers=headers,
+        name=spec["name"],
+        catch_response=True,
+    ) as response:
+        if response.status_code == 0:  # no HTTP answer at all: say what happened
+            error = response.error
+            response.failure(f"{type(error).__name__}: {error}" if error else "no response")
+        elif response.status_code not in expected:
+            response.failure(f"HTTP {response.status_code}")
+
+
+class MemsweepUser(FastHttpUser):
+    """Closed model: send one request of the mix, think, repeat."""
+
+    host = "http://127.0.0.1"
+    wait_time = constant(0)
+    # geventhttpclient's connection pool per user; one in flight at a time here.
+    concurrency = 1
+
+    def on_start(self) -> None:
+        self.mix = _Mix(RECORDER.config)
+
+    @task
+    def request(self) -> None:
+        if self.mix.requests:
+            send(self, self.mix, self.mix.pick())
+        else:
+            gevent.sleep(1)
+
+
+class OpenModelUser(FastHttpUser):
+    """Open model: one per worker; starts requests at the arrival rate whatever the target does."""
+
+    host = "http://127.0.0.1"
+    wait_time = constant(0)
+    concurrency = 1000
+
+    def on_start(self) -> None:
+        self.mix = _Mix(RECORDER.config)
+        config = RECORDER.config
+        workers = max(1, int(config.get("workers", 1)))
+        self.rate = float(config.get("rate_per_s", 1.0)) / workers
+        self.cap = max(1, int(config.get("max_in_flight", 100)) // workers)
+        self.poisson = config.get("arrivals", "poisson") == "poisson"
+        self.in_flight = Semaphore(self.cap)
+
+    @task
+    def arrivals(self) -> None:
+        next_at = time.monotonic()
+        while True:
+            gap = random.expovariate(self.rate) if self.poisson else 1.0 / self.rate
+            next_at += gap
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                gevent.sleep(delay)
+            if self.in_flight.locked():
+                RECORDER.dropped += 1
+                continue
+            self.in_flight.acquire()
+            gevent.spawn(self._one, self.mix.pick())
+
+    def _one(self, spec: dict[str, Any]) -> None:
+        try:
+            send(self, self.mix, spec)
+        finally:
+            self.in_flight.release()
+
+
+__all__ = ["MemsweepUser", "OpenModelUser", "User"]

@@ -1,0 +1,195 @@
+"""results.json: the one schema of a run's results, its writer and its reader.
+
+Versioned: a reader refuses a file from another major version with a clear message. Written
+atomically (temp file + rename) after every step, so an interrupted run still leaves a valid
+partial file. Latency histograms are HDR encodings (microseconds) so the report can compute
+any percentile and compare settings without raw samples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from runner.errors import BadInput
+
+SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Latency(_Model):
+    """Milliseconds, from the full-resolution histogram."""
+
+    count: int
+    mean: float | None = None
+    min: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+    max: float | None = None
+
+
+class RequestStats(_Model):
+    name: str
+    requests: int
+    failures: int
+    latency: Latency
+    histogram: str | None = None  # HDR encoding, µs
+
+
+class ErrorCount(_Model):
+    request: str
+    kind: str  # e.g. "HTTP 502", "ConnectionRefusedError: ..."
+    count: int
+
+
+class Second(_Model):
+    """One second of the measured window (t: seconds since the window started)."""
+
+    t: int
+    requests: int
+    failures: int
+    mean_ms: float
+    p95_ms: float | None = None
+    users: int | None = None
+
+
+class Invocations(_Model):
+    """What the function's own logs (REPORT lines) say about the step's window."""
+
+    count: int = 0
+    cold_starts: int = 0
+    init_ms_mean: float | None = None
+    init_ms_max: float | None = None
+    duration_ms_mean: float | None = None
+    duration_ms_p50: float | None = None
+    duration_ms_p95: float | None = None
+    duration_ms_p99: float | None = None
+    billed_ms_total: int = 0
+    billed_ms_mean: float | None = None
+    max_memory_used_mb: int | None = None
+    read_units: float = 0.0
+    write_units: float = 0.0
+    source: str = ""  # "local log", "CloudWatch Logs", or why there is none
+
+
+class WorkerSeen(_Model):
+    id: str
+    requests: int = 0
+    lost: bool = False
+    detail: str = ""
+
+
+class Fidelity(_Model):
+    mode: str  # cgroup-v1, cgroup-v2, cpu-time-pacing, aws, none
+    level: Literal["full", "degraded", "real", "none"]
+    cpu_share_nominal: float | None = None
+    cpu_share_measured: float | None = None
+    cpu_quota_correction: float | None = None
+    configured_memory_mb: int | None = None  # read back from the target after setting it
+
+
+class Step(_Model):
+    index: int
+    memory_mb: int
+    repeat: int
+    started_at: float  # epoch seconds
+    window_start: float  # the measured window (after warm-up)
+    window_end: float
+    requests: int
+    failures: int
+    rps: float
+    dropped_arrivals: int = 0
+    latency: Latency
+    histogram: str | None = None  # HDR encoding, µs
+    per_request: list[RequestStats] = Field(default_factory=list)
+    errors: list[ErrorCount] = Field(default_factory=list)
+    timeline: list[Second] = Field(default_factory=list)
+    invocations: Invocations = Invocations()
+    workers: list[WorkerSeen] = Field(default_factory=list)
+    fidelity: Fidelity | None = None
+    valid: bool = True
+    problems: list[str] = Field(default_factory=list)
+    locust_files: list[str] = Field(default_factory=list)
+
+
+class TargetInfo(_Model):
+    kind: str
+    url: str
+    function: str | None = None
+    description: str = ""
+    original_memory_mb: int | None = None
+    restored: bool | None = None
+
+
+class Results(_Model):
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    status: Literal["running", "complete", "failed", "interrupted"]
+    exit_code: int | None = None
+    created_at: float
+    finished_at: float | None = None
+    scenario_name: str
+    scenario: dict[str, Any]
+    scenario_text: str
+    scenario_path: str
+    versions: dict[str, str]
+    host: dict[str, Any]
+    target: TargetInfo
+    steps: list[Step] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)
+
+
+def write_results(results: Results, path: Path) -> None:
+    """Write atomically: readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(results.model_dump_json(indent=1))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def read_results(path: str | Path) -> Results:
+    """Results from a results.json, or BadInput saying what is wrong with the file."""
+    file = Path(path)
+    try:
+        data = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{file}: no such results file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{file}: cannot read it: {exc}") from None
+    except ValueError as exc:
+        raise BadInput(f"{file}: not valid JSON ({exc}); was the run killed mid-write?") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{file}: not a memsweep results file (top level is not an object)")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BadInput(
+            f"{file}: results schema version {version!r}, this memsweep reads version "
+            f"{SCHEMA_VERSION}; re-run the scenario or use the memsweep that wrote it"
+        )
+    try:
+        return Results.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise BadInput(
+            f"{file}: not a valid results file: {where}: {first['msg']} "
+            f"({exc.error_count()} problem(s))"
+        ) from None

@@ -1,0 +1,400 @@
+"""The Locust swarm: one programmatic master, local worker processes, remote workers; per step.
+
+Built around what LOCUST_FACTS.md measured about one master driving the same workers through
+many steps: the master gets `parsed_locustfiles` (else `-f -` workers break it silently);
+stages are driven here, not by a headless LoadTestShape (which quits the workers); after a
+stop the master waits until every worker is ready again before the next start (a start in
+that window is dropped); per-step data is keyed by step id, so late reports can't leak; and
+lost workers are polled for (no event fires, and Locust itself would exit 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gevent
+import locust
+from locust.argument_parser import parse_options
+from locust.env import Environment
+from locust.runners import STATE_MISSING, MasterRunner
+
+from runner import locustfile
+from runner.errors import MemsweepError
+from runner.scenario import ClosedLoad, OpenLoad
+from runner.stats import decode, empty_histogram
+
+LOCUSTFILE = Path(locustfile.__file__).resolve()
+DEFAULT_MASTER_PORT = 5557
+# Locust marks a silent worker missing after ~3 heartbeats (measured 3.4-4.4 s).
+POLL_S = 0.25
+# After stop(), each worker sends one last report; wait at most this long for them.
+FINAL_REPORT_TIMEOUT_S = 8.0
+READY_TIMEOUT_S = 15.0
+
+
+class SwarmError(MemsweepError):
+    exit_code = 3
+
+
+@dataclass
+class StepData:
+    """Everything the workers reported for one step, merged on the master."""
+
+    step: str
+    total: Any = field(default_factory=empty_histogram)
+    by_name: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, list[int]] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    seconds: dict[int, list[Any]] = field(default_factory=dict)  # sec -> [n, fail, sum, hist]
+    dropped: int = 0
+    per_worker: dict[str, int] = field(default_factory=dict)
+    final_from: set[str] = field(default_factory=set)
+    lost_workers: dict[str, str] = field(default_factory=dict)
+    users_at: dict[int, int] = field(default_factory=dict)
+
+    def add(self, worker: str, data: dict[str, Any]) -> None:
+        if data.get("total"):
+            self.total.add(decode(data["total"]))
+        for name, encoded in data.get("by_name", {}).items():
+            self.by_name.setdefault(name, empty_histogram()).add(decode(encoded))
+        sent = 0
+        for name, (requests, failures) in data.get("counts", {}).items():
+            counts = self.counts.setdefault(name, [0, 0])
+            counts[0] += requests
+            counts[1] += failures
+            sent += requests
+        for key, count in data.get("errors", {}).items():
+            self.errors[key] = self.errors.get(key, 0) + count
+        for second, (n, failures, total_ms, encoded) in data.get("seconds", {}).items():
+            bucket = self.seconds.setdefault(int(second), [0, 0, 0.0, empty_histogram()])
+            bucket[0] += n
+            bucket[1] += failures
+            bucket[2] += total_ms
+            bucket[3].add(decode(encoded))
+        self.dropped += int(data.get("dropped", 0))
+        self.per_worker[worker] = self.per_worker.get(worker, 0) + sent
+        if data.get("final"):
+            self.final_from.add(worker)
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class Swarm:
+    """A Locust master in this process and its workers; a context manager."""
+
+    def __init__(
+        self,
+        *,
+        local_workers: int,
+        expect_remote: int = 0,
+        wait_s: float = 60.0,
+        bind_host: str = "127.0.0.1",
+        bind_port: int = 0,
+        csv_dir: Path | None = None,
+    ) -> None:
+        self.local_workers = local_workers
+        self.expect_remote = expect_remote
+        self.wait_s = wait_s
+        self.bind_host = bind_host
+        self.bind_port = bind_port or _free_port(bind_host)
+        self.csv_dir = csv_dir
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.steps: dict[str, StepData] = {}
+        self.environment: Environment | None = None
+        self.runner: MasterRunner | None = None
+        self.current: StepData | None = None
+
+    @property
+    def expected_workers(self) -> int:
+        return self.local_workers + self.expect_remote
+
+    def __enter__(self) -> Swarm:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        options = parse_options(["-f", str(LOCUSTFILE), "--headless", "--memsweep-step", "{}"])
+        # Not headless on the master: a headless master quits its workers at the end of a
+        # shape (LOCUST_FACTS.md trap 4); stages are driven here instead.
+        options.headless = False
+        self.environment = Environment(
+            user_classes=[locustfile.MemsweepUser, locustfile.OpenModelUser],
+            events=locust.events,
+            parsed_options=options,
+            parsed_locustfiles=[str(LOCUSTFILE)],
+            host="http://127.0.0.1",
+        )
+        self.runner = self.environment.create_master_runner(self.bind_host, self.bind_port)
+        locust.events.worker_report.add_listener(self._on_worker_report)
+        for _ in range(self.local_workers):
+            self.processes.append(start_local_worker("127.0.0.1", self.bind_port))
+        self._wait_for_workers()
+
+    def _wait_for_workers(self) -> None:
+        assert self.runner is not None
+        deadline = time.monotonic() + self.wait_s
+        while self.runner.worker_count < self.expected_workers:
+            if time.monotonic() > deadline:
+                raise SwarmError(
+                    f"expected {self.expected_workers} Locust workers ({self.local_workers} "
+                    f"local, {self.expect_remote} remote) on {self.bind_host}:{self.bind_port}; "
+                    f"{self.runner.worker_count} arrived within {self.wait_s:.0f} s. Start "
+                    f"remote ones with: python -m runner worker --master-host <this host> "
+                    f"--master-port {self.bind_port}"
+                )
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise SwarmError(f"a local Locust worker exited with code {process.returncode}")
+            gevent.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            with contextlib.suppress(Exception):  # best effort while tearing down
+                self.runner.quit()
+            locust.events.worker_report.remove_listener(self._on_worker_report)
+            self.runner = None
+        deadline = time.monotonic() + 10
+        for process in self.processes:
+            while process.poll() is None and time.monotonic() < deadline:
+                gevent.sleep(0.05)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        self.processes = []
+
+    # -- reports -------------------------------------------------------------------------------
+
+    def _on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
+        report = data.get("memsweep")
+        if not report or report.get("protocol") != locustfile.PROTOCOL_VERSION:
+            return
+        step = self.steps.get(report.get("step", ""))
+        if step is not None:
+            step.add(client_id, report)
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def run_step(
+        self,
+        *,
+        step_id: str,
+        config: dict[str, Any],
+        load: ClosedLoad | OpenLoad,
+        warmup_s: float,
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> StepData:
+        """Run the load of one step; returns what the workers measured."""
+        runner, environment = self.runner, self.environment
+        assert runner is not None and environment is not None and environment.parsed_options
+        self._ready_for_start()
+        data = self.steps[step_id] = StepData(step=step_id)
+        self.current = data
+        workers = sorted(runner.clients.keys())
+        config = {**config, "step": step_id, "warmup_s": warmup_s, "workers": len(workers)}
+        environment.parsed_options.memsweep_step = json.dumps(config)
+        started = time.monotonic()
+        try:
+            if isinstance(load, OpenLoad):
+                runner.start(
+                    len(workers),
+                    spawn_rate=max(1, len(workers)),
+                    user_classes=[locustfile.OpenModelUser],
+                )
+                self._hold(data, workers, load.duration_s, started, progress, should_stop)
+            else:
+                current = 0
+                for stage in load.stages:
+                    if stage.ramp_s > 0 and stage.users != current:
+                        rate = max(0.1, abs(stage.users - current) / stage.ramp_s)
+                    else:
+                        rate = float(max(1, min(100, stage.users)))  # at once (Locust warns > 100)
+                    runner.start(
+                        stage.users, spawn_rate=rate, user_classes=[locustfile.MemsweepUser]
+                    )
+                    current = stage.users
+                    if not self._hold(
+                        data, workers, stage.duration_s, started, progress, should_stop
+                    ):
+                        break
+        finally:
+            runner.stop()
+            self._await_final_reports(data, workers)
+            self._write_locust_files(step_id)
+        return data
+
+    def _hold(
+        self,
+        data: StepData,
+        workers: list[str],
+        seconds: float,
+        started: float,
+        progress: Progress | None,
+        should_stop: Callable[[], bool],
+    ) -> bool:
+        """Keep the load running for `seconds`; watch for lost workers. False: stop early."""
+        runner = self.runner
+        assert runner is not None
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if should_stop():
+                return False
+            self._check_workers(data, workers)
+            data.users_at[int(time.time())] = runner.user_count
+            if progress is not None:
+                progress(
+                    {
+                        "elapsed_s": time.monotonic() - started,
+                        "users": runner.user_count,
+                        "stats": environment_totals(runner),
+                    }
+                )
+            gevent.sleep(min(POLL_S, max(0.0, end - time.monotonic())))
+        return True
+
+    def _check_workers(self, data: StepData, workers: list[str]) -> None:
+        runner = self.runner
+        assert runner is not None
+        for worker in workers:
+            node = runner.clients.get(worker)
+            if worker in data.lost_workers:
+                continue
+            if node is None:
+                data.lost_workers[worker] = "disconnected from the master"
+            elif node.state == STATE_MISSING:
+                data.lost_workers[worker] = "stopped sending heartbeats (missing)"
+
+    def _await_final_reports(self, data: StepData, workers: list[str]) -> None:
+        deadline = time.monotonic() + FINAL_REPORT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self._check_workers(data, workers)
+            waiting = set(workers) - data.final_from - set(data.lost_workers)
+            if not waiting:
+                return
+            gevent.sleep(0.05)
+        for worker in set(workers) - data.final_from - set(data.lost_workers):
+            data.lost_workers[worker] = "sent no final report after the step"
+
+    def _ready_for_start(self) -> None:
+        """After a stop, workers leave and rejoin; a start before they are back is dropped."""
+        runner = self.runner
+        assert runner is not None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            states = [node.state for node in runner.clients.values()]
+            workers_ready = states and all(state in ("ready", "stopped") for state in states)
+            if workers_ready and runner.state in ("ready", "stopped", "init"):
+                return
+            gevent.sleep(0.05)
+        if not runner.clients:
+            raise SwarmError("no Locust workers left: every worker was lost")
+
+    def _write_locust_files(self, step_id: str) -> None:
+        """Locust's own per-step CSV and JSON, as `locust --csv/--json` would write them."""
+        if self.csv_dir is None or self.environment is None:
+            return
+        from locust.stats import StatsCSVFileWriter
+
+        self.csv_dir.mkdir(parents=True, exist_ok=True)
+        base = self.csv_dir / step_id
+        writer = StatsCSVFileWriter(self.environment, [0.5, 0.95, 0.99], str(base), False)
+        with open(f"{base}_stats.csv", "w", newline="") as handle:
+            import csv
+
+            writer.requests_csv(csv.writer(handle))
+        with open(f"{base}_failures.csv", "w", newline="") as handle:
+            import csv
+
+            writer.failures_csv(csv.writer(handle))
+        Path(f"{base}_stats.json").write_text(
+            json.dumps(self.environment.stats.serialize_stats(), indent=1)
+        )
+
+    def step_files(self, step_id: str) -> list[str]:
+        if self.csv_dir is None:
+            return []
+        return sorted(str(p) for p in self.csv_dir.glob(f"{step_id}_*"))
+
+
+def environment_totals(runner: MasterRunner) -> dict[str, float]:
+    total = runner.stats.total
+    return {
+        "requests": total.num_requests,
+        "failures": total.num_failures,
+        "rps": total.current_rps,
+        "p95_ms": total.get_current_response_time_percentile(0.95) or 0.0,
+    }
+
+
+def start_local_worker(master_host: str, master_port: int) -> subprocess.Popen[bytes]:
+    """`python -m runner worker` against the master, as a child that dies with us."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "worker",
+            "--master-host",
+            master_host,
+            "--master-port",
+            str(master_port),
+            "--quiet",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=False,
+    )
+
+
+def worker_command(master_host: str, master_port: int, *, quiet: bool = False) -> list[str]:
+    """The stock Locust worker command for this locustfile (what `runner worker` execs)."""
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "--worker",
+        "-f",
+        str(LOCUSTFILE),
+        "--master-host",
+        master_host,
+        "--master-port",
+        str(master_port),
+    ]
+    if quiet:
+        command += ["--loglevel", "WARNING"]
+    return command
+
+
+def exec_worker(master_host: str, master_port: int, *, quiet: bool = False) -> None:
+    """Replace this process with a Locust worker (so signals reach Locust directly)."""
+    command = worker_command(master_host, master_port, quiet=quiet)
+    os.execv(command[0], command)
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+__all__ = ["DEFAULT_MASTER_PORT", "StepData", "Swarm", "SwarmError", "signal"]

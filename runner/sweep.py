@@ -1,0 +1,474 @@
+"""The step loop: set memory → wait until live → seed → load (warm-up excluded) → record → restore.
+
+Every step's results are written to results.json as soon as the step ends, so an interrupted
+or failed run leaves a valid partial file. Memory is restored in `finally`, whatever ends the
+run (an exception, SIGINT, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.pool
+from geventhttpclient import HTTPClient
+from geventhttpclient.url import URL
+
+from runner import __version__
+from runner.errors import MemsweepError
+from runner.results import (
+    ErrorCount,
+    RequestStats,
+    Results,
+    Second,
+    Step,
+    WorkerSeen,
+    write_results,
+)
+from runner.scenario import ClosedLoad, Scenario
+from runner.stats import encode, latency
+from runner.swarm import StepData, Swarm
+from runner.targets import Target, make_target
+
+# A step whose requests mostly failed to connect means the target is down, not slow.
+TARGET_DOWN_SHARE = 0.5
+_CONNECTION_ERRORS = re.compile(r"(Connection|Refused|Reset|Timeout|timed out|EOF|Broken)", re.I)
+
+
+class RunFailed(MemsweepError):
+    exit_code = 3
+
+
+class Interrupted(MemsweepError):
+    exit_code = 130
+
+
+@dataclass
+class RunOptions:
+    out_dir: Path
+    local_workers: int | None = None
+    expect_remote: int | None = None
+    master_bind_host: str = "127.0.0.1"
+    master_port: int = 0
+    quiet: bool = False
+    progress: Callable[[str], None] | None = None
+    run_id: str = ""
+    extra_problems: list[str] = field(default_factory=list)
+
+
+def plan_steps(scenario: Scenario) -> list[tuple[int, int]]:
+    """(memory, repeat) in run order. as-listed: each size's repeats together; interleaved:
+    the whole list once per repeat, so a drift in the host or the cloud hits every size."""
+    sizes = scenario.sweep.memory_mb
+    repeats = range(1, scenario.sweep.repeats + 1)
+    if scenario.sweep.order == "interleaved":
+        return [(memory, repeat) for repeat in repeats for memory in sizes]
+    return [(memory, repeat) for memory in sizes for repeat in repeats]
+
+
+def new_run_id(scenario: Scenario) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", scenario.name.lower()).strip("-")[:40] or "run"
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{slug}"
+
+
+class Sweep:
+    def __init__(
+        self, scenario: Scenario, *, scenario_path: str, scenario_text: str, options: RunOptions
+    ) -> None:
+        self.scenario = scenario
+        self.options = options
+        self.run_id = options.run_id or new_run_id(scenario)
+        self.run_dir = options.out_dir / self.run_id
+        self.results_path = self.run_dir / "results.json"
+        self.stop_requested: str | None = None
+        self.results = Results(
+            run_id=self.run_id,
+            status="running",
+            created_at=time.time(),
+            scenario_name=scenario.name,
+            scenario=scenario.model_dump(mode="json"),
+            scenario_text=scenario_text,
+            scenario_path=scenario_path,
+            versions=_versions(),
+            host={
+                "hostname": socket.gethostname(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+            },
+            target={"kind": scenario.target.kind, "url": ""},
+        )
+
+    def say(self, text: str) -> None:
+        if self.options.progress is not None:
+            self.options.progress(text)
+
+    def _on_signal(self, name: str) -> None:
+        self.stop_requested = name
+
+    def run(self) -> int:
+        """Run the sweep; returns the exit code. results.json is written whatever happens."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        handlers = [
+            gevent.signal_handler(signal.SIGINT, self._on_signal, "SIGINT"),
+            gevent.signal_handler(signal.SIGTERM, self._on_signal, "SIGTERM"),
+        ]
+        target: Target | None = None
+        code = 3
+        try:
+            target = make_target(self.scenario.target, run_dir=str(self.run_dir))
+            self.say(f"starting the {self.scenario.target.kind} target")
+            target.start()
+            self.results.target = target.info()
+            self._save()
+            workers = self.scenario.workers
+            local = self.options.local_workers
+            if local is None:
+                local = workers.local if workers.local is not None else (os.cpu_count() or 1)
+            remote = self.options.expect_remote
+            if remote is None:
+                remote = workers.expect_remote
+            self.say(f"starting {local} local Locust worker(s), expecting {remote} remote")
+            with Swarm(
+                local_workers=local,
+                expect_remote=remote,
+                wait_s=workers.wait_s,
+                bind_host=self.options.master_bind_host,
+                bind_port=self.options.master_port,
+                csv_dir=self.run_dir / "locust",
+            ) as swarm:
+                self._steps(target, swarm)
+            code = self._verdict()
+            self.results.status = "complete" if code in (0, 1) else "failed"
+        except Interrupted as exc:
+            self.results.status = "interrupted"
+            self.results.problems.append(str(exc))
+            code = 130
+        except MemsweepError as exc:
+            self.results.status = "failed"
+            self.results.problems.append(str(exc))
+            code = exc.exit_code if exc.exit_code != 2 else 2
+            raise
+        finally:
+            if target is not None:
+                self._restore(target)
+                target.stop()
+            for handler in handlers:
+                handler.cancel()
+            self.results.exit_code = code
+            self.results.finished_at = time.time()
+            self._save()
+        return code
+
+    def _restore(self, target: Target) -> None:
+        try:
+            target.restore()
+            if self.results.target.original_memory_mb is not None:
+                self.results.target.restored = True
+        except Exception as exc:  # noqa: BLE001 - reported, and the run still ends cleanly
+            self.results.target.restored = False
+            self.results.problems.append(f"could not restore the original memory: {exc}")
+
+    def _steps(self, target: Target, swarm: Swarm) -> None:
+        plan = plan_steps(self.scenario)
+        for index, (memory, repeat) in enumerate(plan, start=1):
+            self._check_stop()
+            self.say(f"step {index}/{len(plan)}: setting memory to {memory} MB")
+            target.set_memory(memory)
+            self._sleep(self.scenario.sweep.settle_s)
+            seeded = seed_items(self.scenario, target)
+            step = self._one_step(
+                target,
+                swarm,
+                index=index,
+                total=len(plan),
+                memory=memory,
+                repeat=repeat,
+                seeded=seeded,
+            )
+            self.results.steps.append(step)
+            self._save()
+            why_down = target.alive()
+            if why_down is not None:
+                raise RunFailed(f"step {index}: {why_down}")
+            if step.problems and any("target" in problem for problem in step.problems):
+                raise RunFailed(f"step {index}: {step.problems[0]}")
+            self._check_stop()
+
+    def _one_step(
+        self,
+        target: Target,
+        swarm: Swarm,
+        *,
+        index: int,
+        total: int,
+        memory: int,
+        repeat: int,
+        seeded: list[str],
+    ) -> Step:
+        scenario = self.scenario
+        load = scenario.load
+        step_id = f"step{index:02d}-{memory}mb-r{repeat}"
+        config: dict[str, Any] = {
+            "url": target.url,
+            "headers": target.headers(),
+            "requests": [spec.model_dump(mode="json") for spec in scenario.requests],
+            "seeded": seeded[:10_000],
+            "model": load.model,
+        }
+        if isinstance(load, ClosedLoad):
+            config["think_time"] = [load.think_time.min_s, load.think_time.max_s]
+            duration = load.duration_s
+        else:
+            config.update(
+                rate_per_s=load.rate_per_s, max_in_flight=load.max_in_flight, arrivals=load.arrivals
+            )
+            duration = load.duration_s
+        warmup = min(scenario.sweep.warmup_s, duration)
+        started = time.time()
+        last_line = [0.0]
+
+        def progress(state: dict[str, Any]) -> None:
+            if time.monotonic() - last_line[0] < 1.0:
+                return
+            last_line[0] = time.monotonic()
+            stats = state["stats"]
+            left = max(0.0, duration - state["elapsed_s"])
+            self.say(
+                f"step {index}/{total} {memory} MB r{repeat}: users {state['users']}, "
+                f"{stats['rps']:.1f} req/s, p95 {stats['p95_ms']:.0f} ms, "
+                f"errors {stats['failures']}, {left:.0f} s left"
+            )
+
+        gevent.spawn_later(warmup, target.mark, started + warmup)
+        data = swarm.run_step(
+            step_id=step_id,
+            config=config,
+            load=load,
+            warmup_s=warmup,
+            progress=progress,
+            should_stop=lambda: bool(self.stop_requested),
+        )
+        ended = time.time()
+        target.mark(ended)
+        window_start = started + warmup
+        return build_step(
+            data,
+            index=index,
+            memory=memory,
+            repeat=repeat,
+            started=started,
+            window_start=window_start,
+            window_end=ended,
+            target=target,
+            locust_files=swarm.step_files(step_id),
+            interrupted=bool(self.stop_requested),
+        )
+
+    def _verdict(self) -> int:
+        steps = self.results.steps
+        if any(not step.valid for step in steps):
+            lost = [w.id for step in steps for w in step.workers if w.lost]
+            if lost:
+                self.results.problems.append(f"worker(s) lost: {', '.join(sorted(set(lost)))}")
+            return 3
+        thresholds = self.scenario.thresholds
+        if not thresholds.model_dump(exclude_none=True):
+            return 0
+        return 0 if any(meets_thresholds(step, self.scenario) for step in steps) else 1
+
+    def _check_stop(self) -> None:
+        if self.stop_requested:
+            raise Interrupted(f"interrupted by {self.stop_requested}; partial results kept")
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self._check_stop()
+            gevent.sleep(min(0.2, end - time.monotonic()))
+
+    def _save(self) -> None:
+        write_results(self.results, self.results_path)
+
+
+def meets_thresholds(step: Step, scenario: Scenario) -> bool:
+    limits = scenario.thresholds
+    error_rate = step.failures / step.requests if step.requests else 1.0
+    checks = [
+        limits.p50_ms is None or (step.latency.p50 or 0) <= limits.p50_ms,
+        limits.p95_ms is None or (step.latency.p95 or 0) <= limits.p95_ms,
+        limits.p99_ms is None or (step.latency.p99 or 0) <= limits.p99_ms,
+        limits.error_rate is None or error_rate <= limits.error_rate,
+        limits.min_rps is None or step.rps >= limits.min_rps,
+    ]
+    return step.valid and all(checks)
+
+
+def build_step(
+    data: StepData,
+    *,
+    index: int,
+    memory: int,
+    repeat: int,
+    started: float,
+    window_start: float,
+    window_end: float,
+    target: Target,
+    locust_files: list[str],
+    interrupted: bool,
+) -> Step:
+    requests = sum(counts[0] for counts in data.counts.values())
+    failures = sum(counts[1] for counts in data.counts.values())
+    measured = max(1e-9, window_end - window_start)
+    errors = []
+    connection_failures = 0
+    for key, count in sorted(data.errors.items(), key=lambda item: -item[1]):
+        name, _, kind = key.partition("\t")
+        errors.append(ErrorCount(request=name, kind=kind, count=count))
+        if _CONNECTION_ERRORS.search(kind):
+            connection_failures += count
+    timeline = []
+    for second in sorted(data.seconds):
+        n, fails, total_ms, histogram = data.seconds[second]
+        timeline.append(
+            Second(
+                t=int(second - window_start),
+                requests=n,
+                failures=fails,
+                mean_ms=total_ms / n,
+                p95_ms=histogram.get_value_at_percentile(95) / 1000,
+                users=data.users_at.get(second),
+            )
+        )
+    workers = [
+        WorkerSeen(
+            id=worker,
+            requests=sent,
+            lost=worker in data.lost_workers,
+            detail=data.lost_workers.get(worker, ""),
+        )
+        for worker, sent in sorted(data.per_worker.items())
+    ]
+    for worker, why in data.lost_workers.items():
+        if worker not in data.per_worker:
+            workers.append(WorkerSeen(id=worker, lost=True, detail=why))
+    problems = [f"worker {w.id} lost: {w.detail}" for w in workers if w.lost]
+    if requests and connection_failures / requests >= TARGET_DOWN_SHARE:
+        problems.append(
+            f"the target stopped answering: {connection_failures} of {requests} requests "
+            "failed to connect"
+        )
+    elif requests and failures == requests:
+        problems.append(f"the target failed every request ({errors[0].kind})")
+    if interrupted:
+        problems.append("step cut short by an interrupt")
+    return Step(
+        index=index,
+        memory_mb=memory,
+        repeat=repeat,
+        started_at=started,
+        window_start=window_start,
+        window_end=window_end,
+        requests=requests,
+        failures=failures,
+        rps=requests / measured,
+        dropped_arrivals=data.dropped,
+        latency=latency(data.total),
+        histogram=encode(data.total),
+        per_request=[
+            RequestStats(
+                name=name,
+                requests=data.counts.get(name, [0, 0])[0],
+                failures=data.counts.get(name, [0, 0])[1],
+                latency=latency(hist),
+                histogram=encode(hist),
+            )
+            for name, hist in sorted(data.by_name.items())
+        ],
+        errors=errors,
+        timeline=timeline,
+        invocations=target.invocations(window_start, window_end),
+        workers=workers,
+        fidelity=target.fidelity(),
+        valid=not problems,
+        problems=problems,
+        locust_files=locust_files,
+    )
+
+
+def seed_items(scenario: Scenario, target: Target) -> list[str]:
+    """Reset and seed the table through the API itself (works on every target)."""
+    seed = scenario.seed
+    if not seed.reset and seed.items == 0:
+        return []
+    url = URL(target.url)
+    client = HTTPClient.from_url(url, concurrency=8, connection_timeout=10, network_timeout=30)
+    headers = {"Content-Type": "application/json", **target.headers()}
+
+    def post(body: dict[str, Any]) -> dict[str, Any]:
+        response = client.post(url.request_uri, body=json.dumps(body), headers=headers)
+        text = response.read()
+        if response.status_code != 200:
+            raise RunFailed(
+                f"seeding failed: {body['operation']} answered {response.status_code}: "
+                f"{text[:200]!r}"
+            )
+        result: dict[str, Any] = json.loads(text) if text else {}
+        return result
+
+    try:
+        if seed.reset:
+            cursor: dict[str, Any] | None = None
+            for _ in range(100_000):
+                page = post(
+                    {
+                        "operation": "list",
+                        "payload": {
+                            "ProjectionExpression": "id",
+                            **({"ExclusiveStartKey": cursor} if cursor else {}),
+                        },
+                    }
+                )
+                pool = gevent.pool.Pool(8)
+                for item in page.get("Items", []):
+                    pool.spawn(
+                        post, {"operation": "delete", "payload": {"Key": {"id": item["id"]}}}
+                    )
+                pool.join(raise_error=True)
+                cursor = page.get("LastEvaluatedKey")
+                if not cursor:
+                    break
+        from runner.locustfile import Templates
+
+        templates = Templates([])
+        items = [templates.render(seed.item) for _ in range(seed.items)]
+        pool = gevent.pool.Pool(8)
+        for item in items:
+            pool.spawn(post, {"operation": "create", "payload": {"Item": item}})
+        pool.join(raise_error=True)
+        return [str(item.get("id")) for item in items if "id" in item]
+    finally:
+        client.close()
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"memsweep": __version__}
+    for package in ("locust", "boto3", "awslambdaric", "gevent", "hdrhistogram"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out

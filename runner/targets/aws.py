@@ -1,0 +1,218 @@
+"""A stack deployed to AWS with `npx serverless deploy`: memory set with the Lambda API.
+
+boto3 with its normal credential chain (AWS_ENDPOINT_URL is honoured, which is how the
+tests run it against a moto server). The stack is found by name in CloudFormation
+(outputs, falling back to its resources); the API key's value is read from API Gateway.
+Memory changes wait until LastUpdateStatus is Successful (no load before the update is
+live) and retry ResourceConflictException with backoff; the original memory size is put
+back by `restore()`, which the sweep calls in `finally` and on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+
+from runner.errors import MemsweepError
+from runner.results import Fidelity, Invocations, TargetInfo
+from runner.scenario import AwsTarget
+from runner.targets.local import summarise_lines
+
+# Lambda refuses a configuration change while another is in progress.
+CONFLICT_RETRIES = 8
+CONFLICT_BACKOFF_S = 0.5
+UPDATE_WAIT_S = 300
+# CloudWatch Logs ingests with a lag: re-read a window until its count stops changing.
+LOG_SETTLE_POLLS = 6
+LOG_SETTLE_S = 5.0
+
+
+class AwsTargetError(MemsweepError):
+    exit_code = 3
+
+
+class AwsStackTarget:
+    kind = "aws"
+
+    def __init__(self, spec: AwsTarget) -> None:
+        self.spec = spec
+        self.stack_name = f"{spec.stack}-{spec.stage}"
+        session = boto3.session.Session(region_name=spec.region)
+        config = Config(retries={"mode": "standard", "max_attempts": 5})
+        self.region = session.region_name or "us-east-1"
+        self.cloudformation = session.client("cloudformation", config=config)
+        self.lambda_client = session.client("lambda", config=config)
+        self.apigateway = session.client("apigateway", config=config)
+        self.logs = session.client("logs", config=config)
+        self.function = ""
+        self._url = ""
+        self._api_key: str | None = None
+        self.original_memory: int | None = None
+        self.configured_memory: int | None = None
+
+    # -- discovery -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            outputs, resources = self._describe_stack()
+            self.function = outputs.get("FunctionName") or resources.get(
+                "LambdaFunctionOverHttpsLambdaFunction", ""
+            )
+            if not self.function:
+                raise AwsTargetError(
+                    f"stack {self.stack_name}: no FunctionName output and no "
+                    "LambdaFunctionOverHttpsLambdaFunction resource"
+                )
+            api_id = resources.get("ApiGatewayRestApi")
+            self._url = (
+                self.spec.url
+                or outputs.get("ApiUrl")
+                or (
+                    f"https://{api_id}.execute-api.{self.region}.amazonaws.com/"
+                    f"{self.spec.stage}/DynamoDBManager"
+                    if api_id
+                    else ""
+                )
+            )
+            if not self._url:
+                raise AwsTargetError(f"stack {self.stack_name}: no ApiUrl output or REST API")
+            self._api_key = self._find_api_key(
+                outputs.get("ApiKeyId") or resources.get("ApiGatewayApiKey1")
+            )
+            configuration = self.lambda_client.get_function_configuration(
+                FunctionName=self.function
+            )
+            self.original_memory = int(configuration["MemorySize"])
+            self.configured_memory = self.original_memory
+        except (ClientError, BotoCoreError) as exc:
+            raise AwsTargetError(f"AWS: finding stack {self.stack_name}: {exc}") from None
+
+    def _describe_stack(self) -> tuple[dict[str, str], dict[str, str]]:
+        try:
+            stack = self.cloudformation.describe_stacks(StackName=self.stack_name)["Stacks"][0]
+        except ClientError as exc:
+            raise AwsTargetError(
+                f"no CloudFormation stack {self.stack_name} in {self.region}: deploy it with "
+                f"`npx serverless deploy --stage {self.spec.stage}` ({exc})"
+            ) from None
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs") or []}
+        resources: dict[str, str] = {}
+        paginator = self.cloudformation.get_paginator("list_stack_resources")
+        for page in paginator.paginate(StackName=self.stack_name):
+            for resource in page["StackResourceSummaries"]:
+                if resource.get("PhysicalResourceId"):
+                    resources[resource["LogicalResourceId"]] = resource["PhysicalResourceId"]
+        return outputs, resources
+
+    def _find_api_key(self, key_id: str | None) -> str | None:
+        if key_id:
+            return str(self.apigateway.get_api_key(apiKey=key_id, includeValue=True)["value"])
+        # No output or resource (e.g. an older stack): the key serverless.yml names.
+        name = f"memsweep-{self.spec.stage}-key"
+        keys = self.apigateway.get_api_keys(nameQuery=name, includeValues=True)["items"]
+        return str(keys[0]["value"]) if keys else None
+
+    def stop(self) -> None:
+        return None
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def headers(self) -> dict[str, str]:
+        return {"x-api-key": self._api_key} if self._api_key else {}
+
+    # -- memory --------------------------------------------------------------------------------
+
+    def set_memory(self, memory_mb: int) -> None:
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                self.lambda_client.update_function_configuration(
+                    FunctionName=self.function, MemorySize=memory_mb
+                )
+                break
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code != "ResourceConflictException" or attempt == CONFLICT_RETRIES:
+                    raise AwsTargetError(
+                        f"AWS: setting {self.function} to {memory_mb} MB: {exc}"
+                    ) from None
+                time.sleep(CONFLICT_BACKOFF_S * 2**attempt)
+        try:
+            self.lambda_client.get_waiter("function_updated").wait(
+                FunctionName=self.function,
+                WaiterConfig={"Delay": 1, "MaxAttempts": UPDATE_WAIT_S},
+            )
+        except WaiterError as exc:
+            raise AwsTargetError(f"AWS: {self.function} did not finish updating: {exc}") from None
+        configuration = self.lambda_client.get_function_configuration(FunctionName=self.function)
+        self.configured_memory = int(configuration["MemorySize"])
+        if self.configured_memory != memory_mb:
+            raise AwsTargetError(
+                f"AWS: {self.function} reports {self.configured_memory} MB after setting "
+                f"{memory_mb} MB"
+            )
+
+    def current_memory(self) -> int | None:
+        return self.configured_memory
+
+    def restore(self) -> None:
+        if self.original_memory is not None and self.configured_memory != self.original_memory:
+            self.set_memory(self.original_memory)
+
+    def mark(self, at: float) -> None:
+        return None
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def invocations(self, start: float, end: float) -> Invocations:
+        group = f"/aws/lambda/{self.function}"
+        lines: list[str] = []
+        previous = -1
+        try:
+            for poll in range(LOG_SETTLE_POLLS):
+                lines = self._log_lines(group, start, end)
+                if len(lines) == previous:
+                    break
+                previous = len(lines)
+                if poll < LOG_SETTLE_POLLS - 1:
+                    time.sleep(LOG_SETTLE_S)
+        except (ClientError, BotoCoreError) as exc:
+            return Invocations(source=f"CloudWatch Logs unavailable: {exc}")
+        return summarise_lines(lines, f"CloudWatch Logs {group}")
+
+    def _log_lines(self, group: str, start: float, end: float) -> list[str]:
+        lines: list[str] = []
+        paginator = self.logs.get_paginator("filter_log_events")
+        pages = paginator.paginate(
+            logGroupName=group,
+            startTime=int(start * 1000),
+            endTime=int(end * 1000),
+            filterPattern='?REPORT ?"memsweep.invocation"',
+        )
+        try:
+            for page in pages:
+                lines += [event["message"] for event in page.get("events", [])]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return []
+            raise
+        return lines
+
+    def fidelity(self) -> Fidelity:
+        return Fidelity(mode="aws", level="real", configured_memory_mb=self.configured_memory)
+
+    def info(self) -> TargetInfo:
+        return TargetInfo(
+            kind="aws",
+            url=self._url,
+            function=self.function,
+            description=f"CloudFormation stack {self.stack_name} in {self.region}",
+            original_memory_mb=self.original_memory,
+        )
+
+    def alive(self) -> str | None:
+        return None

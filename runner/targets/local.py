@@ -1,0 +1,156 @@
+"""The local stack as a target: started as a child process, memory set through its control API."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from runner.emulator.process import LocalStackProcess
+from runner.lambda_logs import parse_handler_record, parse_report
+from runner.results import Fidelity, Invocations, TargetInfo
+from runner.scenario import LocalTarget
+from runner.stats import percentile_ms
+
+
+class LocalStackTarget:
+    kind = "local"
+
+    def __init__(self, spec: LocalTarget, *, run_dir: str) -> None:
+        self.spec = spec
+        self.log_path = Path(run_dir) / "lambda.log"
+        self.stack: LocalStackProcess | None = None
+        self._status: dict[str, object] = {}
+        # Where each step's log starts: REPORT lines carry no timestamps, so windows are
+        # byte ranges of the log, marked when a step's measured window opens and closes.
+        self._marks: list[tuple[float, int]] = []
+
+    def start(self) -> None:
+        args = [
+            "--log",
+            str(self.log_path),
+            "--concurrency",
+            str(self.spec.concurrency),
+            "--latency-ms",
+            str(self.spec.latency_ms),
+        ]
+        if self.spec.handler:
+            args += ["--handler", self.spec.handler]
+        if self.spec.code_dir:
+            args += ["--code-dir", self.spec.code_dir]
+        if self.spec.integration:
+            args += ["--integration", self.spec.integration]
+        self.stack = LocalStackProcess(args)
+        self.stack.start()
+        self._status = dict(self.stack.ready)
+
+    def stop(self) -> None:
+        if self.stack is not None:
+            self.stack.stop()
+            self.stack = None
+
+    @property
+    def url(self) -> str:
+        assert self.stack is not None
+        return self.stack.url
+
+    def headers(self) -> dict[str, str]:
+        assert self.stack is not None
+        return {"x-api-key": self.stack.api_key} if self.stack.api_key else {}
+
+    def set_memory(self, memory_mb: int) -> None:
+        assert self.stack is not None
+        self._status = self.stack.set_memory(memory_mb)
+
+    def current_memory(self) -> int | None:
+        value = self._status.get("memory_mb")
+        return int(value) if isinstance(value, int) else None
+
+    def restore(self) -> None:
+        return None  # the local stack is the runner's own; it goes away with the run
+
+    def mark(self, at: float) -> None:
+        size = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._marks.append((at, size))
+
+    def invocations(self, start: float, end: float) -> Invocations:
+        begin = max((offset for at, offset in self._marks if at <= start), default=0)
+        stop = min((offset for at, offset in self._marks if at >= end), default=None)
+        if not self.log_path.exists():
+            return Invocations(source="local log (missing)")
+        with open(self.log_path, "rb") as handle:
+            handle.seek(begin)
+            chunk = handle.read() if stop is None else handle.read(max(0, stop - begin))
+        return summarise_lines(chunk.decode(errors="replace").splitlines(), "local log")
+
+    def fidelity(self) -> Fidelity:
+        status = self._status
+        return Fidelity(
+            mode=str(status.get("cgroup", "unknown")),
+            level="degraded" if status.get("fidelity") == "degraded" else "full",
+            cpu_share_nominal=_float(status.get("cpu_share_nominal")),
+            cpu_share_measured=_float(status.get("cpu_share_measured")),
+            cpu_quota_correction=_float(status.get("cpu_quota_correction")),
+        )
+
+    def info(self) -> TargetInfo:
+        ready = self.stack.ready if self.stack else {}
+        return TargetInfo(
+            kind="local",
+            url=str(ready.get("url", "")),
+            function=str(ready.get("function", "")) or None,
+            description=f"local stack ({ready.get('handler', '')}, {ready.get('cgroup', '')})",
+        )
+
+    def alive(self) -> str | None:
+        if self.stack is None or self.stack.process is None:
+            return "the local stack is not running"
+        code = self.stack.process.poll()
+        if code is not None:
+            return f"the local stack exited (code {code})"
+        return None
+
+
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def summarise_lines(lines: list[str], source: str) -> Invocations:
+    """Invocation statistics from Lambda log lines (REPORT + handler.py's JSON line)."""
+    durations: list[float] = []
+    inits: list[float] = []
+    billed = 0
+    max_memory = 0
+    reads = writes = 0.0
+    for line in lines:
+        report = parse_report(line)
+        if report is not None:
+            durations.append(report.duration_ms)
+            billed += report.billed_duration_ms
+            max_memory = max(max_memory, report.max_memory_used_mb)
+            if report.init_duration_ms is not None:
+                inits.append(report.init_duration_ms)
+            continue
+        record = parse_handler_record(line)
+        if record is not None:
+            reads += record.read_units
+            writes += record.write_units
+    count = len(durations)
+    return Invocations(
+        count=count,
+        cold_starts=len(inits),
+        init_ms_mean=statistics.fmean(inits) if inits else None,
+        init_ms_max=max(inits) if inits else None,
+        duration_ms_mean=statistics.fmean(durations) if durations else None,
+        duration_ms_p50=percentile_ms(durations, 50),
+        duration_ms_p95=percentile_ms(durations, 95),
+        duration_ms_p99=percentile_ms(durations, 99),
+        billed_ms_total=billed,
+        billed_ms_mean=billed / count if count else None,
+        max_memory_used_mb=max_memory or None,
+        read_units=reads,
+        write_units=writes,
+        source=source,
+    )
+
+
+__all__ = ["LocalStackTarget", "summarise_lines"]
