@@ -55,6 +55,7 @@ class LocalTarget(_Model):
     integration: Literal["lambda-proxy", "lambda"] | None = None
     latency_ms: float = Field(0.0, ge=0, le=10_000, description="added network latency")
     concurrency: int = Field(100, ge=1, le=1000)
+    calibrate: bool = Field(True, description="measure and correct the CPU share per size")
 
 
 class AwsTarget(_Model):
@@ -322,13 +323,21 @@ def _line_of(document: Any, location: tuple[int | str, ...]) -> int:
     return line
 
 
+_TAGS = {"target": {"local", "aws", "url"}, "load": {"closed", "open"}}
+
+
+def _without_tags(location: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Drop a discriminated union's tag, which pydantic puts in the path after its key."""
+    if len(location) > 1 and location[1] in _TAGS.get(str(location[0]), ()):
+        return (location[0], *location[2:])
+    return location
+
+
 def _field_path(location: tuple[int | str, ...]) -> str:
     text = ""
     for part in location:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in {"local", "aws", "url", "closed", "open"}:
-            continue  # the discriminated union's tag, not a key in the file
         else:
             text += f".{part}" if text else str(part)
     return text or "(top level)"
@@ -343,7 +352,7 @@ def _messages(path: str, document: Any, error: ValidationError) -> list[str]:
     out = []
     for item in error.errors():
         location = tuple(item["loc"])
-        clean = tuple(p for p in location if p not in {"local", "aws", "url", "closed", "open"})
+        clean = _without_tags(location)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"

@@ -297,6 +297,9 @@ class Swarm:
         assert runner is not None
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
+            missing = [node.id for node in runner.clients.values() if node.state == STATE_MISSING]
+            if missing:
+                raise SwarmError(f"Locust worker(s) lost before the step: {', '.join(missing)}")
             states = [node.state for node in runner.clients.values()]
             workers_ready = states and all(state in ("ready", "stopped") for state in states)
             if workers_ready and runner.state in ("ready", "stopped", "init"):
@@ -304,6 +307,10 @@ class Swarm:
             gevent.sleep(0.05)
         if not runner.clients:
             raise SwarmError("no Locust workers left: every worker was lost")
+        raise SwarmError(
+            f"Locust workers not ready {READY_TIMEOUT_S:.0f} s after the last step: "
+            + ", ".join(f"{node.id} ({node.state})" for node in runner.clients.values())
+        )
 
     def _write_locust_files(self, step_id: str) -> None:
         """Locust's own per-step CSV and JSON, as `locust --csv/--json` would write them."""

@@ -202,6 +202,15 @@ class Sweep:
             why_down = target.alive()
             if why_down is not None:
                 raise RunFailed(f"step {index}: {why_down}")
+            # Stated rule: a step that lost a worker or its target is kept (marked degraded,
+            # the lost worker named) and the sweep stops there: later steps would compare
+            # settings under a different load.
+            lost = [worker.id for worker in step.workers if worker.lost]
+            if lost:
+                raise RunFailed(
+                    f"step {index}: Locust worker(s) lost: {', '.join(lost)} "
+                    f"({step.workers[[w.id for w in step.workers].index(lost[0])].detail})"
+                )
             if step.problems and any("target" in problem for problem in step.problems):
                 raise RunFailed(f"step {index}: {step.problems[0]}")
             self._check_stop()

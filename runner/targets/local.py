@@ -39,6 +39,8 @@ class LocalStackTarget:
             args += ["--code-dir", self.spec.code_dir]
         if self.spec.integration:
             args += ["--integration", self.spec.integration]
+        if not self.spec.calibrate:
+            args.append("--no-calibrate")
         self.stack = LocalStackProcess(args)
         self.stack.start()
         self._status = dict(self.stack.ready)

@@ -1,0 +1,240 @@
+"""Scenario files: the shipped ones validate; bad ones fail naming file, line, field, value."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.errors import BadInput
+from runner.scenario import SCHEMA_PATH, json_schema, load_scenario, parse_scenario
+from runner.stack import PROJECT_ROOT
+
+SCENARIOS = sorted((PROJECT_ROOT / "scenarios").glob("*.yaml"))
+
+GOOD = """\
+name: ok
+sweep:
+  memory_mb: [128, 1024]
+load:
+  stages:
+    - {users: 3, duration_s: 30}
+    - {users: 10, duration_s: 30, ramp_s: 30}
+requests:
+  - name: list
+    body: {operation: list, payload: {}}
+"""
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.name for p in SCENARIOS])
+def test_given_a_shipped_scenario_then_it_validates(path: Path) -> None:
+    assert load_scenario(path).sweep.memory_mb
+
+
+def test_given_the_tutorial_scenario_then_it_has_the_postman_profile() -> None:
+    scenario = load_scenario(PROJECT_ROOT / "scenarios" / "memory_sweep.yaml")
+    assert scenario.sweep.memory_mb == [128, 1024]
+    stages = [(s.users, s.duration_s, s.ramp_s) for s in scenario.load.stages]  # type: ignore[union-attr]
+    assert stages == [(3, 30, 0), (10, 30, 30), (10, 60, 0)]
+    assert scenario.requests[0].body == {
+        "operation": "list",
+        "tableName": "lambda-apigateway",
+        "payload": {},
+    }
+
+
+def test_given_a_minimal_scenario_then_defaults_are_local_closed_and_one_repeat() -> None:
+    scenario = parse_scenario(GOOD)
+    assert scenario.target.kind == "local"
+    assert scenario.load.model == "closed"
+    assert scenario.sweep.repeats == 1 and scenario.sweep.order == "as-listed"
+
+
+def replace(old: str, new: str) -> str:
+    assert old in GOOD
+    return GOOD.replace(old, new)
+
+
+BAD = [
+    (
+        "negative-users",
+        replace(
+            "{users: 10, duration_s: 30, ramp_s: 30}", "{users: -3, duration_s: 30, ramp_s: 30}"
+        ),
+        "x.yaml:7: load.stages[1].users: Input should be greater than or equal to 1, got -3",
+    ),
+    (
+        "memory-too-small",
+        replace("[128, 1024]", "[64, 1024]"),
+        "x.yaml:3: sweep.memory_mb[0]: Input should be greater than or equal to 128, got 64",
+    ),
+    (
+        "memory-too-large",
+        replace("[128, 1024]", "[128, 20000]"),
+        "sweep.memory_mb[1]: Input should be less than or equal to 10240, got 20000",
+    ),
+    (
+        "memory-duplicate",
+        replace("[128, 1024]", "[128, 128]"),
+        "x.yaml:3: sweep.memory_mb: lists 128 more than once (use repeats)",
+    ),
+    ("memory-empty", replace("[128, 1024]", "[]"), "sweep.memory_mb: List should have at least 1"),
+    (
+        "memory-string",
+        replace("[128, 1024]", "[128, lots]"),
+        "sweep.memory_mb[1]: Input should be a valid integer",
+    ),
+    ("unknown-top-key", GOOD + "colour: blue\n", "x.yaml:11: colour: unknown key"),
+    (
+        "unknown-nested-key",
+        replace("memory_mb: [128, 1024]", "memory_mb: [128, 1024]\n  speed: 3"),
+        "x.yaml:4: sweep.speed: unknown key",
+    ),
+    ("missing-name", GOOD.replace("name: ok\n", ""), "name: is required"),
+    (
+        "missing-sweep",
+        GOOD.split("sweep:")[0] + "load:" + GOOD.split("load:", 1)[1],
+        "sweep: is required",
+    ),
+    ("missing-requests", GOOD.split("requests:")[0], "requests: is required"),
+    (
+        "empty-requests",
+        GOOD.split("requests:")[0] + "requests: []\n",
+        "requests: List should have at least 1 item",
+    ),
+    (
+        "ramp-longer-than-stage",
+        replace("ramp_s: 30}", "ramp_s: 40}"),
+        "x.yaml:7: load.stages[1]: ramp_s (40.0) is longer than duration_s (30.0)",
+    ),
+    (
+        "zero-duration",
+        replace("{users: 3, duration_s: 30}", "{users: 3, duration_s: 0}"),
+        "load.stages[0].duration_s: Input should be greater than 0, got 0",
+    ),
+    (
+        "unknown-load-model",
+        replace("load:\n", "load:\n  model: bursty\n"),
+        "load: must be one of 'closed', 'open'",
+    ),
+    ("unknown-target-kind", GOOD + "target: {kind: azure}\n", "target: must be one of"),
+    ("url-target-without-url", GOOD + "target: {kind: url}\n", "target.url: is required"),
+    (
+        "url-target-bad-url",
+        GOOD + "target: {kind: url, url: ftp://x}\n",
+        "target.url: String should match pattern",
+    ),
+    (
+        "unknown-template",
+        replace("payload: {}", "payload: {Key: {id: '{{random}}'}}"),
+        "unknown template '{{random}}' in body",
+    ),
+    (
+        "seeded-without-seed",
+        replace("payload: {}", "payload: {Key: {id: '{{seeded}}'}}"),
+        "requests use {{seeded}} but seed.items is 0",
+    ),
+    (
+        "duplicate-request-names",
+        GOOD + "  - name: list\n    body: {operation: ping}\n",
+        "request name 'list' is used more than once",
+    ),
+    (
+        "bad-method",
+        replace("  - name: list\n", "  - name: list\n    method: FETCH\n"),
+        "requests[0].method: Input should be 'GET', 'POST', 'PUT', 'PATCH' or 'DELETE'",
+    ),
+    (
+        "negative-weight",
+        replace("  - name: list\n", "  - name: list\n    weight: -1\n"),
+        "requests[0].weight: Input should be greater than 0, got -1",
+    ),
+    (
+        "error-rate-over-one",
+        GOOD + "thresholds: {error_rate: 5}\n",
+        "thresholds.error_rate: Input should be less than or equal to 1, got 5",
+    ),
+    (
+        "think-time-inverted",
+        replace("load:\n", "load:\n  think_time: {min_s: 2, max_s: 1}\n"),
+        "load.think_time: max_s (1.0) is below min_s (2.0)",
+    ),
+    (
+        "open-model-missing-rate",
+        replace(
+            "load:\n  stages:\n    - {users: 3, duration_s: 30}\n    - {users: 10, duration_s: 30, ramp_s: 30}\n",
+            "load:\n  model: open\n  duration_s: 10\n",
+        ),
+        "load.rate_per_s: is required",
+    ),
+    (
+        "open-model-with-stages",
+        replace("load:\n", "load:\n  model: open\n  rate_per_s: 5\n  duration_s: 3\n"),
+        "load.stages: unknown key",
+    ),
+    ("duplicate-key", GOOD + "name: again\n", "x.yaml:11: 'name' appears twice"),
+    ("not-yaml", "name: [unclosed\n", "x.yaml:2: not valid YAML"),
+    ("not-a-mapping", "- just\n- a list\n", "x.yaml:1: a scenario is a mapping of keys"),
+    (
+        "repeats-zero",
+        replace("memory_mb: [128, 1024]", "memory_mb: [128, 1024]\n  repeats: 0"),
+        "x.yaml:4: sweep.repeats: Input should be greater than or equal to 1, got 0",
+    ),
+    (
+        "bad-order",
+        replace("memory_mb: [128, 1024]", "memory_mb: [128, 1024]\n  order: random"),
+        "sweep.order: Input should be 'as-listed' or 'interleaved'",
+    ),
+]
+
+
+def test_there_are_at_least_twenty_bad_scenarios() -> None:
+    assert len({case[0] for case in BAD}) == len(BAD) >= 20
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), BAD, ids=[case[0] for case in BAD])
+def test_given_a_bad_scenario_then_the_error_names_file_line_field_and_value(
+    case: str, text: str, expected: str
+) -> None:
+    with pytest.raises(BadInput) as raised:
+        parse_scenario(text, path="x.yaml")
+    assert expected in str(raised.value), str(raised.value)
+
+
+def test_given_validate_on_a_bad_file_then_exit_2_and_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD[0][1])
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "validate", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"memsweep: {bad}:7: load.stages[1].users: Input should be greater than or equal to 1, "
+        "got -3"
+    )
+
+
+def test_given_a_missing_file_then_exit_2_naming_it(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", str(tmp_path / "nope.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "nope.yaml: no such scenario file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_committed_json_schema_is_current() -> None:
+    assert json.loads(SCHEMA_PATH.read_text()) == json_schema(), (
+        "run `python -m runner schema` to regenerate scenarios/scenario.schema.json"
+    )

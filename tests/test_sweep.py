@@ -1,0 +1,312 @@
+"""The main command end to end: real local stack, real Locust master and worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.results import read_results
+from runner.stack import PROJECT_ROOT
+from tests.test_local_stack import alive, wait_until
+
+SHORT = """\
+name: short sweep
+target: {{kind: local, calibrate: false}}
+sweep: {{memory_mb: [1024, 512], settle_s: 0, warmup_s: 1}}
+load:
+  stages: [{{users: 4, duration_s: {duration}}}]
+  think_time: {{min_s: 0.02, max_s: 0.05}}
+requests:
+  - name: create
+    weight: 2
+    body: {{operation: create, payload: {{Item: {{id: "{{{{uuid}}}}", n: "{{{{int:1:9}}}}"}}}}}}
+  - name: read
+    body: {{operation: read, payload: {{Key: {{id: "{{{{seeded}}}}"}}}}}}
+  - name: ping
+    body: {{operation: ping}}
+seed: {{items: 10}}
+workers: {{local: {workers}, wait_s: {wait}}}
+{extra}
+"""
+
+
+def scenario(
+    tmp_path: Path, *, duration: float = 3, workers: int = 2, wait: float = 30, extra: str = ""
+) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(SHORT.format(duration=duration, workers=workers, wait=wait, extra=extra))
+    return path
+
+
+def start_run(path: Path, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    log = open(tmp_path / "stderr.txt", "w")  # noqa: SIM115 - closed by finish()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            str(path),
+            "--out",
+            str(tmp_path / "reports"),
+            "--run-id",
+            "test",
+            "--quiet",
+            *args,
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
+    )
+    process.log_path = tmp_path / "stderr.txt"  # type: ignore[attr-defined]
+    return process
+
+
+def stderr_of(process: subprocess.Popen[str]) -> str:
+    return Path(process.log_path).read_text()  # type: ignore[attr-defined]
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 180) -> tuple[int, str]:
+    process.wait(timeout=timeout)
+    return process.returncode, stderr_of(process)
+
+
+def loading(process: subprocess.Popen[str]) -> bool:
+    """The first step's load is running (its progress line was printed)."""
+    return "users" in stderr_of(process)
+
+
+def results_of(tmp_path: Path) -> Any:
+    return read_results(tmp_path / "reports" / "test" / "results.json")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(line) for line in out.split()]
+
+
+def test_given_a_short_sweep_with_two_workers_then_valid_results_for_each_memory_size(
+    tmp_path: Path,
+) -> None:
+    code, stderr = finish(start_run(scenario(tmp_path), tmp_path))
+    assert code == 0, stderr
+    results = results_of(tmp_path)
+    assert results.status == "complete" and results.exit_code == 0
+    assert [step.memory_mb for step in results.steps] == [1024, 512]
+    for step in results.steps:
+        assert step.valid, step.problems
+        assert step.requests > 0 and step.failures == 0
+        assert step.latency.p50 is not None and step.latency.p99 is not None
+        assert step.rps > 0
+        # Every request counted once: the total equals what the workers reported.
+        assert sum(w.requests for w in step.workers) == step.requests
+        assert len(step.workers) == 2
+        assert sum(r.requests for r in step.per_request) == step.requests
+        assert {r.name for r in step.per_request} == {"create", "read", "ping"}
+        assert step.timeline and sum(s.requests for s in step.timeline) == step.requests
+        assert step.invocations.count >= step.requests * 0.9
+        assert step.invocations.write_units > 0
+        assert step.fidelity is not None and step.fidelity.level in ("full", "degraded")
+        assert any(f.endswith("_stats.csv") for f in step.locust_files)
+    assert "results:" in stderr
+
+
+def test_given_a_remote_worker_joining_by_command_line_then_it_carries_the_load(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    run = start_run(
+        scenario(tmp_path, workers=0), tmp_path, "--expect-workers", "1", "--master-port", str(port)
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        code, stderr = finish(run)
+    finally:
+        assert wait_until(lambda: worker.poll() is not None, 30), "worker did not exit"
+    assert code == 0, stderr
+    step = results_of(tmp_path).steps[0]
+    assert len(step.workers) == 1 and step.workers[0].requests == step.requests > 0
+
+
+def test_given_a_stock_locust_worker_fetching_the_locustfile_then_it_works(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    run = start_run(
+        scenario(tmp_path, workers=0), tmp_path, "--expect-workers", "1", "--master-port", str(port)
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "--worker",
+            "-f",
+            "-",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        code, stderr = finish(run)
+    finally:
+        wait_until(lambda: worker.poll() is not None, 30)
+        if worker.poll() is None:
+            worker.kill()
+    assert code == 0, stderr
+    assert results_of(tmp_path).steps[0].requests > 0
+
+
+def test_given_workers_that_never_arrive_then_exit_3_with_one_clear_line(tmp_path: Path) -> None:
+    started = time.monotonic()
+    code, stderr = finish(
+        start_run(scenario(tmp_path, workers=0, wait=2), tmp_path, "--expect-workers", "2")
+    )
+    assert code == 3
+    assert time.monotonic() - started < 60
+    lines = [line for line in stderr.splitlines() if line.startswith("memsweep:")]
+    assert len(lines) == 1 and "expected 2 Locust workers" in lines[0]
+    assert "0 arrived within 2 s" in lines[0]
+    assert "Traceback" not in stderr
+    assert results_of(tmp_path).status == "failed"
+
+
+def test_given_a_worker_killed_mid_step_then_detected_named_and_exit_3(tmp_path: Path) -> None:
+    run = start_run(scenario(tmp_path, duration=12), tmp_path)
+    workers: list[int] = []
+
+    def two_workers_running() -> bool:
+        workers[:] = [pid for pid in children_of(run.pid) if "-m locust --worker" in _cmdline(pid)]
+        return len(workers) == 2
+
+    assert wait_until(two_workers_running, 60)
+    assert wait_until(lambda: loading(run), 60)
+    time.sleep(2)  # well inside the first step
+    victim = workers[0]
+    os.kill(victim, signal.SIGKILL)
+    code, stderr = finish(run)
+    assert code == 3, stderr
+    results = results_of(tmp_path)
+    degraded = [step for step in results.steps if not step.valid]
+    assert degraded, [s.problems for s in results.steps]
+    lost = [w for step in degraded for w in step.workers if w.lost]
+    assert lost, [s.problems for s in degraded]
+    assert "missing" in lost[0].detail or "disconnected" in lost[0].detail
+    assert any(lost[0].id in problem for problem in results.problems)
+    assert f"Locust worker(s) lost: {lost[0].id}" in stderr
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
+
+
+def test_given_the_target_dies_mid_step_then_errors_are_counted_and_exit_3(
+    tmp_path: Path,
+) -> None:
+    run = start_run(scenario(tmp_path, duration=10), tmp_path)
+    stack: list[int] = []
+
+    def local_stack_running() -> bool:
+        stack[:] = [pid for pid in children_of(run.pid) if "-m runner local" in _cmdline(pid)]
+        return bool(stack) and len(children_of(stack[0])) >= 2  # dynalite + a sandbox
+
+    assert wait_until(local_stack_running, 60)
+    assert wait_until(lambda: loading(run), 60)
+    time.sleep(2)
+    os.kill(stack[0], signal.SIGKILL)
+    code, stderr = finish(run)
+    assert code == 3, stderr
+    assert "memsweep: step 1:" in stderr and ("exited" in stderr or "stopped answering" in stderr)
+    results = results_of(tmp_path)
+    assert results.status == "failed"
+    step = results.steps[0]
+    assert step.failures > 0
+    assert any("Connection" in error.kind or "Refused" in error.kind for error in step.errors)
+
+
+def test_given_sigint_mid_sweep_then_partial_results_exit_130_and_no_orphans(
+    tmp_path: Path,
+) -> None:
+    run = start_run(scenario(tmp_path, duration=20), tmp_path)
+    descendants: set[int] = set()
+
+    def loaded() -> bool:
+        for child in children_of(run.pid):
+            descendants.add(child)
+            descendants.update(children_of(child))
+        return (tmp_path / "reports" / "test" / "results.json").exists() and len(descendants) >= 4
+
+    assert wait_until(loaded, 60)
+    assert wait_until(lambda: loading(run), 60)
+    time.sleep(2)
+    for child in children_of(run.pid):
+        descendants.add(child)
+        descendants.update(children_of(child))
+    run.send_signal(signal.SIGINT)
+    code, stderr = finish(run, timeout=60)
+    assert code == 130, stderr
+    results = results_of(tmp_path)
+    assert results.status == "interrupted" and results.exit_code == 130
+    assert results.steps and results.steps[0].requests > 0
+    assert "step cut short by an interrupt" in results.steps[0].problems
+    assert wait_until(lambda: not any(alive(pid) for pid in descendants), 20), [
+        (pid, _cmdline(pid)) for pid in descendants if alive(pid)
+    ]
+
+
+def test_given_thresholds_no_setting_meets_then_exit_1(tmp_path: Path) -> None:
+    path = scenario(tmp_path, duration=2, extra="thresholds: {p50_ms: 0.001}")
+    code, stderr = finish(start_run(path, tmp_path))
+    assert code == 1, stderr
+    assert results_of(tmp_path).status == "complete"
+
+
+def test_given_the_results_file_then_it_is_json_with_the_schema_version(tmp_path: Path) -> None:
+    code, _ = finish(start_run(scenario(tmp_path, duration=1), tmp_path))
+    assert code == 0
+    data = json.loads((tmp_path / "reports" / "test" / "results.json").read_text())
+    assert data["schema_version"] == 1
+    assert data["scenario_text"].startswith("name: short sweep")
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Any:
+    yield
