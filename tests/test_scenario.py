@@ -165,7 +165,8 @@ BAD = [
     (
         "open-model-missing-rate",
         replace(
-            "load:\n  stages:\n    - {users: 3, duration_s: 30}\n    - {users: 10, duration_s: 30, ramp_s: 30}\n",
+            "load:\n  stages:\n    - {users: 3, duration_s: 30}\n"
+            "    - {users: 10, duration_s: 30, ramp_s: 30}\n",
             "load:\n  model: open\n  duration_s: 10\n",
         ),
         "load.rate_per_s: is required",

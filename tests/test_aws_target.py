@@ -1,0 +1,183 @@
+"""The aws target against a moto server: memory set per step and always restored.
+
+The stack is deployed to moto with osls (the real deploy path). moto cannot invoke Lambda
+functions, so the load goes to a local stack through the target's `url` override (what a
+custom domain in front of the API would use); memory control, the API key and the logs go
+through the AWS APIs as on a real account.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from runner.emulator.process import LocalStackProcess
+from runner.results import read_results
+from runner.stack import PROJECT_ROOT
+from tests.conftest import moto_server_endpoint
+from tests.test_stack import serverless
+from tests.test_sweep import finish, loading, start_run
+
+STAGE = "awstest"
+FUNCTION = f"memsweep-{STAGE}-LambdaFunctionOverHttps"
+API_KEY = "moto-and-local-share-this-key-0123"
+
+SCENARIO = """\
+name: aws target
+target: {{kind: aws, stack: memsweep, stage: {stage}, region: us-east-1, url: "{url}"}}
+sweep: {{memory_mb: [512, 1024], settle_s: 0, warmup_s: 0}}
+load:
+  stages: [{{users: 2, duration_s: {duration}}}]
+  think_time: {{min_s: 0.05, max_s: 0.1}}
+requests:
+  - name: ping
+    body: {{operation: ping}}
+workers: {{local: 1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def moto_stack() -> Iterator[dict[str, str]]:
+    with moto_server_endpoint() as endpoint:
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        serverless("deploy", "--stage", STAGE, "--param", "memory=128", env=env)
+        # moto's CloudFormation does not model AWS::ApiGateway::ApiKey: create the key the
+        # stack would have, under the name serverless.yml gives it.
+        client("apigateway", env).create_api_key(
+            name=f"memsweep-{STAGE}-key", value=API_KEY, enabled=True
+        )
+        yield env
+
+
+def client(service: Any, env: dict[str, str]) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def memory_of(env: dict[str, str]) -> int:
+    configuration = client("lambda", env).get_function_configuration(FunctionName=FUNCTION)
+    return int(configuration["MemorySize"])
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path) -> Iterator[LocalStackProcess]:
+    stack = LocalStackProcess(
+        [
+            "--api-key",
+            API_KEY,
+            "--no-calibrate",
+            "--memory",
+            "1024",
+            "--log",
+            str(tmp_path / "local.log"),
+        ]
+    )
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def run_with(tmp_path: Path, env: dict[str, str], url: str, duration: float) -> Any:
+    path = tmp_path / "aws.yaml"
+    path.write_text(SCENARIO.format(stage=STAGE, url=url, duration=duration))
+    old = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        return start_run(path, tmp_path)
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_given_a_sweep_then_each_step_runs_at_its_memory_and_the_original_is_restored(
+    moto_stack: dict[str, str], endpoint: LocalStackProcess, tmp_path: Path
+) -> None:
+    assert memory_of(moto_stack) == 128
+    code, stderr = finish(run_with(tmp_path, moto_stack, endpoint.url, 2))
+    assert code == 0, stderr
+    results = read_results(tmp_path / "reports" / "test" / "results.json")
+    assert [s.fidelity.configured_memory_mb for s in results.steps if s.fidelity] == [512, 1024]
+    assert all(step.requests > 0 and step.failures == 0 for step in results.steps)
+    assert results.target.kind == "aws" and results.target.function == FUNCTION
+    assert results.target.original_memory_mb == 128 and results.target.restored is True
+    assert memory_of(moto_stack) == 128
+
+
+def test_given_the_endpoint_dies_mid_sweep_then_exit_3_and_memory_restored(
+    moto_stack: dict[str, str], endpoint: LocalStackProcess, tmp_path: Path
+) -> None:
+    run = run_with(tmp_path, moto_stack, endpoint.url, 8)
+    assert wait(lambda: loading(run))
+    time.sleep(1.5)
+    assert memory_of(moto_stack) == 512
+    endpoint.stop(signal.SIGKILL)
+    code, stderr = finish(run)
+    assert code == 3, stderr
+    assert "stopped answering" in stderr
+    assert memory_of(moto_stack) == 128
+    assert read_results(tmp_path / "reports" / "test" / "results.json").target.restored is True
+
+
+def test_given_sigint_mid_sweep_then_exit_130_and_memory_restored(
+    moto_stack: dict[str, str], endpoint: LocalStackProcess, tmp_path: Path
+) -> None:
+    run = run_with(tmp_path, moto_stack, endpoint.url, 20)
+    assert wait(lambda: loading(run))
+    time.sleep(1.5)
+    assert memory_of(moto_stack) == 512
+    run.send_signal(signal.SIGINT)
+    code, stderr = finish(run, timeout=60)
+    assert code == 130, stderr
+    assert memory_of(moto_stack) == 128
+    results = read_results(tmp_path / "reports" / "test" / "results.json")
+    assert results.status == "interrupted" and results.target.restored is True
+
+
+def test_given_no_such_stack_then_exit_3_naming_the_stack_and_the_fix(
+    moto_stack: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "aws.yaml"
+    path.write_text(SCENARIO.format(stage="nosuchstage", url="http://127.0.0.1:9/x", duration=1))
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", str(path), "--out", str(tmp_path), "--quiet"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **moto_stack},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3
+    assert "no CloudFormation stack memsweep-nosuchstage" in done.stderr
+    assert "npx serverless deploy --stage nosuchstage" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def wait(condition: Any, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
