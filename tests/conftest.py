@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import json
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,10 @@ def moto_server_endpoint() -> Iterator[str]:
     server.start()
     try:
         host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
+        endpoint = f"http://{host}:{port}"
+        # moto's state is global to the process: start every server from a clean slate.
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
+        yield endpoint
     finally:
         server.stop()
 
