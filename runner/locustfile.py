@@ -170,6 +170,15 @@ def _on_init(environment: Any, **_: Any) -> None:
         _on_report.runner = environment.runner
 
 
+@events.test_stop.add_listener
+def _on_test_stop(environment: Any, **_: Any) -> None:
+    # A worker reports every 3 s, and not at `stop`: without this the master waits up to
+    # 3 s for each step's last numbers. Send them as soon as the stop has finished.
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        gevent.spawn_later(0, runner._send_stats)
+
+
 # --- what users send ----------------------------------------------------------------------------
 
 

@@ -103,7 +103,10 @@ class Step(_Model):
     index: int
     memory_mb: int
     repeat: int
-    started_at: float  # epoch seconds
+    started_at: float  # epoch seconds: load started
+    # From the previous step's load end to this one's load start (memory change, settle,
+    # seeding, workers rejoining): what the sweep spends not measuring.
+    overhead_s: float | None = None
     window_start: float  # the measured window (after warm-up)
     window_end: float
     requests: int

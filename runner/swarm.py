@@ -61,6 +61,8 @@ class StepData:
     final_from: set[str] = field(default_factory=set)
     lost_workers: dict[str, str] = field(default_factory=dict)
     users_at: dict[int, int] = field(default_factory=dict)
+    load_started: float = 0.0  # when the master told the workers to start
+    load_ended: float = 0.0  # when the master told the workers to stop (the window's end)
 
     def add(self, worker: str, data: dict[str, Any]) -> None:
         if data.get("total"):
@@ -114,6 +116,7 @@ class Swarm:
         self.environment: Environment | None = None
         self.runner: MasterRunner | None = None
         self.current: StepData | None = None
+        self._stopping: Any = None  # the previous step's runner.stop(), still finishing
 
     @property
     def expected_workers(self) -> int:
@@ -164,6 +167,9 @@ class Swarm:
             gevent.sleep(0.1)
 
     def stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.join(timeout=70)
+            self._stopping = None
         if self.runner is not None:
             with contextlib.suppress(Exception):  # best effort while tearing down
                 self.runner.quit()
@@ -199,6 +205,7 @@ class Swarm:
         warmup_s: float,
         progress: Progress | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        on_load_start: Callable[[float], None] | None = None,
     ) -> StepData:
         """Run the load of one step; returns what the workers measured."""
         runner, environment = self.runner, self.environment
@@ -210,6 +217,9 @@ class Swarm:
         config = {**config, "step": step_id, "warmup_s": warmup_s, "workers": len(workers)}
         environment.parsed_options.memsweep_step = json.dumps(config)
         started = time.monotonic()
+        data.load_started = time.time()
+        if on_load_start is not None:
+            on_load_start(data.load_started)
         try:
             if isinstance(load, OpenLoad):
                 runner.start(
@@ -234,7 +244,10 @@ class Swarm:
                     ):
                         break
         finally:
-            runner.stop()
+            data.load_ended = time.time()
+            # Locust's stop() polls in 1 s sleeps; the workers stop at its first message.
+            # Let it finish while the next step changes memory and seeds, instead of waiting.
+            self._stopping = gevent.spawn(runner.stop)
             self._await_final_reports(data, workers)
             self._write_locust_files(step_id)
         return data
@@ -295,6 +308,9 @@ class Swarm:
         """After a stop, workers leave and rejoin; a start before they are back is dropped."""
         runner = self.runner
         assert runner is not None
+        if self._stopping is not None:
+            self._stopping.join()
+            self._stopping = None
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             missing = [node.id for node in runner.clients.values() if node.state == STATE_MISSING]

@@ -130,6 +130,7 @@ class Sweep:
             target = make_target(self.scenario.target, run_dir=str(self.run_dir))
             self.say(f"starting the {self.scenario.target.kind} target")
             target.start()
+            target.prepare(self.scenario.sweep.memory_mb)
             self.results.target = target.info()
             self._save()
             workers = self.scenario.workers
@@ -245,7 +246,6 @@ class Sweep:
             )
             duration = load.duration_s
         warmup = min(scenario.sweep.warmup_s, duration)
-        started = time.time()
         last_line = [0.0]
 
         def progress(state: dict[str, Any]) -> None:
@@ -260,7 +260,9 @@ class Sweep:
                 f"errors {stats['failures']}, {left:.0f} s left"
             )
 
-        gevent.spawn_later(warmup, target.mark, started + warmup)
+        def load_started(at: float) -> None:
+            gevent.spawn_later(warmup, target.mark, at + warmup)
+
         data = swarm.run_step(
             step_id=step_id,
             config=config,
@@ -268,16 +270,20 @@ class Sweep:
             warmup_s=warmup,
             progress=progress,
             should_stop=lambda: bool(self.stop_requested),
+            on_load_start=load_started,
         )
-        ended = time.time()
+        started = data.load_started
+        ended = data.load_ended or time.time()
         target.mark(ended)
         window_start = started + warmup
+        previous_end = self.results.steps[-1].window_end if self.results.steps else None
         return build_step(
             data,
             index=index,
             memory=memory,
             repeat=repeat,
             started=started,
+            overhead_s=started - previous_end if previous_end else None,
             window_start=window_start,
             window_end=ended,
             target=target,
@@ -331,6 +337,7 @@ def build_step(
     memory: int,
     repeat: int,
     started: float,
+    overhead_s: float | None,
     window_start: float,
     window_end: float,
     target: Target,
@@ -387,6 +394,7 @@ def build_step(
         memory_mb=memory,
         repeat=repeat,
         started_at=started,
+        overhead_s=overhead_s,
         window_start=window_start,
         window_end=window_end,
         requests=requests,

@@ -117,6 +117,11 @@ class LocalStackProcess:
         status: dict[str, Any] = self._control("GET", "/status")
         return status
 
+    def calibrate(self, memory_sizes: list[int]) -> dict[str, Any]:
+        """Measure the CPU share of these sizes up front (cached by the stack)."""
+        status: dict[str, Any] = self._control("POST", "/calibrate", {"memory_mb": memory_sizes})
+        return status
+
     def set_memory(self, memory_mb: int) -> dict[str, Any]:
         """Drain, replace every sandbox at the new size; returns the new status."""
         status: dict[str, Any] = self._control("POST", "/memory", {"memory_mb": memory_mb})

@@ -158,6 +158,8 @@ class LocalStack:
         self.api_key = options.api_key or secrets.token_urlsafe(24)
         self.control_token = secrets.token_urlsafe(24)
         self.calibration: Calibration | None = None
+        # Per memory size for the stack's life: a sweep revisits sizes (repeats, interleaving).
+        self._calibrations: dict[int, Calibration] = {}
         self._dynalite: dynamodb.Dynalite | None = None
         self._servers: list[asyncio.Server] = []
         self.pool: LambdaPool | None = None
@@ -258,8 +260,15 @@ class LocalStack:
         self.calibration = None
         if not self.options.calibrate:
             return
-        self.calibration = await asyncio.to_thread(calibrate, self.limiter, self.pool.memory_mb)
+        self.calibration = await self.calibrate(self.pool.memory_mb)
         self.pool.cpu_correction = self.calibration.correction
+
+    async def calibrate(self, memory_mb: int) -> Calibration:
+        cached = self._calibrations.get(memory_mb)
+        if cached is None:
+            cached = await asyncio.to_thread(calibrate, self.limiter, memory_mb)
+            self._calibrations[memory_mb] = cached
+        return cached
 
     def _control(self, request: Request, connection: Connection) -> None:
         if request.headers.get(b"x-memsweep-control") != self.control_token.encode():
@@ -267,6 +276,12 @@ class LocalStack:
             return
         if request.method == b"GET" and request.path == b"/status":
             connection.respond(200, json.dumps(self.status()).encode())
+        elif request.method == b"POST" and request.path == b"/calibrate":
+            task = asyncio.get_running_loop().create_task(
+                self._control_calibrate(request, connection)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         elif request.method == b"POST" and request.path == b"/memory":
             task = asyncio.get_running_loop().create_task(self._control_memory(request, connection))
             self._tasks.add(task)  # the loop keeps only weak references to tasks
@@ -280,6 +295,25 @@ class LocalStack:
             if isinstance(memory, bool) or not isinstance(memory, int):
                 raise BadInput(f"memory_mb must be an integer, got {memory!r}")
             await self.set_memory(memory)
+        except (ValueError, KeyError, TypeError) as exc:
+            connection.respond(400, json.dumps({"message": f"bad request: {exc}"}).encode())
+        except BadInput as exc:
+            connection.respond(400, json.dumps({"message": str(exc)}).encode())
+        else:
+            connection.respond(200, json.dumps(self.status()).encode())
+
+    async def _control_calibrate(self, request: Request, connection: Connection) -> None:
+        """Measure the given sizes now, so later memory changes don't pay for it."""
+        try:
+            sizes = json.loads(request.body)["memory_mb"]
+            if not isinstance(sizes, list) or not all(
+                isinstance(m, int) and not isinstance(m, bool) for m in sizes
+            ):
+                raise BadInput(f"memory_mb must be a list of integers, got {sizes!r}")
+            for memory in sizes:
+                check_memory(memory)
+                if self.options.calibrate:
+                    await self.calibrate(memory)
         except (ValueError, KeyError, TypeError) as exc:
             connection.respond(400, json.dumps({"message": f"bad request: {exc}"}).encode())
         except BadInput as exc:

@@ -163,6 +163,9 @@ class AwsStackTarget:
         if self.original_memory is not None and self.configured_memory != self.original_memory:
             self.set_memory(self.original_memory)
 
+    def prepare(self, memory_sizes: list[int]) -> None:
+        return None
+
     def mark(self, at: float) -> None:
         return None
 

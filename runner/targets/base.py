@@ -30,6 +30,9 @@ class Target(Protocol):
     def restore(self) -> None:
         """Put the original memory size back; safe to call twice."""
 
+    def prepare(self, memory_sizes: list[int]) -> None:
+        """Work that would otherwise fall between steps (e.g. measuring CPU shares)."""
+
     def mark(self, at: float) -> None:
         """Note a measured window's edge (targets whose logs carry no timestamps need it)."""
 

@@ -70,6 +70,11 @@ class LocalStackTarget:
     def restore(self) -> None:
         return None  # the local stack is the runner's own; it goes away with the run
 
+    def prepare(self, memory_sizes: list[int]) -> None:
+        """Calibrate every size of the sweep before the first step, not between steps."""
+        if self.stack is not None and self.spec.calibrate:
+            self.stack.calibrate(sorted(set(memory_sizes)))
+
     def mark(self, at: float) -> None:
         size = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._marks.append((at, size))

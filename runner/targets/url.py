@@ -43,6 +43,9 @@ class UrlOnlyTarget:
     def restore(self) -> None:
         return None
 
+    def prepare(self, memory_sizes: list[int]) -> None:
+        return None
+
     def mark(self, at: float) -> None:
         return None
 
