@@ -24,7 +24,7 @@ from typing import Any
 
 import gevent
 import locust
-from locust.argument_parser import parse_options
+from locust.argument_parser import get_parser
 from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner
 
@@ -132,7 +132,9 @@ class Swarm:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        options = parse_options(["-f", str(LOCUSTFILE), "--headless", "--memsweep-step", "{}"])
+        # No config files: a stray locust.conf must not change a sweep's load.
+        parser = get_parser(default_config_files=[])
+        options = parser.parse_args(["-f", str(LOCUSTFILE), "--headless", "--memsweep-step", "{}"])
         # Not headless on the master: a headless master quits its workers at the end of a
         # shape (LOCUST_FACTS.md trap 4); stages are driven here instead.
         options.headless = False

@@ -185,10 +185,13 @@ class Sweep:
         plan = plan_steps(self.scenario)
         for index, (memory, repeat) in enumerate(plan, start=1):
             self._check_stop()
+            # Seed while the previous step's sandboxes are warm, then change memory: the
+            # measured load meets fresh sandboxes, as after a real configuration change (the
+            # tutorial's cold-start spike), and seeding adds no cold starts between steps.
+            seeded = seed_items(self.scenario, target)
             self.say(f"step {index}/{len(plan)}: setting memory to {memory} MB")
             target.set_memory(memory)
             self._sleep(self.scenario.sweep.settle_s)
-            seeded = seed_items(self.scenario, target)
             step = self._one_step(
                 target,
                 swarm,

@@ -181,3 +181,46 @@ def wait(condition: Any, timeout: float = 60) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_given_report_lines_in_cloudwatch_then_the_window_is_summarised(
+    moto_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.scenario import AwsTarget
+    from runner.targets.aws import AwsStackTarget
+
+    for key, value in moto_stack.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr("runner.targets.aws.LOG_SETTLE_S", 0.1)
+    target = AwsStackTarget(
+        AwsTarget(kind="aws", stack="memsweep", stage=STAGE, region="us-east-1")
+    )
+    target.start()
+    logs = client("logs", moto_stack)
+    group = f"/aws/lambda/{FUNCTION}"
+    stream = "2026/11/27/[$LATEST]abc"
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    now = time.time()
+    lines = [
+        "REPORT RequestId: a\tDuration: 10.00 ms\tBilled Duration: 300 ms\tMemory Size: 512 MB\t"
+        "Max Memory Used: 80 MB\tInit Duration: 289.50 ms\t",
+        '{"type": "memsweep.invocation", "requestId": "a", "operation": "create", '
+        '"status": 200, "consumedCapacity": {"write": 1.0, "read": 0.0}}',
+        "REPORT RequestId: b\tDuration: 4.00 ms\tBilled Duration: 4 ms\tMemory Size: 512 MB\t"
+        "Max Memory Used: 81 MB\t",
+        "START RequestId: b Version: $LATEST",
+    ]
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[
+            {"timestamp": int((now + i * 0.01) * 1000), "message": line}
+            for i, line in enumerate(lines)
+        ],
+    )
+    outside = target.invocations(now - 100, now - 50)
+    inside = target.invocations(now - 1, now + 5)
+    assert outside.count == 0
+    assert (inside.count, inside.cold_starts, inside.billed_ms_total) == (2, 1, 304)
+    assert inside.write_units == 1.0 and inside.max_memory_used_mb == 81
+    assert inside.source == f"CloudWatch Logs {group}"

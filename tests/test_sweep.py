@@ -310,3 +310,26 @@ def test_given_the_results_file_then_it_is_json_with_the_schema_version(tmp_path
 @pytest.fixture(autouse=True)
 def _no_leftover_processes() -> Any:
     yield
+
+
+def test_given_an_open_model_faster_than_the_function_then_arrivals_are_dropped_and_counted(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "open.yaml"
+    path.write_text(f"""\
+name: open model
+target: {{kind: local, calibrate: false, handler: behaviours.lambda_handler,
+         code_dir: "{PROJECT_ROOT / "tests" / "handlers"}"}}
+sweep: {{memory_mb: [1769]}}
+load: {{model: open, rate_per_s: 40, duration_s: 4, max_in_flight: 2, arrivals: uniform}}
+requests:
+  - name: slow
+    body: {{action: sleep, seconds: 0.2}}
+workers: {{local: 1}}
+""")
+    code, stderr = finish(start_run(path, tmp_path))
+    assert code == 0, stderr
+    step = results_of(tmp_path).steps[0]
+    # 2 in flight x 5/s each = ~10/s served of 40/s offered: most arrivals are dropped.
+    assert step.requests > 0 and step.failures == 0
+    assert step.dropped_arrivals > step.requests
