@@ -570,3 +570,23 @@ def test_given_a_signal_to_the_stack_then_no_orphan_process_and_no_leftover_cgro
         # A killed stack can't clean up; the next start removes its groups.
         start_stack(config_json, tmp_path, "--memory", "1769").stop()
     assert cgroups_of(stack.pid) == []
+
+
+def test_given_bad_control_requests_then_403_or_400_naming_the_problem(
+    real_stack: LocalStackProcess,
+) -> None:
+    from runner.errors import SetupError
+
+    control = real_stack.ready["control_url"]
+    assert post(control + "/memory", {"memory_mb": 512}).status == 403  # no token
+    for body, message in (
+        ({"memory_mb": "big"}, "memory_mb must be an integer, got 'big'"),
+        ({"memory_mb": 64}, "memory 64 MB is outside Lambda's range 128-10240 MB"),
+        ({"size": 512}, "bad request: 'memory_mb'"),
+    ):
+        with pytest.raises(SetupError) as raised:
+            real_stack._control("POST", "/memory", body)
+        assert message in str(raised.value)
+    with pytest.raises(SetupError, match="must be a list of integers"):
+        real_stack.calibrate(512)  # type: ignore[arg-type]
+    assert real_stack.status()["memory_mb"] == 1024  # unchanged by any of it

@@ -16,7 +16,7 @@ import secrets
 import signal
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,27 +274,28 @@ class LocalStack:
         if request.headers.get(b"x-memsweep-control") != self.control_token.encode():
             connection.respond(403, b'{"message":"Forbidden"}')
             return
+        actions = {b"/memory": self._apply_memory, b"/calibrate": self._apply_calibration}
         if request.method == b"GET" and request.path == b"/status":
             connection.respond(200, json.dumps(self.status()).encode())
-        elif request.method == b"POST" and request.path == b"/calibrate":
+        elif request.method == b"POST" and request.path in actions:
+            action = actions[request.path]
             task = asyncio.get_running_loop().create_task(
-                self._control_calibrate(request, connection)
+                self._answer_control(action, request, connection)
             )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        elif request.method == b"POST" and request.path == b"/memory":
-            task = asyncio.get_running_loop().create_task(self._control_memory(request, connection))
             self._tasks.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self._tasks.discard)
         else:
             connection.respond(404, b'{"message":"unknown control path"}')
 
-    async def _control_memory(self, request: Request, connection: Connection) -> None:
+    async def _answer_control(
+        self,
+        action: Callable[[Any], Awaitable[None]],
+        request: Request,
+        connection: Connection,
+    ) -> None:
+        """Run a control action on the request's JSON; 400 naming the problem, else status."""
         try:
-            memory = json.loads(request.body)["memory_mb"]
-            if isinstance(memory, bool) or not isinstance(memory, int):
-                raise BadInput(f"memory_mb must be an integer, got {memory!r}")
-            await self.set_memory(memory)
+            await action(json.loads(request.body))
         except (ValueError, KeyError, TypeError) as exc:
             connection.respond(400, json.dumps({"message": f"bad request: {exc}"}).encode())
         except BadInput as exc:
@@ -302,24 +303,23 @@ class LocalStack:
         else:
             connection.respond(200, json.dumps(self.status()).encode())
 
-    async def _control_calibrate(self, request: Request, connection: Connection) -> None:
+    async def _apply_memory(self, document: Any) -> None:
+        memory = document["memory_mb"]
+        if isinstance(memory, bool) or not isinstance(memory, int):
+            raise BadInput(f"memory_mb must be an integer, got {memory!r}")
+        await self.set_memory(memory)
+
+    async def _apply_calibration(self, document: Any) -> None:
         """Measure the given sizes now, so later memory changes don't pay for it."""
-        try:
-            sizes = json.loads(request.body)["memory_mb"]
-            if not isinstance(sizes, list) or not all(
-                isinstance(m, int) and not isinstance(m, bool) for m in sizes
-            ):
-                raise BadInput(f"memory_mb must be a list of integers, got {sizes!r}")
-            for memory in sizes:
-                check_memory(memory)
-                if self.options.calibrate:
-                    await self.calibrate(memory)
-        except (ValueError, KeyError, TypeError) as exc:
-            connection.respond(400, json.dumps({"message": f"bad request: {exc}"}).encode())
-        except BadInput as exc:
-            connection.respond(400, json.dumps({"message": str(exc)}).encode())
-        else:
-            connection.respond(200, json.dumps(self.status()).encode())
+        sizes = document["memory_mb"]
+        if not isinstance(sizes, list) or not all(
+            isinstance(m, int) and not isinstance(m, bool) for m in sizes
+        ):
+            raise BadInput(f"memory_mb must be a list of integers, got {sizes!r}")
+        for memory in sizes:
+            check_memory(memory)
+            if self.options.calibrate:
+                await self.calibrate(memory)
 
     async def stop(self) -> None:
         for server in self._servers:
