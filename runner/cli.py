@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -243,3 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("memsweep: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # one line for the user; the trace on request
+        if os.environ.get("MEMSWEEP_DEBUG"):
+            raise
+        print(
+            f"memsweep: internal error: {type(exc).__name__}: {exc} "
+            "(a bug: set MEMSWEEP_DEBUG=1 to see the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 3

@@ -29,6 +29,7 @@ from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner
 
 from runner import locustfile
+from runner.children import detached_but_tied
 from runner.errors import MemsweepError
 from runner.scenario import ClosedLoad, OpenLoad
 from runner.stats import decode, empty_histogram
@@ -384,7 +385,7 @@ def start_local_worker(master_host: str, master_port: int) -> subprocess.Popen[b
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=False,
+        preexec_fn=detached_but_tied(signal.SIGTERM),
     )
 
 
@@ -422,4 +423,4 @@ def _free_port(host: str) -> int:
         return port
 
 
-__all__ = ["DEFAULT_MASTER_PORT", "StepData", "Swarm", "SwarmError", "signal"]
+__all__ = ["DEFAULT_MASTER_PORT", "StepData", "Swarm", "SwarmError"]

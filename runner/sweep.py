@@ -159,7 +159,11 @@ class Sweep:
         except MemsweepError as exc:
             self.results.status = "failed"
             self.results.problems.append(str(exc))
-            code = exc.exit_code if exc.exit_code != 2 else 2
+            code = exc.exit_code
+            raise
+        except Exception as exc:
+            self.results.status = "failed"
+            self.results.problems.append(f"internal error: {exc!r}")
             raise
         finally:
             if target is not None:
@@ -203,6 +207,7 @@ class Sweep:
             )
             self.results.steps.append(step)
             self._save()
+            self._check_stop()  # an interrupt explains whatever else went wrong in the step
             why_down = target.alive()
             if why_down is not None:
                 raise RunFailed(f"step {index}: {why_down}")

@@ -147,7 +147,7 @@ def test_given_sigint_mid_sweep_then_exit_130_and_memory_restored(
     assert wait(lambda: loading(run))
     time.sleep(1.5)
     assert memory_of(moto_stack) == 512
-    run.send_signal(signal.SIGINT)
+    os.killpg(run.pid, signal.SIGINT)
     code, stderr = finish(run, timeout=60)
     assert code == 130, stderr
     assert memory_of(moto_stack) == 128

@@ -66,6 +66,7 @@ def start_run(path: Path, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.DEVNULL,
         stderr=log,
         text=True,
+        start_new_session=True,  # its own process group, as a shell gives a foreground job
     )
     process.log_path = tmp_path / "stderr.txt"  # type: ignore[attr-defined]
     return process
@@ -262,7 +263,7 @@ def test_given_the_target_dies_mid_step_then_errors_are_counted_and_exit_3(
     assert any("Connection" in error.kind or "Refused" in error.kind for error in step.errors)
 
 
-def test_given_sigint_mid_sweep_then_partial_results_exit_130_and_no_orphans(
+def test_given_ctrl_c_mid_sweep_then_partial_results_exit_130_and_no_orphans(
     tmp_path: Path,
 ) -> None:
     run = start_run(scenario(tmp_path, duration=20), tmp_path)
@@ -280,7 +281,7 @@ def test_given_sigint_mid_sweep_then_partial_results_exit_130_and_no_orphans(
     for child in children_of(run.pid):
         descendants.add(child)
         descendants.update(children_of(child))
-    run.send_signal(signal.SIGINT)
+    os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole job
     code, stderr = finish(run, timeout=60)
     assert code == 130, stderr
     results = results_of(tmp_path)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from runner.children import detached_but_tied
 from runner.errors import SetupError
 from runner.stack import PROJECT_ROOT
 
@@ -57,6 +58,7 @@ class LocalStackProcess:
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            preexec_fn=detached_but_tied(signal.SIGTERM),
         )
         assert self.process.stdout is not None
         ready, _, _ = select.select([self.process.stdout], [], [], READY_TIMEOUT_S)
