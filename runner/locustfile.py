@@ -20,7 +20,7 @@ from typing import Any
 import gevent
 from gevent.lock import Semaphore
 from hdrh.histogram import HdrHistogram
-from locust import FastHttpUser, User, constant, events, task
+from locust import FastHttpUser, constant, events, task
 from locust.runners import WorkerRunner
 
 # HDR range in microseconds: 1 µs to 1 hour, 3 significant figures.
@@ -52,7 +52,6 @@ class StepRecorder:
         self.config: dict[str, Any] = {}
         self.step = ""
         self.measure_from = 0.0
-        self.sequence = 0
         self.reset()
 
     def reset(self) -> None:
@@ -307,4 +306,4 @@ class OpenModelUser(FastHttpUser):
             self.in_flight.release()
 
 
-__all__ = ["MemsweepUser", "OpenModelUser", "User"]
+__all__ = ["MemsweepUser", "OpenModelUser"]

@@ -35,7 +35,6 @@ from runner.scenario import ClosedLoad, OpenLoad
 from runner.stats import decode, empty_histogram
 
 LOCUSTFILE = Path(locustfile.__file__).resolve()
-DEFAULT_MASTER_PORT = 5557
 # Locust marks a silent worker missing after ~3 heartbeats (measured 3.4-4.4 s).
 POLL_S = 0.25
 # After stop(), each worker sends one last report; wait at most this long for them.
@@ -116,7 +115,6 @@ class Swarm:
         self.steps: dict[str, StepData] = {}
         self.environment: Environment | None = None
         self.runner: MasterRunner | None = None
-        self.current: StepData | None = None
         self._stopping: Any = None  # the previous step's runner.stop(), still finishing
 
     @property
@@ -215,7 +213,6 @@ class Swarm:
         assert runner is not None and environment is not None and environment.parsed_options
         self._ready_for_start()
         data = self.steps[step_id] = StepData(step=step_id)
-        self.current = data
         workers = sorted(runner.clients.keys())
         config = {**config, "step": step_id, "warmup_s": warmup_s, "workers": len(workers)}
         environment.parsed_options.memsweep_step = json.dumps(config)
@@ -423,4 +420,4 @@ def _free_port(host: str) -> int:
         return port
 
 
-__all__ = ["DEFAULT_MASTER_PORT", "StepData", "Swarm", "SwarmError"]
+__all__ = ["StepData", "Swarm", "SwarmError"]
