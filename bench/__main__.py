@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench import fidelity, local_stack
+from bench import fidelity, local_stack, sweep_overhead
 from bench.common import BENCH_DIR, Figure, machine_description, versions
 
 BENCHMARKS: dict[str, Callable[..., Figure | list[Figure]]] = {
@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, Callable[..., Figure | list[Figure]]] = {
     "vs-serverless-offline": local_stack.versus_serverless_offline,
     "cpu-scaling": fidelity.cpu_scaling,
     "tutorial-shape": fidelity.tutorial_shape,
+    "sweep-overhead": sweep_overhead.per_step_overhead,
 }
 
 

@@ -1,0 +1,65 @@
+"""Per-step overhead of a sweep on the local target: time between steps that measures nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import Figure
+from runner.results import read_results
+from runner.stack import PROJECT_ROOT
+
+SCENARIO = """\
+name: sweep overhead
+target: {kind: local}
+sweep: {memory_mb: [1024, 512, 256, 128], settle_s: 0, warmup_s: 0}
+load:
+  stages: [{users: 4, duration_s: %(duration)s}]
+  think_time: {min_s: 0.05, max_s: 0.1}
+requests:
+  - name: read
+    body: {operation: read, payload: {Key: {id: "{{seeded}}"}}}
+seed: {items: 20, reset: true}
+workers: {local: 2}
+"""
+
+
+def per_step_overhead(*, quick: bool) -> Figure:
+    """From one step's load end to the next one's load start (memory change, re-seed, workers
+    rejoining), as results.json records it; settle and warm-up are 0 here."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "overhead.yaml"
+        path.write_text(SCENARIO % {"duration": 3 if quick else 8})
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "runner",
+                str(path),
+                "--out",
+                scratch,
+                "--run-id",
+                "o",
+                "--quiet",
+            ],
+            cwd=PROJECT_ROOT,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        results = read_results(Path(scratch) / "o" / "results.json")
+    gaps = [step.overhead_s for step in results.steps if step.overhead_s is not None]
+    worst = max(gaps)
+    return Figure(
+        name="sweep overhead per step, local target (load end → next load start)",
+        goal="≤ 2 s",
+        value=worst,
+        unit="s",
+        passed=worst <= 2.0,
+        detail="gaps "
+        + ", ".join(f"{gap:.2f} s" for gap in gaps)
+        + " (memory change incl. sandbox replacement, reset + 20 seeded items, Locust "
+        "stop/start); the first request follows a start within ~0.1 s",
+    )
