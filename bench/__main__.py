@@ -39,6 +39,13 @@ def render(figures: list[Figure], *, quick: bool, seconds: float) -> str:
         lines.append(
             f"| {figure.name} | {figure.goal} | {figure.shown} | {met} | {figure.detail} |"
         )
+    misses = [figure for figure in figures if not figure.passed]
+    if misses:
+        lines += ["", "## Goals missed in this run, and why (measured)", ""]
+        lines += [
+            f"- **{figure.name}**: {figure.why_missed or 'no explanation recorded'}"
+            for figure in misses
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -36,6 +36,7 @@ class Figure:
     unit: str  # "x" for a ratio, "ms" for a difference
     passed: bool
     detail: str  # the absolute numbers behind it
+    why_missed: str = ""  # the measured reason, printed when the goal is missed
 
     @property
     def shown(self) -> str:
