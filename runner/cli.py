@@ -96,6 +96,25 @@ def _add_validate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     schema.add_argument("-o", "--output", type=Path, help="default: scenarios/scenario.schema.json")
 
 
+def _add_report(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = subparsers.add_parser(
+        "report",
+        help="render results.json as an HTML report (two files: compare the runs)",
+        description="Render reports/<run-id>/results.json as one self-contained HTML file. "
+        "Given two, put the runs side by side (e.g. before and after a code change) with the "
+        "significance of each difference.",
+    )
+    report.add_argument(
+        "results", nargs="+", type=Path, metavar="RESULTS", help="results.json or its run directory"
+    )
+    report.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="default: report.html beside the results (compare-<first run>.html for two)",
+    )
+
+
 def _add_worker(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = subparsers.add_parser(
         "worker",
@@ -108,7 +127,7 @@ def _add_worker(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     worker.add_argument("--quiet", action="store_true")
 
 
-SUBCOMMANDS = {"run", "validate", "schema", "worker", "local"}
+SUBCOMMANDS = {"run", "validate", "schema", "worker", "local", "report"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(subparsers)
     _add_validate(subparsers)
+    _add_report(subparsers)
     _add_worker(subparsers)
     _add_local(subparsers)
     return parser
@@ -156,7 +176,27 @@ def _run_scenario(args: argparse.Namespace) -> int:
             code = sweep.run()
         finally:
             progress.done(sweep)
+            _report_after_run(sweep.results_path)
     return code
+
+
+def _report_after_run(results_path: Path) -> None:
+    """Every run ends with its report, also a failed or interrupted one (partial results)."""
+    if not results_path.exists():
+        return
+    from runner.report import write_report
+
+    try:
+        print(f"report: {write_report([results_path])}", file=sys.stderr)
+    except MemsweepError as exc:  # the run's own outcome and exit code stand
+        print(f"memsweep: the report was not written: {exc}", file=sys.stderr)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from runner.report import write_report
+
+    print(write_report(args.results, args.output))
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -232,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schema": _schema,
         "worker": _worker,
         "local": _run_local,
+        "report": _report,
     }
     try:
         if args.command in commands:

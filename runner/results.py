@@ -130,6 +130,7 @@ class TargetInfo(_Model):
     kind: str
     url: str
     function: str | None = None
+    architecture: str | None = None  # x86_64 or arm64 (prices differ); None: x86_64 assumed
     description: str = ""
     original_memory_mb: int | None = None
     restored: bool | None = None

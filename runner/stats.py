@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,12 +102,15 @@ class Difference:
 
 
 def buckets(histogram: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
-    """Bucket values (ms) and their counts."""
-    values, counts = [], []
-    for item in histogram.get_recorded_iterator():
-        values.append(item.value_iterated_to / 1000)
-        counts.append(item.count_at_value_iterated_to)
-    return np.asarray(values, dtype=float), np.asarray(counts, dtype=np.int64)
+    """Values (ms) and counts of the non-empty buckets (what hdrh's recorded iterator yields,
+    read from the counts array: the iterator costs ~50 µs per bucket in pure Python)."""
+    counts = np.ctypeslib.as_array(histogram.counts)[: histogram.counts_len]
+    index = np.flatnonzero(counts)
+    values = [
+        histogram.get_highest_equivalent_value(histogram.get_value_from_index(int(i)))
+        for i in index
+    ]
+    return np.asarray(values, dtype=float) / 1000, counts[index].astype(np.int64)
 
 
 def _statistic(values: np.ndarray, counts: np.ndarray, statistic: str) -> np.ndarray:
@@ -131,6 +134,36 @@ def _resample(counts: np.ndarray, rng: np.random.Generator, resamples: int) -> n
     return rng.multinomial(total, counts / total, size=resamples)
 
 
+def _interval(samples: np.ndarray) -> tuple[float, float]:
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_many(
+    histogram: HdrHistogram,
+    statistics: Sequence[str],
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, Estimate]:
+    """Percentile bootstrap of statistics (p50, p90, p95, p99, mean) of one histogram.
+
+    Requests are treated as independent draws from the step's latency distribution; the
+    histogram's buckets are resampled multinomially (equivalent to resampling requests).
+    One set of resamples serves every statistic: resampling is the expensive part.
+    """
+    values, counts = buckets(histogram)
+    if counts.sum() == 0:
+        return {}
+    resampled = _resample(counts, np.random.default_rng(seed), resamples)
+    estimates = {}
+    for statistic in statistics:
+        low, high = _interval(_statistic(values, resampled, statistic))
+        estimates[statistic] = Estimate(float(_statistic(values, counts, statistic)[0]), low, high)
+    return estimates
+
+
 def bootstrap(
     histogram: HdrHistogram,
     statistic: str,
@@ -138,19 +171,37 @@ def bootstrap(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
 ) -> Estimate | None:
-    """Percentile bootstrap of a statistic (p50, p90, p95, p99, mean) of one histogram.
+    return bootstrap_many(histogram, [statistic], resamples=resamples, seed=seed).get(statistic)
 
-    Requests are treated as independent draws from the step's latency distribution; the
-    histogram's buckets are resampled multinomially (equivalent to resampling requests).
-    """
-    values, counts = buckets(histogram)
-    if counts.sum() == 0:
-        return None
+
+def compare_many(
+    a: HdrHistogram,
+    b: HdrHistogram,
+    statistics: Sequence[str],
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, Difference]:
+    """Bootstrap intervals of b - a; each significant when it excludes 0 (two-sided, 95 %)."""
+    values_a, counts_a = buckets(a)
+    values_b, counts_b = buckets(b)
+    if counts_a.sum() == 0 or counts_b.sum() == 0:
+        return {}
     rng = np.random.default_rng(seed)
-    samples = _statistic(values, _resample(counts, rng, resamples), statistic)
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(samples, [tail, 100 - tail])
-    return Estimate(float(_statistic(values, counts, statistic)[0]), float(low), float(high))
+    resampled_b = _resample(counts_b, rng, resamples)
+    resampled_a = _resample(counts_a, rng, resamples)
+    differences = {}
+    for statistic in statistics:
+        low, high = _interval(
+            _statistic(values_b, resampled_b, statistic)
+            - _statistic(values_a, resampled_a, statistic)
+        )
+        value = (
+            _statistic(values_b, counts_b, statistic)[0]
+            - _statistic(values_a, counts_a, statistic)[0]
+        )
+        differences[statistic] = Difference(statistic, float(value), low, high)
+    return differences
 
 
 def compare(
@@ -161,18 +212,4 @@ def compare(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
 ) -> Difference | None:
-    """Bootstrap interval of b - a; significant when it excludes 0 (two-sided, 95 %)."""
-    values_a, counts_a = buckets(a)
-    values_b, counts_b = buckets(b)
-    if counts_a.sum() == 0 or counts_b.sum() == 0:
-        return None
-    rng = np.random.default_rng(seed)
-    diffs = _statistic(values_b, _resample(counts_b, rng, resamples), statistic) - _statistic(
-        values_a, _resample(counts_a, rng, resamples), statistic
-    )
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(diffs, [tail, 100 - tail])
-    value = (
-        _statistic(values_b, counts_b, statistic)[0] - _statistic(values_a, counts_a, statistic)[0]
-    )
-    return Difference(statistic, float(value), float(low), float(high))
+    return compare_many(a, b, [statistic], resamples=resamples, seed=seed).get(statistic)

@@ -26,6 +26,7 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 
 from runner import __version__
+from runner.analysis import analyse, exit_code
 from runner.errors import MemsweepError
 from runner.results import (
     ErrorCount,
@@ -300,16 +301,12 @@ class Sweep:
         )
 
     def _verdict(self) -> int:
-        steps = self.results.steps
-        if any(not step.valid for step in steps):
-            lost = [w.id for step in steps for w in step.workers if w.lost]
-            if lost:
-                self.results.problems.append(f"worker(s) lost: {', '.join(sorted(set(lost)))}")
-            return 3
-        thresholds = self.scenario.thresholds
-        if not thresholds.model_dump(exclude_none=True):
-            return 0
-        return 0 if any(meets_thresholds(step, self.scenario) for step in steps) else 1
+        # The report's analysis decides, so the exit code and the report never disagree.
+        code = exit_code(analyse(self.results))
+        lost = sorted({w.id for step in self.results.steps for w in step.workers if w.lost})
+        if code == 3 and lost:
+            self.results.problems.append(f"worker(s) lost: {', '.join(lost)}")
+        return code
 
     def _check_stop(self) -> None:
         if self.stop_requested:
@@ -323,19 +320,6 @@ class Sweep:
 
     def _save(self) -> None:
         write_results(self.results, self.results_path)
-
-
-def meets_thresholds(step: Step, scenario: Scenario) -> bool:
-    limits = scenario.thresholds
-    error_rate = step.failures / step.requests if step.requests else 1.0
-    checks = [
-        limits.p50_ms is None or (step.latency.p50 or 0) <= limits.p50_ms,
-        limits.p95_ms is None or (step.latency.p95 or 0) <= limits.p95_ms,
-        limits.p99_ms is None or (step.latency.p99 or 0) <= limits.p99_ms,
-        limits.error_rate is None or error_rate <= limits.error_rate,
-        limits.min_rps is None or step.rps >= limits.min_rps,
-    ]
-    return step.valid and all(checks)
 
 
 def build_step(

@@ -90,6 +90,13 @@ def results_of(tmp_path: Path) -> Any:
     return read_results(tmp_path / "reports" / "test" / "results.json")
 
 
+def report_of(tmp_path: Path, stderr: str) -> str:
+    """The run's report.html, which every run ends by writing and naming."""
+    path = tmp_path / "reports" / "test" / "report.html"
+    assert f"report: {path}" in stderr
+    return path.read_text()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -126,6 +133,8 @@ def test_given_a_short_sweep_with_two_workers_then_valid_results_for_each_memory
         assert step.fidelity is not None and step.fidelity.level in ("full", "degraded")
         assert any(f.endswith("_stats.csv") for f in step.locust_files)
     assert "results:" in stderr
+    html = report_of(tmp_path, stderr)
+    assert "Summary per memory size" in html and 'data-memory="512"' in html
 
 
 def test_given_a_remote_worker_joining_by_command_line_then_it_carries_the_load(
@@ -230,6 +239,8 @@ def test_given_a_worker_killed_mid_step_then_detected_named_and_exit_3(tmp_path:
     assert "missing" in lost[0].detail or "disconnected" in lost[0].detail
     assert any(lost[0].id in problem for problem in results.problems)
     assert f"Locust worker(s) lost: {lost[0].id}" in stderr
+    html = report_of(tmp_path, stderr)
+    assert "This run failed" in html and f"lost: {lost[0].detail}" in html
 
 
 def _cmdline(pid: int) -> str:
@@ -288,6 +299,7 @@ def test_given_ctrl_c_mid_sweep_then_partial_results_exit_130_and_no_orphans(
     assert results.status == "interrupted" and results.exit_code == 130
     assert results.steps and results.steps[0].requests > 0
     assert "step cut short by an interrupt" in results.steps[0].problems
+    assert "This run was interrupted" in report_of(tmp_path, stderr)
     assert wait_until(lambda: not any(alive(pid) for pid in descendants), 20), [
         (pid, _cmdline(pid)) for pid in descendants if alive(pid)
     ]
@@ -298,6 +310,7 @@ def test_given_thresholds_no_setting_meets_then_exit_1(tmp_path: Path) -> None:
     code, stderr = finish(start_run(path, tmp_path))
     assert code == 1, stderr
     assert results_of(tmp_path).status == "complete"
+    assert "No memory size met the thresholds." in report_of(tmp_path, stderr)
 
 
 def test_given_the_results_file_then_it_is_json_with_the_schema_version(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ class AwsStackTarget:
         self._url = ""
         self._api_key: str | None = None
         self.original_memory: int | None = None
+        self.architecture: str | None = None
         self.configured_memory: int | None = None
 
     # -- discovery -----------------------------------------------------------------------------
@@ -87,6 +88,7 @@ class AwsStackTarget:
             )
             self.original_memory = int(configuration["MemorySize"])
             self.configured_memory = self.original_memory
+            self.architecture = (configuration.get("Architectures") or ["x86_64"])[0]
         except (ClientError, BotoCoreError) as exc:
             raise AwsTargetError(f"AWS: finding stack {self.stack_name}: {exc}") from None
 
@@ -213,6 +215,7 @@ class AwsStackTarget:
             kind="aws",
             url=self._url,
             function=self.function,
+            architecture=self.architecture,
             description=f"CloudFormation stack {self.stack_name} in {self.region}",
             original_memory_mb=self.original_memory,
         )

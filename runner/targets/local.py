@@ -105,6 +105,7 @@ class LocalStackTarget:
             kind="local",
             url=str(ready.get("url", "")),
             function=str(ready.get("function", "")) or None,
+            architecture=str(ready.get("architecture", "")) or None,
             description=f"local stack ({ready.get('handler', '')}, {ready.get('cgroup', '')})",
         )
 

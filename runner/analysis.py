@@ -1,0 +1,447 @@
+"""What a run's numbers say: per-setting summaries, threshold verdicts, the recommendation,
+and which differences are real.
+
+Pure: `Results` in, dataclasses out. report.py renders them and sweep.py takes its exit code
+from the same verdicts, so the report and the exit code cannot disagree.
+
+Speed is the client-side p95 latency (what the API's callers feel, including API Gateway and
+cold starts), cost is the cost per one million requests from cost.py. Repeats of one memory
+size are pooled: their histograms are merged and their invocations summed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+from pydantic import ValidationError
+
+from runner.cost import Architecture, CostPerMillion, cost_per_million
+from runner.errors import BadInput
+from runner.results import Latency, Results, Step
+from runner.scenario import Thresholds
+from runner.stats import Difference, Estimate, bootstrap_many, compare_many, latency, merge
+
+# AWS Lambda Power Tuning's "balanced" strategy: minimise
+#   w · cost / max(cost) + (1 - w) · p95 / max(p95)
+# over the candidates, with its default w = 0.5 (equal weight to money and speed).
+BALANCED_COST_WEIGHT = 0.5
+# Statistics whose 95 % intervals and differences the report shows.
+COMPARED_STATISTICS = ("p50", "p95", "mean")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One threshold checked against one memory setting."""
+
+    name: str  # "p95 ≤ 200 ms"
+    measured: str  # "183.2 ms"
+    passed: bool
+    # False when the 95 % interval straddles the limit: the verdict could flip on a re-run.
+    confident: bool = True
+
+
+@dataclass(frozen=True)
+class FunctionSide:
+    """What the function's REPORT lines say about a setting (all repeats pooled)."""
+
+    invocations: int
+    cold_starts: int
+    init_ms_mean: float | None
+    init_ms_max: float | None
+    duration_ms_mean: float | None
+    billed_ms_mean: float | None
+    max_memory_used_mb: int | None
+    source: str
+
+
+@dataclass(eq=False)
+class Setting:
+    """One memory size: its steps (repeats) pooled."""
+
+    memory_mb: int
+    steps: list[Step]
+    requests: int
+    failures: int
+    measured_s: float
+    dropped_arrivals: int
+    latency: Latency
+    histogram: HdrHistogram
+    estimates: dict[str, Estimate]
+    function: FunctionSide
+    cost: CostPerMillion
+    verdicts: list[Verdict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.measured_s if self.measured_s > 0 else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        return self.failures / self.requests if self.requests else 1.0
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems and self.requests > 0
+
+    @property
+    def meets(self) -> bool:
+        return self.valid and all(verdict.passed for verdict in self.verdicts)
+
+    @property
+    def p95(self) -> float:
+        return self.latency.p95 if self.latency.p95 is not None else float("inf")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """b - a for one statistic between two settings (or one setting in two runs)."""
+
+    a_label: str
+    b_label: str
+    difference: Difference
+
+    @property
+    def sentence(self) -> str:
+        d = self.difference
+        interval = f"95 % CI {d.low:+.1f} to {d.high:+.1f} ms"
+        if not d.significant:
+            return (
+                f"{self.b_label} vs {self.a_label}: no significant difference in "
+                f"{d.statistic} ({interval})"
+            )
+        direction = "lower" if d.value < 0 else "higher"
+        return (
+            f"{self.b_label} vs {self.a_label}: {d.statistic} {abs(d.value):.1f} ms "
+            f"{direction} ({interval})"
+        )
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    cheapest: Setting | None  # cheapest meeting the thresholds (all valid ones if none set)
+    fastest: Setting | None  # lowest p95 among valid settings
+    balanced: Setting | None
+    thresholds_set: bool
+    headline: str
+    explanation: list[str]
+    balanced_formula: str = (
+        f"balanced: minimise {BALANCED_COST_WEIGHT:g} · cost/max(cost) + "
+        f"{1 - BALANCED_COST_WEIGHT:g} · p95/max(p95) over the settings meeting the thresholds "
+        "(all valid settings when none do or none are set); AWS Lambda Power Tuning's formula "
+        "and default weight"
+    )
+
+    @property
+    def none_meet(self) -> bool:
+        return self.thresholds_set and self.cheapest is None
+
+
+@dataclass
+class Analysis:
+    results: Results
+    settings: list[Setting]  # ascending memory
+    recommendation: Recommendation
+    comparisons: list[Comparison]  # adjacent settings, per statistic
+    thresholds: Thresholds
+    architecture: Architecture
+    warmup_s: float
+    stage_ends_s: list[float]  # load stage boundaries, seconds since load start
+
+
+def analyse(results: Results) -> Analysis:
+    scenario = results.scenario
+    thresholds = _thresholds(results)
+    architecture: Architecture = "arm64" if results.target.architecture == "arm64" else "x86_64"
+    by_memory: dict[int, list[Step]] = {}
+    for step in results.steps:
+        by_memory.setdefault(step.memory_mb, []).append(step)
+    units = _units_per_request(results.steps)
+    settings = [
+        _setting(memory, steps, thresholds=thresholds, architecture=architecture, units=units)
+        for memory, steps in sorted(by_memory.items())
+    ]
+    comparisons = [
+        Comparison(f"{a.memory_mb} MB", f"{b.memory_mb} MB", difference)
+        for a, b in itertools.pairwise(settings)
+        for difference in compare_many(a.histogram, b.histogram, COMPARED_STATISTICS).values()
+    ]
+    sweep = scenario.get("sweep") or {}
+    return Analysis(
+        results=results,
+        settings=settings,
+        recommendation=recommend(settings, thresholds_set=_any_threshold(thresholds)),
+        comparisons=comparisons,
+        thresholds=thresholds,
+        architecture=architecture,
+        warmup_s=float(sweep.get("warmup_s") or 0.0),
+        stage_ends_s=_stage_ends(scenario),
+    )
+
+
+def _thresholds(results: Results) -> Thresholds:
+    try:
+        return Thresholds.model_validate(results.scenario.get("thresholds") or {})
+    except ValidationError as exc:
+        raise BadInput(
+            f"results {results.run_id}: scenario.thresholds is not readable: "
+            f"{exc.errors()[0]['msg']}"
+        ) from None
+
+
+def _any_threshold(thresholds: Thresholds) -> bool:
+    return bool(thresholds.model_dump(exclude_none=True))
+
+
+def _stage_ends(scenario: dict[str, Any]) -> list[float]:
+    load = scenario.get("load") or {}
+    ends, elapsed = [], 0.0
+    for stage in load.get("stages") or []:
+        elapsed += float(stage.get("duration_s") or 0)
+        ends.append(elapsed)
+    return ends
+
+
+def _units_per_request(steps: Sequence[Step]) -> tuple[float, float] | None:
+    """DynamoDB read and write units per invocation, pooled over the whole run.
+
+    Memory size cannot change the capacity a request consumes; per-setting figures differ
+    only by which requests the random mix happened to draw, and that noise must not move
+    the cost ranking.
+    """
+    counted = [step.invocations for step in steps if step.invocations.count]
+    count = sum(inv.count for inv in counted)
+    if not count:
+        return None
+    reads = sum(inv.read_units for inv in counted)
+    writes = sum(inv.write_units for inv in counted)
+    return reads / count, writes / count
+
+
+def _setting(
+    memory: int,
+    steps: list[Step],
+    *,
+    thresholds: Thresholds,
+    architecture: Architecture,
+    units: tuple[float, float] | None,
+) -> Setting:
+    histogram = merge(step.histogram for step in steps)
+    requests = sum(step.requests for step in steps)
+    estimates = bootstrap_many(histogram, COMPARED_STATISTICS)
+    function = _function_side(steps)
+    summary = latency(histogram)
+    setting = Setting(
+        memory_mb=memory,
+        steps=steps,
+        requests=requests,
+        failures=sum(step.failures for step in steps),
+        measured_s=sum(max(0.0, step.window_end - step.window_start) for step in steps),
+        dropped_arrivals=sum(step.dropped_arrivals for step in steps),
+        latency=summary,
+        histogram=histogram,
+        estimates=estimates,
+        function=function,
+        cost=cost_per_million(
+            memory_mb=memory,
+            billed_ms_mean=function.billed_ms_mean,
+            read_units_per_request=units[0] if units else None,
+            write_units_per_request=units[1] if units else None,
+            duration_ms_fallback=summary.mean,
+            architecture=architecture,
+        ),
+        problems=[problem for step in steps for problem in step.problems],
+    )
+    if not requests:
+        setting.problems.append("no requests were measured")
+    setting.verdicts = verdicts(setting, thresholds)
+    return setting
+
+
+def _function_side(steps: Sequence[Step]) -> FunctionSide:
+    seen = [step.invocations for step in steps if step.invocations.count]
+    count = sum(inv.count for inv in seen)
+    cold = sum(inv.cold_starts for inv in seen)
+
+    def weighted(values: list[tuple[float | None, int]]) -> float | None:
+        pairs = [(value, weight) for value, weight in values if value is not None and weight]
+        total = sum(weight for _, weight in pairs)
+        return sum(value * weight for value, weight in pairs) / total if total else None
+
+    memory_used = [inv.max_memory_used_mb for inv in seen if inv.max_memory_used_mb is not None]
+    inits = [inv.init_ms_max for inv in seen if inv.init_ms_max is not None]
+    sources = sorted({step.invocations.source for step in steps if step.invocations.source})
+    return FunctionSide(
+        invocations=count,
+        cold_starts=cold,
+        init_ms_mean=weighted([(inv.init_ms_mean, inv.cold_starts) for inv in seen]),
+        init_ms_max=max(inits) if inits else None,
+        duration_ms_mean=weighted([(inv.duration_ms_mean, inv.count) for inv in seen]),
+        billed_ms_mean=sum(inv.billed_ms_total for inv in seen) / count if count else None,
+        max_memory_used_mb=max(memory_used) if memory_used else None,
+        source="; ".join(sources) or "no function logs",
+    )
+
+
+def verdicts(setting: Setting, thresholds: Thresholds) -> list[Verdict]:
+    """Each configured threshold against the setting's pooled measurements."""
+    checks: list[Verdict] = []
+    for statistic in ("p50", "p95", "p99"):
+        limit = getattr(thresholds, f"{statistic}_ms")
+        if limit is None:
+            continue
+        value = getattr(setting.latency, statistic)
+        passed = value is not None and value <= limit
+        estimate = setting.estimates.get(statistic)
+        confident = estimate is None or (estimate.high <= limit if passed else estimate.low > limit)
+        checks.append(
+            Verdict(
+                name=f"{statistic} ≤ {limit:g} ms",
+                measured="no data" if value is None else f"{value:.1f} ms",
+                passed=passed,
+                confident=confident,
+            )
+        )
+    if thresholds.error_rate is not None:
+        checks.append(
+            Verdict(
+                name=f"errors ≤ {thresholds.error_rate:.2%}",
+                measured=f"{setting.error_rate:.2%}",
+                passed=setting.requests > 0 and setting.error_rate <= thresholds.error_rate,
+            )
+        )
+    if thresholds.min_rps is not None:
+        checks.append(
+            Verdict(
+                name=f"throughput ≥ {thresholds.min_rps:g} req/s",
+                measured=f"{setting.rps:.1f} req/s",
+                passed=setting.rps >= thresholds.min_rps,
+            )
+        )
+    return checks
+
+
+def _cheapest(settings: Sequence[Setting]) -> Setting | None:
+    # Ties on cost go to the faster setting, as in Power Tuning.
+    return min(settings, key=lambda s: (s.cost.total, s.p95), default=None)
+
+
+def _fastest(settings: Sequence[Setting]) -> Setting | None:
+    return min(settings, key=lambda s: (s.p95, s.cost.total), default=None)
+
+
+def _balanced(settings: Sequence[Setting]) -> Setting | None:
+    if not settings:
+        return None
+    max_cost = max(s.cost.total for s in settings) or 1.0
+    max_p95 = max(s.p95 for s in settings) or 1.0
+
+    def score(s: Setting) -> float:
+        return (
+            BALANCED_COST_WEIGHT * s.cost.total / max_cost
+            + (1 - BALANCED_COST_WEIGHT) * s.p95 / max_p95
+        )
+
+    return min(settings, key=lambda s: (score(s), s.cost.total))
+
+
+def _money(dollars: float) -> str:
+    return f"${dollars:,.2f}"
+
+
+def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommendation:
+    valid = [s for s in settings if s.valid and s.latency.p95 is not None]
+    meeting = [s for s in valid if s.meets]
+    fastest = _fastest(valid)
+    explanation: list[str] = []
+    invalid = [s for s in settings if not s.valid]
+    for s in invalid:
+        explanation.append(
+            f"{s.memory_mb} MB is left out: {'; '.join(s.problems) or 'no valid measurement'}"
+        )
+    if not valid:
+        return Recommendation(
+            cheapest=None,
+            fastest=None,
+            balanced=None,
+            thresholds_set=thresholds_set,
+            headline="No recommendation: no memory size has a valid measurement.",
+            explanation=explanation,
+        )
+    if thresholds_set and not meeting:
+        for s in valid:
+            failed = [f"{v.name} (measured {v.measured})" for v in s.verdicts if not v.passed]
+            explanation.append(f"{s.memory_mb} MB failed " + ", ".join(failed))
+        balanced = _balanced(valid)
+        return Recommendation(
+            cheapest=None,
+            fastest=fastest,
+            balanced=balanced,
+            thresholds_set=True,
+            headline="No memory size met the thresholds."
+            + (f" The fastest was {fastest.memory_mb} MB." if fastest else ""),
+            explanation=explanation,
+        )
+    pool = meeting if thresholds_set else valid
+    cheapest = _cheapest(pool)
+    balanced = _balanced(pool)
+    assert cheapest is not None and balanced is not None  # pool is not empty here
+    if thresholds_set:
+        headline = (
+            f"Run {cheapest.memory_mb} MB: the cheapest setting that meets every threshold, "
+            f"at {_money(cheapest.cost.total)} per 1M requests (p95 {cheapest.p95:.1f} ms)."
+        )
+    else:
+        headline = (
+            f"No thresholds were set. Cheapest: {cheapest.memory_mb} MB at "
+            f"{_money(cheapest.cost.total)} per 1M requests; balanced: {balanced.memory_mb} MB."
+        )
+    if fastest is not None and fastest is not cheapest:
+        extra = fastest.cost.total - cheapest.cost.total
+        gained = cheapest.p95 - fastest.p95
+        explanation.append(
+            f"The fastest, {fastest.memory_mb} MB, cuts p95 by {gained:.1f} ms for "
+            f"{_money(extra)} more per 1M requests."
+        )
+    if cheapest.cost.estimated:
+        explanation.append(f"Cost is an estimate: {cheapest.cost.basis}.")
+    return Recommendation(
+        cheapest=cheapest,
+        fastest=fastest,
+        balanced=balanced,
+        thresholds_set=thresholds_set,
+        headline=headline,
+        explanation=explanation,
+    )
+
+
+def exit_code(analysis: Analysis) -> int:
+    """The run's verdict: 3 if a step is invalid, 1 if no setting met the thresholds, else 0."""
+    if any(not step.valid for step in analysis.results.steps):
+        return 3
+    return 1 if analysis.recommendation.none_meet else 0
+
+
+def compare_runs(a: Analysis, b: Analysis) -> list[Comparison]:
+    """Run b against run a at each memory size both measured (e.g. before/after a change)."""
+    a_settings = {s.memory_mb: s for s in a.settings if s.requests}
+    out = []
+    for setting in b.settings:
+        before = a_settings.get(setting.memory_mb)
+        if before is None:
+            continue
+        for difference in compare_many(
+            before.histogram, setting.histogram, COMPARED_STATISTICS
+        ).values():
+            out.append(
+                Comparison(
+                    f"{a.results.run_id} at {setting.memory_mb} MB",
+                    f"{b.results.run_id} at {setting.memory_mb} MB",
+                    difference,
+                )
+            )
+    return out

@@ -1,0 +1,501 @@
+"""The report: analysis (verdicts, recommendation, significance), rendering, and the rendered
+file opened in a real headless Chromium (Debian's /usr/bin/chromium via Playwright).
+
+Results are built with the real schema and real HDR histograms of known distributions, so
+each expected answer can be worked out by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from runner.analysis import BALANCED_COST_WEIGHT, analyse, exit_code
+from runner.cost import PRICES_US_EAST_1
+from runner.report import write_report
+from runner.results import (
+    ErrorCount,
+    Fidelity,
+    Invocations,
+    RequestStats,
+    Results,
+    Second,
+    Step,
+    TargetInfo,
+    WorkerSeen,
+    write_results,
+)
+from runner.stack import PROJECT_ROOT
+from runner.stats import empty_histogram, encode, latency
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
+XSS = "<script>alert(1)</script></script><img src=x onerror=alert(2)>"
+
+
+def histogram_of(samples_ms: np.ndarray) -> Any:
+    histogram = empty_histogram()
+    for value in samples_ms:
+        histogram.record_value(max(1, int(value * 1000)))
+    return histogram
+
+
+def make_step(
+    *,
+    index: int,
+    memory: int,
+    median_ms: float,
+    requests: int = 2000,
+    failures: int = 0,
+    repeat: int = 1,
+    billed_ms: float = 10.0,
+    read_units: float = 0.5,
+    valid: bool = True,
+    name: str = "read",
+    error_kind: str = "HTTP 502",
+    seed: int = 0,
+) -> Step:
+    rng = np.random.default_rng(seed + index)
+    samples = median_ms * rng.lognormal(0.0, 0.3, size=requests)
+    histogram = histogram_of(samples)
+    started = 1_790_000_000.0 + index * 100
+    window_start = started + 2
+    return Step(
+        index=index,
+        memory_mb=memory,
+        repeat=repeat,
+        started_at=started,
+        overhead_s=1.2,
+        window_start=window_start,
+        window_end=window_start + 20,
+        requests=requests,
+        failures=failures,
+        rps=requests / 20,
+        latency=latency(histogram),
+        histogram=encode(histogram),
+        per_request=[
+            RequestStats(
+                name=name,
+                requests=requests,
+                failures=failures,
+                latency=latency(histogram),
+                histogram=encode(histogram),
+            )
+        ],
+        errors=[ErrorCount(request=name, kind=error_kind, count=failures)] if failures else [],
+        timeline=[
+            Second(t=t, requests=requests // 20, failures=0, mean_ms=median_ms, p95_ms=median_ms)
+            for t in range(20)
+        ],
+        invocations=Invocations(
+            count=requests,
+            cold_starts=2,
+            init_ms_mean=300.0,
+            init_ms_max=320.0,
+            duration_ms_mean=billed_ms - 0.5,
+            billed_ms_total=int(billed_ms * requests),
+            billed_ms_mean=billed_ms,
+            max_memory_used_mb=80,
+            read_units=read_units * requests,
+            write_units=0.0,
+            source="local log",
+        ),
+        workers=[WorkerSeen(id="worker-a", requests=requests)],
+        fidelity=Fidelity(mode="cgroup-v1", level="full", cpu_share_nominal=memory / 1769),
+        valid=valid,
+        problems=[] if valid else ["worker worker-b lost: missing"],
+    )
+
+
+def make_results(
+    steps: list[Step],
+    *,
+    thresholds: dict[str, Any] | None = None,
+    name: str = "tutorial",
+    run_id: str = "run-a",
+    status: str = "complete",
+) -> Results:
+    scenario = {
+        "name": name,
+        "sweep": {"memory_mb": sorted({s.memory_mb for s in steps}), "warmup_s": 2.0},
+        "load": {
+            "model": "closed",
+            "stages": [{"users": 5, "duration_s": 10}, {"users": 10, "duration_s": 12}],
+        },
+        "thresholds": thresholds or {},
+    }
+    return Results(
+        run_id=run_id,
+        status=status,
+        exit_code=0,
+        created_at=1_790_000_000.0,
+        finished_at=1_790_000_500.0,
+        scenario_name=name,
+        scenario=scenario,
+        scenario_text=f"name: {name}\n",
+        scenario_path="scenarios/test.yaml",
+        versions={"memsweep": "0.1.0"},
+        host={"hostname": "test"},
+        target=TargetInfo(kind="local", url="http://127.0.0.1:1/dev/x"),
+        steps=steps,
+    )
+
+
+def two_settings(**kwargs: Any) -> Results:
+    return make_results(
+        [
+            make_step(index=1, memory=128, median_ms=60.0, billed_ms=55.0),
+            make_step(index=2, memory=1024, median_ms=12.0, billed_ms=8.0),
+        ],
+        **kwargs,
+    )
+
+
+# --- analysis -----------------------------------------------------------------------------
+
+
+def test_given_thresholds_then_the_cheapest_setting_meeting_them_is_recommended() -> None:
+    # 128 MB: p95 ≈ 60·e^(1.645·0.3) ≈ 98 ms; 1024 MB ≈ 20 ms. Threshold p95 ≤ 50 ms.
+    analysis = analyse(two_settings(thresholds={"p95_ms": 50}))
+    recommendation = analysis.recommendation
+    assert recommendation.cheapest is not None and recommendation.cheapest.memory_mb == 1024
+    assert recommendation.fastest is not None and recommendation.fastest.memory_mb == 1024
+    assert "1024 MB" in recommendation.headline
+    assert exit_code(analysis) == 0
+
+
+def test_given_no_setting_meets_the_thresholds_then_it_says_so_and_names_each_failure() -> None:
+    analysis = analyse(two_settings(thresholds={"p95_ms": 5}))
+    recommendation = analysis.recommendation
+    assert recommendation.none_meet and recommendation.cheapest is None
+    assert recommendation.headline.startswith("No memory size met the thresholds")
+    text = " ".join(recommendation.explanation)
+    assert "128 MB failed p95 ≤ 5 ms (measured" in text and "1024 MB failed" in text
+    assert exit_code(analysis) == 1
+
+
+def test_given_no_thresholds_then_cheapest_fastest_and_balanced_are_all_named() -> None:
+    analysis = analyse(two_settings())
+    recommendation = analysis.recommendation
+    assert recommendation.headline.startswith("No thresholds were set")
+    assert recommendation.cheapest and recommendation.balanced and recommendation.fastest
+    assert exit_code(analysis) == 0
+
+
+def test_given_settings_then_balanced_minimises_power_tunings_weighted_score() -> None:
+    # Cost: 128 MB compute 55 ms·0.125 GB vs 1024 MB 8 ms·1 GB; p95 from the histograms.
+    analysis = analyse(two_settings())
+    settings = analysis.settings
+    max_cost = max(s.cost.total for s in settings)
+    max_p95 = max(s.p95 for s in settings)
+    scores = {
+        s.memory_mb: BALANCED_COST_WEIGHT * s.cost.total / max_cost
+        + (1 - BALANCED_COST_WEIGHT) * s.p95 / max_p95
+        for s in settings
+    }
+    expected = min(scores, key=scores.__getitem__)
+    assert analysis.recommendation.balanced is not None
+    assert analysis.recommendation.balanced.memory_mb == expected
+
+
+def test_given_billed_durations_then_compute_cost_is_gb_seconds_times_the_price() -> None:
+    analysis = analyse(two_settings())
+    small = analysis.settings[0]
+    # 55 ms × 128/1024 GB = 0.006875 GB-s per request; × 1M × $0.0000166667 = $0.11458
+    assert small.cost.lambda_compute == pytest.approx(0.055 * 0.125 * 1e6 * 0.0000166667)
+    assert small.cost.lambda_requests == PRICES_US_EAST_1.lambda_per_million_requests
+    assert small.cost.api_gateway == 3.50
+    # 0.5 RRU per request × $0.125 per 1M RRU
+    assert small.cost.dynamodb == pytest.approx(0.0625)
+    assert not small.cost.estimated
+
+
+def test_given_different_read_units_per_setting_then_dynamodb_cost_is_pooled_and_equal() -> None:
+    results = make_results(
+        [
+            make_step(index=1, memory=128, median_ms=60, read_units=0.4),
+            make_step(index=2, memory=1024, median_ms=12, read_units=0.6),
+        ]
+    )
+    small, large = analyse(results).settings
+    assert small.cost.dynamodb == pytest.approx(large.cost.dynamodb)
+    assert small.cost.dynamodb == pytest.approx(0.5 * 0.125)
+
+
+def test_given_no_report_lines_then_cost_is_an_estimate_from_client_latency() -> None:
+    step = make_step(index=1, memory=512, median_ms=20)
+    step.invocations = Invocations(source="no function logs (url target)")
+    setting = analyse(make_results([step])).settings[0]
+    assert setting.cost.estimated
+    assert "estimated from client latency" in setting.cost.basis
+    assert setting.function.billed_ms_mean is None
+
+
+def test_given_repeats_then_they_are_pooled_into_one_setting() -> None:
+    results = make_results(
+        [
+            make_step(index=1, memory=256, median_ms=30, requests=1000, repeat=1),
+            make_step(index=2, memory=256, median_ms=30, requests=1500, repeat=2),
+        ]
+    )
+    (setting,) = analyse(results).settings
+    assert setting.requests == 2500
+    assert setting.histogram.get_total_count() == 2500
+    assert setting.function.invocations == 2500 and setting.function.cold_starts == 4
+
+
+def test_given_an_invalid_step_then_its_setting_is_left_out_and_the_exit_code_is_3() -> None:
+    results = make_results(
+        [
+            make_step(index=1, memory=128, median_ms=60),
+            make_step(index=2, memory=1024, median_ms=12, valid=False),
+        ],
+        thresholds={"p95_ms": 500},
+    )
+    analysis = analyse(results)
+    assert analysis.recommendation.cheapest is not None
+    assert analysis.recommendation.cheapest.memory_mb == 128
+    assert any("1024 MB is left out" in line for line in analysis.recommendation.explanation)
+    assert exit_code(analysis) == 3
+
+
+def test_given_a_real_shift_then_the_difference_is_significant_and_worded() -> None:
+    analysis = analyse(two_settings())
+    p95 = next(c for c in analysis.comparisons if c.difference.statistic == "p95")
+    assert p95.difference.significant and p95.difference.value < 0
+    assert p95.sentence.startswith("1024 MB vs 128 MB: p95 ") and " lower (95 % CI " in p95.sentence
+
+
+def test_given_identical_distributions_then_no_significant_difference() -> None:
+    results = make_results(
+        [
+            make_step(index=1, memory=512, median_ms=20, seed=7),
+            make_step(index=2, memory=1024, median_ms=20, seed=7),
+        ]
+    )
+    # Same seed offsets by index give different samples of the same distribution.
+    comparisons = analyse(results).comparisons
+    assert comparisons and all(not c.difference.significant for c in comparisons)
+    assert all("no significant difference" in c.sentence for c in comparisons)
+
+
+def test_given_a_threshold_inside_the_confidence_interval_then_verdict_is_not_confident() -> None:
+    step = make_step(index=1, memory=512, median_ms=20, requests=300)
+    p95 = step.latency.p95
+    assert p95 is not None
+    analysis = analyse(make_results([step], thresholds={"p95_ms": p95}))
+    (verdict,) = analysis.settings[0].verdicts
+    assert verdict.passed and not verdict.confident
+
+
+# --- rendering in a real browser ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does this)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+        )
+        yield launched
+        launched.close()
+
+
+class Opened:
+    """A report opened in Chromium, with everything it logged and requested."""
+
+    def __init__(self, browser: Any, path: Path) -> None:
+        self.console_errors: list[str] = []
+        self.requests: list[str] = []
+        self.dialogs: list[str] = []
+        self.page = browser.new_page()
+        self.page.on(
+            "console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None
+        )
+        self.page.on("pageerror", lambda e: self.console_errors.append(str(e)))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+
+        def on_dialog(dialog: Any) -> None:
+            self.dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        self.page.on("dialog", on_dialog)
+        self.url = path.resolve().as_uri()
+        self.page.goto(self.url)
+        self.page.wait_for_selector("body[data-charts-ready]", timeout=15_000)
+
+    def cell(self, run: int, memory: int, field: str) -> str:
+        row = f"#run{run} table.summary tr[data-memory='{memory}']"
+        return str(self.page.inner_text(f"{row} td[data-field='{field}']"))
+
+    def chart_points(self, canvas_id: str) -> list[int]:
+        """Data points per dataset of the Chart.js chart drawn on a canvas."""
+        points: list[int] = self.page.evaluate(
+            "(id) => Chart.getChart(document.getElementById(id)).data.datasets"
+            ".map(d => d.data.filter(v => v !== null).length)",
+            canvas_id,
+        )
+        return points
+
+
+def written(tmp_path: Path, results: Results, name: str = "run-a") -> Path:
+    path = tmp_path / name / "results.json"
+    write_results(results, path)
+    return path
+
+
+def test_given_a_report_then_it_opens_with_no_errors_no_network_and_drawn_charts(
+    tmp_path: Path, browser: Any
+) -> None:
+    report = write_report([written(tmp_path, two_settings(thresholds={"p95_ms": 50}))])
+    assert report == tmp_path / "run-a" / "report.html"
+    opened = Opened(browser, report)
+    assert opened.console_errors == []
+    assert opened.requests == [opened.url]  # the file itself, nothing else
+    # Latency over time: mean + p95 per setting, 20 seconds each.
+    assert opened.chart_points("run0-timeline") == [20, 20, 20, 20]
+    assert opened.chart_points("run0-percentiles") == [9, 9]
+    assert opened.chart_points("run0-cost") == [1, 1]
+    recommended = opened.page.evaluate(
+        "Chart.getChart(document.getElementById('run0-cost')).data.datasets"
+        ".filter(d => d.label.includes('(recommended)')).map(d => d.label)"
+    )
+    assert recommended == ["1024 MB (recommended)"]
+
+
+def test_given_a_report_then_table_values_equal_results_json(tmp_path: Path, browser: Any) -> None:
+    path = written(tmp_path, two_settings())
+    data = json.loads(path.read_text())
+    opened = Opened(browser, write_report([path]))
+    for step in data["steps"]:
+        memory = step["memory_mb"]
+        assert opened.cell(0, memory, "requests") == str(step["requests"])
+        assert opened.cell(0, memory, "failures").startswith(str(step["failures"]))
+        for statistic in ("p50", "p95", "mean"):
+            shown = opened.cell(0, memory, statistic).splitlines()[0]
+            assert shown == f"{step['latency'][statistic]:,.1f}"
+        assert opened.cell(0, memory, "p99") == f"{step['latency']['p99']:,.1f}"
+        assert opened.cell(0, memory, "cold_starts") == str(step["invocations"]["cold_starts"])
+
+
+def test_given_script_in_every_user_supplied_field_then_it_is_text_and_never_runs(
+    tmp_path: Path, browser: Any
+) -> None:
+    step = make_step(
+        index=1, memory=128, median_ms=20, failures=3, name=XSS, error_kind=f"HTTP 500: {XSS}"
+    )
+    step.workers = [WorkerSeen(id=XSS, requests=1, lost=True, detail=XSS)]
+    step.problems = [XSS]
+    step.valid = False
+    results = make_results([step], name=XSS, status="failed")
+    results.scenario_text = f"name: '{XSS}'\n"
+    results.problems = [XSS]
+    opened = Opened(browser, write_report([written(tmp_path, results)]))
+    assert opened.dialogs == []
+    assert opened.console_errors == []
+    assert opened.page.evaluate("document.querySelectorAll('img').length") == 0
+    # The page's own scripts only: chart data (one per run), the library, the drawing code.
+    assert opened.page.evaluate("document.querySelectorAll('script').length") == 3
+    body = opened.page.inner_text("body")
+    assert body.count(XSS) >= 6
+    assert opened.page.title() == f"memsweep: {XSS}"
+
+
+def test_given_two_runs_then_they_are_side_by_side_with_their_differences(
+    tmp_path: Path, browser: Any
+) -> None:
+    before = written(tmp_path, two_settings(run_id="before"), "before")
+    slower = make_results(
+        [
+            make_step(index=1, memory=128, median_ms=80, billed_ms=75, seed=3),
+            make_step(index=2, memory=1024, median_ms=12, billed_ms=8, seed=3),
+        ],
+        run_id="after",
+    )
+    after = written(tmp_path, slower, "after")
+    report = write_report([before, after])
+    assert report == tmp_path / "after" / "compare-before.html"
+    opened = Opened(browser, report)
+    assert opened.console_errors == []
+    assert opened.page.locator("section.run").count() == 2
+    differences = opened.page.inner_text("#cross-run")
+    assert "after at 128 MB vs before at 128 MB: p95 " in differences and "higher" in differences
+    assert opened.chart_points("run1-percentiles") == [9, 9]
+
+
+def test_given_a_run_that_failed_before_any_step_then_the_report_says_so(
+    tmp_path: Path, browser: Any
+) -> None:
+    results = make_results([], status="failed")
+    results.problems = ["the local stack did not start: port in use"]
+    opened = Opened(browser, write_report([written(tmp_path, results)]))
+    text = opened.page.inner_text("body")
+    assert "This run failed" in text and "port in use" in text
+    assert "No recommendation: no memory size has a valid measurement." in text
+    assert opened.console_errors == []
+
+
+# --- the command and bad files ----------------------------------------------------------------
+
+
+def report_command(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runner", "report", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=60,
+    )
+
+
+def test_given_a_run_directory_then_report_writes_report_html_and_prints_its_path(
+    tmp_path: Path,
+) -> None:
+    path = written(tmp_path, two_settings())
+    done = report_command(path.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(path.parent / "report.html")
+    assert (path.parent / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "no such results file"),
+        ('{"schema_version": 1, "run_id": ', "not valid JSON"),
+        ("[1, 2]", "not a memsweep results file"),
+        ('{"schema_version": 0, "run_id": "x"}', "results schema version 0"),
+        ('{"schema_version": 1, "run_id": "x"}', "not a valid results file: status"),
+    ],
+    ids=["missing", "truncated", "not-an-object", "old-version", "missing-field"],
+)
+def test_given_a_bad_results_file_then_one_clear_line_and_exit_2(
+    tmp_path: Path, content: str | None, expected: str
+) -> None:
+    path = tmp_path / "results.json"
+    if content is not None:
+        path.write_text(content)
+    done = report_command(path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0]
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_given_three_results_files_then_refused_clearly(tmp_path: Path) -> None:
+    path = written(tmp_path, two_settings())
+    done = report_command(path, path, path)
+    assert done.returncode == 2
+    assert "one results.json, or two to compare; got 3" in done.stderr
