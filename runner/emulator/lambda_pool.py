@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from runner.emulator.cgroups import Limiter, cpu_share
+from runner.emulator.deadlines import Deadlines
 from runner.emulator.http import Connection, Request, bound_port, serve
 from runner.emulator.sandbox import FunctionConfig, Sandbox
 from runner.lambda_logs import InvocationReport, billed_duration_ms, format_report
@@ -33,6 +34,8 @@ _RUNTIME_PREFIX = b"/2018-06-01/runtime/"
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 # Lambda's default account concurrency is 1,000; one host runs far fewer python processes.
 DEFAULT_CONCURRENCY = 100
+# Sent with every event, as Lambda does (awslambdaric exports it as _X_AMZN_TRACE_ID).
+_TRACE_HEADER = (b"Lambda-Runtime-Trace-Id", b"Root=1-00000000-000000000000000000000000")
 
 
 class Outcome(Enum):
@@ -51,25 +54,30 @@ class InvokeResult:
     report: InvocationReport | None = None
 
 
+OnDone = Callable[[InvokeResult], None]
+
+
 class Invocation:
     __slots__ = (
         "cpu_at_delivery",
         "delivered_at",
         "event",
-        "future",
+        "finished",
         "init_duration_ms",
+        "on_done",
         "request_id",
-        "timer",
+        "slot",
     )
 
-    def __init__(self, event: bytes, future: asyncio.Future[InvokeResult]) -> None:
+    def __init__(self, event: bytes, on_done: OnDone) -> None:
         self.request_id = new_request_id()
         self.event = event
-        self.future = future
+        self.on_done = on_done
+        self.finished = False
         self.delivered_at = 0.0
         self.cpu_at_delivery = 0
         self.init_duration_ms: float | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.slot: _Slot | None = None
 
 
 class _Slot:
@@ -110,6 +118,9 @@ class LambdaPool:
         # Quota multiplier from calibration (cgroups.calibrate), for the current memory size.
         self.cpu_correction = 1.0
         self.on_report: Callable[[InvocationReport], None] | None = None
+        # The function timeout is fixed for the pool's life (set_memory changes only memory).
+        self._deadlines: Deadlines[Invocation] = Deadlines(function.timeout_s, self._timed_out)
+        self._arn_header = (b"Lambda-Runtime-Invoked-Function-Arn", function.arn.encode())
 
     # -- invoking ----------------------------------------------------------------------------
 
@@ -117,20 +128,23 @@ class LambdaPool:
     def memory_mb(self) -> int:
         return self.function.memory_mb
 
-    def invoke(self, event: bytes) -> asyncio.Future[InvokeResult]:
-        """Start one invocation; the future completes with its result (never raises)."""
-        loop = asyncio.get_running_loop()
-        invocation = Invocation(event, loop.create_future())
+    def invoke(self, event: bytes, on_done: OnDone) -> None:
+        """Start one invocation; `on_done(result)` is called once, maybe before this returns.
+
+        A direct callback, not a future: a future's done-callback costs another trip through
+        the event loop on every request (bench/PROFILE.md).
+        """
+        invocation = Invocation(event, on_done)
         self.invocations += 1
         if self._closed:
             self._finish(None, invocation, Outcome.CRASH, _error("Runtime.Closed", "stopping"))
-            return invocation.future
+            return
         if self._idle:
             self._assign(self._idle.pop(), invocation)
         elif len(self._slots) < self.concurrency:
             slot = self._new_slot()
             slot.invocation = invocation
-            task = loop.create_task(self._start(slot))
+            task = asyncio.get_running_loop().create_task(self._start(slot))
             self._tasks.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self._tasks.discard)
         else:
@@ -140,7 +154,6 @@ class LambdaPool:
                 Outcome.THROTTLED,
                 _error("TooManyRequestsException", "Rate Exceeded."),
             )
-        return invocation.future
 
     def _assign(self, slot: _Slot, invocation: Invocation) -> None:
         slot.invocation = invocation
@@ -149,29 +162,29 @@ class LambdaPool:
             self._deliver(slot, connection, invocation)
 
     def _deliver(self, slot: _Slot, connection: Connection, invocation: Invocation) -> None:
-        deadline = int((time.time() + self.function.timeout_s) * 1000)
+        deadline_ms = int((time.time() + self.function.timeout_s) * 1000)
         connection.respond(
             200,
             invocation.event,
             headers=[
                 (b"Lambda-Runtime-Aws-Request-Id", invocation.request_id.encode()),
-                (b"Lambda-Runtime-Deadline-Ms", str(deadline).encode()),
-                (b"Lambda-Runtime-Invoked-Function-Arn", self.function.arn.encode()),
-                (b"Lambda-Runtime-Trace-Id", b"Root=1-00000000-000000000000000000000000"),
+                (b"Lambda-Runtime-Deadline-Ms", b"%d" % deadline_ms),
+                self._arn_header,
+                _TRACE_HEADER,
             ],
         )
         invocation.delivered_at = time.perf_counter()
+        invocation.slot = slot
         if self.limiter.fidelity == "degraded":
             invocation.cpu_at_delivery = slot.sandbox.cpu_time_ns()
-        invocation.timer = asyncio.get_running_loop().call_later(
-            self.function.timeout_s, self._timed_out, slot, invocation
-        )
+        self._deadlines.add(invocation)
         os.write(
             self._log_fd, b"START RequestId: %s Version: $LATEST\n" % invocation.request_id.encode()
         )
 
-    def _timed_out(self, slot: _Slot, invocation: Invocation) -> None:
-        if invocation.future.done():
+    def _timed_out(self, invocation: Invocation) -> None:
+        slot = invocation.slot
+        if invocation.finished or slot is None:
             return
         message = f"Task timed out after {self.function.timeout_s:.2f} seconds"
         os.write(self._log_fd, f"{_timestamp()} {invocation.request_id} {message}\n".encode())
@@ -218,7 +231,7 @@ class LambdaPool:
         if slot in self._idle:
             self._idle.remove(slot)
         invocation = slot.invocation
-        if invocation is not None and not invocation.future.done():
+        if invocation is not None and not invocation.finished:
             reason = f"signal: {-returncode}" if returncode < 0 else f"exit status {returncode}"
             detail = "signal: killed" if returncode == -9 else reason
             os.write(
@@ -301,10 +314,11 @@ class LambdaPool:
     def _complete(
         self, slot: _Slot, invocation: Invocation, outcome: Outcome, payload: bytes
     ) -> None:
-        if invocation.future.done():
+        if invocation.finished:
             return
-        self._finish(slot, invocation, outcome, payload)
+        # Idle again before the caller hears of it: its next call may reuse this sandbox.
         self._release(slot)
+        self._finish(slot, invocation, outcome, payload)
 
     def _pacing_delay(self, slot: _Slot, invocation: Invocation) -> float:
         """Without cgroups: stretch the call as a CPU share of memory/1769 would have."""
@@ -319,7 +333,7 @@ class LambdaPool:
     def _init_failed(self, slot: _Slot, body: bytes) -> None:
         invocation = slot.invocation
         os.write(self._log_fd, _error_log_line("INIT", body))
-        if invocation is not None and not invocation.future.done():
+        if invocation is not None and not invocation.finished:
             self._finish(slot, invocation, Outcome.FUNCTION_ERROR, body)
         self._retire(slot)
 
@@ -328,8 +342,7 @@ class LambdaPool:
     def _finish(
         self, slot: _Slot | None, invocation: Invocation, outcome: Outcome, payload: bytes
     ) -> None:
-        if invocation.timer is not None:
-            invocation.timer.cancel()
+        invocation.finished = True
         report = None
         if slot is not None:
             duration_ms = (
@@ -352,7 +365,7 @@ class LambdaPool:
             )
             if self.on_report is not None:
                 self.on_report(report)
-        invocation.future.set_result(
+        invocation.on_done(
             InvokeResult(
                 outcome=outcome, payload=payload, request_id=invocation.request_id, report=report
             )
