@@ -116,6 +116,7 @@ def test_given_a_short_sweep_with_two_workers_then_valid_results_for_each_memory
     assert code == 0, stderr
     results = results_of(tmp_path)
     assert results.status == "complete" and results.exit_code == 0
+    assert results.target.architecture == "x86_64"  # serverless.yml's, for the prices
     assert [step.memory_mb for step in results.steps] == [1024, 512]
     for step in results.steps:
         assert step.valid, step.problems

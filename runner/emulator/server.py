@@ -224,6 +224,8 @@ class LocalStack:
             "log": str(log_path),
             "function": function.name,
             "handler": function.handler,
+            # Only prices depend on it here: the sandboxes run on this machine's CPU.
+            "architecture": str(config.get("provider", {}).get("architecture") or "x86_64"),
             "integration": definition.route.integration,
             "table": definition.table.name,
             "dynamodb_endpoint": endpoint,
