@@ -379,6 +379,9 @@ def build_step(
         )
     elif requests and failures == requests:
         problems.append(f"the target failed every request ({errors[0].kind})")
+    elif not requests and not interrupted:
+        # Nothing to measure is not a measurement: never let an empty step pass as valid.
+        problems.append("no request completed in the measured window")
     if interrupted:
         problems.append("step cut short by an interrupt")
     return Step(

@@ -348,3 +348,26 @@ workers: {{local: 1}}
     # 2 in flight x 5/s each = ~10/s served of 40/s offered: most arrivals are dropped.
     assert step.requests > 0 and step.failures == 0
     assert step.dropped_arrivals > step.requests
+
+
+def test_given_no_request_completes_in_a_step_then_the_step_is_invalid_and_exit_3(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "stuck.yaml"
+    path.write_text(f"""\
+name: nothing completes
+target: {{kind: local, calibrate: false, handler: behaviours.lambda_handler,
+         code_dir: "{PROJECT_ROOT / "tests" / "handlers"}"}}
+sweep: {{memory_mb: [1769]}}
+load: {{stages: [{{users: 1, duration_s: 2}}]}}
+requests:
+  - name: slower than the step
+    body: {{action: sleep, seconds: 6}}
+workers: {{local: 1}}
+""")
+    code, stderr = finish(start_run(path, tmp_path))
+    assert code == 3, stderr
+    step = results_of(tmp_path).steps[0]
+    assert step.requests == 0 and not step.valid
+    assert "no request completed in the measured window" in step.problems
+    assert "No recommendation" in report_of(tmp_path, stderr)
