@@ -53,6 +53,9 @@ class FunctionSide:
     init_ms_mean: float | None
     init_ms_max: float | None
     duration_ms_mean: float | None
+    warm_duration_ms_mean: float | None
+    warm_duration_ms_p95: float | None  # the worst repeat's: percentiles don't pool
+    cold_duration_ms_mean: float | None  # handler time of cold invocations, init excluded
     billed_ms_mean: float | None
     max_memory_used_mb: int | None
     source: str
@@ -274,6 +277,7 @@ def _function_side(steps: Sequence[Step]) -> FunctionSide:
 
     memory_used = [inv.max_memory_used_mb for inv in seen if inv.max_memory_used_mb is not None]
     inits = [inv.init_ms_max for inv in seen if inv.init_ms_max is not None]
+    warm_p95 = [inv.warm_duration_ms_p95 for inv in seen if inv.warm_duration_ms_p95 is not None]
     sources = sorted({step.invocations.source for step in steps if step.invocations.source})
     return FunctionSide(
         invocations=count,
@@ -281,6 +285,13 @@ def _function_side(steps: Sequence[Step]) -> FunctionSide:
         init_ms_mean=weighted([(inv.init_ms_mean, inv.cold_starts) for inv in seen]),
         init_ms_max=max(inits) if inits else None,
         duration_ms_mean=weighted([(inv.duration_ms_mean, inv.count) for inv in seen]),
+        warm_duration_ms_mean=weighted(
+            [(inv.warm_duration_ms_mean, inv.count - inv.cold_starts) for inv in seen]
+        ),
+        warm_duration_ms_p95=max(warm_p95) if warm_p95 else None,
+        cold_duration_ms_mean=weighted(
+            [(inv.cold_duration_ms_mean, inv.cold_starts) for inv in seen]
+        ),
         billed_ms_mean=sum(inv.billed_ms_total for inv in seen) / count if count else None,
         max_memory_used_mb=max(memory_used) if memory_used else None,
         source="; ".join(sources) or "no function logs",

@@ -9,8 +9,12 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+from runner.results import Invocations
+from runner.stats import percentile_ms
 
 # handler.py's marker for its one structured line per invocation.
 HANDLER_LOG_TYPE = "memsweep.invocation"
@@ -117,3 +121,53 @@ def reports_in(lines: Iterable[str]) -> Iterator[InvocationReport]:
         report = parse_report(line)
         if report is not None:
             yield report
+
+
+def summarise_lines(lines: Iterable[str], source: str) -> Invocations:
+    """Invocation statistics from Lambda log lines (REPORT + handler.py's JSON line).
+
+    Cold and warm invocations are split: a cold one's Duration excludes its Init Duration,
+    but the caller waited for both, and at small memory sizes the two differ by seconds.
+    """
+    warm: list[float] = []
+    cold: list[float] = []
+    inits: list[float] = []
+    billed = 0
+    max_memory = 0
+    reads = writes = 0.0
+    for line in lines:
+        report = parse_report(line)
+        if report is not None:
+            billed += report.billed_duration_ms
+            max_memory = max(max_memory, report.max_memory_used_mb)
+            if report.init_duration_ms is None:
+                warm.append(report.duration_ms)
+            else:
+                cold.append(report.duration_ms)
+                inits.append(report.init_duration_ms)
+            continue
+        record = parse_handler_record(line)
+        if record is not None:
+            reads += record.read_units
+            writes += record.write_units
+    durations = warm + cold
+    count = len(durations)
+    return Invocations(
+        count=count,
+        cold_starts=len(inits),
+        init_ms_mean=statistics.fmean(inits) if inits else None,
+        init_ms_max=max(inits) if inits else None,
+        duration_ms_mean=statistics.fmean(durations) if durations else None,
+        duration_ms_p50=percentile_ms(durations, 50),
+        duration_ms_p95=percentile_ms(durations, 95),
+        duration_ms_p99=percentile_ms(durations, 99),
+        warm_duration_ms_mean=statistics.fmean(warm) if warm else None,
+        warm_duration_ms_p95=percentile_ms(warm, 95),
+        cold_duration_ms_mean=statistics.fmean(cold) if cold else None,
+        billed_ms_total=billed,
+        billed_ms_mean=billed / count if count else None,
+        max_memory_used_mb=max_memory or None,
+        read_units=reads,
+        write_units=writes,
+        source=source,
+    )

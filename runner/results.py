@@ -75,6 +75,10 @@ class Invocations(_Model):
     duration_ms_p50: float | None = None
     duration_ms_p95: float | None = None
     duration_ms_p99: float | None = None
+    # Split by cold start (Duration excludes Init Duration on the cold ones).
+    warm_duration_ms_mean: float | None = None
+    warm_duration_ms_p95: float | None = None
+    cold_duration_ms_mean: float | None = None
     billed_ms_total: int = 0
     billed_ms_mean: float | None = None
     max_memory_used_mb: int | None = None

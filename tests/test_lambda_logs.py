@@ -9,6 +9,7 @@ from runner.lambda_logs import (
     format_report,
     parse_handler_record,
     parse_report,
+    summarise_lines,
 )
 
 # As CloudWatch Logs shows them (tab-separated, trailing tab).
@@ -77,3 +78,18 @@ def test_given_the_handlers_json_line_then_capacity_is_read() -> None:
 def test_the_handler_and_the_parser_agree_on_the_marker() -> None:
     source = __import__("runner.stack", fromlist=["PROJECT_ROOT"]).PROJECT_ROOT / "handler.py"
     assert f'LOG_TYPE = "{HANDLER_LOG_TYPE}"' in source.read_text()
+
+
+def test_given_cold_and_warm_lines_then_the_summary_splits_them_and_bills_init() -> None:
+    handler_line = (
+        f'{{"type": "{HANDLER_LOG_TYPE}", "requestId": "r", "operation": "read", "status": 200, '
+        '"consumedCapacity": {"read": 0.5, "write": 0.0}, "durationMs": 2.0}'
+    )
+    lines = [CLOUDWATCH_COLD, CLOUDWATCH_WARM, CLOUDWATCH_WARM, handler_line, "START noise"]
+    summary = summarise_lines(lines, "test")
+    assert summary.count == 3 and summary.cold_starts == 1
+    assert summary.init_ms_mean == 277.02
+    assert summary.cold_duration_ms_mean == 12.34
+    assert summary.warm_duration_ms_mean == 3.01
+    assert summary.billed_ms_total == 290 + 4 + 4  # the cold one bills its init
+    assert summary.read_units == 0.5 and summary.source == "test"

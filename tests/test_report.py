@@ -100,6 +100,9 @@ def make_step(
             init_ms_mean=300.0,
             init_ms_max=320.0,
             duration_ms_mean=billed_ms - 0.5,
+            warm_duration_ms_mean=billed_ms - 1,
+            warm_duration_ms_p95=billed_ms + 3,
+            cold_duration_ms_mean=billed_ms + 20,
             billed_ms_total=int(billed_ms * requests),
             billed_ms_mean=billed_ms,
             max_memory_used_mb=80,
@@ -387,6 +390,11 @@ def test_given_a_report_then_table_values_equal_results_json(tmp_path: Path, bro
             assert shown == f"{step['latency'][statistic]:,.1f}"
         assert opened.cell(0, memory, "p99") == f"{step['latency']['p99']:,.1f}"
         assert opened.cell(0, memory, "cold_starts") == str(step["invocations"]["cold_starts"])
+        warm = opened.page.inner_text(
+            f"#run0 table.function tr[data-memory='{memory}'] td[data-field='warm']"
+        )
+        mean, p95 = (step["invocations"][f"warm_duration_ms_{s}"] for s in ("mean", "p95"))
+        assert warm == f"{mean:,.1f} / {p95:,.1f}"
 
 
 def test_given_script_in_every_user_supplied_field_then_it_is_text_and_never_runs(

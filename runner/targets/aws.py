@@ -17,9 +17,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from runner.errors import MemsweepError
+from runner.lambda_logs import summarise_lines
 from runner.results import Fidelity, Invocations, TargetInfo
 from runner.scenario import AwsTarget
-from runner.targets.local import summarise_lines
 
 # Lambda refuses a configuration change while another is in progress.
 CONFLICT_RETRIES = 8

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 from runner.emulator.process import LocalStackProcess
-from runner.lambda_logs import parse_handler_record, parse_report
+from runner.lambda_logs import summarise_lines
 from runner.results import Fidelity, Invocations, TargetInfo
 from runner.scenario import LocalTarget
-from runner.stats import percentile_ms
 
 
 class LocalStackTarget:
@@ -122,43 +120,4 @@ def _float(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def summarise_lines(lines: list[str], source: str) -> Invocations:
-    """Invocation statistics from Lambda log lines (REPORT + handler.py's JSON line)."""
-    durations: list[float] = []
-    inits: list[float] = []
-    billed = 0
-    max_memory = 0
-    reads = writes = 0.0
-    for line in lines:
-        report = parse_report(line)
-        if report is not None:
-            durations.append(report.duration_ms)
-            billed += report.billed_duration_ms
-            max_memory = max(max_memory, report.max_memory_used_mb)
-            if report.init_duration_ms is not None:
-                inits.append(report.init_duration_ms)
-            continue
-        record = parse_handler_record(line)
-        if record is not None:
-            reads += record.read_units
-            writes += record.write_units
-    count = len(durations)
-    return Invocations(
-        count=count,
-        cold_starts=len(inits),
-        init_ms_mean=statistics.fmean(inits) if inits else None,
-        init_ms_max=max(inits) if inits else None,
-        duration_ms_mean=statistics.fmean(durations) if durations else None,
-        duration_ms_p50=percentile_ms(durations, 50),
-        duration_ms_p95=percentile_ms(durations, 95),
-        duration_ms_p99=percentile_ms(durations, 99),
-        billed_ms_total=billed,
-        billed_ms_mean=billed / count if count else None,
-        max_memory_used_mb=max_memory or None,
-        read_units=reads,
-        write_units=writes,
-        source=source,
-    )
-
-
-__all__ = ["LocalStackTarget", "summarise_lines"]
+__all__ = ["LocalStackTarget"]
