@@ -261,7 +261,16 @@ class Scenario(_Model):
     def _seeded_needs_seed(self) -> Scenario:
         uses_seeded = "{{seeded}}" in json.dumps([spec.body for spec in self.requests])
         if uses_seeded and self.seed.items == 0:
-            raise ValueError("requests use {{seeded}} but seed.items is 0")
+            raise ValueError("seed.items: is 0 but requests use {{seeded}}")
+        return self
+
+    @model_validator(mode="after")
+    def _warmup_leaves_a_window(self) -> Scenario:
+        if self.sweep.warmup_s >= self.load.duration_s:
+            raise ValueError(
+                f"sweep.warmup_s: {self.sweep.warmup_s:g} s leaves nothing to measure: it must be "
+                f"shorter than the load's duration ({self.load.duration_s:g} s)"
+            )
         return self
 
 
@@ -348,12 +357,23 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# A check across fields names the field it blames first: "sweep.warmup_s: ..."
+_BLAMED_FIELD = re.compile(r"^(?P<field>[a-z_]+(?:\.[a-z_]+)+): (?P<message>.*)$", re.DOTALL)
+
+
 def _messages(path: str, document: Any, error: ValidationError) -> list[str]:
     out = []
     for item in error.errors():
         location = tuple(item["loc"])
         clean = _without_tags(location)
         message = item["msg"].removeprefix("Value error, ")
+        blamed = _BLAMED_FIELD.match(message) if not clean else None
+        if blamed:
+            field = tuple(blamed["field"].split("."))
+            out.append(
+                f"{path}:{_line_of(document, field)}: {blamed['field']}: {blamed['message']}"
+            )
+            continue
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         elif item["type"] == "missing":

@@ -67,6 +67,12 @@ BAD = [
         "x.yaml:7: load.stages[1].users: Input should be greater than or equal to 1, got -3",
     ),
     (
+        "warmup-as-long-as-the-load",
+        replace("memory_mb: [128, 1024]", "memory_mb: [128, 1024]\n  warmup_s: 60"),
+        "x.yaml:4: sweep.warmup_s: 60 s leaves nothing to measure: it must be shorter than the "
+        "load's duration (60 s)",
+    ),
+    (
         "memory-too-small",
         replace("[128, 1024]", "[64, 1024]"),
         "x.yaml:3: sweep.memory_mb[0]: Input should be greater than or equal to 128, got 64",
@@ -135,7 +141,7 @@ BAD = [
     (
         "seeded-without-seed",
         replace("payload: {}", "payload: {Key: {id: '{{seeded}}'}}"),
-        "requests use {{seeded}} but seed.items is 0",
+        "x.yaml:1: seed.items: is 0 but requests use {{seeded}}",
     ),
     (
         "duplicate-request-names",
