@@ -33,6 +33,8 @@ CHART_SCRIPTS = (
 )
 # Percentiles drawn in the percentile chart (0 and 100 are min and max).
 CHART_PERCENTILES = (0, 25, 50, 75, 90, 95, 99, 99.9, 100)
+# The cost chart draws the p95 threshold only within this factor of the slowest point.
+LIMIT_LINE_SPAN = 1.5
 # One colour per memory setting, in ascending memory order (Okabe-Ito, colour-blind safe).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000")
 
@@ -136,8 +138,16 @@ def chart_data(analysis: Analysis) -> dict[str, Any]:
             "labels": [_percentile_label(q) for q in CHART_PERCENTILES],
             "series": percentiles,
         },
-        "cost": {"points": cost_points, "p95_limit": analysis.thresholds.p95_ms},
+        "cost": {"points": cost_points, "p95_limit": _limit_line(analysis, cost_points)},
     }
+
+
+def _limit_line(analysis: Analysis, points: list[dict[str, Any]]) -> float | None:
+    """The p95 threshold, if drawing it would not squash the points into one corner."""
+    limit = analysis.thresholds.p95_ms
+    if limit is None or not points:
+        return None
+    return limit if limit <= LIMIT_LINE_SPAN * max(point["x"] for point in points) else None
 
 
 def _percentile_label(q: float) -> str:
