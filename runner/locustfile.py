@@ -9,15 +9,20 @@ the deltas with each report, so a late report can never land in the wrong step.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import os
 import random
 import re
+import socket
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import gevent
+import locust.runners
 from gevent.lock import Semaphore
 from hdrh.histogram import HdrHistogram
 from locust import FastHttpUser, constant, events, task
@@ -32,6 +37,20 @@ _PROCESS_PREFIX = uuid.uuid4().hex[:10]
 _SEQUENCE = itertools.count(1)
 TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 PROTOCOL_VERSION = 1  # bumped when the step config or report format changes
+# What the master and every worker must share: this file, byte for byte. A stock
+# `locust --worker -f -` fetches it from the master; `python -m runner worker` runs its own
+# installed copy, which the master's step config lets the worker check before it sends a byte.
+LOCUSTFILE_SHA256 = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+# Set by `python -m runner worker` (stock Locust workers have no memsweep version).
+WORKER_VERSION_ENV = "MEMSWEEP_WORKER_VERSION"
+# A worker whose master has gone silent this long quits by itself (Locust's default is 60 s:
+# too long to leave load generators running after a master host dies).
+MASTER_SILENCE_S = 15
+locust.runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_SILENCE_S
+# Verification aid: when set (a directory), each worker appends every request the target
+# acknowledged (expected status) as one JSON line to <dir>/<host>-<pid>.jsonl, one write per
+# line, so a killed worker's journal is complete up to its last acknowledged request.
+ACK_JOURNAL_ENV = "MEMSWEEP_ACK_JOURNAL_DIR"
 
 
 def new_histogram() -> HdrHistogram:
@@ -50,6 +69,7 @@ class StepRecorder:
 
     def __init__(self) -> None:
         self.config: dict[str, Any] = {}
+        self.refused = ""
         self.step = ""
         self.measure_from = 0.0
         self.reset()
@@ -64,6 +84,7 @@ class StepRecorder:
         self.unmeasured = 0
 
     def configure(self, config: dict[str, Any]) -> None:
+        self.refused = mismatch(config)
         self.config = config
         self.step = str(config.get("step", ""))
         self.measure_from = time.time() + float(config.get("warmup_s", 0.0))
@@ -116,6 +137,26 @@ class StepRecorder:
         return data
 
 
+def mismatch(config: dict[str, Any]) -> str:
+    """Why this worker must not run a step the master configured, or "" if it may."""
+    if config.get("protocol") != PROTOCOL_VERSION:
+        return (
+            f"step protocol {config.get('protocol')!r} from the master, this worker speaks "
+            f"{PROTOCOL_VERSION}"
+        )
+    expected = config.get("locustfile_sha256")
+    if expected and expected != LOCUSTFILE_SHA256:
+        return (
+            f"its locustfile differs from the master's (sha256 {LOCUSTFILE_SHA256[:12]} vs "
+            f"{str(expected)[:12]})"
+        )
+    mine = os.environ.get(WORKER_VERSION_ENV)
+    theirs = config.get("memsweep_version")
+    if mine and theirs and mine != theirs:
+        return f"memsweep {mine} on this worker, {theirs} on the master"
+    return ""
+
+
 def describe_error(error: Any) -> str:
     """A short kind for grouping: "HTTP 502", "ConnectionRefusedError: ..." and so on."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -136,6 +177,9 @@ def _on_test_start(environment: Any, **_: Any) -> None:
         return
     config = json.loads(raw)
     RECORDER.configure(config)
+    if RECORDER.refused and isinstance(environment.runner, WorkerRunner):
+        # Tell the master at once; this worker's users stay idle (see MemsweepUser).
+        environment.runner.send_message("memsweep_refused", {"reason": RECORDER.refused})
     think = config.get("think_time") or [0.0, 0.0]
     low, high = float(think[0]), float(think[1])
     MemsweepUser.wait_time = constant(low) if low == high else _between(low, high)
@@ -225,6 +269,26 @@ class _Mix:
         return chosen
 
 
+class AckJournal:
+    """Acknowledged requests, one JSON line each, for checking that nothing was lost."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+
+    def record(self, name: str, status: int, data: str | None) -> None:
+        directory = os.environ.get(ACK_JOURNAL_ENV)
+        if not directory:
+            return
+        if self.fd is None:
+            path = Path(directory) / f"{socket.gethostname()}-{os.getpid()}.jsonl"
+            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        line = json.dumps({"name": name, "status": status, "body": data}) + "\n"
+        os.write(self.fd, line.encode())
+
+
+ACK_JOURNAL = AckJournal()
+
+
 def send(user: FastHttpUser, mix: _Mix, spec: dict[str, Any]) -> None:
     body = spec.get("body")
     data = None if body is None else json.dumps(mix.templates.render(body))
@@ -247,6 +311,8 @@ def send(user: FastHttpUser, mix: _Mix, spec: dict[str, Any]) -> None:
             response.failure(f"{type(error).__name__}: {error}" if error else "no response")
         elif response.status_code not in expected:
             response.failure(f"HTTP {response.status_code}")
+        else:
+            ACK_JOURNAL.record(spec["name"], response.status_code, data)
 
 
 class MemsweepUser(FastHttpUser):
@@ -262,7 +328,7 @@ class MemsweepUser(FastHttpUser):
 
     @task
     def request(self) -> None:
-        if self.mix.requests:
+        if self.mix.requests and not RECORDER.refused:
             send(self, self.mix, self.mix.pick())
         else:
             gevent.sleep(1)
@@ -286,6 +352,9 @@ class OpenModelUser(FastHttpUser):
 
     @task
     def arrivals(self) -> None:
+        if RECORDER.refused:
+            gevent.sleep(1)
+            return
         next_at = time.monotonic()
         while True:
             gap = random.expovariate(self.rate) if self.poisson else 1.0 / self.rate

@@ -91,6 +91,7 @@ class WorkerSeen(_Model):
     id: str
     requests: int = 0
     lost: bool = False
+    lost_at: float | None = None  # epoch seconds: when the master noticed
     detail: str = ""
 
 

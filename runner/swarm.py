@@ -28,7 +28,7 @@ from locust.argument_parser import get_parser
 from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner
 
-from runner import locustfile
+from runner import __version__, locustfile
 from runner.children import detached_but_tied
 from runner.errors import MemsweepError
 from runner.scenario import ClosedLoad, OpenLoad
@@ -60,6 +60,7 @@ class StepData:
     per_worker: dict[str, int] = field(default_factory=dict)
     final_from: set[str] = field(default_factory=set)
     lost_workers: dict[str, str] = field(default_factory=dict)
+    lost_at: dict[str, float] = field(default_factory=dict)  # epoch seconds of detection
     users_at: dict[int, int] = field(default_factory=dict)
     load_started: float = 0.0  # when the master told the workers to start
     load_ended: float = 0.0  # when the master told the workers to stop (the window's end)
@@ -116,6 +117,7 @@ class Swarm:
         self.environment: Environment | None = None
         self.runner: MasterRunner | None = None
         self._stopping: Any = None  # the previous step's runner.stop(), still finishing
+        self.refusals: dict[str, str] = {}  # worker id -> why it refused to run a step
 
     @property
     def expected_workers(self) -> int:
@@ -146,6 +148,7 @@ class Swarm:
         )
         self.runner = self.environment.create_master_runner(self.bind_host, self.bind_port)
         locust.events.worker_report.add_listener(self._on_worker_report)
+        self.runner.register_message("memsweep_refused", self._on_refused)
         for _ in range(self.local_workers):
             self.processes.append(start_local_worker("127.0.0.1", self.bind_port))
         self._wait_for_workers()
@@ -187,6 +190,9 @@ class Swarm:
 
     # -- reports -------------------------------------------------------------------------------
 
+    def _on_refused(self, environment: Any, msg: Any, **_: Any) -> None:
+        self.refusals[str(msg.node_id)] = str((msg.data or {}).get("reason", "no reason given"))
+
     def _on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         report = data.get("memsweep")
         if not report or report.get("protocol") != locustfile.PROTOCOL_VERSION:
@@ -214,7 +220,16 @@ class Swarm:
         self._ready_for_start()
         data = self.steps[step_id] = StepData(step=step_id)
         workers = sorted(runner.clients.keys())
-        config = {**config, "step": step_id, "warmup_s": warmup_s, "workers": len(workers)}
+        config = {
+            **config,
+            "step": step_id,
+            "warmup_s": warmup_s,
+            "workers": len(workers),
+            # What a worker checks before it sends a byte (locustfile.mismatch).
+            "protocol": locustfile.PROTOCOL_VERSION,
+            "locustfile_sha256": locustfile.LOCUSTFILE_SHA256,
+            "memsweep_version": __version__,
+        }
         environment.parsed_options.memsweep_step = json.dumps(config)
         started = time.monotonic()
         data.load_started = time.time()
@@ -261,7 +276,11 @@ class Swarm:
         progress: Progress | None,
         should_stop: Callable[[], bool],
     ) -> bool:
-        """Keep the load running for `seconds`; watch for lost workers. False: stop early."""
+        """Keep the load running for `seconds`; watch for lost workers. False: stop early.
+
+        Stated rule: a lost worker ends the step at once (its load is no longer the one
+        configured); the step is kept, marked degraded, and the sweep stops after it.
+        """
         runner = self.runner
         assert runner is not None
         end = time.monotonic() + seconds
@@ -269,6 +288,8 @@ class Swarm:
             if should_stop():
                 return False
             self._check_workers(data, workers)
+            if data.lost_workers:
+                return False
             data.users_at[int(time.time())] = runner.user_count
             if progress is not None:
                 progress(
@@ -284,6 +305,12 @@ class Swarm:
     def _check_workers(self, data: StepData, workers: list[str]) -> None:
         runner = self.runner
         assert runner is not None
+        if self.refusals:
+            refused = "; ".join(f"{worker}: {why}" for worker, why in self.refusals.items())
+            raise SwarmError(
+                f"Locust worker(s) refused the step ({refused}); run the same memsweep "
+                f"version ({__version__}) on the master and every worker"
+            )
         for worker in workers:
             node = runner.clients.get(worker)
             if worker in data.lost_workers:
@@ -292,6 +319,9 @@ class Swarm:
                 data.lost_workers[worker] = "disconnected from the master"
             elif node.state == STATE_MISSING:
                 data.lost_workers[worker] = "stopped sending heartbeats (missing)"
+            else:
+                continue
+            data.lost_at[worker] = time.time()
 
     def _await_final_reports(self, data: StepData, workers: list[str]) -> None:
         deadline = time.monotonic() + FINAL_REPORT_TIMEOUT_S
@@ -303,6 +333,7 @@ class Swarm:
             gevent.sleep(0.05)
         for worker in set(workers) - data.final_from - set(data.lost_workers):
             data.lost_workers[worker] = "sent no final report after the step"
+            data.lost_at[worker] = time.time()
 
     def _ready_for_start(self) -> None:
         """After a stop, workers leave and rejoin; a start before they are back is dropped."""
@@ -408,6 +439,8 @@ def worker_command(master_host: str, master_port: int, *, quiet: bool = False) -
 def exec_worker(master_host: str, master_port: int, *, quiet: bool = False) -> None:
     """Replace this process with a Locust worker (so signals reach Locust directly)."""
     command = worker_command(master_host, master_port, quiet=quiet)
+    # The worker checks it against the master's before running a step.
+    os.environ[locustfile.WORKER_VERSION_ENV] = __version__
     os.execv(command[0], command)
 
 

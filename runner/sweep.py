@@ -364,13 +364,16 @@ def build_step(
             id=worker,
             requests=sent,
             lost=worker in data.lost_workers,
+            lost_at=data.lost_at.get(worker),
             detail=data.lost_workers.get(worker, ""),
         )
         for worker, sent in sorted(data.per_worker.items())
     ]
     for worker, why in data.lost_workers.items():
         if worker not in data.per_worker:
-            workers.append(WorkerSeen(id=worker, lost=True, detail=why))
+            workers.append(
+                WorkerSeen(id=worker, lost=True, lost_at=data.lost_at.get(worker), detail=why)
+            )
     problems = [f"worker {w.id} lost: {w.detail}" for w in workers if w.lost]
     if requests and connection_failures / requests >= TARGET_DOWN_SHARE:
         problems.append(
