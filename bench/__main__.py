@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench import fidelity, local_stack, sweep_overhead
+from bench import fidelity, generator, local_stack, master_scale, sweep_overhead
 from bench.common import BENCH_DIR, Figure, machine_description, versions
 
 BENCHMARKS: dict[str, Callable[..., Figure | list[Figure]]] = {
@@ -17,6 +17,10 @@ BENCHMARKS: dict[str, Callable[..., Figure | list[Figure]]] = {
     "cpu-scaling": fidelity.cpu_scaling,
     "tutorial-shape": fidelity.tutorial_shape,
     "sweep-overhead": sweep_overhead.per_step_overhead,
+    "generator-efficiency": generator.generator_efficiency,
+    "latency-bias": generator.latency_bias,
+    "worker-scaling": generator.worker_scaling,
+    "master-memory": master_scale.master_memory,
 }
 
 
