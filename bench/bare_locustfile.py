@@ -29,11 +29,12 @@ if os.environ.get("BENCH_LATENCIES_OUT"):
 
     _latencies: list[float] = []
 
-    @events.request.add_listener
     def _record(response_time: float, **_: object) -> None:
         _latencies.append(response_time)
 
-    @events.quitting.add_listener
     def _write(**_: object) -> None:
         with open(os.environ["BENCH_LATENCIES_OUT"], "w") as handle:
             json.dump(_latencies, handle)
+
+    events.request.add_listener(_record)  # type: ignore[no-untyped-call]  # Locust: untyped
+    events.quitting.add_listener(_write)  # type: ignore[no-untyped-call]
