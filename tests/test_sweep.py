@@ -315,7 +315,7 @@ def test_given_thresholds_no_setting_meets_then_exit_1(tmp_path: Path) -> None:
 
 
 def test_given_the_results_file_then_it_is_json_with_the_schema_version(tmp_path: Path) -> None:
-    code, _ = finish(start_run(scenario(tmp_path, duration=2), tmp_path))
+    code, _ = finish(start_run(scenario(tmp_path, duration=4), tmp_path))
     assert code == 0
     data = json.loads((tmp_path / "reports" / "test" / "results.json").read_text())
     assert data["schema_version"] == 1
