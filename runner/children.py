@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
+import subprocess
 from collections.abc import Callable
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -19,3 +21,20 @@ def detached_but_tied(signum: int) -> Callable[[], None]:
         _libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
 
     return in_child
+
+
+def first_line(process: subprocess.Popen[bytes], timeout_s: float) -> bytes:
+    """The first line a child writes to stdout (its "ready" line), or b"" after the timeout."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+    return process.stdout.readline() if ready else b""
+
+
+def stderr_tail(process: subprocess.Popen[bytes]) -> str:
+    """The last line a stopped child wrote to stderr: usually why it did not start."""
+    if process.stderr is None:
+        return ""
+    if process.poll() is None:
+        return "(still running)"
+    lines = process.stderr.read().decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else f"exit code {process.returncode}"

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from runner.emulator.process import LocalStackProcess
+from runner.errors import SetupError
 from runner.lambda_logs import parse_report, reports_in
 from runner.stack import PROJECT_ROOT
 from tests.conftest import load_event
@@ -590,3 +591,10 @@ def test_given_bad_control_requests_then_403_or_400_naming_the_problem(
     with pytest.raises(SetupError, match="must be a list of integers"):
         real_stack.calibrate(512)  # type: ignore[arg-type]
     assert real_stack.status()["memory_mb"] == 1024  # unchanged by any of it
+
+
+def test_given_a_stack_that_cannot_start_then_setup_error_says_why() -> None:
+    with pytest.raises(SetupError) as raised:
+        LocalStackProcess(["--cgroup", "bogus"]).start()
+    assert "the local stack did not start" in str(raised.value)
+    assert "invalid choice: 'bogus'" in str(raised.value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import select
 import subprocess
 import time
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
+from runner.children import first_line, stderr_tail
 from runner.errors import SetupError
 from runner.stack import PROJECT_ROOT, TableDefinition, node_tool
 
@@ -75,18 +75,12 @@ class Dynalite:
         self.endpoint = f"http://127.0.0.1:{port}"
 
     def _read_port(self) -> int:
-        assert self._process is not None and self._process.stdout is not None
-        ready, _, _ = select.select([self._process.stdout], [], [], START_TIMEOUT_S)
-        line = self._process.stdout.readline() if ready else b""
+        assert self._process is not None
+        line = first_line(self._process, START_TIMEOUT_S)
         if not line.strip().isdigit():
+            why = stderr_tail(self._process)  # before stop(), which closes the pipes
             self.stop()
-            stderr = (
-                self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
-            )
-            raise SetupError(
-                f"dynalite did not start within {START_TIMEOUT_S:.0f} s"
-                + (f": {stderr.strip().splitlines()[-1]}" if stderr.strip() else "")
-            )
+            raise SetupError(f"dynalite did not start within {START_TIMEOUT_S:.0f} s: {why}")
         return int(line)
 
     def stop(self) -> None:

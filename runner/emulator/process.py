@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from runner.children import detached_but_tied
+from runner.children import detached_but_tied, first_line, stderr_tail
 from runner.errors import SetupError
 from runner.stack import PROJECT_ROOT
 
@@ -60,21 +59,12 @@ class LocalStackProcess:
             stderr=subprocess.PIPE,
             preexec_fn=detached_but_tied(signal.SIGTERM),
         )
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], READY_TIMEOUT_S)
-        line = self.process.stdout.readline() if ready else b""
+        line = first_line(self.process, READY_TIMEOUT_S)
         if not line:
+            why = stderr_tail(self.process)  # before stop(), which closes the pipes
             self.stop()
-            raise SetupError(f"the local stack did not start: {self._stderr_tail()}")
+            raise SetupError(f"the local stack did not start: {why}")
         self.ready = json.loads(line)
-
-    def _stderr_tail(self) -> str:
-        if self.process is None or self.process.stderr is None:
-            return ""
-        if self.process.poll() is None:
-            return "(still running)"
-        lines = self.process.stderr.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else f"exit code {self.process.returncode}"
 
     @property
     def url(self) -> str:
