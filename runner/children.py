@@ -9,6 +9,8 @@ import subprocess
 from collections.abc import Callable
 
 _libc = ctypes.CDLL(None, use_errno=True)
+# How long stderr_tail waits for a failing child to exit before reporting it still running.
+EXIT_GRACE_S = 2.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -34,7 +36,9 @@ def stderr_tail(process: subprocess.Popen[bytes]) -> str:
     """The last line a stopped child wrote to stderr: usually why it did not start."""
     if process.stderr is None:
         return ""
-    if process.poll() is None:
+    try:  # a child that closed its stdout is usually a moment from exiting
+        process.wait(timeout=EXIT_GRACE_S)
+    except subprocess.TimeoutExpired:
         return "(still running)"
     lines = process.stderr.read().decode(errors="replace").strip().splitlines()
     return lines[-1] if lines else f"exit code {process.returncode}"
