@@ -360,20 +360,31 @@ def test_given_workers_that_never_arrive_then_one_clear_line_and_exit_3(
     assert "0 arrived within 3 s" in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("version", "memsweep 0.0.0-other+"),
+        ("locustfile", "its locustfile differs from the master's"),
+    ],
+)
 def test_given_a_worker_of_another_version_then_refused_with_a_clear_message(
-    lan: Lan, tmp_path: Path
+    lan: Lan, tmp_path: Path, change: str, expected: str
 ) -> None:
     other = tmp_path / "other"
     shutil.copytree(PROJECT_ROOT / "runner", other / "runner")
-    init = other / "runner" / "__init__.py"
-    init.write_text(init.read_text().replace('__version__ = "', '__version__ = "0.0.0-other+'))
+    if change == "version":
+        init = other / "runner" / "__init__.py"
+        init.write_text(init.read_text().replace('__version__ = "', '__version__ = "0.0.0-other+'))
+    else:  # same version, different user code: what an unreleased local edit looks like
+        users = other / "runner" / "locustfile.py"
+        users.write_text(users.read_text() + "\n# a local edit\n")
     master = lan.master_run(lan.scenario(tmp_path), tmp_path)
     started = time.monotonic()
     workers = [lan.worker(0, tmp_path), lan.worker(1, tmp_path, python_path=other)]
     assert finish(master, timeout=90) == 3, log_of(tmp_path)
     assert time.monotonic() - started < 60  # refused, not hung
     line = next(line for line in log_of(tmp_path).splitlines() if line.startswith("memsweep:"))
-    assert "refused the step" in line and "memsweep 0.0.0-other+" in line, line
+    assert "refused the step" in line and expected in line, line
     assert wait_until(lambda: all(gone(w) for w in workers), 20)
 
 
