@@ -84,6 +84,14 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "remote workers need a reachable address, on a private network)",
     )
     run.add_argument("--master-port", type=int, default=0, help="default: any free port")
+    target = run.add_argument_group(
+        "target", "override the scenario's target (e.g. the same scenario against AWS)"
+    )
+    target.add_argument("--target", choices=["local", "aws", "url"], help="kind of target")
+    target.add_argument("--stage", help="aws: the serverless stage (default: dev)")
+    target.add_argument("--region", help="aws: the region (default: the AWS SDK's)")
+    target.add_argument("--stack", help="aws: the service name in serverless.yml")
+    target.add_argument("--url", help="aws: send load here instead; url: the endpoint")
     run.add_argument("--out", type=Path, default=Path("reports"), help="output directory")
     run.add_argument("--run-id", default="", help="default: timestamp + scenario name")
     run.add_argument("--quiet", action="store_true", help="one line per step (for CI)")
@@ -147,9 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_scenario(args: argparse.Namespace) -> int:
-    from runner.scenario import load_scenario
+    from runner.scenario import load_scenario, with_target
 
     scenario = load_scenario(args.scenario)  # bad input fails before anything starts
+    scenario = with_target(
+        scenario,
+        kind=args.target,
+        stage=args.stage,
+        region=args.region,
+        stack=args.stack,
+        url=args.url,
+    )
     for flag, value in (("--workers", args.workers), ("--expect-workers", args.expect_workers)):
         if value is not None and value < 0:
             raise BadInput(f"{flag} must be 0 or more, got {value}")
@@ -188,8 +204,11 @@ def _report_after_run(results_path: Path) -> None:
 
     try:
         print(f"report: {write_report([results_path])}", file=sys.stderr)
-    except MemsweepError as exc:  # the run's own outcome and exit code stand
-        print(f"memsweep: the report was not written: {exc}", file=sys.stderr)
+    except Exception as exc:  # the run's own outcome and exit code stand
+        if os.environ.get("MEMSWEEP_DEBUG"):
+            raise
+        why = str(exc) if isinstance(exc, MemsweepError) else f"internal error: {exc!r}"
+        print(f"memsweep: the report was not written: {why}", file=sys.stderr)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -424,6 +425,41 @@ def load_scenario(path: str | Path) -> Scenario:
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{file}: cannot read it: {exc}") from None
     return parse_scenario(text, path=str(file))
+
+
+# The target fields a command-line flag may set, per kind.
+TARGET_FLAGS = {"local": (), "aws": ("stack", "stage", "region", "url"), "url": ("url",)}
+
+
+def with_target(scenario: Scenario, *, kind: str | None = None, **fields: str | None) -> Scenario:
+    """The scenario with its target chosen or adjusted on the command line.
+
+    `--target KIND` picks the kind (keeping the file's target fields when the kind is the
+    same); `--stage`, `--region`, `--stack`, `--url` then set fields of that target. A flag
+    that means nothing for the kind is an error, not silently ignored.
+    """
+    given = {name: value for name, value in fields.items() if value is not None}
+    if kind is None and not given:
+        return scenario
+    kind = kind or scenario.target.kind
+    for name in given:
+        if name not in TARGET_FLAGS[kind]:
+            applies = ", ".join(f"--{flag}" for flag in TARGET_FLAGS[kind]) or "no flags"
+            raise BadInput(f"--{name} does not apply to a {kind} target (it takes {applies})")
+    keep = scenario.target.model_dump(exclude_none=True) if scenario.target.kind == kind else {}
+    try:
+        target: LocalTarget | AwsTarget | UrlTarget = TypeAdapter(Target).validate_python(
+            {**keep, **given, "kind": kind}
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        location = tuple(first["loc"])
+        where = ".".join(str(part) for part in location[1:] if location and location[0] == kind)
+        message = "is required" if first["type"] == "missing" else first["msg"]
+        flag = f"--{where}" if where in TARGET_FLAGS[kind] else f"target.{where}"
+        got = "" if first["type"] == "missing" else f", got {_shown(first['input'])}"
+        raise BadInput(f"--target {kind}: {flag}: {message}{got}") from None
+    return scenario.model_copy(update={"target": target})
 
 
 def json_schema() -> dict[str, Any]:

@@ -224,3 +224,34 @@ def test_given_report_lines_in_cloudwatch_then_the_window_is_summarised(
     assert (inside.count, inside.cold_starts, inside.billed_ms_total) == (2, 1, 304)
     assert inside.write_units == 1.0 and inside.max_memory_used_mb == 81
     assert inside.source == f"CloudWatch Logs {group}"
+
+
+def test_given_target_flags_then_a_local_scenario_runs_against_the_aws_stack(
+    moto_stack: dict[str, str], tmp_path: Path
+) -> None:
+    # scenarios/memory_sweep.yaml names the local target; the flags point it at AWS.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "scenarios/memory_sweep.yaml",
+            "--target",
+            "aws",
+            "--stage",
+            "nosuchstage",
+            "--region",
+            "us-east-1",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **moto_stack},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "no CloudFormation stack memsweep-nosuchstage" in done.stderr
+    assert "Traceback" not in done.stderr

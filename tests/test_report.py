@@ -461,7 +461,7 @@ def test_given_two_runs_then_they_are_side_by_side_with_their_differences(
 def test_given_a_run_that_failed_before_any_step_then_the_report_says_so(
     tmp_path: Path, browser: Any
 ) -> None:
-    results = make_results([], status="failed")
+    results = make_results([], status="failed", thresholds={"p95_ms": 100})
     results.problems = ["the local stack did not start: port in use"]
     opened = Opened(browser, write_report([written(tmp_path, results)]))
     text = opened.page.inner_text("body")

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from runner.errors import BadInput
-from runner.scenario import SCHEMA_PATH, json_schema, load_scenario, parse_scenario
+from runner.scenario import (
+    SCHEMA_PATH,
+    AwsTarget,
+    json_schema,
+    load_scenario,
+    parse_scenario,
+    with_target,
+)
 from runner.stack import PROJECT_ROOT
 
 SCENARIOS = sorted((PROJECT_ROOT / "scenarios").glob("*.yaml"))
@@ -245,3 +252,32 @@ def test_the_committed_json_schema_is_current() -> None:
     assert json.loads(SCHEMA_PATH.read_text()) == json_schema(), (
         "run `python -m runner schema` to regenerate scenarios/scenario.schema.json"
     )
+
+
+def test_given_target_flags_then_the_same_scenario_runs_against_aws() -> None:
+    scenario = with_target(parse_scenario(GOOD), kind="aws", stage="prod", region="eu-west-1")
+    assert scenario.target == AwsTarget(kind="aws", stage="prod", region="eu-west-1")
+    assert scenario.sweep == parse_scenario(GOOD).sweep  # nothing else changes
+
+
+def test_given_only_a_stage_flag_then_the_files_aws_target_keeps_its_other_fields() -> None:
+    text = GOOD.replace("name: ok\n", "name: ok\ntarget: {kind: aws, region: us-west-2}\n")
+    scenario = with_target(parse_scenario(text), stage="staging")
+    assert scenario.target == AwsTarget(kind="aws", stage="staging", region="us-west-2")
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"stage": "prod"}, "--stage does not apply to a local target (it takes no flags)"),
+        ({"kind": "url"}, "--target url: --url: is required"),
+        ({"kind": "url", "url": "ftp://x"}, "--target url: --url: String should match pattern"),
+        ({"kind": "url", "url": "http://x", "stage": "a"}, "--stage does not apply to a url"),
+    ],
+)
+def test_given_target_flags_that_make_no_sense_then_bad_input_naming_the_flag(
+    flags: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(BadInput) as raised:
+        with_target(parse_scenario(GOOD), **flags)
+    assert expected in str(raised.value)
