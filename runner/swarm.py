@@ -40,6 +40,9 @@ POLL_S = 0.25
 # After stop(), each worker sends one last report; wait at most this long for them.
 FINAL_REPORT_TIMEOUT_S = 8.0
 READY_TIMEOUT_S = 15.0
+# A per-second histogram is reduced to its p95 this long after its second (reports come
+# every 3 s; LOCUST_FACTS.md).
+SEAL_AFTER_S = 10
 
 
 class SwarmError(MemsweepError):
@@ -55,7 +58,9 @@ class StepData:
     by_name: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, list[int]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
-    seconds: dict[int, list[Any]] = field(default_factory=dict)  # sec -> [n, fail, sum, hist]
+    # epoch second -> [n, failures, sum_ms, histogram, or its p95 in ms once sealed]
+    seconds: dict[int, list[Any]] = field(default_factory=dict)
+    late_samples: int = 0  # arrived for a sealed second: counted, not in its p95
     dropped: int = 0
     per_worker: dict[str, int] = field(default_factory=dict)
     final_from: set[str] = field(default_factory=set)
@@ -79,15 +84,30 @@ class StepData:
         for key, count in data.get("errors", {}).items():
             self.errors[key] = self.errors.get(key, 0) + count
         for second, (n, failures, total_ms, encoded) in data.get("seconds", {}).items():
-            bucket = self.seconds.setdefault(int(second), [0, 0, 0.0, empty_histogram()])
+            bucket = self.seconds.get(int(second))
+            if bucket is None:
+                bucket = self.seconds[int(second)] = [0, 0, 0.0, decode(encoded)]
+            elif isinstance(bucket[3], float):  # sealed: counts still add up, p95 stays
+                self.late_samples += n
+            else:
+                bucket[3].add(decode(encoded))
             bucket[0] += n
             bucket[1] += failures
             bucket[2] += total_ms
-            bucket[3].add(decode(encoded))
         self.dropped += int(data.get("dropped", 0))
         self.per_worker[worker] = self.per_worker.get(worker, 0) + sent
         if data.get("final"):
             self.final_from.add(worker)
+
+    def seal(self, before: int) -> None:
+        """Replace the histograms of seconds before `before` by their p95.
+
+        Workers report every 3 s, so a second is complete long before SEAL_AFTER_S; keeping
+        only a number for it bounds the master's memory by seconds of load, not requests.
+        """
+        for second, bucket in self.seconds.items():
+            if second < before and not isinstance(bucket[3], float):
+                bucket[3] = bucket[3].get_value_at_percentile(95) / 1000
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -290,6 +310,7 @@ class Swarm:
             self._check_workers(data, workers)
             if data.lost_workers:
                 return False
+            data.seal(int(time.time()) - SEAL_AFTER_S)
             data.users_at[int(time.time())] = runner.user_count
             if progress is not None:
                 progress(
@@ -379,6 +400,10 @@ class Swarm:
         Path(f"{base}_stats.json").write_text(
             json.dumps(self.environment.stats.serialize_stats(), indent=1)
         )
+
+    def forget(self, step_id: str) -> None:
+        """Drop a step's merged data once it is in results.json (late reports are ignored)."""
+        self.steps.pop(step_id, None)
 
     def step_files(self, step_id: str) -> list[str]:
         if self.csv_dir is None:

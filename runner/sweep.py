@@ -286,7 +286,7 @@ class Sweep:
         target.mark(ended)
         window_start = started + warmup
         previous_end = self.results.steps[-1].window_end if self.results.steps else None
-        return build_step(
+        step = build_step(
             data,
             index=index,
             memory=memory,
@@ -299,6 +299,8 @@ class Sweep:
             locust_files=swarm.step_files(step_id),
             interrupted=bool(self.stop_requested),
         )
+        swarm.forget(step_id)  # in results.json now; the master keeps no step it is done with
+        return step
 
     def _verdict(self) -> int:
         # The report's analysis decides, so the exit code and the report never disagree.
@@ -348,14 +350,14 @@ def build_step(
             connection_failures += count
     timeline = []
     for second in sorted(data.seconds):
-        n, fails, total_ms, histogram = data.seconds[second]
+        n, fails, total_ms, p95 = data.seconds[second]
         timeline.append(
             Second(
                 t=int(second - window_start),
                 requests=n,
                 failures=fails,
                 mean_ms=total_ms / n,
-                p95_ms=histogram.get_value_at_percentile(95) / 1000,
+                p95_ms=p95 if isinstance(p95, float) else p95.get_value_at_percentile(95) / 1000,
                 users=data.users_at.get(second),
             )
         )
