@@ -191,3 +191,28 @@ def versions() -> dict[str, str]:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+class StealMeter:
+    """The share of CPU time the hypervisor gave other guests while a block ran (/proc/stat
+    "steal"): the measured part of "this VM was noisy"."""
+
+    def __init__(self) -> None:
+        self.share = 0.0
+
+    @staticmethod
+    def _ticks() -> tuple[int, int]:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return fields[7] if len(fields) > 7 else 0, sum(fields)
+
+    def __enter__(self) -> StealMeter:
+        self._start = self._ticks()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        steal, total = self._ticks()
+        elapsed = total - self._start[1]
+        self.share = (steal - self._start[0]) / elapsed if elapsed else 0.0
+
+    def __str__(self) -> str:
+        return f"hypervisor steal {self.share:.1%} of CPU time during the run"
