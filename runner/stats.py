@@ -122,8 +122,9 @@ def _statistic(values: np.ndarray, counts: np.ndarray, statistic: str) -> np.nda
         return means
     quantile = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}[statistic]
     cumulative = np.cumsum(counts, axis=1)
-    # The smallest value with at least q of the samples at or below it (HDR's definition).
-    rank = np.ceil(quantile * totals).astype(np.int64)[:, None]
+    # The first bucket whose cumulative count reaches round(q · total), at least 1: hdrh's
+    # get_value_at_percentile, so an interval is centred on the figure the report shows.
+    rank = np.floor(quantile * totals + 0.5).astype(np.int64)[:, None]
     index = (cumulative < np.maximum(rank, 1)).sum(axis=1)
     picked: np.ndarray = values[np.minimum(index, len(values) - 1)]
     return picked

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import numpy as np
 import pytest
 
 from runner.stats import bootstrap, compare, empty_histogram, latency
@@ -62,3 +63,14 @@ def test_given_a_shift_of_three_ms_then_it_is_detected_with_its_size(statistic: 
 def test_given_an_empty_histogram_then_no_estimate() -> None:
     assert bootstrap(empty_histogram(), "p50") is None
     assert compare(empty_histogram(), histogram_of([1.0]), "mean") is None
+
+
+def test_given_a_histogram_then_the_bootstrap_point_estimate_is_hdrs_own_percentile() -> None:
+    rng = np.random.default_rng(3)
+    histogram = empty_histogram()
+    for value in rng.lognormal(4.0, 0.6, size=754):  # the tutorial's step size: sparse tail
+        histogram.record_value(int(value * 1000))
+    for statistic, percentile in (("p50", 50), ("p95", 95), ("p99", 99)):
+        estimate = bootstrap(histogram, statistic)
+        assert estimate is not None
+        assert estimate.value == histogram.get_value_at_percentile(percentile) / 1000
