@@ -158,7 +158,9 @@ class Analysis:
     stage_ends_s: list[float]  # load stage boundaries, seconds since load start
 
 
-def analyse(results: Results) -> Analysis:
+def analyse(results: Results, *, intervals: bool = True) -> Analysis:
+    """intervals=False skips the bootstrap (intervals, significance): the exit code needs
+    only the point figures, and the report computes the rest once."""
     scenario = results.scenario
     thresholds = _thresholds(results)
     architecture: Architecture = "arm64" if results.target.architecture == "arm64" else "x86_64"
@@ -167,12 +169,19 @@ def analyse(results: Results) -> Analysis:
         by_memory.setdefault(step.memory_mb, []).append(step)
     units = _units_per_request(results.steps)
     settings = [
-        _setting(memory, steps, thresholds=thresholds, architecture=architecture, units=units)
+        _setting(
+            memory,
+            steps,
+            thresholds=thresholds,
+            architecture=architecture,
+            units=units,
+            intervals=intervals,
+        )
         for memory, steps in sorted(by_memory.items())
     ]
     comparisons = [
         Comparison(f"{a.memory_mb} MB", f"{b.memory_mb} MB", difference)
-        for a, b in itertools.pairwise(settings)
+        for a, b in itertools.pairwise(settings if intervals else [])
         for difference in compare_many(a.histogram, b.histogram, COMPARED_STATISTICS).values()
     ]
     sweep = scenario.get("sweep") or {}
@@ -234,10 +243,11 @@ def _setting(
     thresholds: Thresholds,
     architecture: Architecture,
     units: tuple[float, float] | None,
+    intervals: bool,
 ) -> Setting:
     histogram = merge(step.histogram for step in steps)
     requests = sum(step.requests for step in steps)
-    estimates = bootstrap_many(histogram, ESTIMATED_STATISTICS)
+    estimates = bootstrap_many(histogram, ESTIMATED_STATISTICS) if intervals else {}
     function = _function_side(steps)
     summary = latency(histogram)
     setting = Setting(

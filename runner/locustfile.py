@@ -312,14 +312,14 @@ class AckJournal:
     """Acknowledged requests, one JSON line each, for checking that nothing was lost."""
 
     def __init__(self) -> None:
+        self.directory = os.environ.get(ACK_JOURNAL_ENV)  # read once: this is per request
         self.fd: int | None = None
 
     def record(self, name: str, status: int, data: str | None) -> None:
-        directory = os.environ.get(ACK_JOURNAL_ENV)
-        if not directory:
+        if not self.directory:
             return
         if self.fd is None:
-            path = Path(directory) / f"{socket.gethostname()}-{os.getpid()}.jsonl"
+            path = Path(self.directory) / f"{socket.gethostname()}-{os.getpid()}.jsonl"
             self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         line = json.dumps({"name": name, "status": status, "body": data}) + "\n"
         os.write(self.fd, line.encode())

@@ -60,7 +60,6 @@ class StepData:
     errors: dict[str, int] = field(default_factory=dict)
     # epoch second -> [n, failures, sum_ms, histogram, or its p95 in ms once sealed]
     seconds: dict[int, list[Any]] = field(default_factory=dict)
-    late_samples: int = 0  # arrived for a sealed second: counted, not in its p95
     dropped: int = 0
     per_worker: dict[str, int] = field(default_factory=dict)
     final_from: set[str] = field(default_factory=set)
@@ -87,9 +86,7 @@ class StepData:
             bucket = self.seconds.get(int(second))
             if bucket is None:
                 bucket = self.seconds[int(second)] = [0, 0, 0.0, decode(encoded)]
-            elif isinstance(bucket[3], float):  # sealed: counts still add up, p95 stays
-                self.late_samples += n
-            else:
+            elif not isinstance(bucket[3], float):  # sealed: counts add up, its p95 stays
                 bucket[3].add(decode(encoded))
             bucket[0] += n
             bucket[1] += failures

@@ -304,7 +304,7 @@ class Sweep:
 
     def _verdict(self) -> int:
         # The report's analysis decides, so the exit code and the report never disagree.
-        code = exit_code(analyse(self.results))
+        code = exit_code(analyse(self.results, intervals=False))
         lost = sorted({w.id for step in self.results.steps for w in step.workers if w.lost})
         if code == 3 and lost:
             self.results.problems.append(f"worker(s) lost: {', '.join(lost)}")

@@ -523,3 +523,10 @@ def test_given_three_results_files_then_refused_clearly(tmp_path: Path) -> None:
     done = report_command(path, path, path)
     assert done.returncode == 2
     assert "one results.json, or two to compare; got 3" in done.stderr
+
+
+def test_given_no_intervals_then_the_same_verdict_without_the_bootstrap() -> None:
+    results = two_settings(thresholds={"p95_ms": 5})
+    quick, full = analyse(results, intervals=False), analyse(results)
+    assert exit_code(quick) == exit_code(full) == 1
+    assert quick.comparisons == [] and all(not s.estimates for s in quick.settings)
