@@ -45,14 +45,16 @@ def master_memory(*, quick: bool) -> Figure:
         path = Path(scratch) / "scale.yaml"
         sizes = [128 + 64 * index for index in range(30)]  # more steps than the load needs
         path.write_text(SCENARIO % {"url": endpoint.url, "sizes": sizes, "step_s": step_s})
-        process = subprocess.Popen(
-            [sys.executable, "-m", "runner", str(path), "--out", scratch, "--run-id", "s",
-             "--quiet"],
-            cwd=PROJECT_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        log = Path(scratch) / "runner.log"  # why the runner ended early, if it did
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "runner", str(path), "--out", scratch, "--run-id", "s",
+                 "--quiet"],
+                cwd=PROJECT_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+            )  # fmt: skip
         started = time.monotonic()
         first = endpoint.count()
         try:
@@ -73,6 +75,10 @@ def master_memory(*, quick: bool) -> Figure:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+        ended_early = (
+            process.returncode not in (None, 130, -signal.SIGINT)
+            and log.read_text(errors="replace").strip().splitlines()[-1:]
+        )
     base = next(sample for sample in samples if sample[1] >= BASELINE_REQUESTS)
     end = samples[-1]
     growth = end[2] - base[2]
@@ -89,7 +95,8 @@ def master_memory(*, quick: bool) -> Figure:
         f"{peak:.1f}) over {load_s:.0f} s of load at {(end[1] - base[1]) / load_s:.0f} req/s, "
         f"{step_s} s steps; {growth * 1024 / load_s:.0f} KB per second of load, "
         f"{growth * 1024 * 1024 / max(1, end[1] - base[1]):.1f} B per request"
-        + ("" if end[1] >= target else f"; target {target} not reached in {deadline_s} s"),
+        + ("" if end[1] >= target else f"; target {target} not reached in {deadline_s} s")
+        + (f"; the runner ended early: {ended_early[0]}" if ended_early else ""),
         why_missed=f"{growth * 1024 / load_s:.0f} KB per second of load. The per-second "
         "histograms that made it 266 KB/s (184 KB each, kept for every second of the run) are "
         "now 26 KB, reduced to their p95 after 10 s, and dropped with the step "

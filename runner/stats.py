@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -18,12 +19,24 @@ HDR_HIGHEST_US = 3_600_000_000
 HDR_DIGITS = 3
 
 
+def acyclic(histogram: HdrHistogram) -> HdrHistogram:
+    """Let reference counting free `histogram` the moment it is dropped.
+
+    hdrh's histogram and its encoder point at each other, so a dropped histogram and its
+    counts array (184 KB at 3 digits) waited for the cyclic garbage collector. The master
+    decodes several per worker report: between collections they piled up by the dozen and
+    fragmented the heap, which glibc then kept (bench/PROFILE.md, "master RSS").
+    """
+    histogram.encoder.histogram = weakref.proxy(histogram)
+    return histogram
+
+
 def empty_histogram() -> HdrHistogram:
-    return HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS)
+    return acyclic(HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS))
 
 
 def decode(encoded: str) -> HdrHistogram:
-    return HdrHistogram.decode(encoded.encode())
+    return acyclic(HdrHistogram.decode(encoded.encode()))
 
 
 def merge(encodings: Iterable[str | None]) -> HdrHistogram:
