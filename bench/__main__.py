@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     for name in args.only or list(BENCHMARKS):
         print(f"== {name}", flush=True)
+        began = time.monotonic()
         result = BENCHMARKS[name](quick=args.quick)
+        print(f"   ({time.monotonic() - began:.0f} s)", flush=True)
         for figure in result if isinstance(result, list) else [result]:
             figures.append(figure)
             print(
