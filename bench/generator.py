@@ -28,6 +28,10 @@ SERVER_CORE, LOCUST_CORE = 0, 1
 # LOCUST_FACTS.md: one FastHttpUser worker is CPU-bound at 50 users on this machine.
 USERS = 50
 WARM_S = 2.0  # users spawned, connections open, before the counted window
+# (rounds, measured seconds per run). --quick is what CI affords: one pair, side by side;
+# each run also costs ~7 s of process start, warm-up and tail.
+QUICK_ROUNDS = (1, 4.0)
+FULL_ROUNDS = (3, 5.0)
 # The step runs past the counted window so stopping never falls inside it.
 TAIL_S = 1.5
 LINE_TIMEOUT_S = 90.0
@@ -141,7 +145,7 @@ def _cpu_ms_per_request(runs: list[Run], role: str) -> float:
 
 def generator_efficiency(*, quick: bool) -> Figure:
     """memsweep's user vs a bare FastHttpUser, same POST, same endpoint, alternating rounds."""
-    rounds, measure_s = (2, 3.0) if quick else (3, 5.0)
+    rounds, measure_s = QUICK_ROUNDS if quick else FULL_ROUNDS
     memsweep: list[Run] = []
     bare: list[Run] = []
     with fast_endpoint(SERVER_CORE) as endpoint:
@@ -235,7 +239,7 @@ def latency_bias(*, quick: bool) -> Figure:
 
 def worker_scaling(*, quick: bool) -> Figure:
     """Requests/s of 2 local workers vs 1 against the fast endpoint, same users, alternating."""
-    rounds, measure_s = (2, 3.0) if quick else (3, 5.0)
+    rounds, measure_s = QUICK_ROUNDS if quick else FULL_ROUNDS
     users = 2 * USERS
     runs: dict[int, list[Run]] = {1: [], 2: []}
     with fast_endpoint(SERVER_CORE) as endpoint:
