@@ -97,11 +97,9 @@ def master_memory(*, quick: bool) -> Figure:
         f"{growth * 1024 * 1024 / max(1, end[1] - base[1]):.1f} B per request"
         + ("" if end[1] >= target else f"; target {target} not reached in {deadline_s} s")
         + (f"; the runner ended early: {ended_early[0]}" if ended_early else ""),
-        why_missed=f"{growth * 1024 / load_s:.0f} KB per second of load. The per-second "
-        "histograms that made it 266 KB/s (184 KB each, kept for every second of the run) are "
-        "now 26 KB, reduced to their p95 after 10 s, and dropped with the step "
-        "(runner/swarm.py). What is left is not held by live Python objects: between 30 s and "
-        "110 s of a 6-step run (~420 k requests) gc counted +36 HdrHistogram, +84 timeline "
-        "seconds and +397 tuples while RSS grew 2.8 MB; allocator retention of the freed "
-        "26-184 KB decode buffers is the suspect, not yet proven (bench/PROFILE.md)",
+        why_missed=f"{growth * 1024 / load_s:.0f} KB per second of load. Two causes are fixed "
+        "and measured in bench/PROFILE.md: per-second histograms kept for the whole run "
+        "(266 KB/s) and hdrh's histogram<->encoder reference cycle, which left every decoded "
+        "184 KB histogram to the cyclic collector (~150 KB/s). Look for a third with a gc "
+        "census by type while the load runs",
     )
