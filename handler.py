@@ -352,6 +352,13 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
     started = time.perf_counter()
     request_id = getattr(context, "aws_request_id", None) or "local"
     log: dict[str, Any] = {"type": LOG_TYPE, "requestId": request_id, "operation": None}
+    # API Gateway's own request id and arrival time: the runner joins this line to the
+    # REPORT line (same requestId) and attributes the invocation to the measured window the
+    # request arrived in, not to the moment its logs happened to land.
+    context_info = event.get("requestContext") if isinstance(event, dict) else None
+    if isinstance(context_info, dict):
+        log["apiRequestId"] = context_info.get("requestId")
+        log["requestTimeEpoch"] = context_info.get("requestTimeEpoch")
     capacity = {"read": 0.0, "write": 0.0}
     try:
         request = parse_request(event)

@@ -12,6 +12,7 @@ size are pooled: their histograms are merged and their invocations summed.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +20,35 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 from pydantic import ValidationError
 
-from runner.cost import Architecture, CostPerMillion, cost_per_million
+from runner.cost import (
+    Architecture,
+    ColdStartCost,
+    CostPerMillion,
+    cold_start_cost,
+    cost_per_million,
+)
 from runner.errors import BadInput
-from runner.results import Latency, Results, Step
+from runner.results import (
+    Confidence,
+    DegradedStep,
+    Latency,
+    Results,
+    RunVerdict,
+    Step,
+)
 from runner.scenario import Thresholds
-from runner.stats import Difference, Estimate, bootstrap_many, compare_many, latency, merge
+from runner.stats import (
+    Batch,
+    Difference,
+    Estimate,
+    bootstrap_many,
+    compare_many,
+    design_effect,
+    latency,
+    merge,
+    resampled,
+    variance_ms2,
+)
 
 # AWS Lambda Power Tuning's "balanced" strategy: minimise
 #   w · cost / max(cost) + (1 - w) · p95 / max(p95)
@@ -33,6 +58,13 @@ BALANCED_COST_WEIGHT = 0.5
 # (p99's interval is wide on short steps: shown, not used to rank).
 ESTIMATED_STATISTICS = ("mean", "p50", "p95", "p99")
 COMPARED_STATISTICS = ("p50", "p95", "mean")
+# A pick is "sure" when it meets every latency threshold in this share of resamples and no
+# cheaper size meets them in more than 1 - SURE of its own; "likely" down to LIKELY.
+SURE = 0.95
+LIKELY = 0.80
+# Latency thresholds a resample can check (error rate, throughput and drops are counts,
+# not resampled).
+LATENCY_THRESHOLDS = ("p50", "p95", "p99")
 
 
 @dataclass(frozen=True)
@@ -73,13 +105,17 @@ class Setting:
     failures: int
     measured_s: float
     dropped_arrivals: int
+    offered: int | None  # open model: arrivals in the windows, sent or dropped
     latency: Latency
     histogram: HdrHistogram
     estimates: dict[str, Estimate]
     function: FunctionSide
-    cost: CostPerMillion
+    cost: CostPerMillion  # steady state: warm invocations (what a size costs when warm)
+    cold: ColdStartCost  # what cold starts add at this load, shown beside, not ranked on
+    deff: float = 1.0  # variance inflation of the latency figures (stats.design_effect)
     verdicts: list[Verdict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    degraded: list[DegradedStep] = field(default_factory=list)
 
     @property
     def rps(self) -> float:
@@ -90,12 +126,20 @@ class Setting:
         return self.failures / self.requests if self.requests else 1.0
 
     @property
+    def drop_rate(self) -> float | None:
+        return self.dropped_arrivals / self.offered if self.offered else None
+
+    @property
     def valid(self) -> bool:
         return not self.problems and self.requests > 0
 
     @property
+    def trusted(self) -> bool:
+        return self.valid and not self.degraded
+
+    @property
     def meets(self) -> bool:
-        return self.valid and all(verdict.passed for verdict in self.verdicts)
+        return self.trusted and all(verdict.passed for verdict in self.verdicts)
 
     @property
     def p95(self) -> float:
@@ -134,6 +178,7 @@ class Recommendation:
     thresholds_set: bool
     headline: str
     explanation: list[str]
+    degraded: list[DegradedStep] = field(default_factory=list)
     balanced_formula: str = (
         f"balanced: minimise {BALANCED_COST_WEIGHT:g} · cost/max(cost) + "
         f"{1 - BALANCED_COST_WEIGHT:g} · p95/max(p95) over the settings meeting the thresholds "
@@ -143,7 +188,7 @@ class Recommendation:
 
     @property
     def none_meet(self) -> bool:
-        return self.thresholds_set and self.cheapest is None
+        return self.thresholds_set and self.cheapest is None and not self.degraded
 
 
 @dataclass
@@ -156,6 +201,7 @@ class Analysis:
     architecture: Architecture
     warmup_s: float
     stage_ends_s: list[float]  # load stage boundaries, seconds since load start
+    confidence: Confidence | None = None  # None when intervals were skipped
 
 
 def analyse(results: Results, *, intervals: bool = True) -> Analysis:
@@ -182,19 +228,33 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
     comparisons = [
         Comparison(f"{a.memory_mb} MB", f"{b.memory_mb} MB", difference)
         for a, b in itertools.pairwise(settings if intervals else [])
-        for difference in compare_many(a.histogram, b.histogram, COMPARED_STATISTICS).values()
+        for difference in compare_many(
+            a.histogram, b.histogram, COMPARED_STATISTICS, deff_a=a.deff, deff_b=b.deff
+        ).values()
     ]
     sweep = scenario.get("sweep") or {}
+    recommendation = recommend(settings, thresholds_set=_any_threshold(thresholds))
     return Analysis(
         results=results,
         settings=settings,
-        recommendation=recommend(settings, thresholds_set=_any_threshold(thresholds)),
+        recommendation=recommendation,
         comparisons=comparisons,
         thresholds=thresholds,
         architecture=architecture,
         warmup_s=float(sweep.get("warmup_s") or 0.0),
         stage_ends_s=_stage_ends(scenario),
+        confidence=(
+            how_sure(settings, recommendation, thresholds, repeats=_repeats(results))
+            if intervals
+            else None
+        ),
     )
+
+
+def _repeats(results: Results) -> int:
+    sweep = results.scenario.get("sweep") or {}
+    value = sweep.get("repeats")
+    return int(value) if isinstance(value, int) and value > 0 else 1
 
 
 def _thresholds(results: Results) -> Thresholds:
@@ -208,7 +268,8 @@ def _thresholds(results: Results) -> Thresholds:
 
 
 def _any_threshold(thresholds: Thresholds) -> bool:
-    return bool(thresholds.model_dump(exclude_none=True))
+    # max_drop_rate always has a value: it guards every open-model run, set or not.
+    return bool(thresholds.model_dump(exclude_none=True, exclude={"max_drop_rate"}))
 
 
 def _stage_ends(scenario: dict[str, Any]) -> list[float]:
@@ -247,9 +308,23 @@ def _setting(
 ) -> Setting:
     histogram = merge(step.histogram for step in steps)
     requests = sum(step.requests for step in steps)
-    estimates = bootstrap_many(histogram, ESTIMATED_STATISTICS) if intervals else {}
+    deff = (
+        design_effect(
+            [[Batch(s.requests, s.mean_ms) for s in step.timeline] for step in steps],
+            variance_ms2(histogram),
+        )
+        if intervals
+        else 1.0
+    )
+    estimates = bootstrap_many(histogram, ESTIMATED_STATISTICS, deff=deff) if intervals else {}
     function = _function_side(steps)
     summary = latency(histogram)
+    invocations = [step.invocations for step in steps]
+    warm_count = sum(inv.count - inv.cold_starts for inv in invocations)
+    warm_billed = (
+        sum(inv.warm_billed_ms_total for inv in invocations) / warm_count if warm_count else None
+    )
+    offered = [step.offered for step in steps if step.offered is not None]
     setting = Setting(
         memory_mb=memory,
         steps=steps,
@@ -257,19 +332,36 @@ def _setting(
         failures=sum(step.failures for step in steps),
         measured_s=sum(max(0.0, step.window_end - step.window_start) for step in steps),
         dropped_arrivals=sum(step.dropped_arrivals for step in steps),
+        offered=sum(offered) if offered else None,
         latency=summary,
         histogram=histogram,
         estimates=estimates,
         function=function,
+        deff=deff,
+        # Steady state: what the size costs once warm. A cold start or two more or less in
+        # a short window must not decide the ranking; they are priced apart, below.
         cost=cost_per_million(
             memory_mb=memory,
-            billed_ms_mean=function.billed_ms_mean,
+            billed_ms_mean=warm_billed if warm_billed is not None else function.billed_ms_mean,
             read_units_per_request=units[0] if units else None,
             write_units_per_request=units[1] if units else None,
             duration_ms_fallback=summary.mean,
             architecture=architecture,
         ),
+        cold=cold_start_cost(
+            memory_mb=memory,
+            cold_starts=function.cold_starts,
+            requests=requests,
+            cold_billed_ms_total=sum(inv.cold_billed_ms_total for inv in invocations),
+            warm_billed_ms_mean=warm_billed,
+            architecture=architecture,
+        ),
         problems=[problem for step in steps for problem in step.problems],
+        degraded=[
+            DegradedStep(step=step.index, memory_mb=memory, cause="; ".join(step.trust.causes))
+            for step in steps
+            if step.trust.degraded
+        ],
     )
     if not requests:
         setting.problems.append("no requests were measured")
@@ -337,6 +429,15 @@ def verdicts(setting: Setting, thresholds: Thresholds) -> list[Verdict]:
                 passed=setting.requests > 0 and setting.error_rate <= thresholds.error_rate,
             )
         )
+    if setting.offered is not None:
+        rate = setting.drop_rate or 0.0
+        checks.append(
+            Verdict(
+                name=f"dropped ≤ {thresholds.max_drop_rate:.0%} of offered",
+                measured=f"{rate:.1%} ({setting.dropped_arrivals} of {setting.offered})",
+                passed=rate <= thresholds.max_drop_rate,
+            )
+        )
     if thresholds.min_rps is not None:
         checks.append(
             Verdict(
@@ -377,6 +478,29 @@ def _money(dollars: float) -> str:
 
 
 def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommendation:
+    degraded = [step for s in settings for step in s.degraded]
+    if degraded:
+        # Nothing rests on a step the machine lied about: not the pick, and not the pick
+        # among the others either (the degraded size might have been the one to pick).
+        first = degraded[0]
+        return Recommendation(
+            cheapest=None,
+            fastest=None,
+            balanced=None,
+            thresholds_set=thresholds_set,
+            headline=(
+                f"No recommendation: step {first.step} ({first.memory_mb} MB) is degraded: "
+                f"{first.cause}."
+            ),
+            explanation=[
+                f"step {d.step} ({d.memory_mb} MB) degraded: {d.cause}" for d in degraded
+            ]
+            + [
+                "Re-run on a quieter machine, with fewer local Locust workers, or with more "
+                "remote ones; see README, 'When a step is degraded'."
+            ],
+            degraded=degraded,
+        )
     valid = [s for s in settings if s.valid and s.latency.p95 is not None]
     meeting = [s for s in valid if s.meets]
     fastest = _fastest(valid)
@@ -416,7 +540,7 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
     if thresholds_set:
         headline = (
             f"Run {cheapest.memory_mb} MB: the cheapest setting that meets every threshold, "
-            f"at {_money(cheapest.cost.total)} per 1M requests (p95 {cheapest.p95:.1f} ms)."
+            f"at {_money(cheapest.cost.total)} per 1M warm requests (p95 {cheapest.p95:.1f} ms)."
         )
     else:
         headline = (
@@ -430,6 +554,7 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
             f"The fastest, {fastest.memory_mb} MB, cuts p95 by {gained:.1f} ms for "
             f"{_money(extra)} more per 1M requests."
         )
+    explanation.append(_cold_sentence(cheapest))
     if cheapest.cost.estimated:
         explanation.append(f"Cost is an estimate: {cheapest.cost.basis}.")
     return Recommendation(
@@ -442,9 +567,139 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
     )
 
 
+def _cold_sentence(setting: Setting) -> str:
+    cold = setting.cold
+    if not cold.cold_starts:
+        return f"{setting.memory_mb} MB had no cold start in its measured window."
+    rate = f"{cold.per_million_requests_count:,.0f} cold starts per 1M requests at this load"
+    text = (
+        f"Cold starts add {_money(cold.per_million)} per 1M requests at {setting.memory_mb} MB "
+        f"({rate}, {_money(cold.per_cold_start or 0.0)} each); ranked on steady state."
+    )
+    if not cold.comparable:
+        text += f" Only {cold.cold_starts} cold start(s) were measured: too few to compare sizes."
+    return text
+
+
+def how_sure(
+    settings: Sequence[Setting],
+    recommendation: Recommendation,
+    thresholds: Thresholds,
+    *,
+    repeats: int,
+) -> Confidence:
+    """How sure the pick is: its share of resamples meeting every latency threshold, and any
+    cheaper size that is too close to call (it meets them in enough resamples of its own)."""
+    pick = recommendation.cheapest
+    if recommendation.degraded:
+        return Confidence(level="none", statement="No pick: a step is degraded.")
+    if pick is None:
+        return Confidence(level="none", statement="No pick: no size met the thresholds.")
+    limits = {
+        statistic: getattr(thresholds, f"{statistic}_ms")
+        for statistic in LATENCY_THRESHOLDS
+        if getattr(thresholds, f"{statistic}_ms") is not None
+    }
+    if not limits:
+        return Confidence(
+            level="by cost only",
+            statement=(
+                f"{pick.memory_mb} MB is the cheapest at steady state; no latency threshold "
+                "was set, so no resampling decides it."
+            ),
+        )
+    rule = " and ".join(f"{name} ≤ {limit:g} ms" for name, limit in limits.items())
+    pick_share = _meets_share(pick, limits)
+    too_close: list[str] = []
+    needed: list[int] = []
+    candidates = [
+        s for s in settings if s.trusted and s is not pick and s.cost.total < pick.cost.total
+    ]
+    for other in candidates:
+        share = _meets_share(other, limits)
+        if share > 1 - SURE:
+            too_close.append(
+                f"{other.memory_mb} vs {pick.memory_mb} MB: too close to call: "
+                f"{other.memory_mb} MB meets {rule} in {share:.0%} of resamples"
+            )
+            needed.append(_repeats_to_separate(other, limits, repeats))
+    if pick_share < SURE:
+        needed.append(_repeats_to_separate(pick, limits, repeats))
+    statement = f"{pick.memory_mb} MB meets {rule} in {pick_share:.0%} of resamples"
+    if too_close:
+        level = "too close to call"
+        statement += "; " + "; ".join(too_close)
+    elif pick_share >= SURE:
+        level = "sure"
+    elif pick_share >= LIKELY:
+        level = "likely"
+    else:
+        level = "too close to call"
+    repeats_needed = max(needed) if needed else None
+    if repeats_needed is not None and repeats_needed > repeats:
+        statement += (
+            f". At this noise, about {repeats_needed} repeats per size would separate them "
+            f"(this run had {repeats})"
+        )
+    return Confidence(
+        level=level,
+        statement=statement + ".",
+        meets_share=pick_share,
+        too_close=too_close,
+        repeats_needed=repeats_needed if repeats_needed and repeats_needed > repeats else None,
+    )
+
+
+def _meets_share(setting: Setting, limits: dict[str, float]) -> float:
+    draws = resampled(setting.histogram, list(limits), deff=setting.deff)
+    if not draws:
+        return 0.0
+    meets = None
+    for statistic, limit in limits.items():
+        ok = draws[statistic] <= limit
+        meets = ok if meets is None else meets & ok
+    assert meets is not None
+    return float(meets.mean())
+
+
+def _repeats_to_separate(setting: Setting, limits: dict[str, float], repeats: int) -> int:
+    """Repeats at which the closest threshold's 95 % interval would clear its limit: the
+    interval narrows with the square root of the data, so (half-width / margin)² times."""
+    worst = 1.0
+    for statistic, limit in limits.items():
+        estimate = setting.estimates.get(statistic)
+        if estimate is None:
+            continue
+        margin = abs(estimate.value - limit)
+        half = (estimate.high - estimate.low) / 2
+        if margin <= 0:
+            return 1000
+        worst = max(worst, (half / margin) ** 2)
+    return min(1000, math.ceil(repeats * worst))
+
+
+def run_verdict(analysis: Analysis) -> RunVerdict:
+    """The verdict as data: what results.json stores for CI and scripts."""
+    recommendation = analysis.recommendation
+    confidence = analysis.confidence or Confidence(
+        level="none", statement="intervals were not computed"
+    )
+    return RunVerdict(
+        recommended_mb=recommendation.cheapest.memory_mb if recommendation.cheapest else None,
+        met={str(s.memory_mb): s.meets for s in analysis.settings},
+        degraded_steps=recommendation.degraded,
+        confidence=confidence,
+        headline=recommendation.headline,
+        fastest_mb=recommendation.fastest.memory_mb if recommendation.fastest else None,
+        balanced_mb=recommendation.balanced.memory_mb if recommendation.balanced else None,
+        exit_code=exit_code(analysis),
+    )
+
+
 def exit_code(analysis: Analysis) -> int:
-    """The run's verdict: 3 if a step is invalid, 1 if no setting met the thresholds, else 0."""
-    if any(not step.valid for step in analysis.results.steps):
+    """The run's verdict: 3 if a step is invalid or degraded, 1 if no setting met the
+    thresholds, else 0."""
+    if any(not step.valid or step.trust.degraded for step in analysis.results.steps):
         return 3
     return 1 if analysis.recommendation.none_meet else 0
 

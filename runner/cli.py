@@ -7,9 +7,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner import __version__
 from runner.errors import BadInput, MemsweepError
+
+if TYPE_CHECKING:
+    from runner.results import RunVerdict
 
 DESCRIPTION = """\
 memsweep: find the Lambda memory size with the best latency for the money under real
@@ -193,7 +197,16 @@ def _run_scenario(args: argparse.Namespace) -> int:
         finally:
             progress.done(sweep)
             _report_after_run(sweep.results_path)
+            _say_verdict(sweep.results.verdict)
     return code
+
+
+def _say_verdict(verdict: RunVerdict | None) -> None:
+    """The answer is the run's last line: the pick and how sure, or why there is none."""
+    if verdict is None:
+        return
+    print(f"confidence: {verdict.confidence.statement}", file=sys.stderr)
+    print(verdict.headline, file=sys.stderr)
 
 
 def _report_after_run(results_path: Path) -> None:

@@ -114,3 +114,54 @@ def cost_per_million(
         estimated=estimated,
         basis="; ".join(notes) + f"; {prices.region} prices as of {prices.as_of}",
     )
+
+
+# Fewer cold starts than this in a size's windows: their cost per 1M requests is shown but
+# not compared between sizes (one or two cold starts more or less would reorder them).
+MIN_COLD_STARTS_TO_COMPARE = 5
+
+
+@dataclass(frozen=True)
+class ColdStartCost:
+    """What cold starts add to a size's bill at the measured load, apart from steady state."""
+
+    cold_starts: int
+    requests: int
+    extra_billed_ms: float | None  # billed time of a cold call beyond a warm one (init incl.)
+    per_cold_start: float | None  # dollars
+    per_million_requests_count: float  # cold starts per 1M requests at this load
+
+    @property
+    def per_million(self) -> float:
+        """Dollars per 1M requests that the cold starts add."""
+        return (self.per_cold_start or 0.0) * self.per_million_requests_count
+
+    @property
+    def comparable(self) -> bool:
+        return self.cold_starts >= MIN_COLD_STARTS_TO_COMPARE
+
+
+def cold_start_cost(
+    *,
+    memory_mb: int,
+    cold_starts: int,
+    requests: int,
+    cold_billed_ms_total: int,
+    warm_billed_ms_mean: float | None,
+    architecture: Architecture = "x86_64",
+    prices: PriceTable = PRICES_US_EAST_1,
+) -> ColdStartCost:
+    """Cold starts priced apart: each one's billed time beyond a warm call, times how many
+    1M requests would meet at this load (a rate that depends on the load, not on memory)."""
+    extra: float | None = None
+    per_cold: float | None = None
+    if cold_starts:
+        extra = max(0.0, cold_billed_ms_total / cold_starts - (warm_billed_ms_mean or 0.0))
+        per_cold = lambda_compute_cost(extra, memory_mb, architecture=architecture, prices=prices)
+    return ColdStartCost(
+        cold_starts=cold_starts,
+        requests=requests,
+        extra_billed_ms=extra,
+        per_cold_start=per_cold,
+        per_million_requests_count=cold_starts / requests * MILLION if requests else 0.0,
+    )

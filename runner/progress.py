@@ -50,7 +50,8 @@ class Progress:
         if self.live is not None:
             self.live.update(Text(""))
         for step in sweep.results.steps:
-            flag = "" if step.valid else "  [degraded: " + "; ".join(step.problems) + "]"
+            causes = step.problems + step.trust.causes
+            flag = "  [degraded: " + "; ".join(causes) + "]" if causes else ""
             p95 = f"{step.latency.p95:.1f}" if step.latency.p95 is not None else "-"
             print(
                 f"step {step.index}: {step.memory_mb} MB r{step.repeat}: {step.requests} "

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runner.errors import BadInput
 
-SCHEMA_VERSION = 1
+# 2: one measured window for every figure (invocations outside it are counted apart), the
+# step's trust record (delivered CPU, load generator), dropped load, and the run's verdict.
+SCHEMA_VERSION = 2
 
 
 class _Model(BaseModel):
@@ -81,10 +83,51 @@ class Invocations(_Model):
     cold_duration_ms_mean: float | None = None
     billed_ms_total: int = 0
     billed_ms_mean: float | None = None
+    warm_billed_ms_total: int = 0
+    cold_billed_ms_total: int = 0  # init included: Lambda bills INIT (since 1 August 2025)
     max_memory_used_mb: int | None = None
     read_units: float = 0.0
     write_units: float = 0.0
     source: str = ""  # "local log", "CloudWatch Logs", or why there is none
+
+
+class OutsideWindow(_Model):
+    """Invocations of a step that are not in its measured window, by when their request
+    arrived: before the load (seeding, the previous step's tail), in the warm-up, or after
+    the window closed (in flight at its end); unattributed ones had no arrival time."""
+
+    before: Invocations = Invocations()
+    warmup: Invocations = Invocations()
+    after_window: int = 0
+    unattributed: int = 0
+
+
+class CpuDelivery(_Model):
+    """What the sandboxes' CPU accounting says about the window (local stack only)."""
+
+    nominal_share: float  # memory / 1769 of one CPU, what Lambda gives
+    quota_share: float  # what the CFS quota was set to (calibration correction applied)
+    cpu_s: float  # CPU time the sandboxes got in the window
+    run_delay_s: float  # runnable but waiting for a CPU (run-queue wait, from schedstat)
+    throttled_s: float  # of that, held back by the quota (cgroup cpu.stat)
+    host_wait_s: float  # waiting for a CPU for reasons other than the quota: the host
+    delivered: float | None = None  # cpu / (cpu + host wait): share of wanted CPU obtained
+    per_period_share: float | None = None  # cpu / (active 20 ms periods): vs nominal
+    throttled_periods: float | None = None  # share of active periods that hit the quota
+    sandboxes: int = 0
+
+
+class Trust(_Model):
+    """Whether the step's figures may be believed, measured while its load ran."""
+
+    degraded: bool = False
+    causes: list[str] = Field(default_factory=list)  # each with its measured figure
+    cpu: CpuDelivery | None = None
+    generator_cpu_max: float | None = None  # % of one core, busiest Locust worker
+    generator_cpu_mean: float | None = None
+    steal: float | None = None  # hypervisor steal, share of the host's CPU time
+    pressure: float | None = None  # /proc/pressure/cpu "some": share of wall time
+    checked: list[str] = Field(default_factory=list)  # the rules applied, in words
 
 
 class WorkerSeen(_Model):
@@ -102,6 +145,7 @@ class Fidelity(_Model):
     cpu_share_measured: float | None = None
     cpu_quota_correction: float | None = None
     configured_memory_mb: int | None = None  # read back from the target after setting it
+    calibration_refused: str = ""  # why the CPU calibration could not be trusted, if so
 
 
 class Step(_Model):
@@ -117,13 +161,16 @@ class Step(_Model):
     requests: int
     failures: int
     rps: float
-    dropped_arrivals: int = 0
+    dropped_arrivals: int = 0  # open model: arrivals in the window not sent (max_in_flight)
+    offered: int | None = None  # open model: arrivals in the window, sent or dropped
     latency: Latency
     histogram: str | None = None  # HDR encoding, µs
     per_request: list[RequestStats] = Field(default_factory=list)
     errors: list[ErrorCount] = Field(default_factory=list)
     timeline: list[Second] = Field(default_factory=list)
-    invocations: Invocations = Invocations()
+    invocations: Invocations = Invocations()  # only those whose request arrived in the window
+    outside: OutsideWindow = OutsideWindow()
+    trust: Trust = Trust()
     workers: list[WorkerSeen] = Field(default_factory=list)
     fidelity: Fidelity | None = None
     valid: bool = True
@@ -139,6 +186,36 @@ class TargetInfo(_Model):
     description: str = ""
     original_memory_mb: int | None = None
     restored: bool | None = None
+
+
+class DegradedStep(_Model):
+    step: int
+    memory_mb: int
+    cause: str
+
+
+class Confidence(_Model):
+    """How sure the pick is, from resamples of the measured windows."""
+
+    level: Literal["sure", "likely", "too close to call", "by cost only", "none"]
+    statement: str
+    # Share of resamples in which the pick met every latency threshold.
+    meets_share: float | None = None
+    too_close: list[str] = Field(default_factory=list)  # "256 vs 512 MB: ..."
+    repeats_needed: int | None = None  # to separate the closest call, at this noise
+
+
+class RunVerdict(_Model):
+    """The run's answer, so CI and scripts never re-derive it."""
+
+    recommended_mb: int | None  # cheapest size meeting every threshold, or null
+    met: dict[str, bool]  # memory size (a JSON key) -> met every threshold
+    degraded_steps: list[DegradedStep] = Field(default_factory=list)
+    confidence: Confidence
+    headline: str
+    fastest_mb: int | None = None
+    balanced_mb: int | None = None
+    exit_code: int = 0
 
 
 class Results(_Model):
@@ -157,6 +234,7 @@ class Results(_Model):
     target: TargetInfo
     steps: list[Step] = Field(default_factory=list)
     problems: list[str] = Field(default_factory=list)
+    verdict: RunVerdict | None = None
 
 
 def write_results(results: Results, path: Path) -> None:
@@ -188,6 +266,13 @@ def read_results(path: str | Path) -> Results:
     if not isinstance(data, dict):
         raise BadInput(f"{file}: not a memsweep results file (top level is not an object)")
     version = data.get("schema_version")
+    if version == 1:
+        # Version 1 counted warm-up invocations with the window's and had no trust record
+        # or verdict: its figures cannot be re-read as version 2's.
+        raise BadInput(
+            f"{file}: written by an older memsweep (schema 1), whose function-side figures "
+            "mixed the warm-up into the measured window; re-run the scenario to compare it"
+        )
     if version != SCHEMA_VERSION:
         raise BadInput(
             f"{file}: results schema version {version!r}, this memsweep reads version "

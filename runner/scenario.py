@@ -230,6 +230,12 @@ class Thresholds(_Model):
     p99_ms: float | None = Field(None, gt=0)
     error_rate: float | None = Field(None, ge=0, le=1, description="failed / total, e.g. 0.01")
     min_rps: float | None = Field(None, gt=0)
+    # Open model: dropped arrivals / offered arrivals in the window. Applies to every size
+    # even when no other threshold is set: a size that cannot take the offered load has not
+    # been measured at it.
+    max_drop_rate: float = Field(
+        0.01, ge=0, le=1, description="open model: dropped / offered arrivals, e.g. 0.01"
+    )
 
 
 class Workers(_Model):

@@ -143,9 +143,92 @@ def _statistic(values: np.ndarray, counts: np.ndarray, statistic: str) -> np.nda
     return picked
 
 
-def _resample(counts: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
+def _resample(
+    counts: np.ndarray, rng: np.random.Generator, resamples: int, deff: float = 1.0
+) -> np.ndarray:
+    """Resampled histograms of n / deff draws: the effective number of independent requests."""
     total = int(counts.sum())
-    return rng.multinomial(total, counts / total, size=resamples)
+    draws = max(1, round(total / max(1.0, deff)))
+    return rng.multinomial(draws, counts / total, size=resamples)
+
+
+# Batch means (the standard for serially correlated simulation output): the latency of
+# requests close in time moves together (a busy second on the host, a GC, a cold start), so
+# n requests carry less information than n independent draws. Batches of these lengths (s)
+# are tried and the largest variance inflation kept: conservative against slow drifts.
+BATCH_SECONDS = (1, 2, 5, 10)
+MIN_BATCHES = 6
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A stretch of requests: how many, their mean latency (ms)."""
+
+    requests: int
+    mean_ms: float
+
+
+def design_effect(seconds: Sequence[Sequence[Batch]], variance_ms2: float) -> float:
+    """How many times the variance of a mean exceeds what independent requests would give.
+
+    seconds: per step (repeat), its per-second batches in time order. Compares the spread of
+    batch means (and of repeat means, when there are several repeats) with the spread
+    expected from the per-request variance alone: Kish's design effect, at least 1.
+    """
+    if variance_ms2 <= 0:
+        return 1.0
+    effects = [1.0]
+    for length in BATCH_SECONDS:
+        batches = [
+            _pool(step[start : start + length])
+            for step in seconds
+            for start in range(0, len(step) - length + 1, length)
+        ]
+        effects.append(_inflation([b for b in batches if b.requests], variance_ms2))
+    repeats = [_pool(step) for step in seconds if step]
+    if len(repeats) >= 2:
+        effects.append(_inflation(repeats, variance_ms2, minimum=2))
+    return max(effects)
+
+
+def _pool(batches: Sequence[Batch]) -> Batch:
+    n = sum(b.requests for b in batches)
+    return Batch(n, sum(b.requests * b.mean_ms for b in batches) / n if n else 0.0)
+
+
+def _inflation(batches: Sequence[Batch], variance_ms2: float, minimum: int = MIN_BATCHES) -> float:
+    if len(batches) < minimum:
+        return 1.0
+    n = sum(b.requests for b in batches)
+    grand = sum(b.requests * b.mean_ms for b in batches) / n
+    # Under independence E[n_b (m_b - m)^2] = sigma^2 for every batch.
+    spread = sum(b.requests * (b.mean_ms - grand) ** 2 for b in batches) / (len(batches) - 1)
+    return max(1.0, spread / variance_ms2)
+
+
+def variance_ms2(histogram: HdrHistogram) -> float:
+    values, counts = buckets(histogram)
+    total = int(counts.sum())
+    if total < 2:
+        return 0.0
+    mean = float(counts @ values) / total
+    return float(counts @ (values - mean) ** 2) / (total - 1)
+
+
+def resampled(
+    histogram: HdrHistogram,
+    statistics: Sequence[str],
+    *,
+    deff: float = 1.0,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Each statistic over `resamples` resampled histograms (for shares: "meets in 97 %")."""
+    values, counts = buckets(histogram)
+    if counts.sum() == 0:
+        return {}
+    draws = _resample(counts, np.random.default_rng(seed), resamples, deff)
+    return {statistic: _statistic(values, draws, statistic) for statistic in statistics}
 
 
 def _interval(samples: np.ndarray) -> tuple[float, float]:
@@ -160,20 +243,21 @@ def bootstrap_many(
     *,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
+    deff: float = 1.0,
 ) -> dict[str, Estimate]:
     """Percentile bootstrap of statistics (p50, p90, p95, p99, mean) of one histogram.
 
-    Requests are treated as independent draws from the step's latency distribution; the
-    histogram's buckets are resampled multinomially (equivalent to resampling requests).
+    The histogram's buckets are resampled multinomially with n / deff draws: requests are
+    independent draws when deff is 1; `design_effect` measures how far they are not.
     One set of resamples serves every statistic: resampling is the expensive part.
     """
     values, counts = buckets(histogram)
     if counts.sum() == 0:
         return {}
-    resampled = _resample(counts, np.random.default_rng(seed), resamples)
+    draws = _resample(counts, np.random.default_rng(seed), resamples, deff)
     estimates = {}
     for statistic in statistics:
-        low, high = _interval(_statistic(values, resampled, statistic))
+        low, high = _interval(_statistic(values, draws, statistic))
         estimates[statistic] = Estimate(float(_statistic(values, counts, statistic)[0]), low, high)
     return estimates
 
@@ -195,6 +279,8 @@ def compare_many(
     *,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
+    deff_a: float = 1.0,
+    deff_b: float = 1.0,
 ) -> dict[str, Difference]:
     """Bootstrap intervals of b - a; each significant when it excludes 0 (two-sided, 95 %)."""
     values_a, counts_a = buckets(a)
@@ -202,8 +288,8 @@ def compare_many(
     if counts_a.sum() == 0 or counts_b.sum() == 0:
         return {}
     rng = np.random.default_rng(seed)
-    resampled_b = _resample(counts_b, rng, resamples)
-    resampled_a = _resample(counts_a, rng, resamples)
+    resampled_b = _resample(counts_b, rng, resamples, deff_b)
+    resampled_a = _resample(counts_a, rng, resamples, deff_a)
     differences = {}
     for statistic in statistics:
         low, high = _interval(

@@ -68,6 +68,10 @@ class StepData:
     users_at: dict[int, int] = field(default_factory=dict)
     load_started: float = 0.0  # when the master told the workers to start
     load_ended: float = 0.0  # when the master told the workers to stop (the window's end)
+    # Each worker's own CPU % (Locust's heartbeat, once a second) during the measured window:
+    # a generator near a full core delays its own timers and inflates the latency it records.
+    worker_cpu: dict[str, list[float]] = field(default_factory=dict)
+    measure_from: float = 0.0  # epoch seconds: the end of the warm-up
 
     def add(self, worker: str, data: dict[str, Any]) -> None:
         if data.get("total"):
@@ -250,6 +254,7 @@ class Swarm:
         environment.parsed_options.memsweep_step = json.dumps(config)
         started = time.monotonic()
         data.load_started = time.time()
+        data.measure_from = data.load_started + warmup_s
         if on_load_start is not None:
             on_load_start(data.load_started)
         try:
@@ -308,6 +313,11 @@ class Swarm:
             if data.lost_workers:
                 return False
             data.seal(int(time.time()) - SEAL_AFTER_S)
+            if time.time() >= data.measure_from:
+                for worker in workers:
+                    node = runner.clients.get(worker)
+                    if node is not None:
+                        data.worker_cpu.setdefault(worker, []).append(float(node.cpu_usage))
             data.users_at[int(time.time())] = runner.user_count
             if progress is not None:
                 progress(

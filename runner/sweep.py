@@ -26,14 +26,19 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 
 from runner import __version__
-from runner.analysis import analyse, exit_code
+from runner.analysis import analyse, run_verdict
 from runner.errors import MemsweepError
+from runner.lambda_logs import Phases
 from runner.results import (
     ErrorCount,
+    Fidelity,
+    Invocations,
+    OutsideWindow,
     RequestStats,
     Results,
     Second,
     Step,
+    Trust,
     WorkerSeen,
     write_results,
 )
@@ -41,6 +46,7 @@ from runner.scenario import ClosedLoad, Scenario
 from runner.stats import encode, latency
 from runner.swarm import StepData, Swarm
 from runner.targets import Target, make_target
+from runner.trust import HostSnapshot, cpu_delivery, host_snapshot, judge
 
 # A step whose requests mostly failed to connect means the target is down, not slow.
 TARGET_DOWN_SHARE = 0.5
@@ -190,6 +196,7 @@ class Sweep:
         plan = plan_steps(self.scenario)
         for index, (memory, repeat) in enumerate(plan, start=1):
             self._check_stop()
+            target.mark(time.time())  # this step's logs start here, its seeding included
             # Seed while the previous step's sandboxes are warm, then change memory: the
             # measured load meets fresh sandboxes, as after a real configuration change (the
             # tutorial's cold-start spike), and seeding adds no cold starts between steps.
@@ -256,6 +263,9 @@ class Sweep:
             duration = load.duration_s
         warmup = min(scenario.sweep.warmup_s, duration)
         last_line = [0.0]
+        # Cumulative counters read as the window opens and as it closes: the step's trust
+        # record covers exactly its measured window.
+        opened: dict[str, Any] = {}
 
         def progress(state: dict[str, Any]) -> None:
             if time.monotonic() - last_line[0] < 1.0:
@@ -269,8 +279,15 @@ class Sweep:
                 f"errors {stats['failures']}, {left:.0f} s left"
             )
 
+        def window_opens() -> None:
+            opened["delivery"] = target.delivery()
+            opened["host"] = host_snapshot(time.time())
+
         def load_started(at: float) -> None:
-            gevent.spawn_later(warmup, target.mark, at + warmup)
+            if warmup > 0:
+                gevent.spawn_later(warmup, window_opens)
+            else:
+                window_opens()
 
         data = swarm.run_step(
             step_id=step_id,
@@ -283,8 +300,30 @@ class Sweep:
         )
         started = data.load_started
         ended = data.load_ended or time.time()
-        target.mark(ended)
+        delivery_closed = target.delivery()
+        host_closed = host_snapshot(ended)
         window_start = started + warmup
+        delivery_opened = opened.get("delivery")
+        cpu = (
+            cpu_delivery(delivery_opened, delivery_closed)
+            if delivery_opened is not None and delivery_closed is not None
+            else None
+        )
+        host_opened: HostSnapshot | None = opened.get("host")
+        trust = judge(
+            memory_mb=memory,
+            cpu=cpu,
+            generator_cpu=data.worker_cpu,
+            host_before=host_opened,
+            host_after=host_closed,
+        )
+        fidelity = target.fidelity()
+        if fidelity.calibration_refused:
+            trust.causes.append(f"CPU calibration refused: {fidelity.calibration_refused}")
+            trust.degraded = True
+        invocations, outside = target.invocations(
+            Phases(load_started=started, window_start=window_start, window_end=ended)
+        )
         previous_end = self.results.steps[-1].window_end if self.results.steps else None
         step = build_step(
             data,
@@ -295,7 +334,11 @@ class Sweep:
             overhead_s=started - previous_end if previous_end else None,
             window_start=window_start,
             window_end=ended,
-            target=target,
+            invocations=invocations,
+            outside=outside,
+            trust=trust,
+            fidelity=fidelity,
+            open_model=not isinstance(load, ClosedLoad),
             locust_files=swarm.step_files(step_id),
             interrupted=bool(self.stop_requested),
         )
@@ -303,8 +346,11 @@ class Sweep:
         return step
 
     def _verdict(self) -> int:
-        # The report's analysis decides, so the exit code and the report never disagree.
-        code = exit_code(analyse(self.results, intervals=False))
+        # The report's analysis decides, and results.json keeps its verdict, so the exit
+        # code, the report and any script reading the file never disagree.
+        verdict = run_verdict(analyse(self.results))
+        self.results.verdict = verdict
+        code = verdict.exit_code
         lost = sorted({w.id for step in self.results.steps for w in step.workers if w.lost})
         if code == 3 and lost:
             self.results.problems.append(f"worker(s) lost: {', '.join(lost)}")
@@ -334,7 +380,11 @@ def build_step(
     overhead_s: float | None,
     window_start: float,
     window_end: float,
-    target: Target,
+    invocations: Invocations,
+    outside: OutsideWindow,
+    trust: Trust,
+    fidelity: Fidelity | None,
+    open_model: bool,
     locust_files: list[str],
     interrupted: bool,
 ) -> Step:
@@ -401,6 +451,7 @@ def build_step(
         failures=failures,
         rps=requests / measured,
         dropped_arrivals=data.dropped,
+        offered=requests + data.dropped if open_model else None,
         latency=latency(data.total),
         histogram=encode(data.total),
         per_request=[
@@ -415,9 +466,11 @@ def build_step(
         ],
         errors=errors,
         timeline=timeline,
-        invocations=target.invocations(window_start, window_end),
+        invocations=invocations,
+        outside=outside,
+        trust=trust,
         workers=workers,
-        fidelity=target.fidelity(),
+        fidelity=fidelity,
         valid=not problems,
         problems=problems,
         locust_files=locust_files,

@@ -21,6 +21,7 @@ import boto3
 import pytest
 
 from runner.emulator.process import LocalStackProcess
+from runner.lambda_logs import Phases
 from runner.results import read_results
 from runner.stack import PROJECT_ROOT
 from tests.conftest import moto_server_endpoint
@@ -218,12 +219,17 @@ def test_given_report_lines_in_cloudwatch_then_the_window_is_summarised(
             for i, line in enumerate(lines)
         ],
     )
-    outside = target.invocations(now - 100, now - 50)
-    inside = target.invocations(now - 1, now + 5)
-    assert outside.count == 0
+    long_ago, _ = target.invocations(Phases(now - 200, now - 190, now - 150))
+    assert long_ago.count == 0
+    inside, outside = target.invocations(Phases(now - 10, now - 1, now + 5))
     assert (inside.count, inside.cold_starts, inside.billed_ms_total) == (2, 1, 304)
     assert inside.write_units == 1.0 and inside.max_memory_used_mb == 81
     assert inside.source == f"CloudWatch Logs {group}"
+    # The cold call ended at `now` after 299.5 ms of init and duration: its request arrived
+    # before a window opening at now - 0.2, so it belongs to the warm-up, not the window.
+    window, outside = target.invocations(Phases(now - 10, now - 0.2, now + 5))
+    assert (window.count, window.cold_starts) == (1, 0)
+    assert (outside.warmup.count, outside.warmup.cold_starts) == (1, 1)
 
 
 def test_given_target_flags_then_a_local_scenario_runs_against_the_aws_stack(

@@ -103,8 +103,11 @@ def make_step(
             warm_duration_ms_mean=billed_ms - 1,
             warm_duration_ms_p95=billed_ms + 3,
             cold_duration_ms_mean=billed_ms + 20,
-            billed_ms_total=int(billed_ms * requests),
-            billed_ms_mean=billed_ms,
+            # Two cold starts, each billing its 300 ms init on top of a warm call's time.
+            billed_ms_total=int(billed_ms * requests) + 600,
+            billed_ms_mean=billed_ms + 600 / requests,
+            warm_billed_ms_total=int(billed_ms * (requests - 2)),
+            cold_billed_ms_total=int(billed_ms * 2) + 600,
             max_memory_used_mb=80,
             read_units=read_units * requests,
             write_units=0.0,
@@ -500,9 +503,10 @@ def test_given_a_run_directory_then_report_writes_report_html_and_prints_its_pat
         ('{"schema_version": 1, "run_id": ', "not valid JSON"),
         ("[1, 2]", "not a memsweep results file"),
         ('{"schema_version": 0, "run_id": "x"}', "results schema version 0"),
-        ('{"schema_version": 1, "run_id": "x"}', "not a valid results file: status"),
+        ('{"schema_version": 1, "run_id": "x"}', "older memsweep (schema 1)"),
+        ('{"schema_version": 2, "run_id": "x"}', "not a valid results file: status"),
     ],
-    ids=["missing", "truncated", "not-an-object", "old-version", "missing-field"],
+    ids=["missing", "truncated", "not-an-object", "odd-version", "v1", "missing-field"],
 )
 def test_given_a_bad_results_file_then_one_clear_line_and_exit_2(
     tmp_path: Path, content: str | None, expected: str

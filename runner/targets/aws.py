@@ -11,14 +11,15 @@ back by `restore()`, which the sweep calls in `finally` and on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from runner.errors import MemsweepError
-from runner.lambda_logs import summarise_lines
-from runner.results import Fidelity, Invocations, TargetInfo
+from runner.lambda_logs import Phases, attribute
+from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import AwsTarget
 
 # Lambda refuses a configuration change while another is in progress.
@@ -28,6 +29,11 @@ UPDATE_WAIT_S = 300
 # CloudWatch Logs ingests with a lag: re-read a window until its count stops changing.
 LOG_SETTLE_POLLS = 6
 LOG_SETTLE_S = 5.0
+# A step's logs are read from a little before its load (seeding's invocations are counted
+# apart, not lost) to after its window (a REPORT line is written when its invocation ends,
+# up to the function timeout later).
+LOG_LOOKBEHIND_S = 30.0
+LOG_LOOKAHEAD_S = 30.0
 
 
 class AwsTargetError(MemsweepError):
@@ -173,9 +179,15 @@ class AwsStackTarget:
 
     # -- metrics -------------------------------------------------------------------------------
 
-    def invocations(self, start: float, end: float) -> Invocations:
+    def delivery(self) -> dict[str, Any] | None:
+        return None  # Lambda's own CPU is what it is: nothing to check it against
+
+    def invocations(self, phases: Phases) -> tuple[Invocations, OutsideWindow]:
+        """From before the load to after the window (REPORT lines land when calls end)."""
         group = f"/aws/lambda/{self.function}"
-        lines: list[str] = []
+        start = phases.load_started - LOG_LOOKBEHIND_S
+        end = phases.window_end + LOG_LOOKAHEAD_S
+        lines: list[tuple[float | None, str]] = []
         previous = -1
         try:
             for poll in range(LOG_SETTLE_POLLS):
@@ -186,11 +198,11 @@ class AwsStackTarget:
                 if poll < LOG_SETTLE_POLLS - 1:
                     time.sleep(LOG_SETTLE_S)
         except (ClientError, BotoCoreError) as exc:
-            return Invocations(source=f"CloudWatch Logs unavailable: {exc}")
-        return summarise_lines(lines, f"CloudWatch Logs {group}")
+            return Invocations(source=f"CloudWatch Logs unavailable: {exc}"), OutsideWindow()
+        return attribute(lines, phases, f"CloudWatch Logs {group}")
 
-    def _log_lines(self, group: str, start: float, end: float) -> list[str]:
-        lines: list[str] = []
+    def _log_lines(self, group: str, start: float, end: float) -> list[tuple[float | None, str]]:
+        lines: list[tuple[float | None, str]] = []
         paginator = self.logs.get_paginator("filter_log_events")
         pages = paginator.paginate(
             logGroupName=group,
@@ -200,7 +212,10 @@ class AwsStackTarget:
         )
         try:
             for page in pages:
-                lines += [event["message"] for event in page.get("events", [])]
+                lines += [
+                    (event["timestamp"] / 1000 if "timestamp" in event else None, event["message"])
+                    for event in page.get("events", [])
+                ]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 return []

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
-from runner.results import Fidelity, Invocations, TargetInfo
+from runner.lambda_logs import Phases
+from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 
 
 class Target(Protocol):
@@ -34,10 +35,14 @@ class Target(Protocol):
         """Work that would otherwise fall between steps (e.g. measuring CPU shares)."""
 
     def mark(self, at: float) -> None:
-        """Note a measured window's edge (targets whose logs carry no timestamps need it)."""
+        """Note where a step's logs begin (before its seeding): the target reads from there."""
 
-    def invocations(self, start: float, end: float) -> Invocations:
-        """REPORT-line statistics for invocations in [start, end] (epoch seconds)."""
+    def invocations(self, phases: Phases) -> tuple[Invocations, OutsideWindow]:
+        """The step's invocations whose requests arrived in its measured window, and the
+        others counted by phase (lambda_logs.attribute)."""
+
+    def delivery(self) -> dict[str, Any] | None:
+        """Cumulative CPU accounting of the function's sandboxes (local stack), else None."""
 
     def fidelity(self) -> Fidelity: ...
 

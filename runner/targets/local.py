@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from runner.emulator.process import LocalStackProcess
-from runner.lambda_logs import summarise_lines
-from runner.results import Fidelity, Invocations, TargetInfo
+from runner.lambda_logs import Phases, attribute
+from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import LocalTarget
 
 
@@ -18,8 +19,9 @@ class LocalStackTarget:
         self.log_path = Path(run_dir) / "lambda.log"
         self.stack: LocalStackProcess | None = None
         self._status: dict[str, object] = {}
-        # Where each step's log starts: REPORT lines carry no timestamps, so windows are
-        # byte ranges of the log, marked when a step's measured window opens and closes.
+        # Where each step's log starts (marked before its seeding), so a step reads only
+        # its own part of a log that grows for the whole run. Which invocation belongs to
+        # which phase is decided per request (lambda_logs.attribute), not by these offsets.
         self._marks: list[tuple[float, int]] = []
 
     def start(self) -> None:
@@ -77,15 +79,20 @@ class LocalStackTarget:
         size = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._marks.append((at, size))
 
-    def invocations(self, start: float, end: float) -> Invocations:
-        begin = max((offset for at, offset in self._marks if at <= start), default=0)
-        stop = min((offset for at, offset in self._marks if at >= end), default=None)
+    def invocations(self, phases: Phases) -> tuple[Invocations, OutsideWindow]:
+        begin = max((offset for at, offset in self._marks if at <= phases.load_started), default=0)
         if not self.log_path.exists():
-            return Invocations(source="local log (missing)")
+            return Invocations(source="local log (missing)"), OutsideWindow()
         with open(self.log_path, "rb") as handle:
             handle.seek(begin)
-            chunk = handle.read() if stop is None else handle.read(max(0, stop - begin))
-        return summarise_lines(chunk.decode(errors="replace").splitlines(), "local log")
+            chunk = handle.read()
+        lines = chunk.decode(errors="replace").splitlines()
+        return attribute(((None, line) for line in lines), phases, "local log")
+
+    def delivery(self) -> dict[str, Any] | None:
+        if self.stack is None:
+            return None
+        return self.stack.delivery()
 
     def fidelity(self) -> Fidelity:
         status = self._status
@@ -95,6 +102,7 @@ class LocalStackTarget:
             cpu_share_nominal=_float(status.get("cpu_share_nominal")),
             cpu_share_measured=_float(status.get("cpu_share_measured")),
             cpu_quota_correction=_float(status.get("cpu_quota_correction")),
+            calibration_refused=str(status.get("calibration_refused") or ""),
         )
 
     def info(self) -> TargetInfo:

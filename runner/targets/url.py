@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from runner.errors import BadInput
-from runner.results import Fidelity, Invocations, TargetInfo
+from runner.lambda_logs import Phases
+from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import UrlTarget
 
 
@@ -49,8 +51,12 @@ class UrlOnlyTarget:
     def mark(self, at: float) -> None:
         return None
 
-    def invocations(self, start: float, end: float) -> Invocations:
-        return Invocations(source="none: a url target has no access to the function's logs")
+    def invocations(self, phases: Phases) -> tuple[Invocations, OutsideWindow]:
+        source = "none: a url target has no access to the function's logs"
+        return Invocations(source=source), OutsideWindow()
+
+    def delivery(self) -> dict[str, Any] | None:
+        return None
 
     def fidelity(self) -> Fidelity:
         return Fidelity(mode="none", level="none")
