@@ -492,9 +492,7 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
                 f"No recommendation: step {first.step} ({first.memory_mb} MB) is degraded: "
                 f"{first.cause}."
             ),
-            explanation=[
-                f"step {d.step} ({d.memory_mb} MB) degraded: {d.cause}" for d in degraded
-            ]
+            explanation=[f"step {d.step} ({d.memory_mb} MB) degraded: {d.cause}" for d in degraded]
             + [
                 "Re-run on a quieter machine, with fewer local Locust workers, or with more "
                 "remote ones; see README, 'When a step is degraded'."
@@ -723,3 +721,147 @@ def compare_runs(a: Analysis, b: Analysis) -> list[Comparison]:
                 )
             )
     return out
+
+
+# Metrics `report A B` compares per size: latency with bootstrap intervals of the difference,
+# the rest as plain deltas (counts and prices have no resampling here).
+RUN_METRICS_WITH_INTERVALS = COMPARED_STATISTICS
+RUN_METRICS_PLAIN = ("rps", "cost_per_1m")
+
+
+@dataclass(frozen=True)
+class RunDifference:
+    memory_mb: int
+    metric: str
+    a: float | None
+    b: float | None
+    delta: float | None
+    low: float | None
+    high: float | None
+    significant: bool | None  # None: no interval for this metric
+
+    @property
+    def delta_pct(self) -> float | None:
+        if self.delta is None or not self.a:
+            return None
+        return self.delta / self.a * 100
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """Run b against run a: did the answer change, may they be compared, what moved."""
+
+    a_run: str
+    b_run: str
+    recommendation_a: int | None
+    recommendation_b: int | None
+    warnings: list[str]
+    differences: list[RunDifference]
+
+    @property
+    def changed(self) -> bool:
+        return self.recommendation_a != self.recommendation_b
+
+    @property
+    def headline(self) -> str:
+        def name(memory: int | None) -> str:
+            return f"{memory} MB" if memory is not None else "no recommendation"
+
+        if self.changed:
+            return (
+                f"The recommendation changed: {name(self.recommendation_a)} in {self.a_run}, "
+                f"{name(self.recommendation_b)} in {self.b_run}."
+            )
+        return f"Same recommendation in both runs: {name(self.recommendation_b)}."
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "a": self.a_run,
+            "b": self.b_run,
+            "recommendation": {"a": self.recommendation_a, "b": self.recommendation_b},
+            "changed": self.changed,
+            "warnings": self.warnings,
+            "differences": [
+                {
+                    "memory_mb": d.memory_mb,
+                    "metric": d.metric,
+                    "a": d.a,
+                    "b": d.b,
+                    "delta": d.delta,
+                    "delta_pct": d.delta_pct,
+                    "low": d.low,
+                    "high": d.high,
+                    "significant": d.significant,
+                }
+                for d in self.differences
+            ],
+        }
+
+
+def compare_run_pair(a: Analysis, b: Analysis) -> RunComparison:
+    ra, rb = a.results, b.results
+    warnings = []
+    if ra.scenario != rb.scenario:
+        warnings.append("the scenarios differ: differences may come from the scenario")
+    if ra.versions != rb.versions:
+        changed = sorted(
+            k
+            for k in set(ra.versions) | set(rb.versions)
+            if ra.versions.get(k) != rb.versions.get(k)
+        )
+        warnings.append(f"versions differ ({', '.join(changed)})")
+    if (ra.target.kind, ra.target.url.split("/")[2:3]) != (
+        rb.target.kind,
+        rb.target.url.split("/")[2:3],
+    ):
+        warnings.append(f"targets differ ({ra.target.kind} vs {rb.target.kind})")
+    if ra.host.get("hostname") != rb.host.get("hostname"):
+        warnings.append("different hosts: only figures measured side by side are comparable")
+    for analysis in (a, b):
+        for step in analysis.recommendation.degraded:
+            warnings.append(
+                f"{analysis.results.run_id}: step {step.step} ({step.memory_mb} MB) is degraded"
+            )
+    differences: list[RunDifference] = []
+    before = {s.memory_mb: s for s in a.settings if s.requests}
+    for setting in b.settings:
+        old = before.get(setting.memory_mb)
+        if old is None or not setting.requests:
+            continue
+        tested = compare_many(
+            old.histogram,
+            setting.histogram,
+            RUN_METRICS_WITH_INTERVALS,
+            deff_a=old.deff,
+            deff_b=setting.deff,
+        )
+        for metric in RUN_METRICS_WITH_INTERVALS:
+            d = tested.get(metric)
+            va, vb = getattr(old.latency, metric), getattr(setting.latency, metric)
+            differences.append(
+                RunDifference(
+                    memory_mb=setting.memory_mb,
+                    metric=f"{metric}_ms",
+                    a=va,
+                    b=vb,
+                    delta=(vb - va) if va is not None and vb is not None else None,
+                    low=d.low if d else None,
+                    high=d.high if d else None,
+                    significant=d.significant if d else None,
+                )
+            )
+        for metric, va, vb in (
+            ("rps", old.rps, setting.rps),
+            ("cost_per_1m", old.cost.total, setting.cost.total),
+        ):
+            differences.append(
+                RunDifference(setting.memory_mb, metric, va, vb, vb - va, None, None, None)
+            )
+    return RunComparison(
+        a_run=ra.run_id,
+        b_run=rb.run_id,
+        recommendation_a=a.recommendation.cheapest.memory_mb if a.recommendation.cheapest else None,
+        recommendation_b=b.recommendation.cheapest.memory_mb if b.recommendation.cheapest else None,
+        warnings=warnings,
+        differences=differences,
+    )

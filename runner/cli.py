@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -125,6 +126,13 @@ def _add_report(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         type=Path,
         help="default: report.html beside the results (compare-<first run>.html for two)",
     )
+    report.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON instead of writing HTML: one run's verdict, or for two runs whether "
+        "the recommendation changed and each difference (memory_mb, metric, a, b, delta, "
+        "low, high, significant)",
+    )
 
 
 def _add_worker(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -225,8 +233,11 @@ def _report_after_run(results_path: Path) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from runner.report import write_report
+    from runner.report import report_json, write_report
 
+    if args.json:
+        print(json.dumps(report_json(args.results), indent=1))
+        return 0
     print(write_report(args.results, args.output))
     return 0
 

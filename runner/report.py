@@ -18,11 +18,20 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from runner import __version__
-from runner.analysis import Analysis, Comparison, analyse, compare_runs
+from runner.analysis import (
+    Analysis,
+    Comparison,
+    RunComparison,
+    analyse,
+    compare_run_pair,
+    compare_runs,
+    run_verdict,
+)
 from runner.cost import PRICES_US_EAST_1
 from runner.errors import BadInput, SetupError
 from runner.results import read_results
 from runner.stack import PROJECT_ROOT
+from runner.trust import MIN_DELIVERED
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "comparison.html.j2"
@@ -169,7 +178,12 @@ def _environment() -> Environment:
     return env
 
 
-def render(analyses: list[Analysis], *, cross_run: list[Comparison] | None = None) -> str:
+def render(
+    analyses: list[Analysis],
+    *,
+    cross_run: list[Comparison] | None = None,
+    pair: RunComparison | None = None,
+) -> str:
     """The HTML for one run, or two runs side by side with their differences."""
     runs = [
         {"analysis": a, "charts": chart_data(a), "id": f"run{i}"} for i, a in enumerate(analyses)
@@ -184,6 +198,8 @@ def render(analyses: list[Analysis], *, cross_run: list[Comparison] | None = Non
             title=title,
             runs=runs,
             cross_run=cross_run or [],
+            pair=pair,
+            min_delivered=MIN_DELIVERED,
             chart_library=chart_library(),
             prices=PRICES_US_EAST_1,
             generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -204,6 +220,16 @@ def default_output(paths: list[Path]) -> Path:
     return paths[-1].parent / f"compare-{paths[0].parent.name or 'a'}.html"
 
 
+def report_json(inputs: list[str | Path]) -> dict[str, Any]:
+    """One run: its verdict (as results.json keeps it). Two: the comparison of b with a."""
+    if not 1 <= len(inputs) <= 2:
+        raise BadInput(f"report takes one results.json, or two to compare; got {len(inputs)}")
+    analyses = [analyse(read_results(results_path(item))) for item in inputs]
+    if len(analyses) == 1:
+        return run_verdict(analyses[0]).model_dump(mode="json")
+    return compare_run_pair(analyses[0], analyses[1]).as_json()
+
+
 def write_report(inputs: list[str | Path], output: Path | None = None) -> Path:
     """Render results.json file(s) to HTML; returns the path written."""
     if not 1 <= len(inputs) <= 2:
@@ -211,7 +237,8 @@ def write_report(inputs: list[str | Path], output: Path | None = None) -> Path:
     paths = [results_path(item) for item in inputs]
     analyses = [analyse(read_results(path)) for path in paths]
     cross_run = compare_runs(analyses[0], analyses[1]) if len(analyses) == 2 else None
-    html = render(analyses, cross_run=cross_run)
+    pair = compare_run_pair(analyses[0], analyses[1]) if len(analyses) == 2 else None
+    html = render(analyses, cross_run=cross_run, pair=pair)
     target = output or default_output(paths)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -111,7 +111,12 @@ class CpuDelivery(_Model):
     run_delay_s: float  # runnable but waiting for a CPU (run-queue wait, from schedstat)
     throttled_s: float  # of that, held back by the quota (cgroup cpu.stat)
     host_wait_s: float  # waiting for a CPU for reasons other than the quota: the host
-    delivered: float | None = None  # cpu / (cpu + host wait): share of wanted CPU obtained
+    # host wait / (cpu + run delay): share of the time they were runnable that the host
+    # (not their quota) kept them off a CPU
+    host_wait_share: float | None = None
+    # cpu / (cpu + host wait): of the CPU they were ready to use within their quota, the
+    # share they got (comparable across sizes: the quota's own withholding is taken out)
+    delivered: float | None = None
     per_period_share: float | None = None  # cpu / (active 20 ms periods): vs nominal
     throttled_periods: float | None = None  # share of active periods that hit the quota
     sandboxes: int = 0

@@ -18,10 +18,15 @@ from typing import Any
 
 from runner.results import CpuDelivery, Trust
 
-# The sandboxes must get at least this share of the CPU time they were runnable for, beyond
-# what their own quota withheld. Below it the host, not the modelled memory size, set the
-# pace (the saturated run: a 1024 MB step 20x slower than 512 MB, Init 14.7 s).
-MIN_DELIVERED = 0.75
+# Of the CPU time the sandboxes were ready to use within their quota (what they ran plus
+# what they waited for beyond the quota's own throttling), at least this share must have
+# been delivered. Below it the host, not the modelled memory size, set the pace (the issue's
+# saturated run: a 1024 MB step 20x slower than 512 MB, Init 14.7 s). Measured here (2
+# cores, 4 users at ~45 req/s, stack and Locust on the same machine): 0.76-0.78 at 128, 512
+# and 1769 MB with nothing else running (the stack's own processes compete: wake-up latency
+# ~0.4 ms per 20 ms period); 0.42-0.48 beside two busy loops per core, where p95 doubled at
+# 512 and 1769 MB (10 -> 20 ms). The line sits between the two.
+MIN_DELIVERED = 0.60
 # Delivered CPU per active 20 ms period against memory/1769, when the quota binds (most
 # periods throttled): beyond this either way the modelled size is not the one measured.
 # bench/fidelity.py's goal is ±5 %; a single short step is noisier, so a step is only
@@ -82,7 +87,7 @@ def cpu_delivery(before: Mapping[str, Any], after: Mapping[str, Any]) -> CpuDeli
     # run_delay counts a throttled task as waiting (it stays queued while its group is
     # held back), so what the quota withheld is taken out to leave the host's own share.
     host_wait_s = max(0.0, run_delay_s - throttled_s)
-    wanted = cpu_s + host_wait_s
+    runnable = cpu_s + run_delay_s
     return CpuDelivery(
         nominal_share=float(after.get("nominal_share") or 0.0),
         quota_share=float(after.get("quota_share") or 0.0),
@@ -90,7 +95,8 @@ def cpu_delivery(before: Mapping[str, Any], after: Mapping[str, Any]) -> CpuDeli
         run_delay_s=run_delay_s,
         throttled_s=throttled_s,
         host_wait_s=host_wait_s,
-        delivered=cpu_s / wanted if wanted > 0 else None,
+        host_wait_share=host_wait_s / runnable if runnable > 0 else None,
+        delivered=cpu_s / (cpu_s + host_wait_s) if cpu_s + host_wait_s > 0 else None,
         per_period_share=cpu_s / (periods * PERIOD_S) if periods > 0 else None,
         throttled_periods=throttled_periods / periods if periods > 0 else None,
         sandboxes=int(after.get("sandboxes_counted", 0) or 0),
@@ -110,14 +116,14 @@ def judge(
     checked: list[str] = []
     if cpu is not None and cpu.cpu_s >= MIN_CPU_S:
         checked.append(
-            f"sandboxes got ≥ {MIN_DELIVERED:.0%} of the CPU they were runnable for, "
-            "beyond their quota"
+            f"sandboxes got ≥ {MIN_DELIVERED:.0%} of the CPU they were ready to use within "
+            "their quota"
         )
         if cpu.delivered is not None and cpu.delivered < MIN_DELIVERED:
             causes.append(
                 f"host saturated: {memory_mb} MB sandboxes got {cpu.delivered:.0%} of the CPU "
-                f"they were runnable for ({cpu.host_wait_s:.2f} s waiting for a CPU beyond "
-                f"their quota, {cpu.cpu_s:.2f} s run)"
+                f"they were ready to use within their quota ({cpu.host_wait_s:.2f} s waiting "
+                f"for a CPU, {cpu.cpu_s:.2f} s run)"
             )
         binding = cpu.throttled_periods is not None and cpu.throttled_periods >= BINDING_PERIODS
         if binding and cpu.per_period_share is not None and cpu.nominal_share < 1.0:

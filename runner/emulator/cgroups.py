@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -46,6 +47,42 @@ def cpu_quota_us(memory_mb: int, correction: float = 1.0, period_us: int = CFS_P
     return max(MIN_QUOTA_US, round(period_us * cpu_share(memory_mb) * correction))
 
 
+@dataclass(frozen=True)
+class CpuStat:
+    """A group's CFS bandwidth counters (cpu.stat), cumulative since the group was made."""
+
+    throttled_ns: int = 0  # time the group's run queues spent throttled by the quota
+    nr_periods: int = 0  # enforcement periods in which the group was runnable
+    nr_throttled: int = 0  # of those, periods that ran out of quota
+
+    def __sub__(self, other: CpuStat) -> CpuStat:
+        return CpuStat(
+            self.throttled_ns - other.throttled_ns,
+            self.nr_periods - other.nr_periods,
+            self.nr_throttled - other.nr_throttled,
+        )
+
+
+def parse_cpu_stat(text: str) -> CpuStat:
+    """cpu.stat of either version: v1 says throttled_time (ns), v2 throttled_usec."""
+    fields: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            fields[parts[0]] = int(parts[1])
+    throttled_ns = fields.get("throttled_time", fields.get("throttled_usec", 0) * 1000)
+    return CpuStat(throttled_ns, fields.get("nr_periods", 0), fields.get("nr_throttled", 0))
+
+
+def _read_cpu_stat(path: Path | None) -> CpuStat:
+    if path is None:
+        return CpuStat()
+    try:
+        return parse_cpu_stat(path.read_text())
+    except OSError:
+        return CpuStat()
+
+
 class SandboxGroup(Protocol):
     """The limits of one sandbox process."""
 
@@ -55,6 +92,12 @@ class SandboxGroup(Protocol):
     def unthrottle(self) -> None: ...
 
     def throttle(self, memory_mb: int, correction: float = 1.0) -> None: ...
+
+    def cpu_stat_file(self) -> Path | None:
+        """Where the group's cpu.stat is (None: no group, nothing enforced)."""
+
+    def cpu_stat(self) -> CpuStat:
+        """The group's throttling counters so far (zeros without a group)."""
 
     def remove(self) -> None: ...
 
@@ -114,6 +157,12 @@ class _V1Group:
 
     def throttle(self, memory_mb: int, correction: float = 1.0) -> None:
         _write(self.cpu / "cpu.cfs_quota_us", str(cpu_quota_us(memory_mb, correction)))
+
+    def cpu_stat_file(self) -> Path | None:
+        return self.cpu / "cpu.stat"
+
+    def cpu_stat(self) -> CpuStat:
+        return _read_cpu_stat(self.cpu_stat_file())
 
     def remove(self) -> None:
         _rmdir(self.cpu)
@@ -176,6 +225,12 @@ class _V2Group:
     def throttle(self, memory_mb: int, correction: float = 1.0) -> None:
         _write(self.path / "cpu.max", f"{cpu_quota_us(memory_mb, correction)} {CFS_PERIOD_US}")
 
+    def cpu_stat_file(self) -> Path | None:
+        return self.path / "cpu.stat"
+
+    def cpu_stat(self) -> CpuStat:
+        return _read_cpu_stat(self.cpu_stat_file())
+
     def remove(self) -> None:
         _rmdir(self.path)
 
@@ -227,6 +282,12 @@ class _NoGroup:
     def throttle(self, memory_mb: int, correction: float = 1.0) -> None:
         return None
 
+    def cpu_stat_file(self) -> Path | None:
+        return None
+
+    def cpu_stat(self) -> CpuStat:
+        return CpuStat()
+
     def remove(self) -> None:
         return None
 
@@ -268,14 +329,91 @@ def detect_limiter(preference: str = "auto") -> Limiter:
 
 # A CPU-bound child measures the share it actually gets: with HZ=250 the kernel enforces
 # quotas in 4 ms ticks, so 128 MB got ~9 % here, not the nominal 7.2 % (EMULATOR_FACTS.md).
+# It also reports its own run-queue wait and its group's cpu.stat around the loop, so
+# calibration can tell a busy host (waiting to run) from the quota (throttled) apart.
 _SPIN = (
-    "import time\n"
+    "import json, time\n"
+    "def stat(path):\n"
+    "    if not path:\n"
+    "        return ''\n"
+    "    with open(path) as handle:\n"
+    "        return handle.read()\n"
+    "def run_delay():\n"
+    "    with open('/proc/self/schedstat') as handle:\n"
+    "        return int(handle.read().split()[1])\n"
+    "path = {stat_file!r}\n"
+    "stat0, delay0 = stat(path), run_delay()\n"
     "wall0, cpu0 = time.perf_counter(), time.process_time()\n"
     "while time.perf_counter() - wall0 < {seconds}:\n"
     "    pass\n"
-    "print((time.process_time() - cpu0) / (time.perf_counter() - wall0))\n"
+    "wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0\n"
+    "delay, stat1 = run_delay() - delay0, stat(path)\n"
+    "print(json.dumps({{'wall_s': wall, 'cpu_s': cpu, 'run_delay_ns': delay,"
+    " 'stat0': stat0, 'stat1': stat1}}))\n"
 )
 CALIBRATION_S = 0.5
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one CPU-bound probe got over its loop."""
+
+    share: float  # CPU time / wall time
+    wall_s: float
+    run_delay_ns: int  # runnable but not running; includes time throttled by the quota
+    throttle: CpuStat  # its group's counters over the loop
+
+    @property
+    def wait_share(self) -> float:
+        """Fraction of the loop spent waiting to run, for whatever reason."""
+        return self.run_delay_ns / 1e9 / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def contention_share(self) -> float:
+        """Fraction of the loop spent waiting beyond the quota's throttling: a busy host."""
+        waited = max(0, self.run_delay_ns - self.throttle.throttled_ns)
+        return waited / 1e9 / self.wall_s if self.wall_s else 0.0
+
+
+def probe_cpu(
+    limiter: Limiter,
+    memory_mb: int | None,
+    *,
+    correction: float = 1.0,
+    seconds: float = CALIBRATION_S,
+) -> Probe:
+    """Run a CPU-bound probe in a sandbox group (memory None: unthrottled) and measure it."""
+    if limiter.fidelity == "degraded":  # modelled, not enforced
+        share = min(1.0, cpu_share(memory_mb)) if memory_mb else 1.0
+        return Probe(share=share, wall_s=0.0, run_delay_ns=0, throttle=CpuStat())
+    group = limiter.create(f"{os.getpid()}-calibrate", memory_mb=memory_mb or MB_PER_VCPU)
+    try:
+        if memory_mb is not None:
+            group.throttle(memory_mb, correction)
+        stat_file = group.cpu_stat_file()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-S",
+                "-c",
+                _SPIN.format(seconds=seconds, stat_file=str(stat_file) if stat_file else ""),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+            preexec_fn=group.attach_self,
+        )
+    finally:
+        group.remove()
+    report = json.loads(done.stdout)
+    wall_s = float(report["wall_s"])
+    return Probe(
+        share=float(report["cpu_s"]) / wall_s if wall_s > 0 else 0.0,
+        wall_s=wall_s,
+        run_delay_ns=int(report["run_delay_ns"]),
+        throttle=parse_cpu_stat(report["stat1"]) - parse_cpu_stat(report["stat0"]),
+    )
 
 
 def measure_cpu_share(
@@ -286,28 +424,29 @@ def measure_cpu_share(
     seconds: float = CALIBRATION_S,
 ) -> float:
     """Fraction of one CPU a CPU-bound sandbox gets here (memory None: unthrottled)."""
-    if limiter.fidelity == "degraded":
-        return min(1.0, cpu_share(memory_mb)) if memory_mb else 1.0  # modelled, not enforced
-    group = limiter.create(f"{os.getpid()}-calibrate", memory_mb=memory_mb or MB_PER_VCPU)
-    try:
-        if memory_mb is not None:
-            group.throttle(memory_mb, correction)
-        done = subprocess.run(
-            [sys.executable, "-S", "-c", _SPIN.format(seconds=seconds)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-            preexec_fn=group.attach_self,
-        )
-        return float(done.stdout.strip())
-    finally:
-        group.remove()
+    return probe_cpu(limiter, memory_mb, correction=correction, seconds=seconds).share
 
 
 # The quota correction is bounded: a probe on a very busy host must not hand out wild shares.
 MAX_CORRECTION = 1.5
 MIN_CORRECTION = 0.7
+# An unthrottled probe on an idle host gets ~0.99 of a CPU here; with one competing busy
+# process per core it got 0.67. Below 0.9 something else wants the CPUs, every probe is
+# slowed by it, and a correction computed then would fit the quota to that moment's load.
+HOST_IDLE_MIN_SHARE = 0.9
+# A throttled probe waits to run beyond its throttling ~2 % of the time on an idle host
+# (128 MB: 41 ms of 2 s); allowed as much as an unthrottled probe may lose. Waiting alone
+# is not harm: with one busy process per core a 512 MB probe waited 14 % of the time beyond
+# its throttling and still got its full quota (0.287 of a CPU), so only a probe that also
+# fell short of its nominal share is refused for it.
+MAX_CONTENTION_SHARE = 1.0 - HOST_IDLE_MIN_SHARE
+# A quota of at most half a CPU that yields 80 % of what an unthrottled probe gets is not
+# being enforced (a 128 MB probe, nominal 0.072, once read 0.98 of the unthrottled one).
+INDISTINCT_NOMINAL_MAX = 0.5
+INDISTINCT_FRACTION = 0.8
+# A passing burst of load should not refuse: one more try after a pause, then refuse.
+CALIBRATION_RETRIES = 1
+CALIBRATION_RETRY_DELAY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -319,6 +458,11 @@ class Calibration:
     host_share: float  # what an unthrottled probe got (the host is not idle)
     measured_share: float  # what a probe got with the corrected quota
     correction: float  # quota multiplier
+    # Why the measurement cannot be trusted, with its figures ("" when accepted); a refused
+    # calibration leaves the quota uncorrected (1.0).
+    refused: str = ""
+    host_wait_share: float = 0.0  # of the unthrottled probe's time, spent waiting to run
+    attempts: int = 1
 
     @property
     def relative_share(self) -> float:
@@ -326,20 +470,102 @@ class Calibration:
         return self.measured_share / self.host_share if self.host_share else float("nan")
 
 
-def calibrate(limiter: Limiter, memory_mb: int) -> Calibration:
-    """Measure the achieved share and correct the quota so the ratio to full speed is Lambda's.
+def _host_busy(host: Probe) -> str:
+    if host.share >= HOST_IDLE_MIN_SHARE:
+        return ""
+    return (
+        f"host busy: an unthrottled probe got {host.share:.2f} of a CPU "
+        f"(need ≥ {HOST_IDLE_MIN_SHARE:.2f}; it waited {host.wait_share:.2f} of its time "
+        "to run)"
+    )
+
+
+def _quota_not_enforced(probe: Probe, host: Probe, *, memory_mb: int, nominal: float) -> str:
+    if probe.throttle.nr_throttled == 0:
+        return (
+            f"quota not enforced: a probe at {memory_mb} MB (nominal share {nominal:.3f}) was "
+            f"never throttled in {probe.throttle.nr_periods} periods and got "
+            f"{probe.share:.2f} of a CPU"
+        )
+    if nominal <= INDISTINCT_NOMINAL_MAX and probe.share >= INDISTINCT_FRACTION * host.share:
+        return (
+            f"quota not enforced: a probe at {memory_mb} MB (nominal share {nominal:.3f}) got "
+            f"{probe.share:.2f} of a CPU, {probe.share / host.share:.2f} of an unthrottled "
+            f"probe's {host.share:.2f} (need < {INDISTINCT_FRACTION:.2f})"
+        )
+    return ""
+
+
+def _contended(probe: Probe, *, memory_mb: int, nominal: float) -> str:
+    if probe.contention_share <= MAX_CONTENTION_SHARE or probe.share >= nominal:
+        return ""
+    return (
+        f"host busy: a probe at {memory_mb} MB got {probe.share:.3f} of a CPU (nominal "
+        f"{nominal:.3f}) and waited {probe.contention_share:.2f} of its time to run beyond "
+        f"its throttling (allowed {MAX_CONTENTION_SHARE:.2f})"
+    )
+
+
+def calibrate(
+    limiter: Limiter,
+    memory_mb: int,
+    *,
+    retries: int = CALIBRATION_RETRIES,
+    retry_delay_s: float = CALIBRATION_RETRY_DELAY_S,
+) -> Calibration:
+    """Measure the achieved share and correct the quota to deliver the nominal share.
 
     A 20 ms period under-delivers small quotas here (128 MB got ~6.5 % of a CPU for a nominal
-    7.2 %, making CPU-bound work 15.5x slower than at 1769 MB instead of 13.8x).
+    7.2 %, making CPU-bound work 15.5x slower than at 1769 MB instead of 13.8x). The target is
+    the absolute share, as the quota is: a busy host slows every probe alike, so a share
+    relative to an unthrottled probe would shrink the target with the load. A measurement
+    taken on a busy host, or one where the quota visibly does nothing, is refused instead.
     """
+    attempt = 1
+    while True:
+        final = attempt > retries
+        result = _calibrate_once(limiter, memory_mb, final=final)
+        if not result.refused or final:
+            return replace(result, attempts=attempt)
+        attempt += 1
+        time.sleep(retry_delay_s)
+
+
+def _calibrate_once(limiter: Limiter, memory_mb: int, *, final: bool) -> Calibration:
+    """One try; a busy host cuts a try short unless it is the `final` one."""
     nominal = min(1.0, cpu_share(memory_mb))
-    host = measure_cpu_share(limiter, None)
-    if nominal >= 1.0 or limiter.fidelity == "degraded":
-        measured = measure_cpu_share(limiter, memory_mb) if nominal < 1.0 else host
-        return Calibration(memory_mb, nominal, host, measured, 1.0)
-    first = measure_cpu_share(limiter, memory_mb)
-    correction = 1.0
-    if first > 0:
-        correction = min(MAX_CORRECTION, max(MIN_CORRECTION, nominal * host / first))
-    measured = measure_cpu_share(limiter, memory_mb, correction=correction)
-    return Calibration(memory_mb, nominal, host, measured, correction)
+    if limiter.fidelity == "degraded":
+        return Calibration(memory_mb, nominal, 1.0, nominal, 1.0)
+    host = probe_cpu(limiter, None)
+    refused = _host_busy(host)
+
+    def result(measured: float, correction: float, refused: str) -> Calibration:
+        return Calibration(
+            memory_mb,
+            nominal,
+            host.share,
+            measured,
+            1.0 if refused else correction,
+            refused=refused,
+            host_wait_share=host.wait_share,
+        )
+
+    if refused and not final:
+        return result(float("nan"), 1.0, refused)
+    if nominal >= 1.0:
+        return result(host.share, 1.0, refused)
+    first = probe_cpu(limiter, memory_mb)
+    refused = (
+        refused
+        or _quota_not_enforced(first, host, memory_mb=memory_mb, nominal=nominal)
+        or _contended(first, memory_mb=memory_mb, nominal=nominal)
+    )
+    if refused:
+        return result(first.share, 1.0, refused)
+    correction = MAX_CORRECTION
+    if first.share > 0:
+        correction = min(MAX_CORRECTION, max(MIN_CORRECTION, nominal / first.share))
+    measured = probe_cpu(limiter, memory_mb, correction=correction)
+    return result(
+        measured.share, correction, _contended(measured, memory_mb=memory_mb, nominal=nominal)
+    )

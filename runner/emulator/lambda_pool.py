@@ -22,12 +22,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import TypedDict
 
-from runner.emulator.cgroups import Limiter, cpu_share
+from runner.emulator.cgroups import CFS_PERIOD_US, Limiter, cpu_quota_us, cpu_share
 from runner.emulator.deadlines import Deadlines
 from runner.emulator.http import Connection, Request, bound_port, serve
-from runner.emulator.sandbox import FunctionConfig, Sandbox
-from runner.lambda_logs import InvocationReport, billed_duration_ms, format_report
+from runner.emulator.sandbox import CpuUsage, FunctionConfig, Sandbox
+from runner.lambda_logs import (
+    InvocationReport,
+    billed_duration_ms,
+    format_arrival,
+    format_report,
+)
 
 _RUNTIME_PREFIX = b"/2018-06-01/runtime/"
 # Runtime API bodies are events and results: Lambda caps synchronous payloads at 6 MB.
@@ -57,8 +63,40 @@ class InvokeResult:
 OnDone = Callable[[InvokeResult], None]
 
 
+# Does run_delay (schedstat field 2) include time throttled by the CFS quota? Yes, on this
+# host's cgroup v1 (kernel 6.18): a spinning child watched for 2 s in a group with a 20 ms
+# period ran 144 ms, waited 1,856 ms by schedstat, its group throttled 1,815 ms by cpu.stat
+# (quota 1,447 us: 128 MB); at quota 10,000 us it ran 1,001 ms, waited 984, throttled 971;
+# unthrottled it ran 1,980 ms and waited 3. With one busy process per core the same probes
+# waited 1,848 / 1,009 ms against 1,707 / 392 ms throttled. So run_delay minus throttled is
+# the wait for a busy host, and run_delay alone cannot tell starvation from the quota.
+
+
+class Delivery(TypedDict):
+    """Was the modelled CPU share delivered? `GET /delivery`; diff two to get a window's.
+
+    Counters are cumulative ints over every sandbox the pool has run, each counted from the
+    moment its quota applied (init runs unthrottled and is left out). In a window a busy
+    sandbox got Δcpu_ns / (Δnr_periods × 20 ms) of a CPU, to compare with quota_share.
+    """
+
+    at: float  # time.time() of the snapshot
+    memory_mb: int
+    nominal_share: float  # memory / 1769, capped at one CPU
+    quota_share: float  # what the quota is set to now (nominal × correction), capped at one CPU
+    mode: str  # the limiter: cgroup-v1, cgroup-v2 or cpu-time-pacing
+    cpu_ns: int  # CPU time used, summed over threads (schedstat field 1)
+    run_delay_ns: int  # runnable but not running (schedstat field 2), throttling included
+    throttled_ns: int  # the sandboxes' groups throttled (cpu.stat)
+    nr_periods: int  # CFS periods in which a sandbox was runnable
+    nr_throttled: int  # of those, periods that ran out of quota
+    sandboxes_counted: int  # retired sandboxes read at retirement + live ones read now
+    samples_lost: int  # sandboxes that died before a final read (last snapshot's figures kept)
+
+
 class Invocation:
     __slots__ = (
+        "arrived_at",
         "cpu_at_delivery",
         "delivered_at",
         "event",
@@ -71,6 +109,9 @@ class Invocation:
 
     def __init__(self, event: bytes, on_done: OnDone) -> None:
         self.request_id = new_request_id()
+        # When the front handed it over (epoch s): attributes the invocation to the phase of
+        # the step its request arrived in (lambda_logs.attribute), whatever the handler logs.
+        self.arrived_at = time.time()
         self.event = event
         self.on_done = on_done
         self.finished = False
@@ -83,7 +124,16 @@ class Invocation:
 class _Slot:
     """Pool-side state of one sandbox."""
 
-    __slots__ = ("connection", "invocation", "ready", "retiring", "sandbox", "server")
+    __slots__ = (
+        "connection",
+        "counted",
+        "invocation",
+        "last_usage",
+        "ready",
+        "retiring",
+        "sandbox",
+        "server",
+    )
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
@@ -92,6 +142,8 @@ class _Slot:
         self.invocation: Invocation | None = None
         self.ready = False
         self.retiring = False
+        self.counted = False  # its final CPU delivery is in the pool's totals
+        self.last_usage: CpuUsage | None = None  # as the last delivery snapshot read it
 
 
 class LambdaPool:
@@ -121,6 +173,10 @@ class LambdaPool:
         # The function timeout is fixed for the pool's life (set_memory changes only memory).
         self._deadlines: Deadlines[Invocation] = Deadlines(function.timeout_s, self._timed_out)
         self._arn_header = (b"Lambda-Runtime-Invoked-Function-Arn", function.arn.encode())
+        # CPU delivery of retired sandboxes, read just before each was killed.
+        self._retired_usage = CpuUsage()
+        self._retired_counted = 0
+        self._samples_lost = 0
 
     # -- invoking ----------------------------------------------------------------------------
 
@@ -227,6 +283,8 @@ class LambdaPool:
         self._sandbox_exited(slot, returncode)
 
     def _sandbox_exited(self, slot: _Slot, returncode: int) -> None:
+        # Reaped: its /proc entry is gone (or already another process's).
+        self._count_final(slot, readable=False)
         self._slots.discard(slot)
         if slot in self._idle:
             self._idle.remove(slot)
@@ -253,14 +311,32 @@ class LambdaPool:
         slot.retiring = True
         if slot in self._idle:
             self._idle.remove(slot)
-        slot.sandbox.kill()
+        self._kill(slot)
 
     def _release(self, slot: _Slot) -> None:
         slot.invocation = None
         if slot.retiring or self._closed:
-            slot.sandbox.kill()
+            self._kill(slot)
         else:
             self._idle.append(slot)
+
+    def _kill(self, slot: _Slot) -> None:
+        self._count_final(slot, readable=True)
+        slot.sandbox.kill()
+
+    def _count_final(self, slot: _Slot, *, readable: bool) -> None:
+        """Add a sandbox's CPU delivery to the totals, once, before its process goes away."""
+        if slot.counted or not slot.sandbox.counting:
+            return
+        slot.counted = True
+        usage = slot.sandbox.usage() if readable else None
+        if usage is not None:
+            self._retired_usage += usage
+            self._retired_counted += 1
+            return
+        self._samples_lost += 1
+        if slot.last_usage is not None:  # keep the totals from going backwards
+            self._retired_usage += slot.last_usage
 
     # -- the Runtime API ---------------------------------------------------------------------
 
@@ -361,6 +437,7 @@ class LambdaPool:
             )
             os.write(
                 self._log_fd,
+                f"{format_arrival(invocation.request_id, invocation.arrived_at)}\n"
                 f"END RequestId: {invocation.request_id}\n{format_report(report)}\n".encode(),
             )
             if self.on_report is not None:
@@ -389,7 +466,7 @@ class LambdaPool:
         while any(slot in self._slots for slot in slots):
             if time.monotonic() > deadline:
                 for slot in slots:
-                    slot.sandbox.kill()
+                    self._kill(slot)
                 deadline = time.monotonic() + 5
             await asyncio.sleep(0.01)
 
@@ -400,6 +477,34 @@ class LambdaPool:
     @property
     def idle_sandboxes(self) -> int:
         return len(self._idle)
+
+    def delivery(self) -> Delivery:
+        """Cumulative CPU delivery of every sandbox so far; live ones are read now."""
+        total, counted = self._retired_usage, self._retired_counted
+        for slot in self._slots:
+            if slot.counted or not slot.sandbox.counting:
+                continue
+            usage = slot.sandbox.usage()
+            if usage is not None:
+                slot.last_usage = usage
+                counted += 1
+            if slot.last_usage is not None:
+                total += slot.last_usage
+        memory_mb = self.function.memory_mb
+        return Delivery(
+            at=time.time(),
+            memory_mb=memory_mb,
+            nominal_share=min(1.0, cpu_share(memory_mb)),
+            quota_share=min(1.0, cpu_quota_us(memory_mb, self.cpu_correction) / CFS_PERIOD_US),
+            mode=self.limiter.mode,
+            cpu_ns=total.cpu_ns,
+            run_delay_ns=total.run_delay_ns,
+            throttled_ns=total.throttled_ns,
+            nr_periods=total.nr_periods,
+            nr_throttled=total.nr_throttled,
+            sandboxes_counted=counted,
+            samples_lost=self._samples_lost,
+        )
 
     def sandbox_pids(self) -> list[int]:
         return [pid for slot in self._slots if (pid := slot.sandbox.pid) is not None]

@@ -109,6 +109,11 @@ class LocalStackProcess:
         status: dict[str, Any] = self._control("GET", "/status")
         return status
 
+    def delivery(self) -> dict[str, Any]:
+        """Cumulative CPU delivery of the stack's sandboxes (lambda_pool.Delivery's fields)."""
+        delivery: dict[str, Any] = self._control("GET", "/delivery")
+        return delivery
+
     def calibrate(self, memory_sizes: list[int]) -> dict[str, Any]:
         """Measure the CPU share of these sizes up front (cached by the stack)."""
         status: dict[str, Any] = self._control("POST", "/calibrate", {"memory_mb": memory_sizes})

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.emulator.cgroups import SandboxGroup
+from runner.emulator.cgroups import CpuStat, SandboxGroup
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
@@ -76,6 +76,26 @@ def sandbox_environment(
     return env
 
 
+@dataclass(frozen=True)
+class CpuUsage:
+    """What a sandbox got from the CPU while throttled (ns and counts, since mark_ready)."""
+
+    cpu_ns: int = 0  # running, summed over its threads
+    run_delay_ns: int = 0  # runnable but waiting, summed over its threads (throttling included)
+    throttled_ns: int = 0  # its group's run queues throttled by the quota
+    nr_periods: int = 0
+    nr_throttled: int = 0
+
+    def __add__(self, other: CpuUsage) -> CpuUsage:
+        return CpuUsage(
+            self.cpu_ns + other.cpu_ns,
+            self.run_delay_ns + other.run_delay_ns,
+            self.throttled_ns + other.throttled_ns,
+            self.nr_periods + other.nr_periods,
+            self.nr_throttled + other.nr_throttled,
+        )
+
+
 class Sandbox:
     """A sandbox process and its limits; the pool drives its lifecycle."""
 
@@ -99,6 +119,9 @@ class Sandbox:
         self.init_duration_ms: float | None = None
         self.max_memory_mb = 0
         self._memory_sampled_at = 0.0
+        # Per-thread (cpu, run_delay) and the group's counters when the quota applied.
+        self._thread_baseline: dict[int, tuple[int, int]] | None = None
+        self._stat_baseline = CpuStat()
 
     async def start(self) -> None:
         env = sandbox_environment(self.function, runtime_api=self.runtime_api, sandbox_id=self.id)
@@ -134,7 +157,54 @@ class Sandbox:
         """First `GET /next`: init is over; apply the steady-state CPU share."""
         self.init_duration_ms = (time.perf_counter() - self.started_at) * 1000
         self.group.throttle(self.memory_mb, cpu_correction)
+        # Init ran unthrottled: CPU delivery is counted from here on.
+        self._stat_baseline = self.group.cpu_stat()
+        self._thread_baseline = self._thread_schedstats() or {}
         return self.init_duration_ms
+
+    @property
+    def counting(self) -> bool:
+        """Throttled, with a baseline to count CPU delivery from."""
+        return self._thread_baseline is not None
+
+    def usage(self) -> CpuUsage | None:
+        """CPU delivery since the quota applied (None: not throttled yet, or already gone).
+
+        Summed over the threads alive now: a thread that ended since the baseline takes its
+        share with it (awslambdaric here runs the handler on its one and only thread).
+        """
+        baseline = self._thread_baseline
+        if baseline is None or self.process is None or self.process.returncode is not None:
+            return None
+        threads = self._thread_schedstats()
+        if not threads:
+            return None
+        cpu_ns = run_delay_ns = 0
+        for tid, (cpu, delay) in threads.items():
+            cpu0, delay0 = baseline.get(tid, (0, 0))
+            cpu_ns += cpu - cpu0
+            run_delay_ns += delay - delay0
+        stat = self.group.cpu_stat() - self._stat_baseline
+        return CpuUsage(cpu_ns, run_delay_ns, stat.throttled_ns, stat.nr_periods, stat.nr_throttled)
+
+    def _thread_schedstats(self) -> dict[int, tuple[int, int]] | None:
+        """(CPU time, run-queue wait) in ns of each thread, from /proc/PID/task/*/schedstat."""
+        if self.pid is None:
+            return None
+        task_dir = f"/proc/{self.pid}/task"
+        try:
+            tids = os.listdir(task_dir)
+        except OSError:
+            return None
+        threads = {}
+        for tid in tids:
+            try:
+                with open(f"{task_dir}/{tid}/schedstat", "rb") as handle:
+                    fields = handle.read().split()
+                threads[int(tid)] = (int(fields[0]), int(fields[1]))
+            except (OSError, ValueError, IndexError):
+                continue  # the thread ended between the listing and the read
+        return threads
 
     def cpu_time_ns(self) -> int:
         """CPU time the sandbox has used so far (ns, from the scheduler's accounting)."""

@@ -236,10 +236,13 @@ class LocalStack:
 
     def status(self) -> dict[str, Any]:
         assert self.pool is not None
+        refused = self.calibration.refused if self.calibration else ""
         return {
             "memory_mb": self.pool.memory_mb,
             "cgroup": self.limiter.mode,
-            "fidelity": self.limiter.fidelity,
+            # A refused calibration: the host could not show that the quota delivers the share.
+            "fidelity": "degraded" if refused else self.limiter.fidelity,
+            "calibration_refused": refused,
             "cpu_share_nominal": min(1.0, self.pool.memory_mb / 1769),
             "cpu_share_measured": self.calibration.relative_share if self.calibration else None,
             "cpu_quota_correction": self.pool.cpu_correction,
@@ -269,7 +272,8 @@ class LocalStack:
         cached = self._calibrations.get(memory_mb)
         if cached is None:
             cached = await asyncio.to_thread(calibrate, self.limiter, memory_mb)
-            self._calibrations[memory_mb] = cached
+            if not cached.refused:  # a busy host may be quiet by the next visit: try again
+                self._calibrations[memory_mb] = cached
         return cached
 
     def _control(self, request: Request, connection: Connection) -> None:
@@ -279,6 +283,9 @@ class LocalStack:
         actions = {b"/memory": self._apply_memory, b"/calibrate": self._apply_calibration}
         if request.method == b"GET" and request.path == b"/status":
             connection.respond(200, json.dumps(self.status()).encode())
+        elif request.method == b"GET" and request.path == b"/delivery":
+            assert self.pool is not None
+            connection.respond(200, json.dumps(self.pool.delivery()).encode())
         elif request.method == b"POST" and request.path in actions:
             action = actions[request.path]
             task = asyncio.get_running_loop().create_task(
@@ -335,6 +342,8 @@ class LocalStack:
 def _describe(ready: Mapping[str, Any]) -> str:
     share = ready.get("cpu_share_measured")
     share_text = f", measured CPU share {share:.3f}" if share is not None else ""
+    if ready.get("calibration_refused"):
+        share_text += f"; calibration refused: {ready['calibration_refused']}"
     lines = [
         "memsweep local stack (API Gateway → Lambda → DynamoDB)",
         f"  URL:      POST {ready['url']}",

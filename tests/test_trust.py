@@ -1,0 +1,103 @@
+"""The step's trust record: CPU delivery, load generator and host checks (pure judgement)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.trust import HostSnapshot, cpu_delivery, host_snapshot, judge
+
+MS = 1_000_000  # ns
+
+
+def snapshot(
+    *, cpu_ms: float, delay_ms: float, throttled_ms: float, periods: int, throttled: int
+) -> dict[str, float]:
+    return {
+        "nominal_share": 512 / 1769,
+        "quota_share": 512 / 1769,
+        "cpu_ns": cpu_ms * MS,
+        "run_delay_ns": delay_ms * MS,
+        "throttled_ns": throttled_ms * MS,
+        "nr_periods": periods,
+        "nr_throttled": throttled,
+        "sandboxes_counted": 3,
+    }
+
+
+ZERO = snapshot(cpu_ms=0, delay_ms=0, throttled_ms=0, periods=0, throttled=0)
+
+
+def test_given_sandboxes_that_got_their_quota_then_the_step_is_trusted() -> None:
+    # 500 periods of 20 ms, each using 5.79 ms (512/1769 of 20 ms), throttled in 400 of them;
+    # the run-queue wait is almost all throttling.
+    cpu = cpu_delivery(
+        ZERO, snapshot(cpu_ms=2894, delay_ms=7200, throttled_ms=7000, periods=500, throttled=400)
+    )
+    trust = judge(memory_mb=512, cpu=cpu, generator_cpu={"w1": [40, 45]}, host_before=None,
+                  host_after=None)  # fmt: skip
+    assert not trust.degraded, trust.causes
+    assert cpu.per_period_share is not None and abs(cpu.per_period_share - 512 / 1769) < 0.01
+    assert cpu.host_wait_share is not None and cpu.host_wait_share < 0.05
+
+
+def test_given_a_host_that_kept_sandboxes_waiting_then_saturation_is_the_cause() -> None:
+    cpu = cpu_delivery(
+        ZERO, snapshot(cpu_ms=1000, delay_ms=3000, throttled_ms=500, periods=400, throttled=50)
+    )
+    trust = judge(memory_mb=1024, cpu=cpu, generator_cpu={}, host_before=None, host_after=None)
+    assert trust.degraded
+    assert trust.causes[0].startswith("host saturated: 1024 MB sandboxes got 29% of the CPU")
+
+
+def test_given_a_quota_that_let_more_through_than_memory_1769_then_the_share_is_off() -> None:
+    # Throttled in most periods, yet 8 ms per 20 ms period: 38 % more than 512/1769.
+    cpu = cpu_delivery(
+        ZERO, snapshot(cpu_ms=4000, delay_ms=6100, throttled_ms=6000, periods=500, throttled=450)
+    )
+    trust = judge(memory_mb=512, cpu=cpu, generator_cpu={}, host_before=None, host_after=None)
+    assert trust.degraded
+    assert "CPU share off: 512 MB sandboxes got 0.400 of a CPU" in trust.causes[0]
+    assert "more than memory/1769 = 0.289" in trust.causes[0]
+
+
+def test_given_an_io_bound_handler_then_per_period_cpu_is_not_judged_against_the_quota() -> None:
+    # Rarely throttled: the quota did not bind, so low CPU per period says nothing.
+    cpu = cpu_delivery(
+        ZERO, snapshot(cpu_ms=300, delay_ms=10, throttled_ms=0, periods=500, throttled=3)
+    )
+    trust = judge(memory_mb=512, cpu=cpu, generator_cpu={}, host_before=None, host_after=None)
+    assert not trust.degraded
+
+
+def test_given_a_locust_worker_at_a_full_core_then_the_generator_is_the_cause() -> None:
+    trust = judge(
+        memory_mb=256,
+        cpu=None,
+        generator_cpu={"quiet": [20.0, 25.0], "busy": [95.0, 99.0, 97.0]},
+        host_before=None,
+        host_after=None,
+    )
+    assert trust.degraded and trust.generator_cpu_max == 99.0
+    assert trust.causes == [
+        "load generator saturated: worker busy averaged 97 % of a core "
+        "(its timers and latency records run late)"
+    ]
+
+
+def test_given_steal_above_a_tenth_then_the_vm_is_the_cause() -> None:
+    before = HostSnapshot(at=0.0, steal=100, total=10_000, pressure_some_us=0)
+    after = HostSnapshot(at=10.0, steal=400, total=12_000, pressure_some_us=2_000_000)
+    trust = judge(memory_mb=128, cpu=None, generator_cpu={}, host_before=before, host_after=after)
+    assert trust.steal == 0.15 and trust.pressure == 0.2
+    assert trust.causes == ["hypervisor steal: the VM lost 15% of its CPU time"]
+
+
+def test_given_this_machines_proc_then_a_host_snapshot_reads_its_counters(tmp_path: Path) -> None:
+    (tmp_path / "pressure").mkdir()
+    (tmp_path / "stat").write_text("cpu  10 0 5 80 1 0 0 4 0 0\ncpu0 1 0 0 0 0 0 0 0 0 0\n")
+    (tmp_path / "pressure" / "cpu").write_text(
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=1234\n"
+    )
+    snap = host_snapshot(5.0, proc=tmp_path)
+    assert snap == HostSnapshot(at=5.0, steal=4, total=100, pressure_some_us=1234)
+    assert host_snapshot(1.0) is not None  # and the real one is readable here
