@@ -233,7 +233,9 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
         ).values()
     ]
     sweep = scenario.get("sweep") or {}
-    recommendation = recommend(settings, thresholds_set=_any_threshold(thresholds))
+    # An open model always has a threshold: the drop rate (scenario.Thresholds).
+    thresholds_set = _any_threshold(thresholds) or any(s.offered is not None for s in settings)
+    recommendation = recommend(settings, thresholds_set=thresholds_set)
     return Analysis(
         results=results,
         settings=settings,

@@ -37,7 +37,7 @@ HDR_DIGITS = 3
 _PROCESS_PREFIX = uuid.uuid4().hex[:10]
 _SEQUENCE = itertools.count(1)
 TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-PROTOCOL_VERSION = 1  # bumped when the step config or report format changes
+PROTOCOL_VERSION = 2  # bumped when the step config or report format changes
 # What the master and every worker must share: this file, byte for byte. A stock
 # `locust --worker -f -` fetches it from the master; `python -m runner worker` runs its own
 # installed copy, which the master's step config lets the worker check before it sends a byte.
@@ -90,6 +90,7 @@ class StepRecorder:
         self.refused = ""
         self.step = ""
         self.measure_from = 0.0
+        self.measure_until = float("inf")
         self.reset()
 
     def reset(self) -> None:
@@ -105,12 +106,13 @@ class StepRecorder:
         self.refused = mismatch(config)
         self.config = config
         self.step = str(config.get("step", ""))
-        self.measure_from = time.time() + float(config.get("warmup_s", 0.0))
+        self.measure_from, self.measure_until = measured_window(config)
         self.reset()
 
     def record(self, name: str, response_ms: float, error: Any) -> None:
         now = time.time()
-        if not self.step or now - response_ms / 1000 < self.measure_from:
+        started = now - response_ms / 1000
+        if not self.step or not self.measure_from <= started < self.measure_until:
             self.unmeasured += 1
             return
         value = max(HDR_LOWEST_US, min(HDR_HIGHEST_US, round(response_ms * 1000)))
@@ -153,6 +155,24 @@ class StepRecorder:
         self.reset()
         self.step = step
         return data
+
+
+# A worker whose clock is further than this from the master's counts its own window: the
+# master's would cut a skewed worker's window short or shift it.
+CLOCK_AGREEMENT_S = 1.0
+
+
+def measured_window(config: dict[str, Any]) -> tuple[float, float]:
+    """[from, until) in epoch seconds: the master's window when this clock agrees with its."""
+    warmup = float(config.get("warmup_s", 0.0))
+    local_from = time.time() + warmup
+    window = config.get("window")
+    if isinstance(window, list) and len(window) == 2:
+        start, end = float(window[0]), float(window[1])
+        if abs(start - local_from) <= CLOCK_AGREEMENT_S:
+            return start, end
+        return local_from, local_from + (end - start)
+    return local_from, float("inf")
 
 
 def mismatch(config: dict[str, Any]) -> str:
@@ -410,7 +430,7 @@ class OpenModelUser(FastHttpUser):
             if self.in_flight.locked():
                 # Counted in the measured window only, like requests: a drop in the warm-up
                 # must not be charged against the size (nor one in the window forgiven).
-                if time.time() >= RECORDER.measure_from:
+                if RECORDER.measure_from <= time.time() < RECORDER.measure_until:
                     RECORDER.dropped += 1
                 continue
             self.in_flight.acquire()

@@ -72,6 +72,7 @@ class StepData:
     # a generator near a full core delays its own timers and inflates the latency it records.
     worker_cpu: dict[str, list[float]] = field(default_factory=dict)
     measure_from: float = 0.0  # epoch seconds: the end of the warm-up
+    measure_until: float = 0.0  # epoch seconds: the end of the configured load
 
     def add(self, worker: str, data: dict[str, Any]) -> None:
         if data.get("total"):
@@ -255,6 +256,12 @@ class Swarm:
         started = time.monotonic()
         data.load_started = time.time()
         data.measure_from = data.load_started + warmup_s
+        data.measure_until = data.load_started + load.duration_s
+        # The window on the master's clock: workers on this host (or with a synced clock)
+        # count exactly the requests that start in it, so the function's invocations,
+        # attributed on the same clock, match them to the requests in flight at its edges.
+        config["window"] = [data.measure_from, data.measure_until]
+        environment.parsed_options.memsweep_step = json.dumps(config)
         if on_load_start is not None:
             on_load_start(data.load_started)
         try:

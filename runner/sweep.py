@@ -300,6 +300,8 @@ class Sweep:
         )
         started = data.load_started
         ended = data.load_ended or time.time()
+        if data.measure_until:
+            ended = min(ended, data.measure_until)  # workers count no request started later
         delivery_closed = target.delivery()
         host_closed = host_snapshot(ended)
         window_start = started + warmup

@@ -25,8 +25,9 @@ from runner.results import CpuDelivery, Trust
 # cores, 4 users at ~45 req/s, stack and Locust on the same machine): 0.76-0.78 at 128, 512
 # and 1769 MB with nothing else running (the stack's own processes compete: wake-up latency
 # ~0.4 ms per 20 ms period); 0.42-0.48 beside two busy loops per core, where p95 doubled at
-# 512 and 1769 MB (10 -> 20 ms). The line sits between the two.
-MIN_DELIVERED = 0.60
+# 512 and 1769 MB (10 -> 20 ms); 0.70-0.73 in the quiet end-to-end test. The line sits
+# between the two, nearer the busy side: a false alarm costs a re-run, a miss a wrong pick.
+MIN_DELIVERED = 0.55
 # Delivered CPU per active 20 ms period against memory/1769, when the quota binds (most
 # periods throttled): beyond this either way the modelled size is not the one measured.
 # bench/fidelity.py's goal is ±5 %; a single short step is noisier, so a step is only

@@ -318,7 +318,8 @@ def test_given_the_results_file_then_it_is_json_with_the_schema_version(tmp_path
     code, _ = finish(start_run(scenario(tmp_path, duration=4), tmp_path))
     assert code == 0
     data = json.loads((tmp_path / "reports" / "test" / "results.json").read_text())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
+    assert data["verdict"]["exit_code"] == 0 and data["verdict"]["recommended_mb"] in (512, 1024)
     assert data["scenario_text"].startswith("name: short sweep")
 
 
@@ -343,11 +344,18 @@ requests:
 workers: {{local: 1}}
 """)
     code, stderr = finish(start_run(path, tmp_path))
-    assert code == 0, stderr
-    step = results_of(tmp_path).steps[0]
+    results = results_of(tmp_path)
+    step = results.steps[0]
     # 2 in flight x 5/s each = ~10/s served of 40/s offered: most arrivals are dropped.
     assert step.requests > 0 and step.failures == 0
     assert step.dropped_arrivals > step.requests
+    assert step.offered == step.requests + step.dropped_arrivals
+    # Dropping is a miss like latency (max_drop_rate, 1 % by default, set or not): exit 1.
+    assert code == 1, stderr
+    assert results.verdict is not None and results.verdict.met == {"1769": False}
+    assert results.verdict.recommended_mb is None
+    report = report_of(tmp_path, stderr)
+    assert "1769 MB failed dropped ≤ 1% of offered (measured " in report
 
 
 def test_given_no_request_completes_in_a_step_then_the_step_is_invalid_and_exit_3(
