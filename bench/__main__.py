@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench import fidelity, generator, local_stack, master_scale, sweep_overhead
+from bench import fidelity, generator, local_stack, master_scale, sweep_overhead, trust
 from bench.common import BENCH_DIR, Figure, machine_description, versions
 
 BENCHMARKS: dict[str, Callable[..., Figure | list[Figure]]] = {
@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, Callable[..., Figure | list[Figure]]] = {
     "latency-bias": generator.latency_bias,
     "worker-scaling": generator.worker_scaling,
     "master-memory": master_scale.master_memory,
+    "verdict-trust": trust.verdict_trust,
 }
 
 

@@ -494,10 +494,10 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
                 f"No recommendation: step {first.step} ({first.memory_mb} MB) is degraded: "
                 f"{first.cause}."
             ),
-            explanation=[f"step {d.step} ({d.memory_mb} MB) degraded: {d.cause}" for d in degraded]
-            + [
-                "Re-run on a quieter machine, with fewer local Locust workers, or with more "
-                "remote ones; see README, 'When a step is degraded'."
+            explanation=[
+                f"{len(degraded)} degraded step(s), each with its measured cause above. Re-run "
+                "on a quieter machine, with fewer local Locust workers, or with more remote "
+                "ones; see README, 'When to believe the answer'."
             ],
             degraded=degraded,
         )

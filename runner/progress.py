@@ -56,7 +56,13 @@ class Progress:
             print(
                 f"step {step.index}: {step.memory_mb} MB r{step.repeat}: {step.requests} "
                 f"requests, {step.rps:.1f} req/s, p95 {p95} ms, {step.failures} failed, "
-                f"{step.invocations.cold_starts} cold starts{flag}",
+                f"{step.invocations.cold_starts} cold starts"
+                + (
+                    f", dropped {step.dropped_arrivals} of {step.offered} offered"
+                    if step.offered is not None
+                    else ""
+                )
+                + flag,
                 file=sys.stderr,
             )
         print(f"results: {sweep.results_path}", file=sys.stderr)

@@ -332,6 +332,7 @@ class Swarm:
                         "elapsed_s": time.monotonic() - started,
                         "users": runner.user_count,
                         "stats": environment_totals(runner),
+                        "dropped": data.dropped,  # as of the workers' last reports (3 s)
                     }
                 )
             gevent.sleep(min(POLL_S, max(0.0, end - time.monotonic())))

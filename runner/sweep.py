@@ -158,7 +158,10 @@ class Sweep:
             ) as swarm:
                 self._steps(target, swarm)
             code = self._verdict()
-            self.results.status = "complete" if code in (0, 1) else "failed"
+            # A run whose every step was measured is complete, even when a step is degraded
+            # (exit 3): the verdict says why there is no pick; "failed" is for runs that broke.
+            measured = all(step.valid for step in self.results.steps)
+            self.results.status = "complete" if code in (0, 1) or measured else "failed"
         except Interrupted as exc:
             self.results.status = "interrupted"
             self.results.problems.append(str(exc))
@@ -273,10 +276,16 @@ class Sweep:
             last_line[0] = time.monotonic()
             stats = state["stats"]
             left = max(0.0, duration - state["elapsed_s"])
+            if isinstance(load, ClosedLoad):
+                offered = f"users {state['users']}, {stats['rps']:.1f} req/s"
+            else:
+                offered = (
+                    f"offered {load.rate_per_s:g}/s, achieved {stats['rps']:.1f} req/s, "
+                    f"dropped {state.get('dropped', 0)}"
+                )
             self.say(
-                f"step {index}/{total} {memory} MB r{repeat}: users {state['users']}, "
-                f"{stats['rps']:.1f} req/s, p95 {stats['p95_ms']:.0f} ms, "
-                f"errors {stats['failures']}, {left:.0f} s left"
+                f"step {index}/{total} {memory} MB r{repeat}: {offered}, "
+                f"p95 {stats['p95_ms']:.0f} ms, errors {stats['failures']}, {left:.0f} s left"
             )
 
         def window_opens() -> None:

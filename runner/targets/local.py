@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.emulator.process import LocalStackProcess
+from runner.errors import MemsweepError
 from runner.lambda_logs import Phases, attribute
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import LocalTarget
@@ -92,7 +93,12 @@ class LocalStackTarget:
     def delivery(self) -> dict[str, Any] | None:
         if self.stack is None:
             return None
-        return self.stack.delivery()
+        try:
+            return self.stack.delivery()
+        except MemsweepError:
+            # The stack died mid-step: alive() names that; a missing trust figure must not
+            # mask it (the step has no CPU figure to judge, and says so).
+            return None
 
     def fidelity(self) -> Fidelity:
         status = self._status
