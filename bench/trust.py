@@ -12,16 +12,12 @@ Idle and busy runs alternate so a drift of the host hits both.
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import Figure
+from bench.common import Figure, cpu_hogs
 from runner.analysis import analyse, compare_run_pair
 from runner.results import Results, Step, read_results
 from runner.stack import PROJECT_ROOT
@@ -40,31 +36,8 @@ seed: {items: 5, reset: true}
 thresholds: {p95_ms: 50}
 workers: {local: 1}
 """
-HOGS_PER_CORE = 2  # tests/test_trust_e2e.py: every sandbox got 42-48 % of its CPU with two
-HOG_LIMIT_S = 600
 RUN_TIMEOUT_S = 600
 LATENCY_METRICS = ("p50_ms", "p95_ms", "mean_ms")
-
-
-@contextmanager
-def _hogs() -> Iterator[None]:
-    loop = "import time\nend = time.monotonic() + %d\nwhile time.monotonic() < end: pass\n"
-    hogs = [
-        subprocess.Popen(
-            ["taskset", "-c", str(core), sys.executable, "-c", loop % HOG_LIMIT_S],
-            stdout=subprocess.DEVNULL,
-        )
-        for core in range(os.cpu_count() or 1)
-        for _ in range(HOGS_PER_CORE)
-    ]
-    try:
-        time.sleep(0.5)
-        yield
-    finally:
-        for hog in hogs:
-            hog.kill()
-        for hog in hogs:
-            hog.wait(timeout=10)
 
 
 def _run(scenario: Path, out: Path, run_id: str) -> Results:
@@ -102,7 +75,7 @@ def verdict_trust(*, quick: bool) -> list[Figure]:
             order.insert(2 * slot + 1, "busy")
         for index, kind in enumerate(order):
             if kind == "busy":
-                with _hogs():
+                with cpu_hogs():
                     busy.append(_run(scenario, Path(scratch), f"busy{index}"))
             else:
                 idle.append(_run(scenario, Path(scratch), f"idle{index}"))

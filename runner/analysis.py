@@ -800,6 +800,37 @@ class RunComparison:
         }
 
 
+# Two runs whose sandboxes got CPU shares further apart than this at one size were not
+# measuring the same modelled machine there: say so beside the latency differences.
+DELIVERY_SHIFT = 0.05
+
+
+def _delivered_share(setting: Setting) -> float | None:
+    """Mean CPU per active 20 ms period over the size's steps where the quota bound."""
+    shares = [
+        step.trust.cpu.per_period_share
+        for step in setting.steps
+        if step.trust.cpu is not None
+        and step.trust.cpu.per_period_share is not None
+        and (step.trust.cpu.throttled_periods or 0.0) >= 0.5
+    ]
+    return sum(shares) / len(shares) if shares else None
+
+
+def _delivery_warnings(a: Analysis, b: Analysis) -> list[str]:
+    out = []
+    before = {s.memory_mb: _delivered_share(s) for s in a.settings}
+    for setting in b.settings:
+        old, new = before.get(setting.memory_mb), _delivered_share(setting)
+        if old and new and abs(new / old - 1) > DELIVERY_SHIFT:
+            out.append(
+                f"{setting.memory_mb} MB: the sandboxes got {old:.3f} of a CPU per period in "
+                f"{a.results.run_id} and {new:.3f} in {b.results.run_id}: latency differences "
+                "at this size may come from the host, not the code"
+            )
+    return out
+
+
 def compare_run_pair(a: Analysis, b: Analysis) -> RunComparison:
     ra, rb = a.results, b.results
     warnings = []
@@ -824,6 +855,7 @@ def compare_run_pair(a: Analysis, b: Analysis) -> RunComparison:
             warnings.append(
                 f"{analysis.results.run_id}: step {step.step} ({step.memory_mb} MB) is degraded"
             )
+    warnings += _delivery_warnings(a, b)
     differences: list[RunDifference] = []
     before = {s.memory_mb: s for s in a.settings if s.requests}
     for setting in b.settings:

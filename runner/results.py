@@ -117,7 +117,11 @@ class CpuDelivery(_Model):
     # cpu / (cpu + host wait): of the CPU they were ready to use within their quota, the
     # share they got (comparable across sizes: the quota's own withholding is taken out)
     delivered: float | None = None
-    per_period_share: float | None = None  # cpu / (active 20 ms periods): vs nominal
+    # CPU per 20 ms period, bounded: over every active period (a lower bound of what a
+    # throttled period got: unthrottled periods ran less) and over the throttled ones only
+    # (an upper bound: the unthrottled periods' CPU is counted in)
+    per_period_share: float | None = None
+    per_throttled_period_share: float | None = None
     throttled_periods: float | None = None  # share of active periods that hit the quota
     sandboxes: int = 0
 

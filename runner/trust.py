@@ -28,14 +28,15 @@ from runner.results import CpuDelivery, Trust
 # 512 and 1769 MB (10 -> 20 ms); 0.70-0.73 in the quiet end-to-end test. The line sits
 # between the two, nearer the busy side: a false alarm costs a re-run, a miss a wrong pick.
 MIN_DELIVERED = 0.55
-# Delivered CPU per active 20 ms period against memory/1769, when the quota binds (most
-# periods throttled): beyond this either way the modelled size is not the one measured.
-# bench/fidelity.py's goal is ±5 %; a single short step is noisier, so a step is only
-# flagged past ±20 %.
+# Delivered CPU per 20 ms period against memory/1769: beyond this either way the modelled
+# size is not the one measured. bench/fidelity.py's goal is ±5 %; one short step is
+# noisier, so a step is only flagged past ±20 %. A period's own CPU is not in cpu.stat, so
+# the check uses bounds: "more" when even the lower bound (CPU over every active period)
+# exceeds it, "less" when even the upper bound (CPU over throttled periods only) falls
+# short. A handler that waits on I/O leaves the bounds wide and is never flagged wrongly:
+# the README's tutorial run at 128 MB read 0.057 over all periods (52 % throttled), which a
+# single per-period figure called 22 % short.
 SHARE_TOLERANCE = 0.20
-# The quota binds when at least this share of active periods were throttled; below it the
-# handler waited on I/O most of the time and per-period CPU says nothing about the quota.
-BINDING_PERIODS = 0.5
 # Too little CPU in the window to judge delivery (e.g. a step of a few requests).
 MIN_CPU_S = 0.2
 # Locust warns at 90 % CPU on a worker: its timers and its latency records are late beyond it.
@@ -99,6 +100,9 @@ def cpu_delivery(before: Mapping[str, Any], after: Mapping[str, Any]) -> CpuDeli
         host_wait_share=host_wait_s / runnable if runnable > 0 else None,
         delivered=cpu_s / (cpu_s + host_wait_s) if cpu_s + host_wait_s > 0 else None,
         per_period_share=cpu_s / (periods * PERIOD_S) if periods > 0 else None,
+        per_throttled_period_share=(
+            cpu_s / (throttled_periods * PERIOD_S) if throttled_periods > 0 else None
+        ),
         throttled_periods=throttled_periods / periods if periods > 0 else None,
         sandboxes=int(after.get("sandboxes_counted", 0) or 0),
     )
@@ -126,19 +130,28 @@ def judge(
                 f"they were ready to use within their quota ({cpu.host_wait_s:.2f} s waiting "
                 f"for a CPU, {cpu.cpu_s:.2f} s run)"
             )
-        binding = cpu.throttled_periods is not None and cpu.throttled_periods >= BINDING_PERIODS
-        if binding and cpu.per_period_share is not None and cpu.nominal_share < 1.0:
+        if cpu.nominal_share < 1.0 and cpu.per_period_share is not None:
             checked.append(
-                f"delivered share within ±{SHARE_TOLERANCE:.0%} of memory/1769 while the "
-                "quota binds"
+                f"CPU per 20 ms period within ±{SHARE_TOLERANCE:.0%} of memory/1769 (bounds)"
             )
-            ratio = cpu.per_period_share / cpu.nominal_share
-            if abs(ratio - 1) > SHARE_TOLERANCE:
-                direction = "more" if ratio > 1 else "less"
+            low = cpu.per_period_share / cpu.nominal_share
+            high = (
+                cpu.per_throttled_period_share / cpu.nominal_share
+                if cpu.per_throttled_period_share is not None
+                else None
+            )
+            if low > 1 + SHARE_TOLERANCE:
                 causes.append(
-                    f"CPU share off: {memory_mb} MB sandboxes got {cpu.per_period_share:.3f} of "
-                    f"a CPU per active period, {abs(ratio - 1):.0%} {direction} than "
-                    f"memory/1769 = {cpu.nominal_share:.3f}"
+                    f"CPU share off: {memory_mb} MB sandboxes got at least "
+                    f"{cpu.per_period_share:.3f} of a CPU per active period, {low - 1:.0%} more "
+                    f"than memory/1769 = {cpu.nominal_share:.3f}"
+                )
+            elif high is not None and high < 1 - SHARE_TOLERANCE:
+                assert cpu.per_throttled_period_share is not None
+                causes.append(
+                    f"CPU share off: {memory_mb} MB sandboxes got at most "
+                    f"{cpu.per_throttled_period_share:.3f} of a CPU per throttled period, "
+                    f"{1 - high:.0%} less than memory/1769 = {cpu.nominal_share:.3f}"
                 )
     elif cpu is not None:
         checked.append(f"CPU delivery not judged: only {cpu.cpu_s:.2f} s of sandbox CPU")

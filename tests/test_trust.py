@@ -56,8 +56,20 @@ def test_given_a_quota_that_let_more_through_than_memory_1769_then_the_share_is_
     )
     trust = judge(memory_mb=512, cpu=cpu, generator_cpu={}, host_before=None, host_after=None)
     assert trust.degraded
-    assert "CPU share off: 512 MB sandboxes got 0.400 of a CPU" in trust.causes[0]
+    assert "CPU share off: 512 MB sandboxes got at least 0.400 of a CPU" in trust.causes[0]
     assert "more than memory/1769 = 0.289" in trust.causes[0]
+
+
+def test_given_throttled_periods_that_got_too_little_then_the_share_is_off() -> None:
+    # 450 of 500 periods throttled, yet at most 2.2 ms of CPU in each: 62 % short of 5.79.
+    cpu = cpu_delivery(
+        ZERO, snapshot(cpu_ms=1000, delay_ms=8200, throttled_ms=8100, periods=500, throttled=450)
+    )
+    trust = judge(memory_mb=512, cpu=cpu, generator_cpu={}, host_before=None, host_after=None)
+    assert trust.causes == [
+        "CPU share off: 512 MB sandboxes got at most 0.111 of a CPU per throttled period, "
+        "62% less than memory/1769 = 0.289"
+    ]
 
 
 def test_given_an_io_bound_handler_then_per_period_cpu_is_not_judged_against_the_quota() -> None:

@@ -7,16 +7,14 @@ naming the step and its cause, and the same sweep on the quiet machine not flagg
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from bench.common import cpu_hogs
 from runner.emulator.cgroups import CgroupV1Limiter, CgroupV2Limiter
 from tests.test_sweep import finish, report_of, results_of, start_run
 
@@ -35,11 +33,6 @@ seed: {{items: 5}}
 thresholds: {{p95_ms: 2000}}
 workers: {{local: 1}}
 """
-# Hogs per core: with two, every sandbox got 42-48 % of the CPU it was ready to use here
-# (0.76-0.78 quiet); bounded in time whatever the test does.
-HOGS_PER_CORE = 2
-HOG_LIMIT_S = 120
-
 pytestmark = pytest.mark.skipif(
     not (CgroupV1Limiter.available() or CgroupV2Limiter.available()),
     reason="no writable cgroup: the local stack cannot measure delivered CPU here",
@@ -50,28 +43,6 @@ def write_scenario(tmp_path: Path) -> Path:
     path = tmp_path / "trust.yaml"
     path.write_text(TRUST_SCENARIO)
     return path
-
-
-@contextmanager
-def hogs() -> Iterator[None]:
-    """Busy loops pinned to every core, killed on exit and after HOG_LIMIT_S regardless."""
-    loop = "import time\nend = time.monotonic() + %d\nwhile time.monotonic() < end: pass\n"
-    processes = [
-        subprocess.Popen(
-            ["taskset", "-c", str(core), sys.executable, "-c", loop % HOG_LIMIT_S],
-            stdout=subprocess.DEVNULL,
-        )
-        for core in range(os.cpu_count() or 1)
-        for _ in range(HOGS_PER_CORE)
-    ]
-    try:
-        time.sleep(0.5)
-        yield
-    finally:
-        for process in processes:
-            process.kill()
-        for process in processes:
-            process.wait(timeout=10)
 
 
 def test_given_a_warm_up_then_every_figure_covers_the_same_window(tmp_path: Path) -> None:
@@ -97,19 +68,37 @@ def test_given_a_warm_up_then_every_figure_covers_the_same_window(tmp_path: Path
         )
 
 
-def test_given_a_quiet_machine_then_no_step_is_flagged(tmp_path: Path) -> None:
-    code, stderr = finish(start_run(write_scenario(tmp_path), tmp_path))
-    results = results_of(tmp_path)
-    causes = [cause for step in results.steps for cause in step.trust.causes]
-    assert code == 0 and not causes, (causes, stderr)
-    assert all(step.trust.cpu is not None and step.trust.cpu.cpu_s > 0 for step in results.steps)
-    assert results.verdict is not None and results.verdict.recommended_mb is not None
+def test_given_two_identical_runs_on_a_quiet_machine_then_none_is_flagged_and_they_agree(
+    tmp_path: Path,
+) -> None:
+    runs = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        code, stderr = finish(start_run(write_scenario(folder), folder))
+        results = results_of(folder)
+        causes = [cause for step in results.steps for cause in step.trust.causes]
+        assert code == 0 and not causes, (causes, stderr)
+        assert all(s.trust.cpu is not None and s.trust.cpu.cpu_s > 0 for s in results.steps)
+        assert results.verdict is not None and results.verdict.recommended_mb == 512
+        runs.append(folder / "reports" / "test" / "results.json")
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "report", str(runs[0]), str(runs[1]), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    comparison = json.loads(done.stdout)
+    assert comparison["recommendation"] == {"a": 512, "b": 512}
+    assert comparison["changed"] is False
 
 
 def test_given_cpu_hogs_on_every_core_then_steps_are_degraded_and_the_run_exits_3(
     tmp_path: Path,
 ) -> None:
-    with hogs():
+    with cpu_hogs(limit_s=120):
         code, stderr = finish(start_run(write_scenario(tmp_path), tmp_path))
     assert code == 3, stderr
     results = results_of(tmp_path)
@@ -122,8 +111,7 @@ def test_given_cpu_hogs_on_every_core_then_steps_are_degraded_and_the_run_exits_
     assert verdict.degraded_steps[0].step == first.index
     last = stderr.strip().splitlines()[-1]
     assert last.startswith(
-        f"No recommendation: step {first.index} ({first.memory_mb} MB) is degraded: "
-        "host saturated:"
+        f"No recommendation: step {first.index} ({first.memory_mb} MB) is degraded: host saturated:"
     ), last
     report = report_of(tmp_path, stderr)
     assert 'data-role="degraded"' in report

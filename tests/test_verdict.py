@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from runner.analysis import analyse, compare_run_pair, exit_code, run_verdict
-from runner.results import Invocations, Second, Trust, write_results
+from runner.results import CpuDelivery, Invocations, Results, Second, Trust, write_results
 from runner.stats import Batch, design_effect
 from tests.test_report import make_results, make_step, two_settings
 
@@ -165,3 +165,30 @@ def test_given_a_faster_second_run_then_the_comparison_calls_the_change_signific
 
 def test_invocations_defaults_keep_older_steps_readable() -> None:
     assert Invocations().warm_billed_ms_total == 0 and np.isfinite(1.0)
+
+
+def test_given_runs_whose_sandboxes_got_different_cpu_then_the_comparison_warns() -> None:
+    def with_share(share: float, run_id: str) -> Results:
+        results = two_settings(thresholds={"p95_ms": 200})
+        results.run_id = run_id
+        results.steps[0].trust = Trust(
+            cpu=CpuDelivery(
+                nominal_share=0.072,
+                quota_share=0.072,
+                cpu_s=1.0,
+                run_delay_s=10.0,
+                throttled_s=9.9,
+                host_wait_s=0.1,
+                per_period_share=share,
+                throttled_periods=0.7,
+            )
+        )
+        return results
+
+    pair = compare_run_pair(
+        analyse(with_share(0.062, "run-a")), analyse(with_share(0.072, "run-b"))
+    )
+    assert pair.warnings == [
+        "128 MB: the sandboxes got 0.062 of a CPU per period in run-a and 0.072 in run-b: "
+        "latency differences at this size may come from the host, not the code"
+    ]
