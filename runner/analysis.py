@@ -741,6 +741,7 @@ class RunDifference:
     low: float | None
     high: float | None
     significant: bool | None  # None: no interval for this metric
+    margin: float | None = None  # smallest |delta| called a change between these runs
 
     @property
     def delta_pct(self) -> float | None:
@@ -794,12 +795,19 @@ class RunComparison:
                     "low": d.low,
                     "high": d.high,
                     "significant": d.significant,
+                    "margin": d.margin,
                 }
                 for d in self.differences
             ],
         }
 
 
+# Between two runs with one repeat per size, a latency difference smaller than this share of
+# the first run's value is not called a change, whatever its interval: bench verdict-trust
+# compared identical runs minutes apart on a shared 2-core host and saw p50 and mean shift
+# 5-22 % at 128 MB and 7-13 % at 512/1024 MB with intervals excluding zero. With repeats
+# (interleaved), the spread between them enters the intervals instead.
+RUN_TO_RUN_MARGIN = 0.15
 # Two runs whose sandboxes got CPU shares further apart than this at one size were not
 # measuring the same modelled machine there: say so beside the latency differences.
 DELIVERY_SHIFT = 0.05
@@ -869,9 +877,13 @@ def compare_run_pair(a: Analysis, b: Analysis) -> RunComparison:
             deff_a=old.deff,
             deff_b=setting.deff,
         )
+        # Runs minutes apart on one host shift more than either run's own noise shows: with a
+        # single repeat on either side, a change must also exceed the run-to-run margin.
+        single = min(len(old.steps), len(setting.steps)) < 2
         for metric in RUN_METRICS_WITH_INTERVALS:
             d = tested.get(metric)
             va, vb = getattr(old.latency, metric), getattr(setting.latency, metric)
+            margin = RUN_TO_RUN_MARGIN * abs(va) if single and va is not None else 0.0
             differences.append(
                 RunDifference(
                     memory_mb=setting.memory_mb,
@@ -881,7 +893,10 @@ def compare_run_pair(a: Analysis, b: Analysis) -> RunComparison:
                     delta=(vb - va) if va is not None and vb is not None else None,
                     low=d.low if d else None,
                     high=d.high if d else None,
-                    significant=d.significant if d else None,
+                    significant=(
+                        d.significant and abs(d.value) >= margin if d is not None else None
+                    ),
+                    margin=margin,
                 )
             )
         for metric, va, vb in (
