@@ -459,6 +459,12 @@ def test_given_two_runs_then_they_are_side_by_side_with_their_differences(
     differences = opened.page.inner_text("#cross-run")
     assert "after at 128 MB vs before at 128 MB: p95 " in differences and "higher" in differences
     assert opened.chart_points("run1-percentiles") == [9, 9]
+    # It opens with whether the answer changed, then each size's Δ and Δ % per metric.
+    first = opened.page.locator("#cross-run [data-role=pair] .headline").inner_text()
+    # 128 MB billed 75 ms after (was 55): 1024 MB at 8 ms is now the cheaper one.
+    assert first == "The recommendation changed: 128 MB in before, 1024 MB in after."
+    row = opened.page.locator("table.pair tr[data-memory='128'][data-metric='p95_ms']")
+    assert "a change" in row.inner_text() and "+" in row.locator("td").nth(5).inner_text()
 
 
 def test_given_a_run_that_failed_before_any_step_then_the_report_says_so(
