@@ -11,6 +11,9 @@ bench/serverless_offline/, waits until the function answers a ping, yields the U
     with serverless_offline() as url:
         ...  # POST {"operation": "echo", "payload": {...}} to url
 
+    with running_serverless_offline() as server:  # the same, with the server's process
+        ...  # server.url; server.pid is node's, the parent of every Lambda instance
+
 How it runs Python (serverless-offline's PythonRunner): each Lambda instance is one
 persistent `sh -c "python3 -u invoke.py handler lambda_handler"` process fed one JSON event
 per line on stdin; the executable is the runtime name up to its first dot (`python3` for
@@ -39,6 +42,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -197,6 +201,14 @@ def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     _wait_until(lambda: not _group_members(pgid), timeout=5.0)
 
 
+@dataclass(frozen=True)
+class OfflineServer:
+    """A running serverless-offline: its function's URL and its main (node) process."""
+
+    url: str  # POST /DynamoDBManager
+    pid: int  # node, the process group's leader; each Lambda instance is a descendant
+
+
 @contextmanager
 def serverless_offline(
     port: int | None = None,
@@ -205,7 +217,22 @@ def serverless_offline(
     python: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> Iterator[str]:
-    """Run serverless-offline on 127.0.0.1 and yield the URL of POST /DynamoDBManager.
+    """running_serverless_offline(), yielding only the URL of POST /DynamoDBManager."""
+    with running_serverless_offline(
+        port, startup_timeout=startup_timeout, python=python, extra_args=extra_args
+    ) as server:
+        yield server.url
+
+
+@contextmanager
+def running_serverless_offline(
+    port: int | None = None,
+    *,
+    startup_timeout: float = 60.0,
+    python: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> Iterator[OfflineServer]:
+    """Run serverless-offline on 127.0.0.1 and yield its URL of POST /DynamoDBManager and pid.
 
     port: the HTTP (API Gateway) port, a free one when None. The Lambda invoke API gets
     another free port. startup_timeout bounds the wait for the first 200 "pong", which also
@@ -279,6 +306,6 @@ def serverless_offline(
                 if status == 200:
                     break
                 time.sleep(0.1)
-            yield f"http://{HOST}:{http_port}{ROUTE}"
+            yield OfflineServer(url=f"http://{HOST}:{http_port}{ROUTE}", pid=proc.pid)
         finally:
             _stop(proc)
