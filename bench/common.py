@@ -434,7 +434,7 @@ class KernelSetting:
         return self.path.read_text().strip()
 
     def __enter__(self) -> KernelSetting:
-        self.original = self.read()
+        self.original = self.read() if self.path.exists() else ""
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._handlers[signum] = signal.signal(signum, self._on_signal)
         return self
