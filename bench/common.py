@@ -122,15 +122,10 @@ class WrkResult:
     non_2xx: int
 
 
-def wrk(
-    url: str,
-    *,
-    connections: int,
-    threads: int,
-    seconds: float,
-    headers: dict[str, str] | None = None,
-) -> WrkResult:
-    """Run wrk with bench/echo.lua (the same client for every stack compared)."""
+def _wrk_command(
+    *, connections: int, threads: int, seconds: float, headers: dict[str, str] | None
+) -> list[str]:
+    """wrk with bench/echo.lua (the same client for every stack compared), minus the URL."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: apt-get install -y wrk")
     command = [
@@ -144,6 +139,21 @@ def wrk(
     ]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
+    return command
+
+
+def wrk(
+    url: str,
+    *,
+    connections: int,
+    threads: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+) -> WrkResult:
+    """Run wrk with bench/echo.lua (the same client for every stack compared)."""
+    command = _wrk_command(
+        connections=connections, threads=threads, seconds=seconds, headers=headers
+    )
     output = subprocess.run(
         [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
@@ -337,19 +347,9 @@ def wrk_run(
     headers: dict[str, str] | None = None,
 ) -> WrkRun:
     """wrk() plus the requests completed, the time wrk took for them and wrk's CPU time."""
-    if shutil.which("wrk") is None:
-        raise RuntimeError("wrk is not installed: apt-get install -y wrk")
-    command = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--latency",
-        "-s",
-        str(ECHO_LUA),
-    ]
-    for name, value in (headers or {}).items():
-        command += ["-H", f"{name}: {value}"]
+    command = _wrk_command(
+        connections=connections, threads=threads, seconds=seconds, headers=headers
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     output = subprocess.run(
         [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60
