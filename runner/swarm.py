@@ -252,7 +252,6 @@ class Swarm:
             "locustfile_sha256": locustfile.LOCUSTFILE_SHA256,
             "memsweep_version": __version__,
         }
-        environment.parsed_options.memsweep_step = json.dumps(config)
         started = time.monotonic()
         data.load_started = time.time()
         data.measure_from = data.load_started + warmup_s

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.emulator.cgroups import CFS_PERIOD_US
 from runner.results import CpuDelivery, Trust
 
 # Of the CPU time the sandboxes were ready to use within their quota (what they ran plus
@@ -43,7 +44,7 @@ MIN_CPU_S = 0.2
 GENERATOR_CPU_MAX = 90.0
 # Hypervisor steal beyond this share of the host's CPU time: the VM itself was starved.
 MAX_STEAL = 0.10
-PERIOD_S = 0.020  # the emulator's CFS period (runner/emulator/cgroups.py)
+PERIOD_S = CFS_PERIOD_US / 1e6  # the emulator's CFS period
 
 
 @dataclass(frozen=True)

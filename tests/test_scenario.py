@@ -171,6 +171,11 @@ BAD = [
         "thresholds.error_rate: Input should be less than or equal to 1, got 5",
     ),
     (
+        "drop-rate-negative",
+        GOOD + "thresholds: {max_drop_rate: -0.1}\n",
+        "thresholds.max_drop_rate: Input should be greater than or equal to 0, got -0.1",
+    ),
+    (
         "think-time-inverted",
         replace("load:\n", "load:\n  think_time: {min_s: 2, max_s: 1}\n"),
         "load.think_time: max_s (1.0) is below min_s (2.0)",
