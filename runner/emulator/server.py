@@ -165,6 +165,7 @@ class LocalStack:
         self.pool: LambdaPool | None = None
         self.ready: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._table: TableDefinition | None = None  # for /reset-table
 
     async def start(self) -> None:
         options = self.options
@@ -175,6 +176,7 @@ class LocalStack:
                 resolved_config, params=options.params, stage=options.stage
             )
         definition = stack_definition(config, options)
+        self._table = definition.table
         self.limiter.cleanup_stale()
 
         endpoint = options.dynamodb_endpoint
@@ -231,6 +233,12 @@ class LocalStack:
             "dynamodb_endpoint": endpoint,
             "pid": os.getpid(),
             "dynalite_pid": self._dynalite.pid if self._dynalite else None,
+            # The runner paces its seeding to it (runner/seeding.py).
+            "usage_plan": (
+                {"rate": definition.throttle.rate, "burst": definition.throttle.burst}
+                if definition.throttle
+                else None
+            ),
             **self.status(),
         }
 
@@ -280,7 +288,11 @@ class LocalStack:
         if request.headers.get(b"x-memsweep-control") != self.control_token.encode():
             connection.respond(403, b'{"message":"Forbidden"}')
             return
-        actions = {b"/memory": self._apply_memory, b"/calibrate": self._apply_calibration}
+        actions = {
+            b"/memory": self._apply_memory,
+            b"/calibrate": self._apply_calibration,
+            b"/reset-table": self._reset_table,
+        }
         if request.method == b"GET" and request.path == b"/status":
             connection.respond(200, json.dumps(self.status()).encode())
         elif request.method == b"GET" and request.path == b"/delivery":
@@ -329,6 +341,14 @@ class LocalStack:
             check_memory(memory)
             if self.options.calibrate:
                 await self.calibrate(memory)
+
+    async def _reset_table(self, document: Any) -> None:
+        """Drop and re-create the table in the stack's own dynalite: a seeding reset that
+        spends none of the API's usage plan (and takes milliseconds, not a delete per item)."""
+        if self._dynalite is None or self._table is None:
+            raise BadInput("the table is not in the stack's own dynalite: reset it through the API")
+        client = dynamodb.local_client(self._dynalite.endpoint)
+        await asyncio.to_thread(dynamodb.create_table, client, self._table, reset=True)
 
     async def stop(self) -> None:
         for server in self._servers:
