@@ -167,9 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_scenario(args: argparse.Namespace) -> int:
-    from runner.scenario import load_scenario, with_target
+    from runner.scenario import parse_scenario, read_scenario_text, with_target
 
-    scenario = load_scenario(args.scenario)  # bad input fails before anything starts
+    # Read once (bounded, regular files only): the text parsed is the text recorded.
+    text = read_scenario_text(args.scenario)
+    scenario = parse_scenario(text, path=str(args.scenario))  # fails before anything starts
     scenario = with_target(
         scenario,
         kind=args.target,
@@ -188,7 +190,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
         sweep = Sweep(
             scenario,
             scenario_path=str(args.scenario),
-            scenario_text=args.scenario.read_text(encoding="utf-8"),
+            scenario_text=text,
             options=RunOptions(
                 out_dir=args.out,
                 local_workers=args.workers,

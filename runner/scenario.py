@@ -11,7 +11,10 @@ generated from these models for editors.
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.functional_validators import AfterValidator
 
 from runner.errors import BadInput
 
@@ -35,16 +39,37 @@ MIN_MEMORY_MB = 128
 MAX_MEMORY_MB = 10_240
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "scenarios" / "scenario.schema.json"
 
-# Templates allowed inside request bodies and seed items:
+# Templates allowed inside request bodies and seed items (runner/locustfile.py renders them;
+# a path or header is sent as written, so a template there is refused):
 #   {{uuid}}   a new random id          {{seq}}  a per-worker counter
 #   {{seeded}} the id of a random item seeded before the step
-#   {{int:A:B}} a random integer in [A, B]
+#   {{int:A:B}} a random integer in [A, B], A <= B
 TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-_TEMPLATE_NAMES = re.compile(r"^(uuid|seq|seeded|int:-?\d+:-?\d+)$")
+# DynamoDB numbers hold at most 38 significant digits (its documented data-type limits):
+# a bound with more digits could not be stored as written.
+MAX_TEMPLATE_INT_DIGITS = 38
+_TEMPLATE_NAMES = re.compile(
+    rf"^(uuid|seq|seeded|int:(?P<low>-?\d{{1,{MAX_TEMPLATE_INT_DIGITS}}})"
+    rf":(?P<high>-?\d{{1,{MAX_TEMPLATE_INT_DIGITS}}}))$"
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(value: str) -> str:
+    """Names are printed on terminals and in reports: no control characters (escapes, CR/LF)."""
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"holds the control character {found.group(0)!r}")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # .inf and .nan are never a meaningful setting (an infinite weight or think time only
+    # fails at run time), and pydantic would also take the strings "inf" and "nan".
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LocalTarget(_Model):
@@ -133,9 +158,13 @@ class Stage(_Model):
         return self
 
 
+# A user thinking for an hour between requests sends nothing in any step we can measure.
+MAX_THINK_TIME_S = 3600
+
+
 class ThinkTime(_Model):
-    min_s: float = Field(0.0, ge=0)
-    max_s: float = Field(0.0, ge=0)
+    min_s: float = Field(0.0, ge=0, le=MAX_THINK_TIME_S)
+    max_s: float = Field(0.0, ge=0, le=MAX_THINK_TIME_S)
 
     @model_validator(mode="after")
     def _ordered(self) -> ThinkTime:
@@ -179,10 +208,16 @@ Load = Annotated[
 def _check_templates(value: Any, where: str) -> None:
     if isinstance(value, str):
         for match in TEMPLATE.finditer(value):
-            if not _TEMPLATE_NAMES.match(match.group(1)):
+            known = _TEMPLATE_NAMES.match(match.group(1))
+            if not known:
                 raise ValueError(
                     f"unknown template {match.group(0)!r} in {where}: use {{{{uuid}}}}, "
-                    "{{seq}}, {{seeded}} or {{int:A:B}}"
+                    f"{{{{seq}}}}, {{{{seeded}}}} or {{{{int:A:B}}}} (A and B whole numbers of "
+                    f"at most {MAX_TEMPLATE_INT_DIGITS} digits)"
+                )
+            if known["low"] is not None and int(known["low"]) > int(known["high"]):
+                raise ValueError(
+                    f"template {match.group(0)!r} in {where}: its lower bound is above its upper"
                 )
     elif isinstance(value, dict):
         for key, item in value.items():
@@ -193,19 +228,66 @@ def _check_templates(value: Any, where: str) -> None:
             _check_templates(item, where)
 
 
+def _sent_as_written(value: str, where: str) -> None:
+    """A path or header goes out byte for byte: no templates, no CR/LF (header injection)."""
+    found = TEMPLATE.search(value)
+    if found:
+        raise ValueError(
+            f"{found.group(0)!r}: templates are rendered only in body and seed.item; the "
+            f"{where} is sent as written"
+        )
+    control = re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value)
+    if control:
+        raise ValueError(f"holds the control character {control.group(0)!r}")
+
+
+# RFC 9110 section 5.1: a field name is a token.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Weights are relative; a million to one already means a request that never runs, and a
+# bound keeps the cumulative weights the load generator sums finite.
+MAX_WEIGHT = 1_000_000
+# RFC 9110 section 15: a status code is three digits, 100 to 599.
+HttpStatus = Annotated[int, Field(ge=100, le=599)]
+
+
 class RequestSpec(_Model):
-    name: str = Field(..., min_length=1, max_length=200)
-    weight: float = Field(1.0, gt=0)
+    name: Name
+    weight: float = Field(1.0, gt=0, le=MAX_WEIGHT)
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    path: str | None = Field(None, description="default: the target's route")
+    path: str | None = Field(
+        None,
+        pattern=r"^(/|https?://)",
+        description="default: the target's route; /path on the target's host, or a URL",
+    )
     body: Any = Field(None, description="JSON body; strings may hold templates")
     headers: dict[str, str] = Field(default_factory=dict)
-    expect_status: list[int] = Field([200], min_length=1)
+    expect_status: list[HttpStatus] = Field([200], min_length=1)
 
     @field_validator("body")
     @classmethod
     def _templates(cls, value: Any) -> Any:
         _check_templates(value, "body")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path_as_written(cls, value: str | None) -> str | None:
+        if value is not None:
+            _sent_as_written(value, "path")
+            if re.search(r"\s", value):
+                raise ValueError("holds white space (percent-encode it as %20)")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_as_written(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"header name {name!r} is not an HTTP token (RFC 9110)")
+            try:
+                _sent_as_written(text, f"header {name}")
+            except ValueError as exc:
+                raise ValueError(f"header {name}: {exc}") from None
         return value
 
 
@@ -245,7 +327,7 @@ class Workers(_Model):
 
 
 class Scenario(_Model):
-    name: str = Field(..., min_length=1, max_length=200)
+    name: Name
     description: str = ""
     target: Target = LocalTarget()
     sweep: Sweep
@@ -266,7 +348,8 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _seeded_needs_seed(self) -> Scenario:
-        uses_seeded = "{{seeded}}" in json.dumps([spec.body for spec in self.requests])
+        names = TEMPLATE.findall(json.dumps([spec.body for spec in self.requests]))
+        uses_seeded = "seeded" in names  # also "{{ seeded }}", which renders the same
         if uses_seeded and self.seed.items == 0:
             raise ValueError("seed.items: is 0 but requests use {{seeded}}")
         return self
@@ -283,9 +366,96 @@ class Scenario(_Model):
 
 # --- reading YAML with line numbers ----------------------------------------------------------
 
+# A scenario is a hand-written config: the shipped ones are under 2 KB. 1 MB leaves room for
+# bodies far past what the target takes (a DynamoDB item is at most 400 KB), and refuses, before
+# parsing, a file that would be parsed for seconds and copied into results.json and the report.
+MAX_SCENARIO_BYTES = 1_000_000
+# Aliases share one parsed value, but every request serialises the value in full: the
+# billion-laughs file is a few hundred bytes and expands to gigabytes. Bound what the document
+# expands to (characters of scalars plus one per node). A file without aliases expands to
+# about its own size, so four times the file limit never refuses one.
+MAX_EXPANDED_SIZE = 4 * MAX_SCENARIO_BYTES
+# DynamoDB nests attributes at most 32 levels (its documented attribute limits); a body that
+# puts such an item sits a few levels below the scenario's top. 64 is twice that, and far
+# below Python's recursion limit, which deeper YAML hit (RecursionError, exit 3).
+MAX_DEPTH = 64
+# DynamoDB numbers hold 38 significant digits; 100 characters leaves room for a sign, an
+# exponent, underscores and a deliberately out-of-range test value, and stays far below
+# Python's 4300-digit limit on converting text to int (a ValueError, exit 3, before).
+MAX_NUMBER_CHARS = 100
+_JSON_TAGS = {
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")
+}
+
 
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key and sequence item."""
+    """SafeLoader that remembers the line of every mapping key and sequence item, and takes
+    only what JSON can say: strings, numbers, booleans, null, lists and string-keyed mappings,
+    bounded in depth and in what aliases expand to."""
+
+    # Dates stay text: a date value is not JSON, and a body sends what the file says.
+    yaml_implicit_resolvers = {  # noqa: RUF012 (PyYAML's own class attribute)
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def __init__(self, text: str, path: str) -> None:
+        super().__init__(text)
+        self.name = path
+        self.at: list[int | str] = []  # the field being composed or constructed
+        self.sizes: dict[int, int] = {}  # id(node) -> expanded size, once composed
+
+    def fail(self, node_or_mark: Any, message: str) -> BadInput:
+        mark = getattr(node_or_mark, "start_mark", node_or_mark)
+        field = _field_path(tuple(self.at))
+        return BadInput(_one_line(f"{self.name}:{mark.line + 1}: {field}: {message}"))
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+            target = super().compose_node(parent, index)
+            if id(target) not in self.sizes:  # its anchor is still open: the alias is inside it
+                raise self.fail(event, f"alias *{event.anchor} is inside its own anchor")
+            return target
+        part: int | str | None = None
+        if isinstance(index, int):
+            part = index
+        elif isinstance(index, yaml.ScalarNode):
+            part = str(index.value)
+        elif parent is not None:
+            part = "(a key)"
+        if part is not None:
+            self.at.append(part)
+        if len(self.at) > MAX_DEPTH:
+            where = self.peek_event()  # type: ignore[no-untyped-call]
+            raise self.fail(where, f"nested more than {MAX_DEPTH} levels deep")
+        node: Any = super().compose_node(parent, index)
+        if isinstance(node, yaml.ScalarNode):
+            size = 1 + len(node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self.sizes[id(child)] for child in node.value)
+        else:
+            size = 1 + sum(self.sizes[id(k)] + self.sizes[id(v)] for k, v in node.value)
+        if size > MAX_EXPANDED_SIZE:
+            raise self.fail(
+                node,
+                f"its aliases expand to more than {MAX_EXPANDED_SIZE:,} characters "
+                "(a YAML alias bomb?): write the value out or use fewer aliases",
+            )
+        self.sizes[id(node)] = size
+        if part is not None:
+            self.at.pop()
+        return node
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        if node.tag not in _JSON_TAGS:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise self.fail(
+                node,
+                f"the YAML tag {tag} is not allowed: a scenario holds strings, numbers, "
+                "booleans, null, lists and mappings",
+            )
+        return super().construct_object(node, deep=deep)
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -293,17 +463,41 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any,
     mapping: dict[Any, Any] = {}
     lines: dict[Any, int] = {}
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise loader.fail(key_node, "a key must be a plain string, not a list or a mapping")
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            kind = "null" if key is None else "a boolean" if isinstance(key, bool) else "a number"
+            raise loader.fail(key_node, f"the key {key_node.value!r} is read as {kind}: quote it")
+        loader.at.append(key)
         if key in mapping:
-            raise BadInput(f"{loader.name}:{key_node.start_mark.line + 1}: {key!r} appears twice")
+            raise loader.fail(key_node, "appears twice")
         mapping[key] = loader.construct_object(value_node, deep=True)
+        loader.at.pop()
         lines[key] = key_node.start_mark.line + 1
     return _LinedDict(mapping, lines, node.start_mark.line + 1)
 
 
 def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> list[Any]:
-    items = [loader.construct_object(child, deep=True) for child in node.value]
+    items = []
+    for index, child in enumerate(node.value):
+        loader.at.append(index)
+        items.append(loader.construct_object(child, deep=True))
+        loader.at.pop()
     return _LinedList(items, [child.start_mark.line + 1 for child in node.value])
+
+
+def _construct_number(loader: _LineLoader, node: yaml.ScalarNode) -> int | float:
+    if len(node.value) > MAX_NUMBER_CHARS:
+        raise loader.fail(
+            node, f"a number of {len(node.value)} characters (at most {MAX_NUMBER_CHARS})"
+        )
+    if node.tag.endswith(":int"):
+        return int(loader.construct_yaml_int(node))
+    number = float(loader.construct_yaml_float(node))
+    if not math.isfinite(number):
+        raise loader.fail(node, f"must be a finite number, got {node.value}")
+    return number
 
 
 class _LinedDict(dict[Any, Any]):
@@ -321,6 +515,8 @@ class _LinedList(list[Any]):
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+_LineLoader.add_constructor("tag:yaml.org,2002:int", _construct_number)
+_LineLoader.add_constructor("tag:yaml.org,2002:float", _construct_number)
 
 
 def _line_of(document: Any, location: tuple[int | str, ...]) -> int:
@@ -349,14 +545,30 @@ def _without_tags(location: tuple[int | str, ...]) -> tuple[int | str, ...]:
     return location
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]{1,60}$|^\(a key\)$")
+
+
 def _field_path(location: tuple[int | str, ...]) -> str:
     text = ""
     for part in location:
         if isinstance(part, int):
             text += f"[{part}]"
-        else:
+        elif _PLAIN_KEY.match(str(part)):
             text += f".{part}" if text else str(part)
+        else:  # a key with dots, spaces or newlines is shown quoted, so the line stays one
+            text += f"[{_shown(str(part))}]"
+    if len(text) > 80:  # 64 levels of [0] say nothing more than their start does
+        text = text[:77] + "..."
     return text or "(top level)"
+
+
+# One problem, one line: a message never spans lines nor fills the screen.
+MAX_MESSAGE_CHARS = 400
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
 
 
 def _shown(value: Any) -> str:
@@ -378,7 +590,9 @@ def _messages(path: str, document: Any, error: ValidationError) -> list[str]:
         if blamed:
             field = tuple(blamed["field"].split("."))
             out.append(
-                f"{path}:{_line_of(document, field)}: {blamed['field']}: {blamed['message']}"
+                _one_line(
+                    f"{path}:{_line_of(document, field)}: {blamed['field']}: {blamed['message']}"
+                )
             )
             continue
         if item["type"] == "extra_forbidden":
@@ -395,24 +609,35 @@ def _messages(path: str, document: Any, error: ValidationError) -> list[str]:
         )
         if item["type"] == "extra_forbidden":
             got = ""
-        out.append(f"{path}:{_line_of(document, clean)}: {_field_path(clean)}: {message}{got}")
+        out.append(
+            _one_line(f"{path}:{_line_of(document, clean)}: {_field_path(clean)}: {message}{got}")
+        )
     return out
 
 
 def parse_scenario(text: str, *, path: str = "<scenario>") -> Scenario:
     """A Scenario from YAML text; BadInput naming file, line and field on any problem."""
-    loader = _LineLoader(text)
-    loader.name = path
+    if len(text) > MAX_SCENARIO_BYTES:
+        raise BadInput(f"{path}:1: is {len(text):,} characters; {_TOO_BIG}")
+    loader: _LineLoader | None = None
     try:
+        loader = _LineLoader(text, path)
         document = loader.get_single_data()
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (e.g. NUL)
+        line = text.count("\n", 0, exc.position) + 1
+        raise BadInput(
+            f"{path}:{line}: not valid YAML: the character {chr(exc.character)!r} is not allowed"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise BadInput(f"{path}:{line}: not valid YAML: {exc.problem or exc}") from None
+        problem = " ".join(str(exc.problem or exc).split())
+        raise BadInput(f"{path}:{line}: not valid YAML: {problem}") from None
     except yaml.YAMLError as exc:
-        raise BadInput(f"{path}: not valid YAML: {exc}") from None
+        raise BadInput(f"{path}:1: not valid YAML: {' '.join(str(exc).split())}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(document, dict):
         raise BadInput(f"{path}:1: a scenario is a mapping of keys (name, sweep, load, ...)")
     try:
@@ -422,15 +647,59 @@ def parse_scenario(text: str, *, path: str = "<scenario>") -> Scenario:
         raise BadInput("\n".join(messages)) from None
 
 
-def load_scenario(path: str | Path) -> Scenario:
+_TOO_BIG = f"a scenario is at most {MAX_SCENARIO_BYTES:,} bytes (MAX_SCENARIO_BYTES)"
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def read_scenario_text(path: str | Path) -> str:
+    """A scenario file's text, read only if it is a regular file of sane size."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        # Non-blocking: opening a FIFO for reading would wait for a writer for ever.
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise BadInput(f"{file}: no such scenario file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{file}: cannot read it: {exc}") from None
-    return parse_scenario(text, path=str(file))
+    except OSError as exc:
+        raise BadInput(f"{file}: cannot read it: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)  # of what was opened, not of what the name points to now
+        if not stat.S_ISREG(info.st_mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+            raise BadInput(f"{file}: is {kind}, not a scenario file")
+        if info.st_size > MAX_SCENARIO_BYTES:
+            raise BadInput(f"{file}: is {info.st_size:,} bytes; {_TOO_BIG}")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_SCENARIO_BYTES:  # bounded even if the file grows while read
+            chunk = os.read(fd, MAX_SCENARIO_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_SCENARIO_BYTES:
+            raise BadInput(f"{file}: is over {MAX_SCENARIO_BYTES:,} bytes; {_TOO_BIG}")
+    except OSError as exc:
+        raise BadInput(f"{file}: cannot read it: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise BadInput(
+            f"{file}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8"
+        ) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    return parse_scenario(read_scenario_text(path), path=str(path))
 
 
 # The target fields a command-line flag may set, per kind.

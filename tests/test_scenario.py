@@ -194,7 +194,7 @@ BAD = [
         replace("load:\n", "load:\n  model: open\n  rate_per_s: 5\n  duration_s: 3\n"),
         "load.stages: unknown key",
     ),
-    ("duplicate-key", GOOD + "name: again\n", "x.yaml:11: 'name' appears twice"),
+    ("duplicate-key", GOOD + "name: again\n", "x.yaml:11: name: appears twice"),
     ("not-yaml", "name: [unclosed\n", "x.yaml:2: not valid YAML"),
     ("not-a-mapping", "- just\n- a list\n", "x.yaml:1: a scenario is a mapping of keys"),
     (
