@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import decimal
 import json
 import os
+import re
 import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from itertools import accumulate
 from typing import Any
 
 import boto3
-from boto3.dynamodb.types import Binary
+from boto3.dynamodb.types import DYNAMODB_CONTEXT, Binary
 from botocore.config import Config
 from botocore.exceptions import ClientError, ParamValidationError
 
@@ -36,6 +39,39 @@ TABLE_NAME = os.environ.get("TABLE_NAME", "lambda-apigateway")
 LIST_LIMIT_MAX = int(os.environ.get("LIST_LIMIT_MAX", "100"))
 # Marker the runner's log parser looks for (one line per invocation).
 LOG_TYPE = "memsweep.invocation"
+
+# --- bounds on what a request may hold, checked before any work scales with it -------------
+# Lambda quota: a synchronous invocation's request payload is at most 6 MB, so no larger
+# body reaches this code on AWS (API Gateway's own 10 MB is never the binding one).
+MAX_BODY_CHARS = 6 * 1024 * 1024
+# Deep enough for DynamoDB's 32 levels inside the request's envelope (request, payload,
+# Item) with room to spare; shallow enough that every later walk (ours, boto3's
+# serialiser, json.dumps) stays far from Python's recursion limit.
+MAX_JSON_DEPTH = 64
+# The widest DynamoDB number written out without an exponent is -0.(129 zeros)(38 digits):
+# 170 characters. A longer literal is refused before it is converted.
+MAX_NUMBER_CHARS = 200
+
+# DynamoDB's documented constraints (Developer Guide, "Constraints in Amazon DynamoDB":
+# Data types, Items, Attributes, Naming rules, Expression parameters). AWS answers each
+# with a ValidationException; the handler refuses them first so the local stack (dynalite,
+# which misses several) and AWS give the same 400 naming the limit, and nothing is written.
+DYNAMODB_NUMBER_DIGITS = 38  # significant digits
+DYNAMODB_NUMBER_MAX_EXPONENT = 125  # 9.9999999999999999999999999999999999999E+125
+DYNAMODB_NUMBER_MIN_EXPONENT = -130  # 1E-130
+DYNAMODB_MAX_ITEM_BYTES = 400 * 1024  # attribute names and values, UTF-8
+DYNAMODB_MAX_NESTING = 32  # levels of nested attributes, the item's own level included
+DYNAMODB_MAX_ATTRIBUTE_NAME_BYTES = 65535  # "at least one character, no greater than 64 KB"
+DYNAMODB_MAX_EXPRESSION_BYTES = 4 * 1024  # any one expression string
+DYNAMODB_MAX_PLACEHOLDER_BYTES = 255  # one #name or :value placeholder
+DYNAMODB_MAX_SUBSTITUTION_BYTES = 2 * 1024 * 1024  # all names and values of one request
+_EXPRESSIONS = (
+    "ConditionExpression",
+    "UpdateExpression",
+    "ProjectionExpression",
+    "FilterExpression",
+)
+_NUMBER_RANGE = "1E-130 to 9.9999999999999999999999999999999999999E+125, positive or negative"
 
 # Built once per sandbox: a per-call resource costs ~11 ms of CPU (EMULATOR_FACTS.md), which
 # at 128 MB is most of the tutorial's latency. boto3 reads AWS_ENDPOINT_URL by itself, which
@@ -109,24 +145,124 @@ def _reject_constant(name: str) -> Any:
     raise BadRequest(f"request body: {name} is not a valid JSON number")
 
 
-def _decode_json(text: str | bytes) -> Any:
-    # Decimal, not float: DynamoDB numbers are decimal and boto3 refuses floats.
+def _number(text: str, *, integer: bool) -> Decimal | int:
+    """A number literal as DynamoDB can store it, or a 400 naming the limit it breaks.
+
+    Every number in a request is held to DynamoDB's number type, echo's too: the function
+    carries DynamoDB documents, and an unbounded number (1e999999999 is 11 characters) must
+    never reach int() or boto3's serialiser.
+    """
+    if len(text) > MAX_NUMBER_CHARS:
+        raise BadRequest(
+            f"number {text[:32]}... is {len(text)} characters long; this function accepts "
+            f"number literals of at most {MAX_NUMBER_CHARS} characters"
+        )
+    value = Decimal(text)
+    sign, digits, exponent = value.as_tuple()
+    significant = len(digits)
+    while significant and digits[significant - 1] == 0:
+        significant -= 1
+    if not significant:
+        return 0 if integer else Decimal(0)  # any zero: 0E-999999 would trip boto3
+    if value.adjusted() > DYNAMODB_NUMBER_MAX_EXPONENT:
+        raise BadRequest(
+            f"number {text[:64]} is too large: DynamoDB numbers range over {_NUMBER_RANGE}"
+        )
+    if value.adjusted() < DYNAMODB_NUMBER_MIN_EXPONENT:
+        raise BadRequest(
+            f"number {text[:64]} is too small: DynamoDB numbers range over {_NUMBER_RANGE}"
+        )
+    if significant > DYNAMODB_NUMBER_DIGITS:
+        raise BadRequest(
+            f"number {text[:64]} has {significant} significant digits: DynamoDB numbers "
+            f"keep at most {DYNAMODB_NUMBER_DIGITS}"
+        )
+    if len(digits) > significant:  # trailing zeros past 38 digits: boto3 would say Rounded
+        value = Decimal((sign, digits[:significant], int(exponent) + len(digits) - significant))
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        DYNAMODB_CONTEXT.create_decimal(value)  # what boto3 will do with it
+    except decimal.DecimalException:
+        raise BadRequest(
+            f"number {text[:64]} has more digits than DynamoDB keeps at that magnitude"
+        ) from None
+    if integer and len(digits) <= DYNAMODB_NUMBER_DIGITS:
+        return int(text)
+    return value
+
+
+def _parse_float(text: str) -> Decimal | int:
+    # Decimal, not float: DynamoDB numbers are decimal and boto3 refuses floats.
+    return _number(text, integer=False)
+
+
+def _parse_int(text: str) -> Decimal | int:
+    return _number(text, integer=True)
+
+
+# A JSON string, escapes included (the unrolled form keeps the regex linear).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_DEPTH_STEP = [0] * 256
+_DEPTH_STEP[ord("[")] = _DEPTH_STEP[ord("{")] = 1
+_DEPTH_STEP[ord("]")] = _DEPTH_STEP[ord("}")] = -1
+
+
+def _json_depth(text: str | bytes) -> int:
+    """How deep a JSON text nests (an upper bound if it is malformed), in linear C-speed steps."""
+    if isinstance(text, str):
+        if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+            return 0  # too few brackets to be too deep: the common case costs two scans
+        text = text.encode("utf-8", "surrogatepass")
+    elif text.count(b"[") + text.count(b"{") <= MAX_JSON_DEPTH:
+        return 0
+    brackets = _JSON_STRING.sub(b"", text).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def _decode_json(text: str | bytes) -> Any:
+    if len(text) > MAX_BODY_CHARS:
+        raise PayloadTooLarge(
+            f"request body is {len(text)} bytes; the limit is {MAX_BODY_CHARS} "
+            "(Lambda's 6 MB synchronous payload quota)"
+        )
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise BadRequest(
+            f"request body nests {depth} levels deep; this function accepts JSON nested at "
+            f"most {MAX_JSON_DEPTH} levels"
+        )
+    try:
+        return json.loads(
+            text,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
+            parse_constant=_reject_constant,
+        )
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        raise BadRequest(f"request body is not valid JSON: {str(exc)[:200]}") from None
 
 
-def _to_decimals(value: Any) -> Any:
-    """Floats in a direct (already decoded) event become Decimals, as in a proxy body."""
+def _to_decimals(value: Any, depth: int = 1) -> Any:
+    """A direct (already decoded) event held to the same rules as a proxy body."""
+    if depth > MAX_JSON_DEPTH:
+        raise BadRequest(
+            f"request nests more than {MAX_JSON_DEPTH} levels deep; this function accepts "
+            f"JSON nested at most {MAX_JSON_DEPTH} levels"
+        )
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise BadRequest(f"payload: {value} is not a valid number")
-        return Decimal(repr(value))
+        return _number(repr(value), integer=False)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > 4 * MAX_NUMBER_CHARS:  # str() of a huge int is itself costly
+            raise BadRequest(
+                f"an integer of {value.bit_length()} bits is out of DynamoDB's number range"
+            )
+        return _number(str(value), integer=True)
     if isinstance(value, dict):
-        return {key: _to_decimals(item) for key, item in value.items()}
+        return {key: _to_decimals(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list):
-        return [_to_decimals(item) for item in value]
+        return [_to_decimals(item, depth + 1) for item in value]
     return value
 
 
@@ -203,6 +339,148 @@ def _require_object(payload: Payload, key: str) -> None:
         raise BadRequest(f"payload.{key} is required")
     if not isinstance(payload[key], dict) or not payload[key]:
         raise BadRequest(f"payload.{key} must be a non-empty JSON object")
+
+
+# --- DynamoDB's limits, checked before the call ----------------------------------------------
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _attribute_name(name: str, where: str, *, top_level: bool = True) -> int:
+    """An attribute name's size in bytes, or a 400 naming DynamoDB's naming rule."""
+    size = _utf8_len(name)
+    if size > DYNAMODB_MAX_ATTRIBUTE_NAME_BYTES:
+        raise BadRequest(
+            f"{where}: attribute name {name[:32]!r}... is {size} bytes; DynamoDB's limit for "
+            f"an attribute name is 64 KB ({DYNAMODB_MAX_ATTRIBUTE_NAME_BYTES} bytes)"
+        )
+    if not size and top_level:
+        raise BadRequest(f"{where}: DynamoDB attribute names must be at least one character long")
+    return size
+
+
+def _number_size(value: Decimal | int) -> int:
+    # DynamoDB's size of a number: about 1 byte per two significant digits plus 1 (the
+    # Developer Guide's item-size rules), refined as dynalite measures it.
+    number = Decimal(value)
+    sign, digits, _ = number.as_tuple()
+    significant = len(digits)
+    while significant and digits[significant - 1] == 0:
+        significant -= 1
+    if not significant:
+        return 1
+    even = not (significant % 2 or number.adjusted() % 2)
+    return 1 + (significant + 1) // 2 + even + sign
+
+
+def _value_size(value: Any, level: int, where: str) -> int:
+    """DynamoDB's size of one attribute value at a nesting level (a top-level attribute is 1).
+
+    Sizes follow the Developer Guide's item-size rules (UTF-8 strings, 3 bytes plus 1 per
+    element for a list or map, names included); one linear walk also checks nesting.
+    """
+    if isinstance(value, str):
+        return _utf8_len(value)
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, (int, Decimal)):
+        return _number_size(value)
+    if isinstance(value, (dict, list)):
+        if level >= DYNAMODB_MAX_NESTING:
+            raise BadRequest(
+                f"{where}: nested deeper than DynamoDB's limit of {DYNAMODB_MAX_NESTING} levels "
+                "for nested attributes (the item is the first level)"
+            )
+        if isinstance(value, list):
+            return 3 + sum(1 + _value_size(item, level + 1, where) for item in value)
+        return (
+            3
+            + len(value)
+            + sum(
+                _attribute_name(key, where, top_level=False) + _value_size(item, level + 1, where)
+                for key, item in value.items()
+            )
+        )
+    if isinstance(value, (set, frozenset)):  # not from JSON; a direct caller's own values
+        if not value:
+            raise BadRequest(f"{where}: DynamoDB refuses an empty set")
+        return sum(_value_size(item, level, where) for item in value)
+    if isinstance(value, Binary):
+        return len(value.__bytes__())
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    return 0  # any other type: boto3's serialiser names it
+
+
+def _check_item(item: dict[str, Any], where: str) -> None:
+    size = 0
+    for name, value in item.items():
+        label = f"{where}.{name[:64]}"
+        size += _attribute_name(name, where) + _value_size(value, 1, label)
+    if size > DYNAMODB_MAX_ITEM_BYTES:
+        raise PayloadTooLarge(
+            f"item too large: {where} is {size} bytes; DynamoDB's item size limit is 400 KB "
+            f"({DYNAMODB_MAX_ITEM_BYTES} bytes, attribute names included)"
+        )
+
+
+def _placeholder(placeholder: str, where: str) -> int:
+    size = _utf8_len(placeholder)
+    if size > DYNAMODB_MAX_PLACEHOLDER_BYTES:
+        raise BadRequest(
+            f"payload.{where}: placeholder {placeholder[:32]!r}... is {size} bytes; DynamoDB's "
+            f"limit for an expression attribute name or value is "
+            f"{DYNAMODB_MAX_PLACEHOLDER_BYTES} bytes"
+        )
+    return size
+
+
+def check_dynamodb_limits(payload: Payload) -> None:
+    """Refuse what DynamoDB would refuse for its documented limits, before anything is sent.
+
+    Only values of the right shape are checked; wrong shapes are left to the operation's own
+    checks and to boto3, which name them.
+    """
+    item = payload.get("Item")
+    if isinstance(item, dict):
+        _check_item(item, "payload.Item")
+    for key in _EXPRESSIONS:
+        expression = payload.get(key)
+        if isinstance(expression, str):
+            size = _utf8_len(expression)
+            if size > DYNAMODB_MAX_EXPRESSION_BYTES:
+                raise BadRequest(
+                    f"payload.{key} is {size} bytes; DynamoDB's limit for an expression is "
+                    f"4 KB ({DYNAMODB_MAX_EXPRESSION_BYTES} bytes)"
+                )
+    substitutions = 0
+    names = payload.get("ExpressionAttributeNames")
+    if isinstance(names, dict):
+        for placeholder, name in names.items():
+            substitutions += _placeholder(placeholder, "ExpressionAttributeNames")
+            if isinstance(name, str):
+                where = f"payload.ExpressionAttributeNames.{placeholder[:64]}"
+                substitutions += _attribute_name(name, where)
+    values = payload.get("ExpressionAttributeValues")
+    if isinstance(values, dict):
+        for placeholder, value in values.items():
+            substitutions += _placeholder(placeholder, "ExpressionAttributeValues")
+            where = f"payload.ExpressionAttributeValues.{placeholder[:64]}"
+            substitutions += _value_size(value, 1, where)
+    if substitutions > DYNAMODB_MAX_SUBSTITUTION_BYTES:
+        raise BadRequest(
+            f"payload's ExpressionAttributeNames and ExpressionAttributeValues hold "
+            f"{substitutions} bytes; DynamoDB's limit for all substitutions is 2 MB"
+        )
+    updates = payload.get("AttributeUpdates")
+    if isinstance(updates, dict):
+        for name, update in updates.items():
+            where = f"payload.AttributeUpdates.{name[:64]}"
+            _attribute_name(name, "payload.AttributeUpdates")
+            if isinstance(update, dict) and "Value" in update:
+                _value_size(update["Value"], 1, where)
 
 
 _EXPRESSION_NAMES_VALUES = frozenset({"ExpressionAttributeNames", "ExpressionAttributeValues"})
@@ -329,7 +607,11 @@ def _consumed_capacity(response: Any, operation: Operation) -> dict[str, float]:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        # Within DynamoDB's range (every number passed _number() or came from DynamoDB) an
+        # integral value has at most 126 digits; the bound keeps int() cheap regardless.
+        if value.adjusted() <= DYNAMODB_NUMBER_MAX_EXPONENT and value == value.to_integral_value():
+            return int(value)
+        return float(value)
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=str)
     if isinstance(value, Binary):
@@ -365,6 +647,7 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
         name, operation, payload = _resolve(request)
         log["operation"] = name
         if operation.uses_table:
+            check_dynamodb_limits(payload)
             payload = {**payload, "ReturnConsumedCapacity": "TOTAL"}
         try:
             result = operation.run(payload)
@@ -372,6 +655,10 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
             raise _translate(exc) from None
         except ParamValidationError as exc:
             raise BadRequest(f"payload for {name}: {exc}") from None
+        except decimal.DecimalException as exc:  # boto3's serialiser; _number() should prevent it
+            raise BadRequest(
+                f"payload for {name}: a number DynamoDB cannot hold ({exc!r})"
+            ) from None
         if operation.uses_table:
             capacity = _consumed_capacity(result, operation)
         response = _response(200, result)
