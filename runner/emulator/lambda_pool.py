@@ -8,7 +8,9 @@ out of memory or times out is killed and its invocation fails. Changing memory d
 in-flight calls and replaces every sandbox.
 
 Each sandbox gets its own Runtime API listener, so a request's socket says which sandbox
-sent it. Every invocation ends with CloudWatch-format START/END/REPORT lines in the log.
+sent it, and a listener serves only its sandbox's own process (peer.py says how and why):
+in Lambda nothing outside the execution environment can reach its Runtime API. Every
+invocation ends with CloudWatch-format START/END/REPORT lines in the log.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import TypedDict
 from runner.emulator.cgroups import CFS_PERIOD_US, Limiter, cpu_quota_us, cpu_share
 from runner.emulator.deadlines import Deadlines
 from runner.emulator.http import Connection, Request, bound_port, serve
+from runner.emulator.peer import PeerCheck
 from runner.emulator.sandbox import CpuUsage, FunctionConfig, Sandbox
 from runner.lambda_logs import (
     InvocationReport,
@@ -36,6 +39,13 @@ from runner.lambda_logs import (
 )
 
 _RUNTIME_PREFIX = b"/2018-06-01/runtime/"
+# Every sandbox's Runtime API listens on loopback only (peer.py looks up TCP peers there).
+_RUNTIME_HOST = "127.0.0.1"
+_NOT_YOURS = (
+    b'{"errorMessage":"Forbidden: this Runtime API serves only its own sandbox\'s process"}'
+)
+# Refused connections logged one line each, then only counted: a flood must not fill the disk.
+MAX_REFUSALS_LOGGED = 20
 # Runtime API bodies are events and results: Lambda caps synchronous payloads at 6 MB.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 # Lambda's default account concurrency is 1,000; one host runs far fewer python processes.
@@ -129,15 +139,23 @@ class _Slot:
         "counted",
         "invocation",
         "last_usage",
+        "local",
         "ready",
+        "refused",
         "retiring",
         "sandbox",
         "server",
+        "trusted",
     )
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
         self.server: asyncio.Server | None = None
+        self.local = (_RUNTIME_HOST, 0)  # the Runtime API's listening address
+        # The connection shown to come from the sandbox's own process, and the last one
+        # refused (its pipelined requests are dropped while it closes).
+        self.trusted: Connection | None = None
+        self.refused: Connection | None = None
         self.connection: Connection | None = None  # a parked GET /next
         self.invocation: Invocation | None = None
         self.ready = False
@@ -177,6 +195,9 @@ class LambdaPool:
         self._retired_usage = CpuUsage()
         self._retired_counted = 0
         self._samples_lost = 0
+        self._peers = PeerCheck()
+        # Connections to a Runtime API from a process other than its sandbox, refused.
+        self.runtime_api_refused = 0
 
     # -- invoking ----------------------------------------------------------------------------
 
@@ -269,11 +290,12 @@ class LambdaPool:
             # connection crashes awslambdaric at once (EMULATOR_FACTS.md trap 1).
             slot.server = await serve(
                 lambda request, connection: self._runtime_api(slot, request, connection),
-                host="127.0.0.1",
+                host=_RUNTIME_HOST,
                 port=0,
                 max_body=MAX_PAYLOAD_BYTES,
             )
-            slot.sandbox.runtime_api = f"127.0.0.1:{bound_port(slot.server)}"
+            slot.local = (_RUNTIME_HOST, bound_port(slot.server))
+            slot.sandbox.runtime_api = f"{_RUNTIME_HOST}:{slot.local[1]}"
             self.cold_starts += 1
             await slot.sandbox.start()
             returncode = await slot.sandbox.wait()
@@ -341,6 +363,8 @@ class LambdaPool:
     # -- the Runtime API ---------------------------------------------------------------------
 
     def _runtime_api(self, slot: _Slot, request: Request, connection: Connection) -> None:
+        if connection is not slot.trusted and not self._admit(slot, request, connection):
+            return
         path = request.path
         if not path.startswith(_RUNTIME_PREFIX):
             connection.respond(404, b'{"errorMessage":"unknown path"}')
@@ -356,6 +380,38 @@ class LambdaPool:
             self._init_failed(slot, request.body)
         else:
             connection.respond(404, b'{"errorMessage":"unknown path"}')
+
+    def _admit(self, slot: _Slot, request: Request, connection: Connection) -> bool:
+        """Serve a connection only if its client socket is held by the sandbox's process.
+
+        Checked on a connection's first request, once: awslambdaric keeps one connection.
+        """
+        if connection is slot.refused:
+            return False  # pipelined behind a refused request: the connection is closing
+        pid = slot.sandbox.pid
+        peer = request.peer
+        # The pid is known before any request: the process is set a loop turn after its
+        # spawn, and its first request needs an accept and a read after that.
+        if peer is not None and pid is not None and self._peers.owned_by(peer, slot.local, pid):
+            slot.trusted = connection
+            return True
+        slot.refused = connection
+        self.runtime_api_refused += 1
+        if self.runtime_api_refused <= MAX_REFUSALS_LOGGED:
+            source = f"{peer[0]}:{peer[1]}" if peer else "an unknown address"
+            more = (
+                f" (after {MAX_REFUSALS_LOGGED}, refusals are counted, not logged)"
+                if self.runtime_api_refused == MAX_REFUSALS_LOGGED
+                else ""
+            )
+            os.write(
+                self._log_fd,
+                f"{_timestamp()} Runtime API of sandbox {slot.sandbox.id}: refused "
+                f"{request.method.decode(errors='replace')} from {source}, a process other "
+                f"than the sandbox's own{more}\n".encode(),
+            )
+        connection.respond(403, _NOT_YOURS, keep_alive=False)
+        return False
 
     def _next(self, slot: _Slot, connection: Connection) -> None:
         if not slot.ready:
@@ -516,6 +572,7 @@ class LambdaPool:
         for slot in old:
             self._retire(slot)
         await self._wait_gone(old, 5.0)
+        self._peers.close()
         os.close(self._log_fd)
 
 
