@@ -22,8 +22,11 @@ if TYPE_CHECKING:
 # Listening on port 0 and printing the kernel's choice avoids the race of probing for a
 # free port first. Closing stdin (the parent died, even by SIGKILL) stops the server, so a
 # crashed runner never leaves dynalite behind. Table state changes are instant: CREATING
-# for 500 ms (dynalite's default) only slows start-up.
+# for 500 ms (dynalite's default) only slows start-up. dynalite_limits.js is loaded first:
+# it adds the DynamoDB limits dynalite lacks (nesting depth, UTF-8 sizes, attribute names,
+# expression sizes), so the local stack refuses what DynamoDB refuses.
 _LAUNCHER = """
+require(process.argv[3])(process.argv[1]);
 const dynalite = require(process.argv[1]);
 const path = process.argv[2] || undefined;
 const server = dynalite({path, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0});
@@ -34,6 +37,7 @@ process.on('SIGINT', stop);
 process.stdin.on('end', stop);
 process.stdin.resume();
 """
+LIMITS_PATCH = Path(__file__).with_name("dynalite_limits.js")
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 5.0
 # Fake but well-formed credentials: dynalite checks the signature's shape, not its secret.
@@ -65,7 +69,7 @@ class Dynalite:
         module = PROJECT_ROOT / "node_modules" / "dynalite"
         node_tool("dynalite")  # clear error if `npm ci` was not run
         self._process = subprocess.Popen(
-            ["node", "-e", _LAUNCHER, str(module), str(self.path or "")],
+            ["node", "-e", _LAUNCHER, str(module), str(self.path or ""), str(LIMITS_PATCH)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
