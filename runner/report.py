@@ -9,7 +9,9 @@ fetch. Jinja autoescapes everything user-supplied; chart data reaches the script
 from __future__ import annotations
 
 import math
+import os
 import platform
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -241,10 +243,27 @@ def write_report(inputs: list[str | Path], output: Path | None = None) -> Path:
     html = render(analyses, cross_run=cross_run, pair=pair)
     target = output or default_output(paths)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.tmp")
-        temp.write_text(html, encoding="utf-8")
-        temp.replace(target)
+        _write_atomically(target, html)
     except OSError as exc:
         raise BadInput(f"{target}: cannot write the report: {exc.strerror or exc}") from None
     return target
+
+
+# A report is for sharing: readable by all, like a file written with the default umask.
+REPORT_MODE = 0o644
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    """Through a temporary file of our own (created exclusively, with a name nobody can
+    guess), then renamed over the target: a link planted beside the report is never
+    followed, and a reader never sees half a report."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), REPORT_MODE)
+            out.write(text)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

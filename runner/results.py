@@ -8,13 +8,30 @@ any percentile and compare settings without raw samples.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import math
 import os
+import re
+import stat
+import struct
 import tempfile
+import zlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import numpy as np
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from runner.errors import BadInput
 
@@ -23,71 +40,158 @@ from runner.errors import BadInput
 SCHEMA_VERSION = 2
 
 
+# --- bounds on what a results file may hold --------------------------------------------------
+# Checked before decoding, so a hostile file costs a bounded read and one pass, never a
+# RecursionError, a float overflow or a decompression bomb.
+
+# A long sweep's file: steps x (histograms of up to ~290 KB + a timeline of ~100 bytes a
+# second); 256 MiB is far above any sweep the scenario limits allow to finish in a day.
+MAX_RESULTS_BYTES = 256 * 1024 * 1024
+# Results nest ~6 deep; the scenario echo holds request bodies, which DynamoDB caps at 32
+# levels of nesting (DynamoDB developer guide, "Quotas": nested attribute depth 32). Python's
+# JSON decoder recurses once per level, with a default recursion limit of 1000.
+MAX_JSON_DEPTH = 200
+# Every number memsweep writes fits a float or a 64-bit count: at most 20 digits in a row.
+MAX_NUMBER_DIGITS = 30
+# Epoch seconds the report can print as a date (datetime stops at the end of year 9999).
+MAX_EPOCH_S = 253_402_300_799.0
+# A count no run reaches (2**53: the largest integer a float, and JavaScript, hold exactly).
+MAX_COUNT = 2**53
+
+# HDR encodings (hdrh's V2 wire format): an 8-byte header (cookie, length) + zlib of a
+# 40-byte payload header and one varint (up to 9 bytes) per counter. At the workers' range
+# (runner/stats.py: 1 us to 1 h, 3 digits) there are 23,552 counters: at most 212,008 bytes
+# inflated, ~283 KB of base64.
+_HDR_COMPRESSION_COOKIE = 0x1C849304
+_HDR_ENCODING_COOKIE = 0x1C849303
+_HDR_PAYLOAD_HEADER = struct.Struct(">IIIIQQd")
+_HDR_MAX_COUNTERS = 23_552
+MAX_HISTOGRAM_CHARS = 400_000
+_HDR_MAX_INFLATED = _HDR_PAYLOAD_HEADER.size + 9 * _HDR_MAX_COUNTERS
+
+
+def _check_histogram(encoded: str | None) -> str | None:
+    """An HDR encoding at the workers' settings that decodes, or ValueError saying why not."""
+    if encoded is None:
+        return None
+    from runner import stats  # imports this module for Latency
+
+    if len(encoded) > MAX_HISTOGRAM_CHARS:
+        raise ValueError(f"longer ({len(encoded):,} characters) than any HDR histogram")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not an HDR histogram (not base64)") from None
+    if len(raw) < 8:
+        raise ValueError("not an HDR histogram (too short)")
+    cookie, length = struct.unpack(">II", raw[:8])
+    if cookie & ~0xF0 != _HDR_COMPRESSION_COOKIE or length != len(raw) - 8:
+        raise ValueError("not an HDR histogram (bad header)")
+    inflater = zlib.decompressobj()
+    try:
+        data = inflater.decompress(raw[8:], _HDR_MAX_INFLATED + 1)
+    except zlib.error:
+        raise ValueError("corrupt HDR histogram (its zlib stream does not inflate)") from None
+    if len(data) > _HDR_MAX_INFLATED or inflater.unconsumed_tail or not inflater.eof:
+        raise ValueError("corrupt HDR histogram (truncated, or inflates past its size)")
+    if len(data) < _HDR_PAYLOAD_HEADER.size:
+        raise ValueError("corrupt HDR histogram (payload too short)")
+    cookie, payload_len, offset, digits, lowest, highest, ratio = _HDR_PAYLOAD_HEADER.unpack(
+        data[: _HDR_PAYLOAD_HEADER.size]
+    )
+    settings = (lowest, highest, digits)
+    if cookie & ~0xF0 != _HDR_ENCODING_COOKIE or payload_len != len(data) - 40 or offset:
+        raise ValueError("corrupt HDR histogram (bad payload header)")
+    if settings != (stats.HDR_LOWEST_US, stats.HDR_HIGHEST_US, stats.HDR_DIGITS) or ratio != 1:
+        raise ValueError(
+            f"HDR histogram of range {lowest}..{highest} us at {digits} digits; memsweep "
+            f"writes {stats.HDR_LOWEST_US}..{stats.HDR_HIGHEST_US} us at {stats.HDR_DIGITS}"
+        )
+    try:
+        histogram = stats.decode(encoded)
+        total = histogram.get_total_count()
+    # What hdrh's C decoder raises on a bad varint stream (found by fuzzing its input).
+    except (IndexError, OverflowError, ValueError, TypeError) as exc:
+        raise ValueError(f"corrupt HDR histogram ({type(exc).__name__})") from None
+    if not 0 <= total <= MAX_COUNT:
+        raise ValueError(f"HDR histogram counts {total} values")
+    return encoded
+
+
+Histogram = Annotated[str | None, AfterValidator(_check_histogram)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Memory = Annotated[int, Field(gt=0, le=1_000_000)]  # MB; Lambda's range is 128-10,240
+Epoch = Annotated[float, Field(ge=0, le=MAX_EPOCH_S)]
+Millis = Annotated[float, Field(ge=0)]
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities are no measurement: refused when a model is built (a bug in the
+    # writer) and when a file is read (a damaged or forged one).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Latency(_Model):
     """Milliseconds, from the full-resolution histogram."""
 
-    count: int
-    mean: float | None = None
-    min: float | None = None
-    p50: float | None = None
-    p90: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    p999: float | None = None
-    max: float | None = None
+    count: Count
+    mean: Millis | None = None
+    min: Millis | None = None
+    p50: Millis | None = None
+    p90: Millis | None = None
+    p95: Millis | None = None
+    p99: Millis | None = None
+    p999: Millis | None = None
+    max: Millis | None = None
 
 
 class RequestStats(_Model):
     name: str
-    requests: int
-    failures: int
+    requests: Count
+    failures: Count
     latency: Latency
-    histogram: str | None = None  # HDR encoding, µs
+    histogram: Histogram = None  # HDR encoding, µs
 
 
 class ErrorCount(_Model):
     request: str
     kind: str  # e.g. "HTTP 502", "ConnectionRefusedError: ..."
-    count: int
+    count: Count
 
 
 class Second(_Model):
     """One second of the measured window (t: seconds since the window started)."""
 
     t: int
-    requests: int
-    failures: int
-    mean_ms: float
-    p95_ms: float | None = None
-    users: int | None = None
+    requests: Count
+    failures: Count
+    mean_ms: Millis
+    p95_ms: Millis | None = None
+    users: Count | None = None
 
 
 class Invocations(_Model):
     """What the function's own logs (REPORT lines) say about the step's window."""
 
-    count: int = 0
-    cold_starts: int = 0
-    init_ms_mean: float | None = None
-    init_ms_max: float | None = None
-    duration_ms_mean: float | None = None
-    duration_ms_p50: float | None = None
-    duration_ms_p95: float | None = None
-    duration_ms_p99: float | None = None
+    count: Count = 0
+    cold_starts: Count = 0
+    init_ms_mean: Millis | None = None
+    init_ms_max: Millis | None = None
+    duration_ms_mean: Millis | None = None
+    duration_ms_p50: Millis | None = None
+    duration_ms_p95: Millis | None = None
+    duration_ms_p99: Millis | None = None
     # Split by cold start (Duration excludes Init Duration on the cold ones).
-    warm_duration_ms_mean: float | None = None
-    warm_duration_ms_p95: float | None = None
-    cold_duration_ms_mean: float | None = None
-    billed_ms_total: int = 0
-    billed_ms_mean: float | None = None
-    warm_billed_ms_total: int = 0
-    cold_billed_ms_total: int = 0  # init included: Lambda bills INIT (since 1 August 2025)
-    max_memory_used_mb: int | None = None
-    read_units: float = 0.0
-    write_units: float = 0.0
+    warm_duration_ms_mean: Millis | None = None
+    warm_duration_ms_p95: Millis | None = None
+    cold_duration_ms_mean: Millis | None = None
+    billed_ms_total: Count = 0
+    billed_ms_mean: Millis | None = None
+    warm_billed_ms_total: Count = 0
+    cold_billed_ms_total: Count = 0  # init included: Lambda bills INIT (since 1 August 2025)
+    max_memory_used_mb: Count | None = None
+    read_units: float = Field(0.0, ge=0)
+    write_units: float = Field(0.0, ge=0)
     source: str = ""  # "local log", "CloudWatch Logs", or why there is none
 
 
@@ -98,8 +202,8 @@ class OutsideWindow(_Model):
 
     before: Invocations = Invocations()
     warmup: Invocations = Invocations()
-    after_window: int = 0
-    unattributed: int = 0
+    after_window: Count = 0
+    unattributed: Count = 0
 
 
 class CpuDelivery(_Model):
@@ -141,9 +245,9 @@ class Trust(_Model):
 
 class WorkerSeen(_Model):
     id: str
-    requests: int = 0
+    requests: Count = 0
     lost: bool = False
-    lost_at: float | None = None  # epoch seconds: when the master noticed
+    lost_at: Epoch | None = None  # when the master noticed
     detail: str = ""
 
 
@@ -153,27 +257,27 @@ class Fidelity(_Model):
     cpu_share_nominal: float | None = None
     cpu_share_measured: float | None = None
     cpu_quota_correction: float | None = None
-    configured_memory_mb: int | None = None  # read back from the target after setting it
+    configured_memory_mb: Memory | None = None  # read back from the target after setting it
     calibration_refused: str = ""  # why the CPU calibration could not be trusted, if so
 
 
 class Step(_Model):
     index: int
-    memory_mb: int
+    memory_mb: Memory
     repeat: int
-    started_at: float  # epoch seconds: load started
+    started_at: Epoch  # load started
     # From the previous step's load end to this one's load start (memory change, settle,
     # seeding, workers rejoining): what the sweep spends not measuring.
     overhead_s: float | None = None
-    window_start: float  # the measured window (after warm-up)
-    window_end: float
-    requests: int
-    failures: int
-    rps: float
-    dropped_arrivals: int = 0  # open model: arrivals in the window not sent (max_in_flight)
-    offered: int | None = None  # open model: arrivals in the window, sent or dropped
+    window_start: Epoch  # the measured window (after warm-up)
+    window_end: Epoch
+    requests: Count
+    failures: Count
+    rps: float = Field(ge=0)
+    dropped_arrivals: Count = 0  # open model: arrivals in the window not sent (max_in_flight)
+    offered: Count | None = None  # open model: arrivals in the window, sent or dropped
     latency: Latency
-    histogram: str | None = None  # HDR encoding, µs
+    histogram: Histogram = None  # HDR encoding, µs
     per_request: list[RequestStats] = Field(default_factory=list)
     errors: list[ErrorCount] = Field(default_factory=list)
     timeline: list[Second] = Field(default_factory=list)
@@ -193,13 +297,13 @@ class TargetInfo(_Model):
     function: str | None = None
     architecture: str | None = None  # x86_64 or arm64 (prices differ); None: x86_64 assumed
     description: str = ""
-    original_memory_mb: int | None = None
+    original_memory_mb: Memory | None = None
     restored: bool | None = None
 
 
 class DegradedStep(_Model):
     step: int
-    memory_mb: int
+    memory_mb: Memory
     cause: str
 
 
@@ -217,13 +321,13 @@ class Confidence(_Model):
 class RunVerdict(_Model):
     """The run's answer, so CI and scripts never re-derive it."""
 
-    recommended_mb: int | None  # cheapest size meeting every threshold, or null
+    recommended_mb: Memory | None  # cheapest size meeting every threshold, or null
     met: dict[str, bool]  # memory size (a JSON key) -> met every threshold
     degraded_steps: list[DegradedStep] = Field(default_factory=list)
     confidence: Confidence
     headline: str
-    fastest_mb: int | None = None
-    balanced_mb: int | None = None
+    fastest_mb: Memory | None = None
+    balanced_mb: Memory | None = None
     exit_code: int = 0
 
 
@@ -232,8 +336,8 @@ class Results(_Model):
     run_id: str
     status: Literal["running", "complete", "failed", "interrupted"]
     exit_code: int | None = None
-    created_at: float
-    finished_at: float | None = None
+    created_at: Epoch
+    finished_at: Epoch | None = None
     scenario_name: str
     scenario: dict[str, Any]
     scenario_text: str
@@ -245,14 +349,69 @@ class Results(_Model):
     problems: list[str] = Field(default_factory=list)
     verdict: RunVerdict | None = None
 
+    # Secrets are taken out when the results are built, and again when a file is read (one
+    # written before this redaction existed must not put its key in a new report).
+    @field_validator("scenario")
+    @classmethod
+    def _scenario_without_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        redacted: dict[str, Any] = redact_scenario(value)
+        return redacted
+
+    @field_validator("scenario_text")
+    @classmethod
+    def _text_without_secrets(cls, value: str) -> str:
+        return redact_scenario_text(value)
+
+    @model_validator(mode="after")
+    def _scenario_readable(self) -> Results:
+        """The parts of the scenario echo the report reads have the shape it expects."""
+        _check_echo(self.scenario)
+        return self
+
+
+def _number(value: Any, where: str, *, positive: bool = False) -> None:
+    if value is None:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < 0 or (positive and value <= 0):
+        kind = "a positive" if positive else "a non-negative"
+        raise ValueError(f"scenario.{where}: must be {kind} number, got {value!r}"[:200])
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"scenario.{where}: must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _check_echo(scenario: dict[str, Any]) -> None:
+    sweep = _mapping(scenario.get("sweep"), "sweep")
+    _number(sweep.get("warmup_s"), "sweep.warmup_s")
+    repeats = sweep.get("repeats")
+    if repeats is not None and (type(repeats) is not int or not 1 <= repeats <= MAX_COUNT):
+        raise ValueError(f"scenario.sweep.repeats: must be a whole number from 1, got {repeats!r}")
+    _mapping(scenario.get("thresholds"), "thresholds")
+    stages = _mapping(scenario.get("load"), "load").get("stages")
+    if stages is None:
+        return
+    if not isinstance(stages, list):
+        raise ValueError("scenario.load.stages: must be a list")
+    for i, stage in enumerate(stages):
+        _number(_mapping(stage, f"load.stages[{i}]").get("duration_s"), f"load.stages[{i}]")
+
 
 def write_results(results: Results, path: Path) -> None:
     """Write atomically: readers see the old file or the new one, never half of one."""
+    # allow_nan=False: a NaN or infinity that reached a model by assignment is a bug, and
+    # pydantic's own JSON would write it as null, a silent "not measured".
+    text = json.dumps(results.model_dump(mode="json"), indent=1, allow_nan=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
     try:
         with os.fdopen(handle, "w") as out:
-            out.write(results.model_dump_json(indent=1))
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp, path)
@@ -261,17 +420,77 @@ def write_results(results: Results, path: Path) -> None:
         raise
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_LONG_NUMBER = re.compile(rf"\d{{{MAX_NUMBER_DIGITS + 1},}}")
+
+
+def _read_bounded(file: Path) -> str:
+    """The file's text, refusing what no memsweep run writes before decoding any of it."""
+    try:
+        with open(file, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise BadInput(f"{file}: not a regular file")
+            if info.st_size > MAX_RESULTS_BYTES:
+                raise BadInput(
+                    f"{file}: {info.st_size:,} bytes, larger than any results file memsweep "
+                    f"writes (limit {MAX_RESULTS_BYTES:,})"
+                )
+            raw = handle.read(MAX_RESULTS_BYTES + 1)
+    except FileNotFoundError:
+        raise BadInput(f"{file}: no such results file") from None
+    except IsADirectoryError:
+        raise BadInput(f"{file}: is a directory, not a results.json") from None
+    except OSError as exc:
+        raise BadInput(f"{file}: cannot read it: {exc.strerror or exc}") from None
+    if len(raw) > MAX_RESULTS_BYTES:
+        raise BadInput(f"{file}: larger than any results file memsweep writes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{file}: not UTF-8 text (byte {exc.start}); not a results file") from None
+    bare = _JSON_STRING.sub('""', text)  # brackets and digits inside strings don't count
+    brackets = np.frombuffer(bare.encode(), dtype=np.uint8)
+    brackets = brackets[
+        (brackets == ord("[")) | (brackets == ord("{")) | (brackets == 93) | (brackets == 125)
+    ]
+    if brackets.size:
+        depth = np.cumsum(np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1))
+        if int(depth.max()) > MAX_JSON_DEPTH:
+            raise BadInput(
+                f"{file}: nested {int(depth.max()):,} levels deep; a results file nests at "
+                f"most {MAX_JSON_DEPTH}"
+            )
+    long_number = _LONG_NUMBER.search(bare)
+    if long_number:
+        raise BadInput(
+            f"{file}: a number of {len(long_number.group(0)):,} digits; memsweep writes at "
+            f"most {MAX_NUMBER_DIGITS}"
+        )
+    return text
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number memsweep writes (no measurement is {name})")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range (it reads as infinity)")
+    return value
+
+
 def read_results(path: str | Path) -> Results:
     """Results from a results.json, or BadInput saying what is wrong with the file."""
     file = Path(path)
+    text = _read_bounded(file)
     try:
-        data = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise BadInput(f"{file}: no such results file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{file}: cannot read it: {exc}") from None
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except ValueError as exc:
         raise BadInput(f"{file}: not valid JSON ({exc}); was the run killed mid-write?") from None
+    except RecursionError:  # bounded above; kept so no input can turn into a trace
+        raise BadInput(f"{file}: nested too deeply to be a results file") from None
     if not isinstance(data, dict):
         raise BadInput(f"{file}: not a memsweep results file (top level is not an object)")
     version = data.get("schema_version")
@@ -284,7 +503,7 @@ def read_results(path: str | Path) -> Results:
         )
     if version != SCHEMA_VERSION:
         raise BadInput(
-            f"{file}: results schema version {version!r}, this memsweep reads version "
+            f"{file}: results schema version {_shown(version)}, this memsweep reads version "
             f"{SCHEMA_VERSION}; re-run the scenario or use the memsweep that wrote it"
         )
     try:
@@ -292,7 +511,131 @@ def read_results(path: str | Path) -> Results:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        shown = "" if first["type"] == "missing" else f", got {_shown(first.get('input'))}"
+        if first["type"] in ("value_error", "assertion_error") or not where:
+            shown = ""
         raise BadInput(
-            f"{file}: not a valid results file: {where}: {first['msg']} "
+            f"{file}: not a valid results file: {where or '(top level)'}: {message}{shown} "
             f"({exc.error_count()} problem(s))"
         ) from None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return type(value).__name__
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- secrets: never in results.json, the report, or the terminal ------------------------------
+
+REDACTED = "set, not shown"
+# A header or field whose name says it carries a credential. The `_env` and `_file` fields
+# name where a key comes from (a variable, a path), not the key.
+SECRET_NAME = re.compile(
+    r"auth|token|secret|passw|cookie|session|credential|signature|api[-_]?key|private", re.I
+)
+_SOURCE_NAME = re.compile(r"_(env|file)$", re.I)
+# The scenario text is redacted by editing the YAML; past this size (the scenario loader
+# refuses far smaller files) it is left out rather than parsed again.
+MAX_SCENARIO_TEXT = 4 * 1024 * 1024
+SCENARIO_TEXT_WITHHELD = (
+    "# not shown: this scenario file names secrets that memsweep could not blank out of its\n"
+    "# text; results.json's `scenario` holds the scenario as it ran, secrets redacted.\n"
+)
+
+
+def secret_name(name: object) -> bool:
+    """True for a header or field name that carries a credential (x-api-key, Cookie, ...)."""
+    return (
+        isinstance(name, str) and bool(SECRET_NAME.search(name)) and not _SOURCE_NAME.search(name)
+    )
+
+
+def redact_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Headers to show: those whose name looks secret have their value replaced."""
+    return {name: REDACTED if secret_name(name) else value for name, value in headers.items()}
+
+
+def _secret_here(parent: str | None, key: object) -> bool:
+    """Secret fields of a scenario: the target's (api_key) and any `headers` mapping's."""
+    return parent in ("target", "headers") and secret_name(key)
+
+
+def redact_scenario(document: Any, parent: str | None = None) -> Any:
+    """A copy of a scenario (as JSON data) with its secret values replaced by REDACTED."""
+    if isinstance(document, dict):
+        return {
+            key: REDACTED
+            if _secret_here(parent, key) and value is not None
+            else redact_scenario(value, key if isinstance(key, str) else None)
+            for key, value in document.items()
+        }
+    if isinstance(document, list):
+        return [redact_scenario(item, parent) for item in document]
+    return document
+
+
+def _secret_nodes(root: yaml.Node) -> list[yaml.ScalarNode]:
+    """The scalar nodes of a composed scenario that hold secrets (aliases visited once)."""
+    found: dict[int, yaml.ScalarNode] = {}
+    seen: set[int] = set()
+    pending: list[tuple[yaml.Node, str | None]] = [(root, None)]
+    while pending:
+        node, parent = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else None
+                if name == "<<":  # a merge key: its mappings are this mapping's
+                    pending.append((value, parent))
+                elif _secret_here(parent, name) and isinstance(value, yaml.ScalarNode):
+                    found[id(value)] = value
+                else:
+                    pending.append((value, name))
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend((item, parent) for item in node.value)
+    return list(found.values())
+
+
+_NODE_PROPERTIES = re.compile(r"^(?:[&!]\S*\s+)*")  # an anchor or tag before a scalar
+
+
+def redact_scenario_text(text: str) -> str:
+    """The scenario file's text with its secret values replaced by "set, not shown".
+
+    Edited in place (comments and layout stay); if the edit cannot be shown to have removed
+    every secret, the text is withheld instead.
+    """
+    if not SECRET_NAME.search(text):
+        return text
+    if len(text) > MAX_SCENARIO_TEXT:
+        return SCENARIO_TEXT_WITHHELD
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        nodes = _secret_nodes(root) if root is not None else []
+        if not nodes:
+            return text
+        secrets = {node.value for node in nodes if node.value != REDACTED}
+        edited = text
+        for node in sorted(nodes, key=lambda n: n.start_mark.index, reverse=True):
+            start, end = node.start_mark.index, node.end_mark.index
+            span = edited[start:end]
+            prefix = _NODE_PROPERTIES.match(span)
+            keep = prefix.group(0) if prefix else ""
+            newline = "\n" if span.endswith("\n") else ""
+            edited = f'{edited[:start]}{keep}"{REDACTED}"{newline}{edited[end:]}'
+        # Proof, not hope: the edited text parses, every secret field reads "set, not
+        # shown", and no secret value is left anywhere (in a comment, a URL, an anchor).
+        again = yaml.compose(edited, Loader=yaml.SafeLoader)
+        if again is None or any(node.value != REDACTED for node in _secret_nodes(again)):
+            return SCENARIO_TEXT_WITHHELD
+        rest = edited.replace(f'"{REDACTED}"', "")
+        if any(secret.strip() and secret in rest for secret in secrets):
+            return SCENARIO_TEXT_WITHHELD
+        return edited
+    except (yaml.YAMLError, RecursionError, ValueError):
+        return SCENARIO_TEXT_WITHHELD
