@@ -15,7 +15,7 @@ import os
 import secrets
 import signal
 import sys
-import tempfile
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,10 +194,7 @@ class LocalStack:
                 "environment": {**dynamodb.environment_for(endpoint), **function.environment},
             }
         )
-        log_path = (
-            options.log_path or Path(tempfile.gettempdir()) / f"memsweep-local-{os.getpid()}.log"
-        )
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path = lambda_log(options.log_path)
         self.pool = LambdaPool(
             function, limiter=self.limiter, log_path=log_path, concurrency=options.concurrency
         )
@@ -357,6 +354,38 @@ class LocalStack:
             await self.pool.close()
         if self._dynalite is not None:
             await asyncio.to_thread(self._dynalite.stop)
+
+
+# `runner local` on its own keeps its Lambda log where runs keep theirs (a run passes --log
+# inside its own directory), never in the shared temporary directory where anyone may plant
+# a link at a predictable name.
+LOCAL_LOG_DIR = Path("reports")
+
+
+def lambda_log(given: Path | None) -> Path:
+    """The Lambda log's path, created (or opened) here without following a symbolic link.
+
+    A default log is new (O_EXCL); a given one may exist (a run appends), but must not be a
+    link: a planted link would have the stack write its log over the link's target.
+    """
+    new = given is None
+    path = given or LOCAL_LOG_DIR / f"local-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" / (
+        "lambda.log"
+    )
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | (os.O_EXCL if new else 0)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, flags, 0o644))
+    except FileExistsError:
+        raise SetupError(f"{path}: already exists; the local stack starts a new log") from None
+    except OSError as exc:
+        where = f"--log {path}" if given else str(path)
+        if path.is_symlink():
+            raise BadInput(
+                f"{where}: is a symbolic link; the Lambda log is never written through one"
+            ) from None
+        raise BadInput(f"{where}: cannot write the Lambda log: {exc.strerror}") from None
+    return path
 
 
 def _describe(ready: Mapping[str, Any]) -> str:
