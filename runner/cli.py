@@ -57,6 +57,12 @@ def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--timeout", type=float, help="function timeout in s (default: serverless.yml)"
     )
     local.add_argument("--integration-timeout", type=float, default=29.0, help="API Gateway's (s)")
+    local.add_argument(
+        "--request-timeout", type=float, default=60.0, help="a client's time to send a request (s)"
+    )
+    local.add_argument(
+        "--idle-timeout", type=float, default=600.0, help="idle keep-alive connection's life (s)"
+    )
     local.add_argument("--concurrency", type=int, default=100, help="most sandboxes at once")
     local.add_argument(
         "--no-usage-plan-throttle", action="store_true", help="ignore the usage plan's rate limits"
@@ -290,6 +296,8 @@ def _run_local(args: argparse.Namespace) -> int:
         integration=args.integration,
         timeout_s=args.timeout,
         integration_timeout_s=args.integration_timeout,
+        request_timeout_s=args.request_timeout,
+        idle_timeout_s=args.idle_timeout,
         concurrency=args.concurrency,
         usage_plan_throttle=not args.no_usage_plan_throttle,
         dynamodb_endpoint=args.dynamodb_endpoint,

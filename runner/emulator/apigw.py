@@ -2,11 +2,11 @@
 
 What a client sees is what API Gateway does: unknown resource or method → 403 "Missing
 Authentication Token"; `private: true` without the right `x-api-key` → 403 "Forbidden";
-usage-plan throttling → 429; body over 10 MB → 413; integration over 29 s → 504; a
-function error, crashed sandbox, malformed proxy response or throttled Lambda → 502/500
-"Internal server error". Proxy integration builds the v1 event; `lambda` (non-proxy)
-integration passes the JSON body as the event and returns the function's result, as the
-AWS tutorial's original API did.
+usage-plan throttling → 429; body over 10 MB → 413; URL over 10240 bytes → 414; header
+values over 10240 bytes → 431; integration over 29 s → 504; a function error, crashed
+sandbox, malformed proxy response or throttled Lambda → 502/500 "Internal server error".
+Proxy integration builds the v1 event; `lambda` (non-proxy) integration passes the JSON body
+as the event and returns the function's result, as the AWS tutorial's original API did.
 """
 
 from __future__ import annotations
@@ -26,10 +26,24 @@ from runner.emulator.deadlines import Deadlines
 from runner.emulator.http import Connection, Request
 from runner.emulator.lambda_pool import InvokeResult, LambdaPool, Outcome, new_request_id
 
-# API Gateway quotas (AWS docs, "Amazon API Gateway quotas"): 10 MB payload, 29 s
-# integration timeout (the default; raising it needs a quota increase).
+# API Gateway quotas (AWS docs, "Amazon API Gateway quotas", REST API table): 10 MB payload,
+# 29 s integration timeout (the default; raising it needs a quota increase).
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 INTEGRATION_TIMEOUT_S = 29.0
+# Same table: "Length, in characters, of the URL for a regional API: 10240" and "Total combined
+# size of all header values: 10240 Bytes", neither adjustable. AWS documents the limits, not
+# the status: a URL over it gets 414, as the same page says of an over-long method ARN, and
+# header values over it get 431 Request Header Fields Too Large (RFC 6585), refused as soon
+# as the header that passes the limit is read (http.py bounds the bytes read before that).
+MAX_URL_BYTES = 10240
+MAX_HEADER_VALUES_BYTES = 10240
+# How long a client may take to send one request, first byte to last, before a 408 and a
+# close; and how long a keep-alive connection may sit idle before it is closed. AWS documents
+# neither for REST APIs (its one documented idle timeout, for WebSocket APIs, is 10 minutes):
+# these only need to be longer than any real client takes. A 10 MB body takes under 10 s even
+# at 10 Mbit/s; Locust users hold their connection across think times of seconds.
+REQUEST_TIMEOUT_S = 60.0
+IDLE_TIMEOUT_S = 600.0
 API_ID = "local00001"
 ACCOUNT_ID = "000000000000"
 
@@ -122,7 +136,13 @@ class ApiGatewayFront:
                 error_type=b"MissingAuthenticationTokenException",
             )
             return
-        if self.route.api_key_required and request.headers.get(b"x-api-key") != self.api_key:
+        if self.route.api_key_required and (
+            request.headers.get(b"x-api-key") != self.api_key
+            or (request.repeated is not None and b"x-api-key" in request.repeated)
+        ):
+            # Two x-api-key headers: AWS documents only that "duplicated headers are not
+            # supported" (API Gateway important notes). Refused: the values may differ, and
+            # the function must not be called on a key that was not the one checked.
             self._reply(connection, request, 403, _FORBIDDEN, error_type=b"ForbiddenException")
             return
         if request.too_large:
@@ -246,24 +266,12 @@ class ApiGatewayFront:
                 b"application/json",
             )
         try:
-            document = json.loads(result.payload)
-            status = document["statusCode"]
-            if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-                raise ValueError("statusCode")
-            body = document.get("body")
-            if body is not None and not isinstance(body, str):
-                raise ValueError("body")
-            raw = body.encode() if body is not None else b""
-            if document.get("isBase64Encoded"):
-                raw = base64.b64decode(raw, validate=True)
-            headers = [
-                (str(name).encode("latin-1"), str(value).encode("latin-1"))
-                for name, value in (document.get("headers") or {}).items()
-            ]
-            for name, values in (document.get("multiValueHeaders") or {}).items():
-                headers += [(str(name).encode("latin-1"), str(v).encode("latin-1")) for v in values]
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-            # Malformed Lambda proxy response.
+            status, raw, headers = _proxy_document(json.loads(result.payload))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error):
+            # "Malformed Lambda proxy response": API Gateway answers 502 whenever the function's
+            # output is not the documented shape (statusCode, headers, multiValueHeaders, body,
+            # isBase64Encoded). A header that would break the response's framing (CR, LF or any
+            # other control character) counts as malformed too: it is never written.
             return (
                 502,
                 _INTERNAL,
@@ -331,6 +339,57 @@ class ApiGatewayFront:
             connection.respond(
                 status, body, headers=extra, content_type=content_type, keep_alive=keep_alive
             )
+
+
+# An HTTP token (RFC 9110 5.6.2): what a header name may be made of.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# Control characters other than tab (RFC 9110 5.5): CR or LF would end the header early.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _proxy_document(document: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """(status, body, headers) of a Lambda proxy response; ValueError or TypeError if malformed."""
+    if not isinstance(document, dict):
+        raise TypeError("not a JSON object")
+    status = document["statusCode"]
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise ValueError("statusCode")
+    body = document.get("body")
+    if body is not None and not isinstance(body, str):
+        raise ValueError("body")
+    raw = body.encode() if body is not None else b""
+    if document.get("isBase64Encoded"):
+        raw = base64.b64decode(raw, validate=True)
+    single = document.get("headers")
+    multi = document.get("multiValueHeaders")
+    if not isinstance(single, (dict, type(None))) or not isinstance(multi, (dict, type(None))):
+        raise TypeError("headers")
+    headers = [(_header_name(name), _header_value(value)) for name, value in (single or {}).items()]
+    for name, values in (multi or {}).items():
+        if not isinstance(values, list):
+            raise TypeError(f"multiValueHeaders.{name}")  # a string would be one per character
+        headers += [(_header_name(name), _header_value(value)) for value in values]
+    return status, raw, headers
+
+
+def _header_name(name: str) -> bytes:
+    encoded = name.encode("latin-1")
+    if not _TOKEN.match(encoded):
+        raise ValueError(f"header name {name!r}")
+    return encoded
+
+
+def _header_value(value: Any) -> bytes:
+    # Scalars are written as JSON writes them; objects, arrays and null are malformed.
+    if isinstance(value, str):
+        encoded = value.encode("latin-1")
+    elif isinstance(value, (bool, int, float)):
+        encoded = _dumps(value).encode()
+    else:
+        raise TypeError("header value")
+    if _CONTROL.search(encoded):
+        raise ValueError("control character in a header value")
+    return encoded
 
 
 _dumps = json.JSONEncoder().encode  # json.dumps' own encoder, without its argument checks

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import os
 import secrets
@@ -23,14 +24,18 @@ from typing import Any
 
 from runner.emulator import dynamodb
 from runner.emulator.apigw import (
+    IDLE_TIMEOUT_S,
     INTEGRATION_TIMEOUT_S,
+    MAX_HEADER_VALUES_BYTES,
     MAX_REQUEST_BYTES,
+    MAX_URL_BYTES,
+    REQUEST_TIMEOUT_S,
     ApiGatewayFront,
     Route,
     Throttle,
 )
 from runner.emulator.cgroups import Calibration, Limiter, calibrate, detect_limiter
-from runner.emulator.http import Connection, Request, bound_port, serve
+from runner.emulator.http import Connection, Limits, Request, bound_port, serve
 from runner.emulator.lambda_pool import DEFAULT_CONCURRENCY, LambdaPool
 from runner.emulator.sandbox import FunctionConfig
 from runner.errors import BadInput, SetupError
@@ -47,6 +52,10 @@ MIN_MEMORY_MB = 128
 MAX_MEMORY_MB = 10_240
 # The Serverless Framework's default function timeout (s).
 DEFAULT_TIMEOUT_S = 6.0
+# The control API's requests are a memory size or a list of them: small and flat. Bounded
+# before decoding so a hostile body gets a 400 at once, not a RecursionError (and no answer).
+CONTROL_MAX_BODY = 64 * 1024
+CONTROL_MAX_DEPTH = 8
 
 
 @dataclass
@@ -61,6 +70,8 @@ class LocalStackOptions:
     integration: str | None = None  # "lambda-proxy" or "lambda"; None: serverless.yml's
     timeout_s: float | None = None  # function timeout; None: serverless.yml's
     integration_timeout_s: float = INTEGRATION_TIMEOUT_S
+    request_timeout_s: float = REQUEST_TIMEOUT_S  # a client's time to send one request
+    idle_timeout_s: float = IDLE_TIMEOUT_S  # an idle keep-alive connection's life
     concurrency: int = DEFAULT_CONCURRENCY
     usage_plan_throttle: bool = True
     dynamodb_endpoint: str | None = None  # None: start dynalite
@@ -153,6 +164,12 @@ class LocalStack:
     """Everything `serve()` runs, with the operations the control API exposes."""
 
     def __init__(self, options: LocalStackOptions) -> None:
+        for flag, seconds in (
+            ("--request-timeout", options.request_timeout_s),
+            ("--idle-timeout", options.idle_timeout_s),
+        ):
+            if not seconds > 0:  # also NaN
+                raise BadInput(f"{flag} must be a positive number of seconds, got {seconds}")
         self.options = options
         self.limiter: Limiter = detect_limiter(options.cgroup)
         self.api_key = options.api_key or secrets.token_urlsafe(24)
@@ -208,10 +225,23 @@ class LocalStack:
             integration_timeout_s=options.integration_timeout_s,
             added_latency_ms=options.added_latency_ms,
         )
-        front_server = await serve(
-            front.handle, host=options.host, port=options.port, max_body=MAX_REQUEST_BYTES
+        front_limits = Limits(
+            max_body=MAX_REQUEST_BYTES,
+            max_url=MAX_URL_BYTES,
+            max_header_values=MAX_HEADER_VALUES_BYTES,
+            request_timeout_s=options.request_timeout_s,
+            idle_timeout_s=options.idle_timeout_s,
+            shed=True,  # clients hoarding connections must not starve sandboxes and control
         )
-        control_server = await serve(self._control, host="127.0.0.1", port=0, max_body=65536)
+        front_server = await serve(
+            front.handle, host=options.host, port=options.port, limits=front_limits
+        )
+        control_limits = Limits(
+            max_body=CONTROL_MAX_BODY,
+            request_timeout_s=options.request_timeout_s,
+            idle_timeout_s=options.idle_timeout_s,
+        )
+        control_server = await serve(self._control, host="127.0.0.1", port=0, limits=control_limits)
         self._servers = [front_server, control_server]
         port = bound_port(front_server)
         self.ready = {
@@ -282,8 +312,14 @@ class LocalStack:
         return cached
 
     def _control(self, request: Request, connection: Connection) -> None:
-        if request.headers.get(b"x-memsweep-control") != self.control_token.encode():
+        # Constant-time: the answer's timing must not tell how much of a guess was right.
+        token = request.headers.get(b"x-memsweep-control", b"")
+        if not hmac.compare_digest(token, self.control_token.encode()):
             connection.respond(403, b'{"message":"Forbidden"}')
+            return
+        if request.too_large:
+            message = f"control request body over {CONTROL_MAX_BODY} bytes"
+            connection.respond(413, json.dumps({"message": message}).encode(), keep_alive=False)
             return
         actions = {
             b"/memory": self._apply_memory,
@@ -313,11 +349,14 @@ class LocalStack:
     ) -> None:
         """Run a control action on the request's JSON; 400 naming the problem, else status."""
         try:
-            await action(json.loads(request.body))
+            await action(_control_json(request.body))
         except (ValueError, KeyError, TypeError) as exc:
             connection.respond(400, json.dumps({"message": f"bad request: {exc}"}).encode())
         except BadInput as exc:
             connection.respond(400, json.dumps({"message": str(exc)}).encode())
+        except Exception as exc:  # noqa: BLE001 - the runner must get an answer, not a timeout
+            message = f"internal error in the local stack: {type(exc).__name__}: {exc}"
+            connection.respond(500, json.dumps({"message": message}).encode())
         else:
             connection.respond(200, json.dumps(self.status()).encode())
 
@@ -354,6 +393,30 @@ class LocalStack:
             await self.pool.close()
         if self._dynalite is not None:
             await asyncio.to_thread(self._dynalite.stop)
+
+
+def _control_json(body: bytes) -> Any:
+    """The control request's JSON; ValueError naming the problem if it nests too deep."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > CONTROL_MAX_DEPTH:
+                raise ValueError(f"JSON nested deeper than {CONTROL_MAX_DEPTH} levels")
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return json.loads(body)
 
 
 # `runner local` on its own keeps its Lambda log where runs keep theirs (a run passes --log
