@@ -7,7 +7,6 @@ run (an exception, SIGINT, SIGTERM).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -21,9 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import gevent.pool
-from geventhttpclient import HTTPClient
-from geventhttpclient.url import URL
 
 from runner import __version__
 from runner.analysis import analyse, run_verdict
@@ -43,6 +39,7 @@ from runner.results import (
     write_results,
 )
 from runner.scenario import ClosedLoad, Scenario
+from runner.seeding import seed_items
 from runner.stats import encode, latency
 from runner.swarm import StepData, Swarm
 from runner.targets import Target, make_target
@@ -203,7 +200,10 @@ class Sweep:
             # Seed while the previous step's sandboxes are warm, then change memory: the
             # measured load meets fresh sandboxes, as after a real configuration change (the
             # tutorial's cold-start spike), and seeding adds no cold starts between steps.
-            seeded = seed_items(self.scenario, target)
+            seeded = seed_items(
+                self.scenario, target, should_stop=lambda: bool(self.stop_requested)
+            )
+            self._check_stop()  # an interrupt cuts seeding short: never measure a half seed
             self.say(f"step {index}/{len(plan)}: setting memory to {memory} MB")
             target.set_memory(memory)
             self._sleep(self.scenario.sweep.settle_s)
@@ -486,61 +486,6 @@ def build_step(
         problems=problems,
         locust_files=locust_files,
     )
-
-
-def seed_items(scenario: Scenario, target: Target) -> list[str]:
-    """Reset and seed the table through the API itself (works on every target)."""
-    seed = scenario.seed
-    if not seed.reset and seed.items == 0:
-        return []
-    url = URL(target.url)
-    client = HTTPClient.from_url(url, concurrency=8, connection_timeout=10, network_timeout=30)
-    headers = {"Content-Type": "application/json", **target.headers()}
-
-    def post(body: dict[str, Any]) -> dict[str, Any]:
-        response = client.post(url.request_uri, body=json.dumps(body), headers=headers)
-        text = response.read()
-        if response.status_code != 200:
-            raise RunFailed(
-                f"seeding failed: {body['operation']} answered {response.status_code}: "
-                f"{text[:200]!r}"
-            )
-        result: dict[str, Any] = json.loads(text) if text else {}
-        return result
-
-    try:
-        if seed.reset:
-            cursor: dict[str, Any] | None = None
-            for _ in range(100_000):
-                page = post(
-                    {
-                        "operation": "list",
-                        "payload": {
-                            "ProjectionExpression": "id",
-                            **({"ExclusiveStartKey": cursor} if cursor else {}),
-                        },
-                    }
-                )
-                pool = gevent.pool.Pool(8)
-                for item in page.get("Items", []):
-                    pool.spawn(
-                        post, {"operation": "delete", "payload": {"Key": {"id": item["id"]}}}
-                    )
-                pool.join(raise_error=True)
-                cursor = page.get("LastEvaluatedKey")
-                if not cursor:
-                    break
-        from runner.locustfile import Templates
-
-        templates = Templates([])
-        items = [templates.render(seed.item) for _ in range(seed.items)]
-        pool = gevent.pool.Pool(8)
-        for item in items:
-            pool.spawn(post, {"operation": "create", "payload": {"Item": item}})
-        pool.join(raise_error=True)
-        return [str(item.get("id")) for item in items if "id" in item]
-    finally:
-        client.close()
 
 
 def _versions() -> dict[str, str]:

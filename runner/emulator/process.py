@@ -124,6 +124,11 @@ class LocalStackProcess:
         status: dict[str, Any] = self._control("POST", "/memory", {"memory_mb": memory_mb})
         return status
 
+    def reset_table(self) -> dict[str, Any]:
+        """Drop and re-create the table in the stack's dynalite (no API request spent)."""
+        status: dict[str, Any] = self._control("POST", "/reset-table", {})
+        return status
+
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         """Stop the stack (SIGTERM: it stops its sandboxes and dynalite); its exit code."""
         process = self.process

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from runner.lambda_logs import Phases
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
@@ -50,3 +51,27 @@ class Target(Protocol):
 
     def alive(self) -> str | None:
         """None if the target still serves, else why not."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A usage plan's throttle: `rate` requests/s on average, `burst` at once (token bucket)."""
+
+    rate: float
+    burst: float
+
+
+@runtime_checkable
+class KnowsRateLimit(Protocol):
+    """A target that can say what rate its API accepts (seeding paces itself to it)."""
+
+    def rate_limit(self) -> RateLimit | None:
+        """The usage plan's throttle, or None when the API has none."""
+
+
+@runtime_checkable
+class ClearsTable(Protocol):
+    """A target that can empty its table without going through the API."""
+
+    def clear_table(self) -> bool:
+        """Empty the table directly (no API request spent); False when it cannot here."""

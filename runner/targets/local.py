@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +11,18 @@ from runner.errors import MemsweepError
 from runner.lambda_logs import Phases, attribute
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import LocalTarget
+from runner.targets.base import RateLimit
 
 
 class LocalStackTarget:
     kind = "local"
 
-    def __init__(self, spec: LocalTarget, *, run_dir: str) -> None:
+    def __init__(
+        self, spec: LocalTarget, *, run_dir: str, params: Mapping[str, str] | None = None
+    ) -> None:
         self.spec = spec
+        # serverless.yml params for the stack (e.g. throttleRate), as `--param` gives them.
+        self.params = dict(params or {})
         self.log_path = Path(run_dir) / "lambda.log"
         self.stack: LocalStackProcess | None = None
         self._status: dict[str, object] = {}
@@ -42,6 +48,8 @@ class LocalStackTarget:
             args += ["--integration", self.spec.integration]
         if not self.spec.calibrate:
             args.append("--no-calibrate")
+        for name, value in self.params.items():
+            args += ["--param", f"{name}={value}"]
         self.stack = LocalStackProcess(args)
         self.stack.start()
         self._status = dict(self.stack.ready)
@@ -63,6 +71,21 @@ class LocalStackTarget:
     def set_memory(self, memory_mb: int) -> None:
         assert self.stack is not None
         self._status = self.stack.set_memory(memory_mb)
+
+    def rate_limit(self) -> RateLimit | None:
+        """The usage plan the stack enforces, as it resolved it from serverless.yml."""
+        plan = self.stack.ready.get("usage_plan") if self.stack else None
+        if not isinstance(plan, dict):
+            return None
+        return RateLimit(rate=float(plan["rate"]), burst=float(plan["burst"]))
+
+    def clear_table(self) -> bool:
+        """Drop and re-create the table in the stack's own dynalite; False when the stack
+        uses another DynamoDB endpoint (then the table is emptied through the API)."""
+        if self.stack is None or not self.stack.ready.get("dynalite_pid"):
+            return False
+        self._status = self.stack.reset_table()
+        return True
 
     def current_memory(self) -> int | None:
         value = self._status.get("memory_mb")
