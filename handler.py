@@ -28,7 +28,7 @@ from itertools import accumulate
 from typing import Any
 
 import boto3
-from boto3.dynamodb.types import DYNAMODB_CONTEXT, Binary
+from boto3.dynamodb.types import DYNAMODB_CONTEXT, Binary, TypeDeserializer
 from botocore.config import Config
 from botocore.exceptions import ClientError, ParamValidationError
 
@@ -81,6 +81,16 @@ _DYNAMODB = boto3.resource(
     config=Config(retries={"mode": "standard", "max_attempts": 3}),
 )
 TABLE = _DYNAMODB.Table(TABLE_NAME)
+
+
+def _deserialize_number(self: TypeDeserializer, value: str) -> Decimal:
+    return Decimal(value)
+
+
+# boto3 re-checks every number DynamoDB returns against its 38-digit context, and so fails
+# (decimal.Rounded) on valid stored numbers written out with more than 38 digits: 1E+100 is
+# returned as "1000...0" (boto/boto3#2500, open). DynamoDB has validated them already.
+setattr(TypeDeserializer, "_deserialize_n", _deserialize_number)  # noqa: B010 - untyped stub
 
 
 class ApiError(Exception):

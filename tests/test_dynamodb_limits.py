@@ -1,0 +1,493 @@
+"""DynamoDB's documented limits, each on both sides of its boundary, against real dynalite.
+
+Source of every limit: the DynamoDB Developer Guide, "Constraints in Amazon DynamoDB". Just
+under a limit the request is accepted and the item written; just over, the answer is a 4xx
+naming the limit and nothing is written. The handler refuses first (so AWS and the local
+stack answer alike); where only DynamoDB can judge (key sizes, an update's resulting item),
+the local DynamoDB refuses as AWS does, through runner/emulator/dynalite_limits.js.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from runner.emulator.dynamodb import Dynalite
+from runner.emulator.process import LocalStackProcess
+from runner.stack import TableDefinition
+from tests.conftest import LambdaContext
+from tests.test_handler import call, proxy_event, scan_all
+from tests.test_local_stack import call as call_stack
+from tests.test_local_stack import start_stack
+
+MAX_ITEM = 400 * 1024
+TOP = "9.9999999999999999999999999999999999999E+125"  # DynamoDB's largest number
+
+
+def body_with(document: dict[str, Any], **literals: str) -> dict[str, Any]:
+    """A proxy event whose JSON carries number literals verbatim (json.dumps would round them)."""
+    text = json.dumps(document)
+    for name, literal in literals.items():
+        text = text.replace(f'"<{name}>"', literal)
+    return proxy_event(text)
+
+
+def create(item: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"operation": "create", "payload": {"Item": item, **extra}}
+
+
+def nested(levels: int, leaf: Any = "x", *, as_list: bool = False) -> Any:
+    """A value with `levels` nested containers (a map or list at each level) above a leaf."""
+    value = leaf
+    for _ in range(levels):
+        value = [value] if as_list else {"k": value}
+    return value
+
+
+@dataclass
+class Limit:
+    id: str
+    under: Any  # an event the handler accepts, writing item id "u"
+    over: Any  # an event refused with `status`, naming the limit in `message`
+    status: int
+    message: str
+    seed: dict[str, Any] | None = None
+
+
+def numbers(name: str, under: str, over: str, message: str) -> Limit:
+    return Limit(
+        name,
+        body_with(create({"id": "u", "n": "<n>"}), n=under),
+        body_with(create({"id": "o", "n": "<n>"}), n=over),
+        400,
+        message,
+    )
+
+
+LIMITS = [
+    # Data types: Number, 38 digits of precision, 1E-130 to 9.99...E+125 either sign
+    numbers("number-largest", TOP, "1E+126", "too large"),
+    numbers("number-largest-negative", "-" + TOP, "-1E+126", "too large"),
+    numbers("number-smallest", "1E-130", "1E-131", "too small"),
+    numbers("number-smallest-negative", "-1E-130", "-1E-131", "too small"),
+    numbers("number-precision", "1" * 38, "1" * 39, "DynamoDB numbers keep at most 38"),
+    numbers("number-precision-fraction", "0." + "7" * 38, "0." + "7" * 39, "at most 38"),
+    # The handler's own bound on a literal's length (longer than any DynamoDB number needs)
+    numbers("number-literal-length", "1." + "0" * 198, "1." + "0" * 199, "at most 200 characters"),
+    # Attributes: nested attribute depth, 32 levels (31 maps or lists above a scalar)
+    Limit(
+        "nesting-maps",
+        create({"id": "u", "d": nested(31)}),
+        create({"id": "o", "d": nested(32)}),
+        400,
+        "limit of 32 levels",
+    ),
+    Limit(
+        "nesting-lists",
+        create({"id": "u", "d": nested(31, as_list=True)}),
+        create({"id": "o", "d": nested(32, as_list=True)}),
+        400,
+        "limit of 32 levels",
+    ),
+    Limit(
+        "nesting-expression-value",
+        create(
+            {"id": "u"},
+            ConditionExpression="attribute_not_exists(id) OR d = :d",
+            ExpressionAttributeValues={":d": nested(31)},
+        ),
+        create(
+            {"id": "o"},
+            ConditionExpression="attribute_not_exists(id) OR d = :d",
+            ExpressionAttributeValues={":d": nested(32)},
+        ),
+        400,
+        "limit of 32 levels",
+    ),
+    # Items: 400 KB, attribute names included, strings in UTF-8 bytes ("id"+"u" = 3, "b" = 1)
+    Limit(
+        "item-size-ascii",
+        create({"id": "u", "b": "x" * (MAX_ITEM - 4)}),
+        create({"id": "o", "b": "x" * (MAX_ITEM - 3)}),
+        413,
+        "item size limit is 400 KB",
+    ),
+    Limit(
+        "item-size-utf8",
+        create({"id": "u", "b": "é" * ((MAX_ITEM - 4) // 2)}),
+        create({"id": "o", "b": "é" * ((MAX_ITEM - 4) // 2) + "x"}),
+        413,
+        "item size limit is 400 KB",
+    ),
+    Limit(
+        "item-size-names-count",
+        create({"id": "u", "n" * 1000: "x" * (MAX_ITEM - 1003)}),
+        create({"id": "o", "n" * 1001: "x" * (MAX_ITEM - 1003)}),
+        413,
+        "attribute names included",
+    ),
+    # Partition key: 1 to 2048 bytes (DynamoDB itself judges keys: the handler does not
+    # know the table's key schema)
+    Limit(
+        "partition-key-ascii",
+        create({"id": "u" * 2048}),
+        create({"id": "o" * 2049}),
+        400,
+        "maximum size limit of2048 bytes",
+    ),
+    Limit(
+        "partition-key-utf8",
+        create({"id": "é" * 1024}),
+        create({"id": "ö" * 1024 + "o"}),
+        400,
+        "maximum size limit of2048 bytes",
+    ),
+    Limit(
+        "key-empty-string",
+        create({"id": "u", "note": ""}),  # an empty string is fine outside a key
+        create({"id": ""}),
+        400,
+        "cannot contain an empty string",
+    ),
+    # Naming rules: attribute names of 1 character to 64 KB
+    Limit(
+        "attribute-name-length",
+        create({"id": "u", "a" * 65535: 1}),
+        create({"id": "o", "a" * 65536: 1}),
+        400,
+        "limit for an attribute name is 64 KB",
+    ),
+    Limit(
+        "attribute-name-empty",
+        create({"id": "u", "a": 1}),
+        create({"id": "o", "": 1}),
+        400,
+        "at least one character",
+    ),
+    # Expression parameters: 4 KB per expression, 255 bytes per placeholder, 2 MB in all
+    Limit(
+        "expression-length",
+        create({"id": "u"}, ConditionExpression="attribute_not_exists(id)" + " " * (4096 - 24)),
+        create({"id": "o"}, ConditionExpression="attribute_not_exists(id)" + " " * (4097 - 24)),
+        400,
+        "limit for an expression is 4 KB",
+    ),
+    Limit(
+        "placeholder-length",
+        create(
+            {"id": "u"},
+            ConditionExpression="attribute_not_exists(#" + "i" * 254 + ")",
+            ExpressionAttributeNames={"#" + "i" * 254: "id"},
+        ),
+        create(
+            {"id": "o"},
+            ConditionExpression="attribute_not_exists(#" + "i" * 255 + ")",
+            ExpressionAttributeNames={"#" + "i" * 255: "id"},
+        ),
+        400,
+        "255 bytes",
+    ),
+    Limit(
+        "substitutions-2mb",
+        create(
+            {"id": "u"},
+            ConditionExpression="attribute_not_exists(id) OR b = :v",
+            ExpressionAttributeValues={":v": "x" * (2 * 1024 * 1024 - 2)},
+        ),
+        create(
+            {"id": "o"},
+            ConditionExpression="attribute_not_exists(id) OR b = :v",
+            ExpressionAttributeValues={":v": "x" * (2 * 1024 * 1024 - 1)},
+        ),
+        400,
+        "limit for all substitutions is 2 MB",
+    ),
+    # An update's resulting item is judged by DynamoDB (here dynalite, counting UTF-8)
+    Limit(
+        "update-result-size-utf8",
+        {
+            "operation": "update",
+            "payload": {
+                "Key": {"id": "u"},
+                "UpdateExpression": "SET b = :b",
+                "ExpressionAttributeValues": {":b": "é" * ((MAX_ITEM - 4) // 2)},
+            },
+        },
+        {
+            "operation": "update",
+            "payload": {
+                "Key": {"id": "o"},
+                "UpdateExpression": "SET b = :b",
+                "ExpressionAttributeValues": {":b": "é" * ((MAX_ITEM - 4) // 2) + "x"},
+            },
+        },
+        413,
+        "item too large",
+    ),
+    Limit(
+        "update-legacy-nesting",
+        {
+            "operation": "update",
+            "payload": {
+                "Key": {"id": "u"},
+                "AttributeUpdates": {"d": {"Value": nested(31), "Action": "PUT"}},
+            },
+        },
+        {
+            "operation": "update",
+            "payload": {
+                "Key": {"id": "o"},
+                "AttributeUpdates": {"d": {"Value": nested(32), "Action": "PUT"}},
+            },
+        },
+        400,
+        "limit of 32 levels",
+    ),
+]
+
+
+@pytest.mark.parametrize("limit", LIMITS, ids=[limit.id for limit in LIMITS])
+def test_given_a_request_just_under_a_dynamodb_limit_then_200_and_the_item_is_written(
+    handler_module: ModuleType,
+    dynalite: Dynalite,
+    table: TableDefinition,
+    context: LambdaContext,
+    limit: Limit,
+) -> None:
+    status, body = call(handler_module, limit.under, context)
+    assert status == 200, body
+    items = scan_all(dynalite, table)
+    assert len(items) == 1 and items[0]["id"]["S"] in ("u", "u" * 2048, "é" * 1024)
+
+
+@pytest.mark.parametrize("limit", LIMITS, ids=[limit.id for limit in LIMITS])
+def test_given_a_request_just_over_a_dynamodb_limit_then_4xx_naming_it_and_nothing_written(
+    handler_module: ModuleType,
+    dynalite: Dynalite,
+    table: TableDefinition,
+    context: LambdaContext,
+    limit: Limit,
+) -> None:
+    status, body = call(handler_module, limit.over, context)
+    assert (status, limit.message in body["message"]) == (limit.status, True), body
+    assert scan_all(dynalite, table) == []
+
+
+def test_given_numbers_at_the_edges_then_they_are_stored_and_read_back_exactly(
+    handler_module: ModuleType, table: TableDefinition, context: LambdaContext
+) -> None:
+    literals = {"top": TOP, "tiny": "-1E-130", "wide": "1" + "0" * 40, "zeros": "1." + "0" * 60}
+    item = {"id": "edges", **{name: f"<{name}>" for name in literals}}
+    assert call(handler_module, body_with(create(item), **literals), context)[0] == 200
+    read = {"operation": "read", "payload": {"Key": {"id": "edges"}}}
+    status, body = call(handler_module, read, context)
+    assert status == 200, body
+    assert body["Item"]["top"] == int("9" * 38 + "0" * 88)
+    assert body["Item"]["tiny"] == -1e-130
+    assert body["Item"]["wide"] == 10**40
+    assert body["Item"]["zeros"] == 1
+
+
+# --- JSON parsing bounds: before any decoding ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ('{"operation":"echo","payload":1e999999999}', 400, "too large"),
+        ('{"operation":"echo","payload":-1e999999999}', 400, "too large"),
+        ('{"operation":"echo","payload":1e-999999999}', 400, "too small"),
+        ('{"operation":"echo","payload":' + "9" * 5000 + "}", 400, "at most 200 characters"),
+        ('{"operation":"echo","payload":' + "[" * 10_000 + "]" * 10_000 + "}", 400, "at most 64"),
+        ('{"operation":"echo","payload":' + "[" * 64 + "]" * 64 + "}", 400, "nests 65 levels"),
+        (
+            '{"operation":"echo","payload":' + '{"a":' * 10_000 + "1" + "}" * 10_001,
+            400,
+            "at most 64",
+        ),
+        ('{"operation":"echo","payload":[NaN]}', 400, "NaN is not a valid JSON number"),
+        ('{"operation":"echo","payload":-Infinity}', 400, "-Infinity is not a valid JSON number"),
+        ('{"operation":"echo","payload":"' + "x" * (6 * 1024 * 1024) + '"}', 413, "6 MB"),
+    ],
+    ids=[
+        "huge-exponent",
+        "huge-negative-exponent",
+        "tiny-exponent",
+        "5000-digit-integer",
+        "10000-deep-arrays",
+        "65-deep",
+        "10000-deep-objects",
+        "nan",
+        "negative-infinity",
+        "body-over-6mb",
+    ],
+)
+def test_given_a_hostile_json_body_then_4xx_naming_the_bound_quickly(
+    handler_module: ModuleType, context: LambdaContext, body: str, status: int, message: str
+) -> None:
+    got, reply = call(handler_module, proxy_event(body), context)
+    assert (got, message in reply["message"]) == (status, True), reply
+
+
+def test_given_json_63_levels_deep_and_brackets_inside_strings_then_echoed(
+    handler_module: ModuleType, context: LambdaContext
+) -> None:
+    payload = [nested(61, as_list=True), "[[[[{{{{" * 20, {"q": '\\"[[[[[' * 20}]
+    status, body = call(
+        handler_module, proxy_event({"operation": "echo", "payload": payload}), context
+    )
+    assert (status, body) == (200, payload)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (1e300, "too large"),
+        (-(10**150), "too large"),
+        (10**5000, "out of DynamoDB's number range"),
+        (nested(100), "at most 64 levels"),
+    ],
+    ids=["float-1e300", "int-1e150", "int-5000-digits", "100-deep"],
+)
+def test_given_a_direct_event_out_of_bounds_then_400(
+    handler_module: ModuleType, context: LambdaContext, payload: Any, message: str
+) -> None:
+    status, body = call(handler_module, {"operation": "echo", "payload": payload}, context)
+    assert (status, message in body["message"]) == (400, True), body
+
+
+# --- the local DynamoDB itself refuses what DynamoDB refuses (any client, not just ours) ------
+
+
+def nested_wire(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"S": "x"}
+    for _ in range(levels):
+        value = {"M": {"k": value}}
+    return value
+
+
+WIRE_LIMITS = [
+    ("nesting", {"d": nested_wire(31)}, {"d": nested_wire(32)}, {}, "Nesting Levels"),
+    ("key-utf8", {}, {}, {"id": "é" * 1024 + "x"}, "maximum size limit of2048 bytes"),
+    ("item-utf8", {"b": {"S": "é" * 204_798}}, {"b": {"S": "é" * 204_799}}, {}, "Item size"),
+    ("name-length", {"a" * 65535: {"N": "1"}}, {"a" * 65536: {"N": "1"}}, {}, "65535 bytes"),
+    ("name-empty", {"a": {"N": "1"}}, {"": {"N": "1"}}, {}, "at least one character"),
+]
+
+
+@pytest.mark.parametrize(
+    ("extra_under", "extra_over", "key_over", "message"),
+    [case[1:] for case in WIRE_LIMITS],
+    ids=[case[0] for case in WIRE_LIMITS],
+)
+def test_given_a_put_straight_to_local_dynamodb_then_it_enforces_dynamodbs_limit(
+    dynalite: Dynalite,
+    table: TableDefinition,
+    extra_under: dict[str, Any],
+    extra_over: dict[str, Any],
+    key_over: dict[str, str],
+    message: str,
+) -> None:
+    client = dynalite.client()
+    client.put_item(TableName=table.name, Item={"id": {"S": "u"}, **extra_under})
+    over_key = key_over.get("id", "o")
+    with pytest.raises(ClientError) as refused:
+        client.put_item(TableName=table.name, Item={"id": {"S": over_key}, **extra_over})
+    error = refused.value.response["Error"]
+    assert error["Code"] == "ValidationException" and message in error["Message"]
+    assert [item["id"]["S"] for item in scan_all(dynalite, table)] == ["u"]
+
+
+def test_given_expressions_straight_to_local_dynamodb_then_4_kb_and_255_byte_limits_hold(
+    dynalite: Dynalite, table: TableDefinition
+) -> None:
+    client = dynalite.client()
+    ok = "attribute_not_exists(id)"
+    client.put_item(
+        TableName=table.name, Item={"id": {"S": "u"}}, ConditionExpression=ok + " " * (4096 - 24)
+    )
+    for extra in (
+        {"ConditionExpression": ok + " " * (4097 - 24)},
+        {
+            "ConditionExpression": "attribute_not_exists(#" + "i" * 255 + ")",
+            "ExpressionAttributeNames": {"#" + "i" * 255: "id"},
+        },
+    ):
+        with pytest.raises(ClientError) as refused:
+            client.put_item(TableName=table.name, Item={"id": {"S": "o"}}, **extra)
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert [item["id"]["S"] for item in scan_all(dynalite, table)] == ["u"]
+
+
+def test_given_a_sort_key_over_1024_utf8_bytes_then_local_dynamodb_refuses_it(
+    dynalite: Dynalite,
+) -> None:
+    client = dynalite.client()
+    name = "memsweep-sort-key-limit"
+    if name not in client.list_tables()["TableNames"]:
+        client.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+        )
+        client.get_waiter("table_exists").wait(TableName=name)
+    client.put_item(TableName=name, Item={"pk": {"S": "p"}, "sk": {"S": "é" * 512}})
+    with pytest.raises(ClientError) as refused:
+        client.put_item(TableName=name, Item={"pk": {"S": "p"}, "sk": {"S": "é" * 512 + "x"}})
+    assert "size limit of 1024 bytes" in refused.value.response["Error"]["Message"]
+
+
+# --- through the whole local stack: the sandbox survives --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_stack(
+    stack_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStackProcess]:
+    """handler.py at 128 MB: where 1e999999999 used to be OOM-killed."""
+    directory = tmp_path_factory.mktemp("limits")
+    config = Path(directory) / "serverless.json"
+    config.write_text(json.dumps(stack_config))
+    stack = start_stack(config, directory, "--memory", "128", "--no-usage-plan-throttle")
+    yield stack
+    stack.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"operation":"echo","payload":1e999999999}', "too large"),
+        (b'{"operation":"echo","payload":' + b"[" * 10_000 + b"]" * 10_000 + b"}", "at most 64"),
+        (
+            json.dumps(create({"id": "deep", "d": nested(32)})).encode(),
+            "limit of 32 levels",
+        ),
+        (
+            json.dumps(create({"id": "deep", "n": 1})).replace("1}", "1E+126}").encode(),
+            "too large",
+        ),
+    ],
+    ids=["1e999999999", "10000-deep", "item-33-levels", "number-1e126"],
+)
+def test_given_a_hostile_body_through_the_local_stack_then_400_and_the_next_request_works(
+    small_stack: LocalStackProcess, body: bytes, message: str
+) -> None:
+    reply = call_stack(small_stack, body)
+    assert (reply.status, message in reply.json()["message"]) == (400, True), reply.body[:300]
+    read = call_stack(small_stack, {"operation": "read", "payload": {"Key": {"id": "deep"}}})
+    assert read.status == 200 and "Item" not in read.json()
+    assert call_stack(small_stack, {"operation": "ping"}).json() == "pong"
