@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import json
 import os
+import resource
 import secrets
 import signal
 import sys
@@ -451,7 +452,8 @@ def lambda_log(given: Path | None) -> Path:
     return path
 
 
-def _describe(ready: Mapping[str, Any]) -> str:
+def _describe(ready: Mapping[str, Any], *, key_given: bool = False) -> str:
+    """The banner; a key the user gave (from a file, a variable) is not echoed to the terminal."""
     share = ready.get("cpu_share_measured")
     share_text = f", measured CPU share {share:.3f}" if share is not None else ""
     if ready.get("calibration_refused"):
@@ -459,9 +461,11 @@ def _describe(ready: Mapping[str, Any]) -> str:
     lines = [
         "memsweep local stack (API Gateway → Lambda → DynamoDB)",
         f"  URL:      POST {ready['url']}",
-        f"  API key:  {ready['api_key']}  (send it as the x-api-key header)"
-        if ready["api_key"]
-        else "  API key:  not required",
+        "  API key:  not required"
+        if not ready["api_key"]
+        else "  API key:  yours (set, not shown): send it as the x-api-key header"
+        if key_given
+        else f"  API key:  {ready['api_key']}  (send it as the x-api-key header)",
         f"  Lambda:   {ready['function']} ({ready['handler']}), {ready['memory_mb']} MB, "
         f"{ready['cgroup']} (fidelity {ready['fidelity']}{share_text})",
         f"  DynamoDB: {ready['dynamodb_endpoint']} table {ready['table']}",
@@ -479,7 +483,9 @@ async def serve_until_stopped(options: LocalStackOptions, *, json_ready: bool) -
         loop.add_signal_handler(signum, stopping.set)
     try:
         await stack.start()
-        print(json.dumps(stack.ready) if json_ready else _describe(stack.ready), flush=True)
+        key_given = options.api_key is not None
+        banner = _describe(stack.ready, key_given=key_given)
+        print(json.dumps(stack.ready) if json_ready else banner, flush=True)
         await stopping.wait()
     finally:
         await stack.stop()
@@ -489,12 +495,27 @@ async def serve_until_stopped(options: LocalStackOptions, *, json_ready: bool) -
 # do. A higher priority for the process playing them keeps a busy host's sandboxes from
 # starving it (measured: +5-15 % echo throughput at 8 connections). Root only; else skipped.
 EMULATOR_NICE = -10
+# Every client connection, sandbox pipe and Runtime API socket takes a descriptor here, and
+# http.py keeps a reserve of them from clients: the soft limit is raised towards the hard
+# one (as Locust raises its own), so a desktop's 1024 doesn't cap a sweep at ~750 users.
+DESCRIPTOR_SOFT_LIMIT = 65536
+
+
+def _raise_descriptor_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = DESCRIPTOR_SOFT_LIMIT
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(hard, wanted)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def run(options: LocalStackOptions, *, json_ready: bool = False) -> None:
     """Run the local stack in this process until SIGINT/SIGTERM."""
     with contextlib.suppress(PermissionError):
         os.setpriority(os.PRIO_PROCESS, 0, EMULATOR_NICE)
+    _raise_descriptor_limit()
     with contextlib.suppress(ImportError):
         import uvloop  # the event loop's own overhead is part of every invocation
 
