@@ -6,9 +6,9 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from runner import __version__
 from runner.errors import BadInput, MemsweepError
@@ -34,6 +34,55 @@ def _memory(text: str) -> int:
         ) from None
 
 
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high] (a port, a count of workers)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number {low}-{high}, got {text!r}")
+        return value
+
+    return parse
+
+
+_port = _whole(0, 65535)  # 0: any free port
+
+
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated options, and a parse error in one line.
+
+    argparse expands a prefix by default: `--work 3` ran a whole sweep as `--workers 3`.
+    Subparsers are made with the parser's own class, so every subcommand gets this too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def _did_you_mean(unknown: list[str], parser: argparse.ArgumentParser) -> str:
+    """'unrecognized arguments: --work 3 (did you mean --workers?)'."""
+    import difflib
+
+    known = [option for action in parser._actions for option in action.option_strings]
+    hints = []
+    for word in unknown:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
+            hints += [f"{word.split('=')[0]} → {close[0]}"] if close else []
+    text = f"unrecognized arguments: {' '.join(unknown)}"
+    if len(hints) == 1:
+        return f"{text} (did you mean {hints[0].split(' → ')[1]}?)"
+    return f"{text} (did you mean: {', '.join(hints)}?)" if hints else text
+
+
 def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     local = subparsers.add_parser(
         "local",
@@ -41,7 +90,7 @@ def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Run serverless.yml's stack on this machine: an API Gateway front, a "
         "Lambda pool whose CPU follows the memory size, and dynalite for DynamoDB.",
     )
-    local.add_argument("--port", type=int, default=0, help="front port (default: any free)")
+    local.add_argument("--port", type=_port, default=0, help="front port (default: any free)")
     local.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
     local.add_argument("--memory", type=_memory, help="memory size in MB (default: serverless.yml)")
     local.add_argument("--stage", default="dev")
@@ -86,15 +135,18 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "reports/<run-id>/results.json.",
     )
     run.add_argument("scenario", type=Path, help="scenario YAML file")
-    run.add_argument("--workers", type=int, help="local Locust worker processes (default: cores)")
-    run.add_argument("--expect-workers", type=int, help="remote workers to wait for")
+    # The scenario's own bounds (workers.local, workers.expect_remote in scenario.py).
+    run.add_argument(
+        "--workers", type=_whole(0, 256), help="local Locust worker processes (default: cores)"
+    )
+    run.add_argument("--expect-workers", type=_whole(0, 1000), help="remote workers to wait for")
     run.add_argument(
         "--master-bind-host",
         default="127.0.0.1",
         help="address the Locust master listens on for workers (default: loopback only; "
         "remote workers need a reachable address, on a private network)",
     )
-    run.add_argument("--master-port", type=int, default=0, help="default: any free port")
+    run.add_argument("--master-port", type=_port, default=0, help="default: any free port")
     target = run.add_argument_group(
         "target", "override the scenario's target (e.g. the same scenario against AWS)"
     )
@@ -149,15 +201,58 @@ def _add_worker(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "`locust --worker -f - --master-host H` works too.",
     )
     worker.add_argument("--master-host", required=True)
-    worker.add_argument("--master-port", type=int, default=5557)
+    worker.add_argument("--master-port", type=_whole(1, 65535), default=5557)
     worker.add_argument("--quiet", action="store_true")
 
 
 SUBCOMMANDS = {"run", "validate", "schema", "worker", "local", "report"}
+TOP_LEVEL_OPTIONS = {"-h", "--help", "--version"}
+
+
+def _parse(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.Namespace:
+    """Parse, with `python -m runner FILE ...` meaning `run FILE ...`; exits 2 on bad input."""
+    if not arguments:  # nothing to do is a mistake, not a success (a script would go on)
+        parser.print_usage(sys.stderr)
+        parser.error("give a scenario file (python -m runner FILE) or a command")
+    first = arguments[0]
+    if first not in SUBCOMMANDS | TOP_LEVEL_OPTIONS and any(
+        not word.startswith("-") for word in arguments
+    ):
+        if not first.startswith("-") and _looks_like_a_command(first):
+            import difflib
+
+            close = difflib.get_close_matches(first, sorted(SUBCOMMANDS), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            parser.error(
+                f"{first!r} is neither a command nor a scenario file{hint}; commands: "
+                + ", ".join(sorted(SUBCOMMANDS))
+            )
+        arguments = ["run", *arguments]  # options may come before the file
+    args, unknown = parser.parse_known_args(arguments)
+    command = _subparser(parser, args.command)
+    if unknown:
+        command.error(_did_you_mean(unknown, command))
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        parser.error("give a scenario file (python -m runner FILE) or a command")
+    return args
+
+
+def _looks_like_a_command(word: str) -> bool:
+    """A bare word that is no file: a mistyped command, not a scenario (which has a suffix)."""
+    return not Path(word).exists() and "." not in word and os.sep not in word
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            found: argparse.ArgumentParser = action.choices[command]
+            return found
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="python -m runner",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -186,9 +281,15 @@ def _run_scenario(args: argparse.Namespace) -> int:
         stack=args.stack,
         url=args.url,
     )
-    for flag, value in (("--workers", args.workers), ("--expect-workers", args.expect_workers)):
-        if value is not None and value < 0:
-            raise BadInput(f"{flag} must be 0 or more, got {value}")
+    # What can be checked before the run starts is: a run that cannot start leaves no run
+    # directory and no report, only one line saying what is missing.
+    from runner.swarm import check_master_address
+
+    check_master_address(args.master_bind_host, args.master_port)
+    if scenario.target.kind == "aws":
+        from runner.targets.aws import preflight
+
+        preflight(scenario.target)
     from runner.progress import Progress
     from runner.sweep import RunOptions, Sweep
 
@@ -316,9 +417,7 @@ def _run_local(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments and arguments[0] not in SUBCOMMANDS and not arguments[0].startswith("-"):
-        arguments.insert(0, "run")  # `python -m runner FILE` is `run FILE`
-    args = parser.parse_args(arguments)
+    args = _parse(parser, arguments)
     commands = {
         "run": _run_scenario,
         "validate": _validate,
@@ -328,10 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": _report,
     }
     try:
-        if args.command in commands:
-            return commands[args.command](args)
-        parser.print_help()
-        return 0
+        return commands[args.command](args)
     except MemsweepError as exc:
         print(f"memsweep: {exc}", file=sys.stderr)
         return exc.exit_code

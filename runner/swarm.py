@@ -26,11 +26,12 @@ import gevent
 import locust
 from locust.argument_parser import get_parser
 from locust.env import Environment
+from locust.exception import RPCError
 from locust.runners import STATE_MISSING, MasterRunner
 
 from runner import __version__, locustfile
 from runner.children import detached_but_tied
-from runner.errors import MemsweepError
+from runner.errors import BadInput, MemsweepError
 from runner.scenario import ClosedLoad, OpenLoad
 from runner.stats import decode, empty_histogram
 
@@ -43,6 +44,8 @@ READY_TIMEOUT_S = 15.0
 # A per-second histogram is reduced to its p95 this long after its second (reports come
 # every 3 s; LOCUST_FACTS.md).
 SEAL_AFTER_S = 10
+# Addresses that mean "every interface": a local worker cannot dial them, it dials loopback.
+ANY_ADDRESS = {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
 class SwarmError(MemsweepError):
@@ -168,11 +171,23 @@ class Swarm:
             parsed_locustfiles=[str(LOCUSTFILE)],
             host="http://127.0.0.1",
         )
-        self.runner = self.environment.create_master_runner(self.bind_host, self.bind_port)
+        try:
+            self.runner = self.environment.create_master_runner(self.bind_host, self.bind_port)
+        except (SystemExit, RPCError) as exc:
+            # Locust logs a busy port and calls sys.exit(1): that would be exit code 1 ("no
+            # size met the thresholds") with no line saying why.
+            why = exc if isinstance(exc, RPCError) else "address in use"
+            raise SwarmError(
+                f"the Locust master cannot listen on {self.bind_host}:{self.bind_port} "
+                f"({why}): choose another --master-port"
+            ) from None
         locust.events.worker_report.add_listener(self._on_worker_report)
         self.runner.register_message("memsweep_refused", self._on_refused)
+        # Local workers dial the address the master listens on: with --master-bind-host set to
+        # a LAN address the master is not on loopback at all.
+        dial = local_dial_host(self.bind_host)
         for _ in range(self.local_workers):
-            self.processes.append(start_local_worker("127.0.0.1", self.bind_port))
+            self.processes.append(start_local_worker(dial, self.bind_port))
         self._wait_for_workers()
 
     def _wait_for_workers(self) -> None:
@@ -499,13 +514,59 @@ def exec_worker(master_host: str, master_port: int, *, quiet: bool = False) -> N
     os.execv(command[0], command)
 
 
-def _free_port(host: str) -> int:
+def local_dial_host(bind_host: str) -> str:
+    """The address a worker on this machine dials to reach a master bound to `bind_host`."""
+    return ANY_ADDRESS.get(bind_host, bind_host)
+
+
+def _listen_probe(host: str, port: int) -> int:
+    """Bind a TCP socket to host:port as the master will; returns the port bound."""
     import socket
 
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    host = "0.0.0.0" if host in ("*", "") else host
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.bind(address)
+        bound: int = sock.getsockname()[1]
+        return bound
+
+
+def check_master_address(host: str, port: int) -> None:
+    """Refuse a bind address or port the master could not listen on, before the run starts.
+
+    Raises BadInput naming the flag: an address of another machine, a name that does not
+    resolve, a port out of range or in use.
+    """
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise BadInput(f"--master-port must be 0-65535, got {port}")
+    try:
+        _listen_probe(host, port)
+    except socket.gaierror as exc:
+        raise BadInput(
+            f"--master-bind-host {host}: no such address or host name ({exc.strerror})"
+        ) from None
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.EADDRINUSE:
+            raise BadInput(
+                f"--master-port {port}: already in use on {host}; choose another port "
+                "(or 0 for any free one)"
+            ) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise BadInput(
+                f"--master-bind-host {host}: not an address of this machine; use one of its "
+                "own addresses (ip addr), or 0.0.0.0 for all"
+            ) from None
+        raise BadInput(f"--master-bind-host {host} --master-port {port}: {exc.strerror}") from None
+
+
+def _free_port(host: str) -> int:
+    return _listen_probe(host, 0)
 
 
 __all__ = ["StepData", "Swarm", "SwarmError"]

@@ -156,23 +156,26 @@ def test_given_sigint_mid_sweep_then_exit_130_and_memory_restored(
     assert results.status == "interrupted" and results.target.restored is True
 
 
-def test_given_no_such_stack_then_exit_3_naming_the_stack_and_the_fix(
+def test_given_no_such_stack_then_exit_2_naming_the_stack_and_the_fix_before_the_run(
     moto_stack: dict[str, str], tmp_path: Path
 ) -> None:
     path = tmp_path / "aws.yaml"
     path.write_text(SCENARIO.format(stage="nosuchstage", url="http://127.0.0.1:9/x", duration=1))
     done = subprocess.run(
-        [sys.executable, "-m", "runner", str(path), "--out", str(tmp_path), "--quiet"],
+        [sys.executable, "-m", "runner", str(path), "--out", str(tmp_path / "out"), "--quiet"],
         cwd=PROJECT_ROOT,
         env={**os.environ, **moto_stack},
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert done.returncode == 3
-    assert "no CloudFormation stack memsweep-nosuchstage" in done.stderr
-    assert "npx serverless deploy --stage nosuchstage" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.returncode == 2, done.stderr
+    assert one_line(done) == (
+        "memsweep: stack memsweep-nosuchstage not found in us-east-1: deploy it with `npx "
+        "serverless deploy --stage nosuchstage --region us-east-1`, or name the deployed one "
+        "with --stage/--region/--stack"
+    )
+    assert not (tmp_path / "out").exists()  # a run that never started: no results, no report
 
 
 def wait(condition: Any, timeout: float = 60) -> bool:
@@ -258,6 +261,99 @@ def test_given_target_flags_then_a_local_scenario_runs_against_the_aws_stack(
         text=True,
         timeout=120,
     )
-    assert done.returncode == 3, done.stderr
-    assert "no CloudFormation stack memsweep-nosuchstage" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.returncode == 2, done.stderr
+    assert "stack memsweep-nosuchstage not found in us-east-1" in one_line(done)
+
+
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+def without_aws(**keep: str) -> dict[str, str]:
+    """This environment with no AWS configuration at all: no variables, files or IMDS."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(
+        AWS_CONFIG_FILE="/nonexistent",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+        # boto3 would ask the EC2 instance metadata service last: no traffic off loopback.
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return {**env, **keep}
+
+
+def run_aws(tmp_path: Path, env: dict[str, str], *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "scenarios/memory_sweep.yaml",
+            "--target",
+            "aws",
+            *flags,
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_given_no_aws_region_then_exit_2_saying_how_to_set_one_before_the_run(
+    tmp_path: Path,
+) -> None:
+    # Was: "internal error: NoRegionError ... (a bug)", exit 3, and an empty report.
+    done = run_aws(tmp_path, without_aws())
+    assert done.returncode == 2
+    assert one_line(done) == (
+        "memsweep: no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), --region, or "
+        "target.region in the scenario"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_given_aws_region_only_in_aws_region_then_it_is_used(tmp_path: Path) -> None:
+    # boto3 reads AWS_DEFAULT_REGION only; AWS_REGION (set by other SDKs and CI) counts too.
+    done = run_aws(tmp_path, without_aws(AWS_REGION="eu-west-1"))
+    assert done.returncode == 2
+    assert "no AWS credentials" in one_line(done)
+
+
+def test_given_no_aws_credentials_then_exit_2_saying_how_to_give_them_before_the_run(
+    tmp_path: Path,
+) -> None:
+    done = run_aws(tmp_path, without_aws(), "--region", "eu-west-1")
+    assert done.returncode == 2
+    assert one_line(done) == (
+        "memsweep: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+        "AWS_PROFILE, or run `aws configure` (or `aws sso login`)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_given_an_aws_profile_that_does_not_exist_then_exit_2_naming_it(tmp_path: Path) -> None:
+    done = run_aws(tmp_path, without_aws(AWS_PROFILE="no-such-profile"), "--region", "eu-west-1")
+    assert done.returncode == 2
+    assert "The config profile (no-such-profile) could not be found" in one_line(done)
+    assert not (tmp_path / "out").exists()
+
+
+def test_given_credentials_and_region_but_no_stack_there_then_exit_2_with_the_deploy_command(
+    moto_stack: dict[str, str], tmp_path: Path
+) -> None:
+    # The stack is deployed to us-east-1; the run asks for eu-west-1.
+    env = without_aws(**{**moto_stack, "AWS_DEFAULT_REGION": "eu-west-1"})
+    done = run_aws(tmp_path, env, "--stage", STAGE)
+    assert done.returncode == 2
+    assert one_line(done) == (
+        f"memsweep: stack memsweep-{STAGE} not found in eu-west-1: deploy it with `npx "
+        f"serverless deploy --stage {STAGE} --region eu-west-1`, or name the deployed one with "
+        "--stage/--region/--stack"
+    )
+    assert not (tmp_path / "out").exists()

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from runner import __version__
 from runner.stack import PROJECT_ROOT
@@ -103,3 +106,119 @@ def test_given_local_with_a_malformed_param_then_exit_2_naming_it() -> None:
     done = run_cli("local", "--param", "memory")
     assert done.returncode == 2
     assert "--param must be NAME=VALUE, got 'memory'" in done.stderr
+
+
+# --- careless input (issue 14, section 8) -------------------------------------------------
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The single line saying what is wrong (argparse's usage line aside); no traceback."""
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("usage:")]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_given_no_arguments_then_usage_on_stderr_and_exit_2() -> None:
+    done = run_cli()
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("usage: python -m runner")
+    assert "give a scenario file" in one_error_line(done)
+
+
+def test_given_an_abbreviated_option_then_exit_2_naming_it_and_the_option_meant(
+    tmp_path: Path,
+) -> None:
+    # argparse expanded `--work 3` to `--workers 3` and ran a whole sweep.
+    done = run_cli("scenarios/crud_mix.yaml", "--work", "3", "--out", str(tmp_path))
+    assert done.returncode == 2
+    line = one_error_line(done)
+    assert "unrecognized arguments: --work 3" in line
+    assert "did you mean --workers?" in line
+    assert not list(tmp_path.iterdir())  # nothing started
+
+
+def test_given_abbreviations_anywhere_then_every_parser_refuses_them() -> None:
+    from runner.cli import _subparser, build_parser
+
+    parser = build_parser()
+    commands = ["run", "validate", "schema", "report", "worker", "local"]
+    assert not parser.allow_abbrev
+    assert all(not _subparser(parser, command).allow_abbrev for command in commands)
+    for argv in (
+        ["--vers"],
+        ["worker", "--master-host", "x", "--master-p", "1"],
+        ["local", "--mem", "512"],
+        ["validate", "--scen", "x"],
+    ):
+        done = run_cli(*argv)
+        assert done.returncode == 2, argv
+        assert "unrecognized arguments" in one_error_line(done)
+
+
+def test_given_an_unknown_command_then_exit_2_naming_it_with_the_commands() -> None:
+    done = run_cli("valdate", "scenarios/crud_mix.yaml")
+    assert done.returncode == 2
+    line = one_error_line(done)
+    assert "'valdate' is neither a command nor a scenario file" in line
+    assert "did you mean validate?" in line and "commands: local, report, run" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--workers", "-1"], "argument --workers: must be a whole number 0-256, got '-1'"),
+        (["--workers", "10000"], "argument --workers: must be a whole number 0-256, got '10000'"),
+        (["--workers", "two"], "argument --workers: must be a whole number 0-256, got 'two'"),
+        (["--expect-workers", "-3"], "argument --expect-workers: must be a whole number 0-1000"),
+        (["--master-port", "70000"], "argument --master-port: must be a whole number 0-65535"),
+        (
+            ["--master-bind-host", "192.0.2.1"],  # TEST-NET-1: an address of no machine here
+            "--master-bind-host 192.0.2.1: not an address of this machine",
+        ),
+        (
+            ["--master-bind-host", "no-such-host.invalid"],
+            "--master-bind-host no-such-host.invalid: no such address or host name",
+        ),
+    ],
+)
+def test_given_a_bad_run_flag_then_exit_2_with_one_line_before_anything_starts(
+    argv: list[str], expected: str, tmp_path: Path
+) -> None:
+    done = run_cli("scenarios/crud_mix.yaml", *argv, "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    assert expected in one_error_line(done)
+    assert not (tmp_path / "out").exists()  # no run directory, no report
+
+
+def test_given_the_master_port_in_use_then_exit_2_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli(
+            "scenarios/crud_mix.yaml", "--master-port", str(port), "--out", str(tmp_path / "o")
+        )
+    assert done.returncode == 2, done.stderr
+    assert f"--master-port {port}: already in use on 127.0.0.1" in one_error_line(done)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["no-such-scenario.yaml"], "no-such-scenario.yaml: no such scenario file"),
+        (["scenarios"], "scenarios: is a directory, not a scenario file"),
+        (["validate", "scenarios"], "scenarios: is a directory, not a scenario file"),
+        (["run"], "the following arguments are required: scenario"),
+        (["worker", "--master-host", "x", "--master-port", "0"], "must be a whole number 1-65535"),
+        (["local", "--port", "-5"], "argument --port: must be a whole number 0-65535, got '-5'"),
+    ],
+)
+def test_given_a_careless_path_or_flag_then_exit_2_with_one_line(
+    argv: list[str], expected: str
+) -> None:
+    done = run_cli(*argv)
+    assert done.returncode == 2, done.stderr
+    assert expected in one_error_line(done)

@@ -10,14 +10,15 @@ back by `restore()`, which the sweep calls in `finally` and on SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound, WaiterError
 
-from runner.errors import MemsweepError
+from runner.errors import BadInput, MemsweepError
 from runner.lambda_logs import Phases, attribute
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import AwsTarget
@@ -36,8 +37,97 @@ LOG_LOOKBEHIND_S = 30.0
 LOG_LOOKAHEAD_S = 30.0
 
 
+# A stack in one of these states has no function to sweep (a failed create rolls back to
+# nothing) or is going away; CloudFormation's stack status values, DescribeStacks reference.
+UNUSABLE_STACK = (
+    "CREATE_IN_PROGRESS",
+    "CREATE_FAILED",
+    "REVIEW_IN_PROGRESS",
+    "ROLLBACK_IN_PROGRESS",
+    "ROLLBACK_FAILED",
+    "ROLLBACK_COMPLETE",
+)
+# STS error codes for credentials AWS refuses (STS and CloudFormation error references).
+REFUSED_CREDENTIALS = {
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "AuthFailure",
+}
+
+
 class AwsTargetError(MemsweepError):
     exit_code = 3
+
+
+def _session(spec: AwsTarget) -> boto3.session.Session:
+    # boto3 reads AWS_DEFAULT_REGION only (botocore's configprovider); AWS_REGION is what the
+    # other AWS SDKs and CI credential actions set, so it counts too.
+    region = spec.region or os.environ.get("AWS_REGION") or None
+    try:
+        return boto3.session.Session(region_name=region)
+    except ProfileNotFound as exc:
+        raise BadInput(
+            f"AWS configuration: {exc}: name a profile of ~/.aws/config in AWS_PROFILE, or unset it"
+        ) from None
+    except BotoCoreError as exc:
+        raise BadInput(f"AWS configuration: {exc}") from None
+
+
+def preflight(spec: AwsTarget) -> None:
+    """Region, credentials and the stack, checked before the run starts (nothing written).
+
+    Each missing piece is one line with its fix (exit 2); AWS out of reach is exit 3. Without
+    this, boto3's NoRegionError surfaced as an "internal error" after the run had begun.
+    """
+    session = _session(spec)
+    region = session.region_name
+    if not region:
+        raise BadInput(
+            "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), --region, or target.region "
+            "in the scenario"
+        )
+    try:
+        credentials = session.get_credentials()
+    except BotoCoreError as exc:  # a broken profile, an expired SSO token, ...
+        raise BadInput(f"no usable AWS credentials: {exc}") from None
+    if credentials is None:
+        raise BadInput(
+            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, "
+            "or run `aws configure` (or `aws sso login`)"
+        )
+    stack_name = f"{spec.stack}-{spec.stage}"
+    config = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=10)
+    try:
+        stack = session.client("cloudformation", config=config).describe_stacks(
+            StackName=stack_name
+        )["Stacks"][0]
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        # CloudFormation answers a missing stack with ValidationError "Stack with id X does
+        # not exist" (boto/boto3#2807).
+        if error.get("Code") == "ValidationError" and "does not exist" in error.get("Message", ""):
+            raise BadInput(
+                f"stack {stack_name} not found in {region}: deploy it with `npx serverless "
+                f"deploy --stage {spec.stage} --region {region}`, or name the deployed one "
+                "with --stage/--region/--stack"
+            ) from None
+        if error.get("Code") in REFUSED_CREDENTIALS:
+            raise BadInput(
+                f"AWS refused the credentials ({error.get('Code')}): renew them, or check "
+                "AWS_PROFILE / AWS_ACCESS_KEY_ID"
+            ) from None
+        raise AwsTargetError(f"AWS: looking up stack {stack_name} in {region}: {exc}") from None
+    except BotoCoreError as exc:
+        raise AwsTargetError(f"AWS: looking up stack {stack_name} in {region}: {exc}") from None
+    status = str(stack.get("StackStatus", ""))
+    if status in UNUSABLE_STACK or status.startswith("DELETE_"):
+        raise BadInput(
+            f"stack {stack_name} in {region} is {status}: fix the deploy and run `npx "
+            f"serverless deploy --stage {spec.stage} --region {region}` again"
+        )
 
 
 class AwsStackTarget:
@@ -46,7 +136,7 @@ class AwsStackTarget:
     def __init__(self, spec: AwsTarget) -> None:
         self.spec = spec
         self.stack_name = f"{spec.stack}-{spec.stage}"
-        session = boto3.session.Session(region_name=spec.region)
+        session = _session(spec)
         config = Config(retries={"mode": "standard", "max_attempts": 5})
         self.region = session.region_name or "us-east-1"
         self.cloudformation = session.client("cloudformation", config=config)
