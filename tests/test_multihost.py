@@ -247,6 +247,55 @@ def test_given_a_sweep_across_hosts_then_all_workers_count_and_totals_add_up(
     assert wait_until(lambda: all(gone(w) for w in workers), 20)
 
 
+def stock_locust_worker(lan: Lan, index: int, tmp_path: Path) -> subprocess.Popen[Any]:
+    """The README's `locust --worker -f - --master-host H --master-port P`, as printed."""
+    locust = str(Path(sys.executable).parent / "locust")
+    return lan.network.start(
+        lan.workers[index],
+        [
+            *(locust, "--worker", "-f", "-"),
+            *("--master-host", lan.master.address, "--master-port", str(MASTER_PORT)),
+        ],
+        log=tmp_path / f"worker{index}.log",
+        cwd=PROJECT_ROOT,
+    )
+
+
+def test_given_the_readme_example_with_local_workers_too_then_every_worker_takes_load(
+    lan: Lan, tmp_path: Path
+) -> None:
+    # README "More load machines", as printed, plus one local worker: local workers dialled
+    # 127.0.0.1, where a master bound to its LAN address does not listen (was: exit 3).
+    master = lan.master_run(
+        lan.scenario(tmp_path, users=6, workers=0),
+        tmp_path,
+        "--workers",
+        "1",
+        "--expect-workers",
+        "2",
+    )
+    workers = [lan.worker(0, tmp_path), stock_locust_worker(lan, 1, tmp_path)]
+    assert finish(master) == 0, log_of(tmp_path)
+    for step in results_of(tmp_path).steps:
+        assert step.valid, step.problems
+        assert len(step.workers) == 3, step.workers
+        assert all(worker.requests > 0 for worker in step.workers), step.workers
+    assert wait_until(lambda: all(gone(w) for w in workers), 20)
+
+
+def test_given_the_master_bound_to_all_interfaces_then_local_workers_dial_loopback(
+    lan: Lan, tmp_path: Path
+) -> None:
+    master = lan.master_run(
+        lan.scenario(tmp_path, workers=1), tmp_path, "--workers", "1", bind="0.0.0.0"
+    )
+    worker = lan.worker(0, tmp_path)
+    assert finish(master) == 0, log_of(tmp_path)
+    for step in results_of(tmp_path).steps:
+        assert len(step.workers) == 2 and all(w.requests > 0 for w in step.workers), step.workers
+    assert wait_until(lambda: gone(worker), 20)
+
+
 # --- faults -------------------------------------------------------------------------------
 
 
