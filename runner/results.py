@@ -427,7 +427,8 @@ _LONG_NUMBER = re.compile(rf"\d{{{MAX_NUMBER_DIGITS + 1},}}")
 def _read_bounded(file: Path) -> str:
     """The file's text, refusing what no memsweep run writes before decoding any of it."""
     try:
-        with open(file, "rb") as handle:
+        # O_NONBLOCK: a FIFO would block open() until someone writes to it.
+        with os.fdopen(os.open(file, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise BadInput(f"{file}: not a regular file")
@@ -470,14 +471,18 @@ def _read_bounded(file: Path) -> str:
     return text
 
 
+class _NotAFigure(ValueError):
+    """A JSON number no measurement can be: NaN, an infinity, or one that overflows to one."""
+
+
 def _no_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number memsweep writes (no measurement is {name})")
+    raise _NotAFigure(f"{name} is not a number memsweep writes (no measurement is {name})")
 
 
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range (it reads as infinity)")
+        raise _NotAFigure(f"{text[:40]} is out of range (it reads as infinity)")
     return value
 
 
@@ -487,6 +492,8 @@ def read_results(path: str | Path) -> Results:
     text = _read_bounded(file)
     try:
         data = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except _NotAFigure as exc:
+        raise BadInput(f"{file}: not a valid results file: {exc}") from None
     except ValueError as exc:
         raise BadInput(f"{file}: not valid JSON ({exc}); was the run killed mid-write?") from None
     except RecursionError:  # bounded above; kept so no input can turn into a trace
