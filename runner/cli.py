@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,6 +51,29 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
 
 
 _port = _whole(0, 65535)  # 0: any free port
+# A run id names one directory under --out: no separators, no "..", nothing hidden.
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def _run_id(text: str) -> str:
+    if not RUN_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit "
+            f"(it names a directory under --out), got {text!r}"
+        )
+    return text
+
+
+def _check_out(out: Path, run_id: str | None) -> None:
+    """--out must be a directory (or not exist yet) and a named run must not overwrite one."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise BadInput(f"--out {out}: {existing} is not a directory")
+    if run_id and (out / run_id / "results.json").exists():
+        raise BadInput(
+            f"--run-id {run_id}: {out / run_id} already holds a run; choose another run id "
+            "or remove that directory"
+        )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -156,7 +180,7 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     target.add_argument("--stack", help="aws: the service name in serverless.yml")
     target.add_argument("--url", help="aws: send load here instead; url: the endpoint")
     run.add_argument("--out", type=Path, default=Path("reports"), help="output directory")
-    run.add_argument("--run-id", default="", help="default: timestamp + scenario name")
+    run.add_argument("--run-id", type=_run_id, help="default: timestamp + scenario name")
     run.add_argument("--quiet", action="store_true", help="one line per step (for CI)")
 
 
@@ -286,6 +310,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
     from runner.swarm import check_master_address
 
     check_master_address(args.master_bind_host, args.master_port)
+    _check_out(args.out, args.run_id)
     if scenario.target.kind == "aws":
         from runner.targets.aws import preflight
 
@@ -306,7 +331,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
                 master_port=args.master_port,
                 quiet=args.quiet,
                 progress=progress.update,
-                run_id=args.run_id,
+                run_id=args.run_id or "",
             ),
         )
         try:

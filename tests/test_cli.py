@@ -222,3 +222,33 @@ def test_given_a_careless_path_or_flag_then_exit_2_with_one_line(
     done = run_cli(*argv)
     assert done.returncode == 2, done.stderr
     assert expected in one_error_line(done)
+
+
+@pytest.mark.parametrize("run_id", ["../escaped", "/tmp/abs", ".hidden", "a/b", "x" * 101])
+def test_given_a_run_id_that_is_not_one_directory_name_then_exit_2_and_nothing_written(
+    run_id: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "a" / "out"
+    done = run_cli("scenarios/crud_mix.yaml", "--out", str(out), "--run-id", run_id)
+    assert done.returncode == 2
+    assert "argument --run-id: must be 1-100 letters, digits" in one_error_line(done)
+    assert not list(tmp_path.iterdir())
+
+
+def test_given_out_that_is_a_file_then_exit_2_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    done = run_cli("scenarios/crud_mix.yaml", "--out", str(tmp_path / "file" / "reports"))
+    assert done.returncode == 2
+    assert f"{tmp_path / 'file'} is not a directory" in one_error_line(done)
+
+
+def test_given_the_run_id_of_an_earlier_run_then_exit_2_and_the_earlier_run_is_kept(
+    tmp_path: Path,
+) -> None:
+    earlier = tmp_path / "r1" / "results.json"
+    earlier.parent.mkdir()
+    earlier.write_text("{}")
+    done = run_cli("scenarios/crud_mix.yaml", "--out", str(tmp_path), "--run-id", "r1")
+    assert done.returncode == 2
+    assert "--run-id r1: " in one_error_line(done) and "already holds a run" in done.stderr
+    assert earlier.read_text() == "{}" and sorted(earlier.parent.iterdir()) == [earlier]
