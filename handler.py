@@ -453,6 +453,10 @@ def check_dynamodb_limits(payload: Payload) -> None:
     Only values of the right shape are checked; wrong shapes are left to the operation's own
     checks and to boto3, which name them.
     """
+    for key in ("ExpressionAttributeNames", "ExpressionAttributeValues"):
+        # boto3's resource layer merges into these (dict.update) before validating them.
+        if key in payload and not isinstance(payload[key], dict):
+            raise BadRequest(f"payload.{key} must be a JSON object, got {_json_type(payload[key])}")
     item = payload.get("Item")
     if isinstance(item, dict):
         _check_item(item, "payload.Item")

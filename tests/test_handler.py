@@ -359,6 +359,18 @@ BAD_CASES = [
         400,
         "UpdateExpression",
     ),
+    BadCase(
+        "list-expression-names-array",
+        op("list", {"FilterExpression": "#a = :v", "ExpressionAttributeNames": ["#a"]}),
+        400,
+        "ExpressionAttributeNames must be a JSON object, got array",
+    ),
+    BadCase(
+        "create-expression-values-number",
+        op("create", {"Item": {"id": "1"}, "ExpressionAttributeValues": 5}),
+        400,
+        "ExpressionAttributeValues must be a JSON object, got number",
+    ),
     # Refused by DynamoDB itself: no write happens
     BadCase(
         "create-key-wrong-type",
