@@ -118,7 +118,12 @@ def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     local.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
     local.add_argument("--memory", type=_memory, help="memory size in MB (default: serverless.yml)")
     local.add_argument("--stage", default="dev")
-    local.add_argument("--api-key", help="API key to require (default: a new random key)")
+    local.add_argument(
+        "--api-key",
+        help="API key to require (default: $MEMSWEEP_API_KEY, else a new random key); "
+        "any process can read it with `ps`: prefer --api-key-file or $MEMSWEEP_API_KEY",
+    )
+    local.add_argument("--api-key-file", type=Path, help="read the API key to require from a file")
     local.add_argument("--handler", help="module.function to run instead of serverless.yml's")
     local.add_argument("--code-dir", type=Path, help="directory holding the handler's module")
     local.add_argument(
@@ -402,6 +407,21 @@ def _worker(args: argparse.Namespace) -> int:
     return 0  # not reached: the process is now the Locust worker
 
 
+def _local_api_key(args: argparse.Namespace) -> str | None:
+    """The key `runner local` requires: --api-key-file, --api-key, $MEMSWEEP_API_KEY or none."""
+    from runner.targets.url import API_KEY_VARIABLE, check_api_key, read_api_key_file
+
+    if args.api_key is not None and args.api_key_file is not None:
+        raise BadInput("--api-key and --api-key-file are both given: give the key one way")
+    if args.api_key_file is not None:
+        key = read_api_key_file(args.api_key_file, "--api-key-file")
+        return check_api_key(key, f"--api-key-file {args.api_key_file}")
+    if args.api_key is not None:
+        return check_api_key(args.api_key, "--api-key") if args.api_key else None
+    from_env = os.environ.get(API_KEY_VARIABLE, "")
+    return check_api_key(from_env, f"${API_KEY_VARIABLE}") if from_env else None
+
+
 def _run_local(args: argparse.Namespace) -> int:
     from runner.emulator.server import LocalStackOptions, check_memory, run
 
@@ -416,7 +436,7 @@ def _run_local(args: argparse.Namespace) -> int:
         port=args.port,
         stage=args.stage,
         memory_mb=check_memory(args.memory) if args.memory is not None else None,
-        api_key=args.api_key,
+        api_key=_local_api_key(args),
         handler=args.handler,
         code_dir=args.code_dir,
         integration=args.integration,

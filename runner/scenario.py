@@ -101,8 +101,9 @@ class UrlTarget(_Model):
 
     kind: Literal["url"]
     url: str = Field(..., pattern=r"^https?://\S+$")
-    api_key: str | None = None
+    api_key: str | None = Field(None, description="prefer api_key_env or api_key_file")
     api_key_env: str | None = Field(None, description="read the API key from this variable")
+    api_key_file: str | None = Field(None, description="read the API key from this file")
 
 
 def _tag(key: str, default: str) -> Any:
