@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -508,10 +509,43 @@ def worker_command(master_host: str, master_port: int, *, quiet: bool = False) -
 
 def exec_worker(master_host: str, master_port: int, *, quiet: bool = False) -> None:
     """Replace this process with a Locust worker (so signals reach Locust directly)."""
+    import socket
+
+    if master_host in ("*", "") or not _host_syntax(master_host):  # nothing to dial
+        raise BadInput(f"--master-host {master_host!r}: not an IP address or host name")
+    try:
+        socket.getaddrinfo(master_host, master_port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        # Locust prints the resolver's error and retries for 5 minutes; say it once, now.
+        raise BadInput(f"--master-host {master_host}: no such host ({exc.strerror})") from None
     command = worker_command(master_host, master_port, quiet=quiet)
     # The worker checks it against the master's before running a step.
     os.environ[locustfile.WORKER_VERSION_ENV] = __version__
     os.execv(command[0], command)
+
+
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def _host_syntax(host: str) -> bool:
+    """An IP address, "*" or a well-formed host name: anything else is refused unresolved.
+
+    Resolving junk asks a DNS server, and a name Python cannot even encode ("a..b") raised
+    inside gevent's resolver thread, which printed a traceback.
+    """
+    import ipaddress
+
+    if host in ANY_ADDRESS:
+        return True
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(HOST_NAME.fullmatch(host))
 
 
 def local_dial_host(bind_host: str) -> str:
@@ -528,6 +562,9 @@ def _listen_probe(host: str, port: int) -> int:
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     with socket.socket(family, kind, proto) as sock:
+        # As ZeroMQ's listener does: a port whose last connections are in TIME_WAIT (a master
+        # that just ended) is free to listen on; one with a live listener is still refused.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         bound: int = sock.getsockname()[1]
         return bound
@@ -543,6 +580,8 @@ def check_master_address(host: str, port: int) -> None:
 
     if not 0 <= port <= 65535:
         raise BadInput(f"--master-port must be 0-65535, got {port}")
+    if not _host_syntax(host):
+        raise BadInput(f"--master-bind-host {host!r}: not an IP address or host name")
     try:
         _listen_probe(host, port)
     except socket.gaierror as exc:

@@ -178,8 +178,9 @@ def test_given_an_unknown_command_then_exit_2_naming_it_with_the_commands() -> N
             "--master-bind-host 192.0.2.1: not an address of this machine",
         ),
         (
-            ["--master-bind-host", "no-such-host.invalid"],
-            "--master-bind-host no-such-host.invalid: no such address or host name",
+            # Not a host name at all: refused without asking a DNS server (loopback only).
+            ["--master-bind-host", "no..such"],
+            "--master-bind-host 'no..such': not an IP address or host name",
         ),
     ],
 )
@@ -213,6 +214,10 @@ def test_given_the_master_port_in_use_then_exit_2_naming_it(tmp_path: Path) -> N
         (["validate", "scenarios"], "scenarios: is a directory, not a scenario file"),
         (["run"], "the following arguments are required: scenario"),
         (["worker", "--master-host", "x", "--master-port", "0"], "must be a whole number 1-65535"),
+        (
+            ["worker", "--master-host", "no..such"],
+            "--master-host 'no..such': not an IP address or host name",
+        ),
         (["local", "--port", "-5"], "argument --port: must be a whole number 0-65535, got '-5'"),
     ],
 )
