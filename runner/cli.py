@@ -479,6 +479,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("memsweep: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`... | head`): no bug, nothing more to say
+        # Python's signal docs: point stdout at devnull so the exit flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # what a shell reports for a process ended by SIGPIPE
     except Exception as exc:  # one line for the user; the trace on request
         if os.environ.get("MEMSWEEP_DEBUG"):
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -257,3 +258,23 @@ def test_given_the_run_id_of_an_earlier_run_then_exit_2_and_the_earlier_run_is_k
     assert done.returncode == 2
     assert "--run-id r1: " in one_error_line(done) and "already holds a run" in done.stderr
     assert earlier.read_text() == "{}" and sorted(earlier.parent.iterdir()) == [earlier]
+
+
+def test_given_a_reader_that_left_then_no_internal_error() -> None:
+    # `python -m runner validate FILE | head -0`: the pipe has no reader when the line is written.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "runner", "validate", "scenarios/crud_mix.yaml"],
+            cwd=PROJECT_ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 128 + signal.SIGPIPE
+    assert done.stderr == ""
