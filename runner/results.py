@@ -17,6 +17,7 @@ import re
 import stat
 import struct
 import tempfile
+import urllib.parse
 import zlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -300,6 +301,11 @@ class TargetInfo(_Model):
     original_memory_mb: Memory | None = None
     restored: bool | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _url_without_credentials(cls, value: str) -> str:
+        return redact_url(value)
+
 
 class DegradedStep(_Model):
     step: int
@@ -565,6 +571,31 @@ def redact_headers(headers: dict[str, str]) -> dict[str, str]:
     return {name: REDACTED if secret_name(name) else value for name, value in headers.items()}
 
 
+# In a URL the marker must stay URL-shaped: the host and path still say where the run went.
+URL_REDACTED = "not-shown"
+
+
+def redact_url(url: str) -> str:
+    """The URL with its user-info and secret-looking query values replaced (`?token=...`)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{URL_REDACTED}@{netloc.rpartition('@')[2]}"
+    query = parts.query
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        if any(secret_name(name) for name, _ in pairs):
+            query = urllib.parse.urlencode(
+                [(name, URL_REDACTED if secret_name(name) else value) for name, value in pairs]
+            )
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
 def _secret_here(parent: str | None, key: object) -> bool:
     """Secret fields of a scenario: the target's (api_key) and any `headers` mapping's."""
     return parent in ("target", "headers") and secret_name(key)
@@ -576,6 +607,8 @@ def redact_scenario(document: Any, parent: str | None = None) -> Any:
         return {
             key: REDACTED
             if _secret_here(parent, key) and value is not None
+            else redact_url(value)
+            if parent == "target" and key == "url" and isinstance(value, str)
             else redact_scenario(value, key if isinstance(key, str) else None)
             for key, value in document.items()
         }
@@ -611,7 +644,15 @@ def _secret_nodes(root: yaml.Node) -> list[yaml.ScalarNode]:
 _NODE_PROPERTIES = re.compile(r"^(?:[&!]\S*\s+)*")  # an anchor or tag before a scalar
 
 
+_URL_IN_TEXT = re.compile(r"https?://[^\s'\"]+")
+
+
 def redact_scenario_text(text: str) -> str:
+    """The scenario file's text with secret fields and URL credentials not shown."""
+    return _redact_secret_fields(_URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text))
+
+
+def _redact_secret_fields(text: str) -> str:
     """The scenario file's text with its secret values replaced by "set, not shown".
 
     Edited in place (comments and layout stay); if the edit cannot be shown to have removed

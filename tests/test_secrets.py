@@ -86,6 +86,27 @@ def test_given_results_built_with_secrets_then_neither_echo_holds_them(tmp_path:
     assert built.scenario["requests"][0]["headers"]["X-Plain"] == "shown-value"
 
 
+def test_given_credentials_in_the_target_url_then_no_echo_shows_them() -> None:
+    password, token = secret("password"), secret("token")
+    url = f"https://someone:{password}@api.example.com/dev/items?token={token}&page=2"
+    text = f"name: creds\ntarget:\n  kind: url\n  url: '{url}'\n"
+    results = make_results([make_step(index=1, memory=128, median_ms=10.0)])
+    built = results.model_validate(
+        {
+            **results.model_dump(),
+            "scenario": yaml.safe_load(text),
+            "scenario_text": text,
+            "target": {**results.target.model_dump(), "url": url},
+        }
+    )
+    dumped = built.model_dump_json()
+    assert password not in dumped and token not in dumped
+    # Where the run went is still said: host, path and plain parameters stay.
+    assert built.target.url == "https://not-shown@api.example.com/dev/items?token=not-shown&page=2"
+    assert built.scenario["target"]["url"] == built.target.url
+    assert built.target.url in built.scenario_text
+
+
 # --- where the key comes from -----------------------------------------------------------------
 
 

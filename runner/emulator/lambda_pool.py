@@ -177,7 +177,9 @@ class LambdaPool:
         self.limiter = limiter
         self.concurrency = concurrency
         self.log_path = os.fspath(log_path)
-        self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # O_NOFOLLOW: a link swapped in after the server checked the path is not followed.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+        self._log_fd = os.open(self.log_path, flags, 0o644)
         self._slots: set[_Slot] = set()
         self._idle: list[_Slot] = []
         self._names = itertools.count(1)
