@@ -41,9 +41,10 @@ CONCURRENCY = 8
 # basis", so a client exactly at the limit still sees 429s; the margin absorbs that and clock
 # jitter between the client and the bucket.
 SAFE_FRACTION = 0.8
-# After a 429 the pace halves (never below this), then creeps back by this share of the
-# ceiling per success: additive increase, multiplicative decrease, as the AWS SDKs' adaptive
-# retry mode does with its client-side rate limiter.
+# After a 429 the pace halves (never below this), once per batch of requests sent at that
+# pace (the requests already in flight meet the same empty bucket: one halving, not eight),
+# then grows by this share per success back to the ceiling: a client-side rate limiter, as
+# the AWS SDKs' adaptive retry mode keeps one.
 MIN_RATE_PER_S = 1.0
 RECOVERY_SHARE = 0.02
 # Retries per request and the time one request may spend retrying. The AWS SDKs' standard
@@ -111,23 +112,30 @@ class Pacer:
         self.ceiling = rate
         self.rate = rate
         self._next = 0.0
+        self._cut_at = 0.0  # when the pace was last halved
 
-    def wait(self) -> None:
-        if self.rate is None:
-            return
+    def wait(self) -> float:
+        """Sleep until this request's slot; returns the slot's time (for throttled())."""
         now = time.monotonic()
+        if self.rate is None:
+            return now
         slot = max(now, self._next)
         self._next = slot + 1.0 / self.rate
         if slot > now:
             gevent.sleep(slot - now)
+        return slot
 
-    def throttled(self) -> None:
-        if self.rate is not None and self.ceiling is not None:
-            self.rate = max(min(MIN_RATE_PER_S, self.ceiling), self.rate / 2)
+    def throttled(self, sent_at: float) -> None:
+        """A 429 for a request sent at `sent_at`: halve the pace, unless it was already
+        halved after that request left (it was sent at the old pace)."""
+        if self.rate is None or self.ceiling is None or sent_at < self._cut_at:
+            return
+        self.rate = max(min(MIN_RATE_PER_S, self.ceiling), self.rate / 2)
+        self._cut_at = time.monotonic()
 
     def succeeded(self) -> None:
         if self.rate is not None and self.ceiling is not None:
-            self.rate = min(self.ceiling, self.rate + self.ceiling * RECOVERY_SHARE)
+            self.rate = min(self.ceiling, self.rate * (1 + RECOVERY_SHARE))
 
 
 def paced_rate(limit: RateLimit | None) -> float | None:
@@ -213,7 +221,7 @@ class Seeder:
         retries = 0
         payload = json.dumps(body)
         while True:
-            self.pacer.wait()
+            sent_at = self.pacer.wait()
             self.stats.requests += 1
             wait_at_least = 0.0
             try:
@@ -234,7 +242,7 @@ class Seeder:
                     raise SeedingFailed(f"seeding failed: {problem}")
                 if status == 429:
                     self.stats.throttled += 1
-                    self.pacer.throttled()
+                    self.pacer.throttled(sent_at)
                 else:
                     self.stats.server_errors += 1
                 wait_at_least = _retry_after(response.get("Retry-After"))
