@@ -17,7 +17,6 @@ import re
 import stat
 import struct
 import tempfile
-import urllib.parse
 import zlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,6 +34,8 @@ from pydantic import (
 )
 
 from runner.errors import BadInput
+from runner.redaction import REDACTED, SECRET_NAME, redact_url, secret_name
+from runner.scenario import Thresholds
 
 # 2: one measured window for every figure (invocations outside it are counted apart), the
 # step's trust record (delivered CPU, load generator), dropped load, and the run's verdict.
@@ -398,7 +399,12 @@ def _check_echo(scenario: dict[str, Any]) -> None:
     repeats = sweep.get("repeats")
     if repeats is not None and (type(repeats) is not int or not 1 <= repeats <= MAX_COUNT):
         raise ValueError(f"scenario.sweep.repeats: must be a whole number from 1, got {repeats!r}")
-    _mapping(scenario.get("thresholds"), "thresholds")
+    try:  # the analysis applies them: refused here, where the file's path is known
+        Thresholds.model_validate(_mapping(scenario.get("thresholds"), "thresholds"))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ValueError(f"scenario.thresholds.{field}: {first['msg']}") from None
     stages = _mapping(scenario.get("load"), "load").get("stages")
     if stages is None:
         return
@@ -543,13 +549,6 @@ def _shown(value: Any) -> str:
 
 # --- secrets: never in results.json, the report, or the terminal ------------------------------
 
-REDACTED = "set, not shown"
-# A header or field whose name says it carries a credential. The `_env` and `_file` fields
-# name where a key comes from (a variable, a path), not the key.
-SECRET_NAME = re.compile(
-    r"auth|token|secret|passw|cookie|session|credential|signature|api[-_]?key|private", re.I
-)
-_SOURCE_NAME = re.compile(r"_(env|file)$", re.I)
 # The scenario text is redacted by editing the YAML; past this size (the scenario loader
 # refuses far smaller files) it is left out rather than parsed again.
 MAX_SCENARIO_TEXT = 4 * 1024 * 1024
@@ -557,43 +556,6 @@ SCENARIO_TEXT_WITHHELD = (
     "# not shown: this scenario file names secrets that memsweep could not blank out of its\n"
     "# text; results.json's `scenario` holds the scenario as it ran, secrets redacted.\n"
 )
-
-
-def secret_name(name: object) -> bool:
-    """True for a header or field name that carries a credential (x-api-key, Cookie, ...)."""
-    return (
-        isinstance(name, str) and bool(SECRET_NAME.search(name)) and not _SOURCE_NAME.search(name)
-    )
-
-
-def redact_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Headers to show: those whose name looks secret have their value replaced."""
-    return {name: REDACTED if secret_name(name) else value for name, value in headers.items()}
-
-
-# In a URL the marker must stay URL-shaped: the host and path still say where the run went.
-URL_REDACTED = "not-shown"
-
-
-def redact_url(url: str) -> str:
-    """The URL with its user-info and secret-looking query values replaced (`?token=...`)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{URL_REDACTED}@{netloc.rpartition('@')[2]}"
-    query = parts.query
-    if query:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        if any(secret_name(name) for name, _ in pairs):
-            query = urllib.parse.urlencode(
-                [(name, URL_REDACTED if secret_name(name) else value) for name, value in pairs]
-            )
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _secret_here(parent: str | None, key: object) -> bool:

@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic.functional_validators import AfterValidator
 
 from runner.errors import BadInput
+from runner.redaction import REDACTED, redact_headers, secret_name
 
 # Lambda's memory range, MB.
 MIN_MEMORY_MB = 128
@@ -572,6 +573,15 @@ def _one_line(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
 
 
+def _without_secrets(location: tuple[Any, ...], value: Any) -> Any:
+    """An offending value as it may be printed: a key or a secret header is not echoed."""
+    if any(secret_name(part) for part in location):
+        return REDACTED
+    if location and location[-1] == "headers" and isinstance(value, dict):
+        return redact_headers(value)
+    return value
+
+
 def _shown(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -606,7 +616,7 @@ def _messages(path: str, document: Any, error: ValidationError) -> list[str]:
         got = (
             ""
             if item["type"] in {"missing", "extra_forbidden"}
-            else f", got {_shown(item['input'])}"
+            else f", got {_shown(_without_secrets(clean, item['input']))}"
         )
         if item["type"] == "extra_forbidden":
             got = ""

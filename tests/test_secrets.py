@@ -18,8 +18,9 @@ import yaml
 
 from runner.emulator.process import LocalStackProcess
 from runner.errors import BadInput
-from runner.results import REDACTED, SCENARIO_TEXT_WITHHELD, read_results, redact_scenario_text
-from runner.scenario import UrlTarget
+from runner.redaction import REDACTED
+from runner.results import SCENARIO_TEXT_WITHHELD, read_results, redact_scenario_text
+from runner.scenario import UrlTarget, load_scenario
 from runner.stack import PROJECT_ROOT
 from runner.targets.url import API_KEY_VARIABLE, UrlOnlyTarget
 from tests.test_local_stack import config_json, post  # noqa: F401 - config_json: a fixture
@@ -303,3 +304,18 @@ def test_given_a_url_target_with_a_key_and_secret_headers_then_no_output_holds_t
 def stack_log(tmp_path: Path) -> str:
     path = tmp_path / "lambda.log"
     return path.read_text(errors="replace") if path.exists() else ""
+
+
+def test_given_a_bad_secret_header_in_a_scenario_then_its_error_does_not_echo_it(
+    tmp_path: Path,
+) -> None:
+    value = secret("bearer")
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "name: s\ntarget: {kind: url, url: 'http://127.0.0.1:9/x'}\nrequests:\n"
+        f"  - name: r\n    headers: {{Authorization: 'Bearer {value}{{{{uuid}}}}'}}\n"
+        "sweep: {memory_mb: [128]}\nload: {stages: [{duration_s: 5, users: 1}]}\n"
+    )
+    with pytest.raises(BadInput) as raised:
+        load_scenario(path)
+    assert "headers" in str(raised.value) and value not in str(raised.value)
