@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -45,6 +46,23 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
             value = None
         if value is None or not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be a whole number {low}-{high}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a finite duration in (low, high] seconds (a timeout)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low < value <= high:  # NaN fails every comparison
+            raise argparse.ArgumentTypeError(
+                f"must be seconds in ({low:g}, {high:g}], got {text!r}"
+            )
         return value
 
     return parse
@@ -132,16 +150,29 @@ def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="lambda-proxy (default) or lambda: non-proxy, as the AWS tutorial's original API",
     )
     local.add_argument(
-        "--timeout", type=float, help="function timeout in s (default: serverless.yml)"
+        # Lambda's own range: 1 s to 15 minutes.
+        "--timeout",
+        type=_seconds(0, 900),
+        help="function timeout in s (default: serverless.yml)",
     )
-    local.add_argument("--integration-timeout", type=float, default=29.0, help="API Gateway's (s)")
     local.add_argument(
-        "--request-timeout", type=float, default=60.0, help="a client's time to send a request (s)"
+        "--integration-timeout", type=_seconds(0, 900), default=29.0, help="API Gateway's (s)"
     )
     local.add_argument(
-        "--idle-timeout", type=float, default=600.0, help="idle keep-alive connection's life (s)"
+        "--request-timeout",
+        type=_seconds(0, 3600),
+        default=60.0,
+        help="a client's time to send a request (s)",
     )
-    local.add_argument("--concurrency", type=int, default=100, help="most sandboxes at once")
+    local.add_argument(
+        "--idle-timeout",
+        type=_seconds(0, 86400),
+        default=600.0,
+        help="idle keep-alive connection's life (s)",
+    )
+    local.add_argument(
+        "--concurrency", type=_whole(1, 1000), default=100, help="most sandboxes at once"
+    )
     local.add_argument(
         "--no-usage-plan-throttle", action="store_true", help="ignore the usage plan's rate limits"
     )

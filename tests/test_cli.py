@@ -220,6 +220,10 @@ def test_given_the_master_port_in_use_then_exit_2_naming_it(tmp_path: Path) -> N
             "--master-host 'no..such': not an IP address or host name",
         ),
         (["local", "--port", "-5"], "argument --port: must be a whole number 0-65535, got '-5'"),
+        (["local", "--concurrency", "0"], "--concurrency: must be a whole number 1-1000, got '0'"),
+        (["local", "--timeout", "-1"], "--timeout: must be seconds in (0, 900], got '-1'"),
+        (["local", "--idle-timeout", "nan"], "--idle-timeout: must be seconds in (0, 86400]"),
+        (["local", "--request-timeout", "inf"], "--request-timeout: must be seconds in (0, 3600]"),
     ],
 )
 def test_given_a_careless_path_or_flag_then_exit_2_with_one_line(
