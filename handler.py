@@ -599,11 +599,40 @@ def _resolve(request: dict[str, Any]) -> tuple[str, Operation, Any]:
     return name, operation, payload
 
 
+# Limits only DynamoDB can judge: an update's resulting item (the stored item is not known
+# here) and the structure of an expression (counting would mean parsing every expression on
+# every request). DynamoDB's ValidationException message gets the documented limit appended
+# (Developer Guide, "Constraints in Amazon DynamoDB": Attributes, Expression parameters).
+_DYNAMODB_LIMIT_MESSAGES = (
+    (
+        "Nesting Levels have exceeded supported limits",
+        f"DynamoDB's limit is {DYNAMODB_MAX_NESTING} levels of nested attributes, "
+        "the item is the first level",
+    ),
+    (
+        "The document path has too many nesting levels",
+        f"DynamoDB's limit for a document path is {DYNAMODB_MAX_NESTING} levels",
+    ),
+    (
+        "The expression contains too many operators",
+        "DynamoDB's limit is 300 operators or functions in one expression",
+    ),
+    (
+        "The IN operator is provided with too many operands",
+        "DynamoDB's limit is 100 operands for IN",
+    ),
+)
+
+
 def _translate(error: ClientError) -> ApiError:
     code = error.response.get("Error", {}).get("Code", "")
     message = error.response.get("Error", {}).get("Message", "") or code
     if code == "ValidationException" and "exceeded the maximum allowed size" in message:
         return PayloadTooLarge(f"item too large: {message} (limit 400 KB)")
+    if code == "ValidationException":
+        for fragment, limit in _DYNAMODB_LIMIT_MESSAGES:
+            if fragment in message:
+                return BadRequest(f"{message} ({limit})")
     if code == "ConditionalCheckFailedException":
         return Conflict("the condition on this request was not met (item unchanged)")
     error_class = _DYNAMODB_ERRORS.get(code)

@@ -10,7 +10,7 @@ the local DynamoDB refuses as AWS does, through runner/emulator/dynalite_limits.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -491,3 +491,266 @@ def test_given_a_hostile_body_through_the_local_stack_then_400_and_the_next_requ
     read = call_stack(small_stack, {"operation": "read", "payload": {"Key": {"id": "deep"}}})
     assert read.status == 200 and "Item" not in read.json()
     assert call_stack(small_stack, {"operation": "ping"}).json() == "pong"
+
+
+# --- limits only DynamoDB can judge: an update's resulting item, an expression's structure ----
+#
+# The handler cannot know the stored item an update starts from, and counting an expression's
+# operators means parsing it, so these are DynamoDB's to refuse (here dynalite_limits.js, in
+# DynamoDB's words); the handler answers 400 (413 for size) and appends the documented limit.
+
+
+def deep_path(elements: int) -> str:
+    """A document path of `elements` elements down nested()'s maps: d.k.k...k."""
+    return "d" + ".k" * (elements - 1)
+
+
+def update(key: str, expression: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"Key": {"id": key}, "UpdateExpression": expression}
+    if values is not None:
+        payload["ExpressionAttributeValues"] = values
+    return {"operation": "update", "payload": payload}
+
+
+def read(key: str, *, projection: str) -> dict[str, Any]:
+    payload = {"Key": {"id": key}, "ProjectionExpression": projection}
+    return {"operation": "read", "payload": payload}
+
+
+def in_list(count: int) -> tuple[str, dict[str, Any]]:
+    names = [f":v{index}" for index in range(count)]
+    return "id IN (" + ", ".join(names) + ")", {name: "x" for name in names}
+
+
+def operators(count: int) -> str:
+    """A condition of exactly `count` operators (count odd, or even with one size())."""
+    # attribute_not_exists (1) + comparisons and ORs in pairs (2 each); size() adds one.
+    pairs, extra = divmod(count - 1, 2)
+    terms = ["size(n) = :v" if extra else "n = :v"] + ["n = :v"] * (pairs - 1)
+    return "attribute_not_exists(id) OR " + " OR ".join(terms)
+
+
+@dataclass
+class StoredLimit:
+    id: str
+    seed: dict[str, Any] | None  # written (as id "u" and id "o") before the request
+    under: Any  # accepted: 200, and the table changes when `writes`
+    over: Any  # refused with `status`, naming the limit in `message`; the table is unchanged
+    status: int
+    message: str
+    writes: bool = True
+
+
+ONE = {":v": 1}
+GROWN = "x" * 300_000  # seed {"id", "b": GROWN}: 3 + 300_001 bytes of the 409_600
+STORED_LIMITS = [
+    # Attributes: nested attribute depth, 32 levels, reached through a SET on a deep path
+    StoredLimit(
+        "update-set-path-nesting",
+        {"d": nested(31)},
+        update("u", f"SET {deep_path(31)} = :v", {":v": {"z": "x"}}),  # a map at level 31
+        update("o", f"SET {deep_path(32)} = :v", {":v": {"z": "x"}}),  # a map at level 32
+        400,
+        "limit is 32 levels of nested attributes",
+    ),
+    # ... and through a value that is within the limit on its own but not where it is set
+    StoredLimit(
+        "update-set-value-nesting",
+        {"d": {"k": "x"}},
+        update("u", "SET d.k = :v", {":v": nested(30)}),
+        update("o", "SET d.k = :v", {":v": nested(31)}),
+        400,
+        "Nesting Levels have exceeded supported limits",
+    ),
+    # Items: 400 KB, judged on the item the update produces
+    StoredLimit(
+        "update-grows-item-past-400kb",
+        {"b": GROWN},
+        update("u", "SET c = :v", {":v": "y" * (MAX_ITEM - 300_005)}),
+        update("o", "SET c = :v", {":v": "y" * (MAX_ITEM - 300_004)}),
+        413,
+        "Item size to update has exceeded the maximum allowed size",
+    ),
+    # Expression parameters: a document path of at most 32 levels, in any expression
+    StoredLimit(
+        "update-path-depth",
+        {"d": nested(31)},
+        update("u", f"SET {deep_path(32)} = :v", {":v": "y"}),
+        update("o", f"SET {deep_path(33)} = :v", {":v": "y"}),
+        400,
+        "The document path has too many nesting levels; nesting levels: 33",
+    ),
+    StoredLimit(
+        "projection-path-depth",
+        {"d": nested(31)},
+        read("u", projection=deep_path(32)),
+        read("o", projection=deep_path(33)),
+        400,
+        "limit for a document path is 32 levels",
+        writes=False,
+    ),
+    # Expression parameters: at most 100 operands for IN
+    StoredLimit(
+        "condition-in-operands",
+        None,
+        create(
+            {"id": "u"},
+            ConditionExpression="attribute_not_exists(id) OR " + in_list(100)[0],
+            ExpressionAttributeValues=in_list(100)[1],
+        ),
+        create(
+            {"id": "o"},
+            ConditionExpression="attribute_not_exists(id) OR " + in_list(101)[0],
+            ExpressionAttributeValues=in_list(101)[1],
+        ),
+        400,
+        "IN operator is provided with too many operands; number of operands: 101",
+    ),
+    StoredLimit(
+        "filter-in-operands",
+        {"n": 1},
+        {
+            "operation": "list",
+            "payload": {
+                "FilterExpression": in_list(100)[0],
+                "ExpressionAttributeValues": in_list(100)[1],
+            },
+        },
+        {
+            "operation": "list",
+            "payload": {
+                "FilterExpression": in_list(101)[0],
+                "ExpressionAttributeValues": in_list(101)[1],
+            },
+        },
+        400,
+        "limit is 100 operands for IN",
+        writes=False,
+    ),
+    # Expression parameters: at most 300 operators or functions in any expression
+    StoredLimit(
+        "condition-operators",
+        None,
+        create({"id": "u"}, ConditionExpression=operators(300), ExpressionAttributeValues=ONE),
+        create({"id": "o"}, ConditionExpression=operators(301), ExpressionAttributeValues=ONE),
+        400,
+        "too many operators; operator count: 301 (DynamoDB's limit is 300 operators",
+    ),
+]
+
+
+def seed_items(handler: ModuleType, context: LambdaContext, seed: dict[str, Any] | None) -> None:
+    if seed is None:
+        return
+    for key in ("u", "o"):
+        status, body = call(handler, create({"id": key, **seed}), context)
+        assert status == 200, body
+
+
+@pytest.mark.parametrize("limit", STORED_LIMITS, ids=[limit.id for limit in STORED_LIMITS])
+def test_given_an_update_or_expression_just_under_a_limit_only_dynamodb_judges_then_200(
+    handler_module: ModuleType,
+    dynalite: Dynalite,
+    table: TableDefinition,
+    context: LambdaContext,
+    limit: StoredLimit,
+) -> None:
+    seed_items(handler_module, context, limit.seed)
+    before = scan_all(dynalite, table)
+    status, body = call(handler_module, limit.under, context)
+    assert status == 200, body
+    after = scan_all(dynalite, table)
+    assert (after != before) == limit.writes
+    assert [item for item in after if item not in before] == (
+        [item for item in after if item["id"]["S"] == "u"] if limit.writes else []
+    )
+
+
+@pytest.mark.parametrize("limit", STORED_LIMITS, ids=[limit.id for limit in STORED_LIMITS])
+def test_given_an_update_or_expression_just_over_a_limit_only_dynamodb_judges_then_refused(
+    handler_module: ModuleType,
+    dynalite: Dynalite,
+    table: TableDefinition,
+    context: LambdaContext,
+    limit: StoredLimit,
+) -> None:
+    seed_items(handler_module, context, limit.seed)
+    before = scan_all(dynalite, table)
+    status, body = call(handler_module, limit.over, context)
+    assert (status, limit.message in body["message"]) == (limit.status, True), body
+    assert scan_all(dynalite, table) == before
+
+
+def test_given_updates_and_expressions_straight_to_local_dynamodb_then_its_limits_hold(
+    dynalite: Dynalite, table: TableDefinition
+) -> None:
+    client = dynalite.client()
+    name = table.name
+    client.put_item(TableName=name, Item={"id": {"S": "u"}, "d": nested_wire(31)})
+    before = scan_all(dynalite, table)
+
+    def refused(message: str, call: Callable[[], Any]) -> None:
+        with pytest.raises(ClientError) as error:
+            call()
+        assert error.value.response["Error"]["Code"] == "ValidationException"
+        assert message in error.value.response["Error"]["Message"]
+        assert scan_all(dynalite, table) == before
+
+    key = {"id": {"S": "u"}}
+    leaf = "d" + ".k" * 31  # the scalar at level 32
+    value = {":v": {"M": {"z": {"S": "x"}}}}
+    refused(
+        "Nesting Levels have exceeded supported limits",
+        lambda: client.update_item(
+            TableName=name,
+            Key=key,
+            UpdateExpression=f"SET {leaf} = :v",
+            ExpressionAttributeValues=value,
+        ),
+    )
+    refused(
+        "The document path has too many nesting levels; nesting levels: 33",
+        lambda: client.get_item(TableName=name, Key=key, ProjectionExpression=leaf + ".k"),
+    )
+    values = {f":v{index}": {"S": "u"} for index in range(101)}
+    refused(
+        "The IN operator is provided with too many operands; number of operands: 101",
+        lambda: client.scan(
+            TableName=name,
+            FilterExpression="id IN (" + ", ".join(values) + ")",
+            ExpressionAttributeValues=values,
+        ),
+    )
+    refused(
+        "The expression contains too many operators; operator count: 301",
+        lambda: client.scan(
+            TableName=name,
+            FilterExpression=" OR ".join(["id = :v"] * 151),  # 151 comparisons, 150 ORs
+            ExpressionAttributeValues={":v": {"S": "u"}},
+        ),
+    )
+    # Just under each: the same requests, one level or one operand fewer, are served.
+    client.update_item(
+        TableName=name,
+        Key=key,
+        UpdateExpression=f"SET {leaf[:-2]} = :v",  # a map at level 31
+        ExpressionAttributeValues=value,
+    )
+    client.get_item(TableName=name, Key=key, ProjectionExpression=leaf)
+    del values[":v100"]
+    assert (
+        client.scan(
+            TableName=name,
+            FilterExpression="id IN (" + ", ".join(values) + ")",
+            ExpressionAttributeValues=values,
+        )["Count"]
+        == 1
+    )
+    assert (
+        client.scan(
+            TableName=name,
+            FilterExpression="NOT id = :w OR " + " OR ".join(["id = :v"] * 149),  # 1 + 150 + 149
+            ExpressionAttributeValues={":v": {"S": "u"}, ":w": {"S": "w"}},
+        )["Count"]
+        == 1
+    )

@@ -8,6 +8,14 @@
 // expression-size limits. This module closes those gaps by wrapping dynalite's exported
 // validation functions (nothing in node_modules is edited); messages follow DynamoDB's
 // where it is known. Loaded by runner/emulator/dynamodb.py before dynalite itself.
+//
+// Checked after dynalite has parsed a request's expressions ("Expression parameters"): at most
+// 300 operators or functions in any one expression, at most 100 operands to IN, document
+// paths at most 32 levels deep. Checked on the item an update would store (Attributes,
+// "Nested attribute depth"): 32 levels, however the update reached them (a SET on a deep
+// path, a nested value). dynalite 4.0.0 enforces none of these; its own update path already
+// refuses a result over 400 KB ("Item size to update has exceeded the maximum allowed size"),
+// measured in UTF-8 through the itemSize below.
 'use strict'
 
 const path = require('path')
@@ -18,6 +26,14 @@ const MAX_EXPRESSION_BYTES = 4096
 const MAX_PLACEHOLDER_BYTES = 255
 const MAX_HASH_KEY_BYTES = 2048
 const MAX_RANGE_KEY_BYTES = 1024
+const MAX_OPERATORS = 300 // operators or functions in any one expression
+const MAX_IN_OPERANDS = 100 // operands to the right of IN
+const MAX_PATH_LEVELS = 32 // elements of one document path: a.b[1] is 3
+const PARSED_EXPRESSIONS = [
+  [ '_condition', 'ConditionExpression' ], [ '_filter', 'FilterExpression' ],
+  [ '_keyCondition', 'KeyConditionExpression' ], [ '_updates', 'UpdateExpression' ],
+  [ '_projection', 'ProjectionExpression' ],
+]
 const EXPRESSIONS = [
   'ConditionExpression', 'UpdateExpression', 'ProjectionExpression', 'FilterExpression',
   'KeyConditionExpression',
@@ -111,6 +127,61 @@ function limitsError (data) {
   }
 }
 
+// The expression limits on one parsed expression (dynalite's parse trees: a document path
+// is an array of names and indexes, an operator or function is {type, args}, anything else
+// is an attribute value), or DynamoDB's message for the first one broken. Messages as
+// DynamoDB words them (aws/aws-sdk-js#3721, reapit/foundations#8255, scylladb's tests).
+// What counts as an operator: every comparator, AND, OR, NOT, BETWEEN, IN, function and
+// + or - ("a=:a AND b=:b contains three operators"); an update's SET/REMOVE/ADD/DELETE
+// clauses themselves are not counted, so this never refuses what DynamoDB accepts.
+function expressionError (parsed, name) {
+  let operators = 0
+  const pathError = (path) => path.length > MAX_PATH_LEVELS &&
+    'Invalid ' + name + ': The document path has too many nesting levels; nesting levels: ' +
+    path.length
+  // Iterative, so the walk's cost is one visit per node however the expression nests.
+  const pending = []
+  if (parsed.expression != null) pending.push(parsed.expression)
+  for (const path of parsed.paths || []) pending.push(path)
+  for (const section of parsed.sections || []) {
+    if (section.val != null && section.type == 'set') pending.push(section.val)
+  }
+  while (pending.length) {
+    const node = pending.pop()
+    if (Array.isArray(node)) {
+      const error = pathError(node)
+      if (error) return error
+      continue
+    }
+    if (node == null || typeof node.type != 'string' || !Array.isArray(node.args)) continue
+    operators += 1
+    if (operators > MAX_OPERATORS) {
+      return 'Invalid ' + name + ': The expression contains too many operators; ' +
+        'operator count: ' + operators
+    }
+    if (node.type == 'in' && node.args.length - 1 > MAX_IN_OPERANDS) {
+      return 'Invalid ' + name + ': The IN operator is provided with too many operands; ' +
+        'number of operands: ' + (node.args.length - 1)
+    }
+    for (const arg of node.args) pending.push(arg)
+  }
+}
+
+function parsedLimitsError (data) {
+  for (const [ field, name ] of PARSED_EXPRESSIONS) {
+    const parsed = data[field]
+    const error = parsed != null && typeof parsed == 'object' && expressionError(parsed, name)
+    if (error) return error
+  }
+  for (const table of Object.keys(data.RequestItems || {})) {
+    const request = data.RequestItems[table]
+    const parsed = request && request._projection
+    const error = parsed != null && typeof parsed == 'object' &&
+      expressionError(parsed, 'ProjectionExpression')
+    if (error) return error
+  }
+}
+
 // DynamoDB's item size, as dynalite computes it but with names and strings in UTF-8 bytes.
 function valueSize (value) {
   const type = Object.keys(value)[0]
@@ -171,6 +242,19 @@ module.exports = function enforceDynamoDBLimits (dynaliteDir) {
   for (const action of ACTIONS) {
     const validation = require(path.join(dynaliteDir, 'validations', action))
     const custom = validation.custom
-    validation.custom = (data, store) => limitsError(data) || (custom && custom(data, store))
+    // dynalite's own checks parse the expressions; the parsed limits are checked after them.
+    validation.custom = (data, store) =>
+      limitsError(data) || (custom && custom(data, store)) || parsedLimitsError(data)
+  }
+
+  // Every write passes the item it is about to store through updateIndexes just before the
+  // put: the one place an update's result (old item plus SET, ADD, AttributeUpdates) is
+  // whole. PutItem's items were checked on the way in; an update's are checked only here.
+  const updateIndexes = db.updateIndexes
+  db.updateIndexes = (store, table, existingItem, item, cb) => {
+    for (const name of Object.keys(item || {})) {
+      if (tooDeep(item[name], 1)) return cb(db.validationError(NESTING_MESSAGE))
+    }
+    return updateIndexes(store, table, existingItem, item, cb)
   }
 }
