@@ -8,11 +8,16 @@ through the AWS APIs as on a real account.
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,11 @@ import pytest
 from runner.emulator.process import LocalStackProcess
 from runner.lambda_logs import Phases
 from runner.results import read_results
+from runner.scenario import AwsTarget
+from runner.seeding import default_rate_limit
 from runner.stack import PROJECT_ROOT
+from runner.targets.aws import AwsStackTarget
+from runner.targets.base import RateLimit
 from tests.conftest import moto_server_endpoint
 from tests.test_stack import serverless
 from tests.test_sweep import finish, loading, start_run
@@ -357,3 +366,156 @@ def test_given_credentials_and_region_but_no_stack_there_then_exit_2_with_the_de
         "--stage/--region/--stack"
     )
     assert not (tmp_path / "out").exists()
+
+
+# -- the usage plan's throttle, read for seeding's pace ----------------------------------------
+
+
+@pytest.fixture
+def aws_env(moto_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for key, value in moto_stack.items():
+        monkeypatch.setenv(key, value)
+    return moto_stack
+
+
+def started_target() -> AwsStackTarget:
+    target = AwsStackTarget(AwsTarget(kind="aws", stack="memsweep", stage=STAGE))
+    target.start()
+    return target
+
+
+def rest_api_id(env: dict[str, str]) -> str:
+    resources = client("cloudformation", env).list_stack_resources(StackName=f"memsweep-{STAGE}")[
+        "StackResourceSummaries"
+    ]
+    return next(
+        str(r["PhysicalResourceId"])
+        for r in resources
+        if r["LogicalResourceId"] == "ApiGatewayRestApi"
+    )
+
+
+@contextlib.contextmanager
+def usage_plan(env: dict[str, str], **plan: Any) -> Iterator[str]:
+    """A usage plan on the stack's stage holding its API key: what serverless.yml deploys and
+    moto's CloudFormation leaves out (it does not model AWS::ApiGateway::UsagePlan)."""
+    apigateway = client("apigateway", env)
+    plan_id = apigateway.create_usage_plan(name=f"memsweep-{STAGE}", **plan)["id"]
+    key_id = apigateway.get_api_keys(nameQuery=f"memsweep-{STAGE}-key")["items"][0]["id"]
+    apigateway.create_usage_plan_key(usagePlanId=plan_id, keyId=key_id, keyType="API_KEY")
+    try:
+        yield plan_id
+    finally:
+        apigateway.delete_usage_plan_key(usagePlanId=plan_id, keyId=key_id)
+        apigateway.delete_usage_plan(usagePlanId=plan_id)
+
+
+def test_given_a_usage_plan_of_7_per_s_burst_3_then_rate_limit_is_that_plan(
+    aws_env: dict[str, str],
+) -> None:
+    stage = {"apiId": rest_api_id(aws_env), "stage": STAGE}
+    with usage_plan(aws_env, apiStages=[stage], throttle={"rateLimit": 7.0, "burstLimit": 3}):
+        assert started_target().rate_limit() == RateLimit(rate=7.0, burst=3.0)
+
+
+def test_given_a_lower_per_method_throttle_in_the_plan_then_rate_limit_is_the_method_s(
+    aws_env: dict[str, str],
+) -> None:
+    stage = {
+        "apiId": rest_api_id(aws_env),
+        "stage": STAGE,
+        "throttle": {"/DynamoDBManager/POST": {"rateLimit": 2.0, "burstLimit": 1}},
+    }
+    with usage_plan(aws_env, apiStages=[stage], throttle={"rateLimit": 7.0, "burstLimit": 3}):
+        assert started_target().rate_limit() == RateLimit(rate=2.0, burst=1.0)
+
+
+def test_given_a_plan_on_another_stage_only_then_rate_limit_is_none(
+    aws_env: dict[str, str],
+) -> None:
+    stage = {"apiId": rest_api_id(aws_env), "stage": "elsewhere"}
+    with usage_plan(aws_env, apiStages=[stage], throttle={"rateLimit": 7.0, "burstLimit": 3}):
+        assert started_target().rate_limit() is None
+
+
+def test_given_no_usage_plan_then_rate_limit_is_none(aws_env: dict[str, str]) -> None:
+    assert client("apigateway", aws_env).get_usage_plans()["items"] == []
+    assert started_target().rate_limit() is None
+
+
+def test_given_stage_throttling_below_the_plan_then_rate_limit_is_the_stage_s(
+    aws_env: dict[str, str],
+) -> None:
+    api_id = rest_api_id(aws_env)
+    apigateway = client("apigateway", aws_env)
+    throttling = [
+        {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": "4"},
+        {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": "2"},
+    ]
+    apigateway.update_stage(restApiId=api_id, stageName=STAGE, patchOperations=throttling)
+    try:
+        stage = {"apiId": api_id, "stage": STAGE}
+        with usage_plan(aws_env, apiStages=[stage], throttle={"rateLimit": 7.0, "burstLimit": 3}):
+            assert started_target().rate_limit() == RateLimit(rate=4.0, burst=2.0)
+    finally:
+        off = [{**operation, "value": "-1"} for operation in throttling]
+        apigateway.update_stage(restApiId=api_id, stageName=STAGE, patchOperations=off)
+
+
+class _RefusesUsagePlans(http.server.BaseHTTPRequestHandler):
+    """API Gateway behind an IAM policy that grants the API key but not the usage plans or
+    stages: AccessDeniedException (403), as API Gateway answers an apigateway:GET it refuses.
+    Everything else goes on to moto."""
+
+    upstream = ""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/usageplans") or "/stages/" in self.path:
+            body = json.dumps(
+                {
+                    "message": "User: arn:aws:iam::123456789012:user/sweeper is not authorized "
+                    "to perform: apigateway:GET on resource: "
+                    "arn:aws:apigateway:us-east-1::/usageplans"
+                }
+            ).encode()
+            self.send_response(403)
+            self.send_header("x-amzn-ErrorType", "AccessDeniedException")
+        else:
+            request = urllib.request.Request(self.upstream + self.path, headers=dict(self.headers))
+            with urllib.request.urlopen(request, timeout=10) as response:
+                body = response.read()
+                self.send_response(response.status)
+                self.send_header("Content-Type", response.headers.get("Content-Type", ""))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def test_given_access_denied_to_usage_plans_then_the_default_plan_and_one_line(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = type("Refuses", (_RefusesUsagePlans,), {"upstream": aws_env["AWS_ENDPOINT_URL"]})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        # boto3 sends one service to its own endpoint (AWS_ENDPOINT_URL_<SERVICE_ID>).
+        monkeypatch.setenv(
+            "AWS_ENDPOINT_URL_API_GATEWAY", f"http://127.0.0.1:{server.server_address[1]}"
+        )
+        target = started_target()
+        assert target.headers() == {"x-api-key": API_KEY}
+        capsys.readouterr()
+        assert target.rate_limit() == default_rate_limit()
+        assert target.rate_limit() == default_rate_limit()  # read once: one line per run
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "AccessDeniedException" in lines[0] and "Traceback" not in lines[0]
+    assert "serverless.yml's default usage plan" in lines[0]

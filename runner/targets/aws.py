@@ -11,8 +11,10 @@ back by `restore()`, which the sweep calls in `finally` and on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -22,6 +24,7 @@ from runner.errors import BadInput, MemsweepError
 from runner.lambda_logs import Phases, attribute
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import AwsTarget
+from runner.targets.base import RateLimit
 
 # Lambda refuses a configuration change while another is in progress.
 CONFLICT_RETRIES = 8
@@ -56,6 +59,14 @@ REFUSED_CREDENTIALS = {
     "ExpiredTokenException",
     "AuthFailure",
 }
+
+
+# Seeding sends POST (runner.seeding); API Gateway names a method's throttle by resource path
+# and HTTP method: "/DynamoDBManager/POST" in a usage plan's apiStages[].throttle (ApiStage
+# reference), "DynamoDBManager/POST" or "*/*" (every method) in a stage's methodSettings
+# (MethodSetting reference; "~1" escapes "/" in patch paths, so a key may carry it).
+SEED_METHOD = "POST"
+ALL_METHODS = "*/*"
 
 
 class AwsTargetError(MemsweepError):
@@ -130,6 +141,48 @@ def preflight(spec: AwsTarget) -> None:
         )
 
 
+def _method_key(stack_url: str, stage: str) -> str:
+    """ "DynamoDBManager/POST" for https://<api>.execute-api.<region>.amazonaws.com/<stage>/
+    DynamoDBManager: the resource path is what follows the stage."""
+    path = urlsplit(stack_url).path.strip("/")
+    if path.startswith(f"{stage}/") or path == stage:
+        path = path[len(stage) :].strip("/")
+    return _normalised(f"{path}/{SEED_METHOD}")
+
+
+def _normalised(key: str) -> str:
+    return key.replace("~1", "/").strip("/")
+
+
+def _lowest(throttles: list[dict[str, Any]]) -> RateLimit | None:
+    """The lowest rate and burst of several throttles; a negative value means none set
+    (-1 is how API Gateway reports stage throttling that is off)."""
+    rates = [float(t["rateLimit"]) for t in throttles if _is_limit(t.get("rateLimit"))]
+    bursts = [float(t["burstLimit"]) for t in throttles if _is_limit(t.get("burstLimit"))]
+    if not rates:
+        return None
+    rate = min(rates)
+    # A rate with no burst: a bucket one second deep is the least a client can assume.
+    return RateLimit(rate=rate, burst=min(bursts) if bursts else rate)
+
+
+def _is_limit(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def _default_rate_limit(why: str) -> RateLimit:
+    """serverless.yml's default plan, with one line on stderr saying why it is used."""
+    from runner.seeding import default_rate_limit  # gevent and yaml, for this fallback only
+
+    limit = default_rate_limit()
+    print(
+        f"memsweep: AWS: {why}; seeding paces to serverless.yml's default usage plan "
+        f"({limit.rate:g} requests/s, burst {limit.burst:g})",
+        file=sys.stderr,
+    )
+    return limit
+
+
 class AwsStackTarget:
     kind = "aws"
 
@@ -146,6 +199,10 @@ class AwsStackTarget:
         self.function = ""
         self._url = ""
         self._api_key: str | None = None
+        self._api_key_id: str | None = None
+        self._api_id: str | None = None
+        self._method_key = ""
+        self._rate_limit: tuple[RateLimit | None] | None = None
         self.original_memory: int | None = None
         self.architecture: str | None = None
         self.configured_memory: int | None = None
@@ -164,19 +221,18 @@ class AwsStackTarget:
                     "LambdaFunctionOverHttpsLambdaFunction resource"
                 )
             api_id = resources.get("ApiGatewayRestApi")
-            self._url = (
-                self.spec.url
-                or outputs.get("ApiUrl")
-                or (
-                    f"https://{api_id}.execute-api.{self.region}.amazonaws.com/"
-                    f"{self.spec.stage}/DynamoDBManager"
-                    if api_id
-                    else ""
-                )
+            self._api_id = api_id
+            stack_url = outputs.get("ApiUrl") or (
+                f"https://{api_id}.execute-api.{self.region}.amazonaws.com/"
+                f"{self.spec.stage}/DynamoDBManager"
+                if api_id
+                else ""
             )
+            self._url = self.spec.url or stack_url
             if not self._url:
                 raise AwsTargetError(f"stack {self.stack_name}: no ApiUrl output or REST API")
-            self._api_key = self._find_api_key(
+            self._method_key = _method_key(stack_url, self.spec.stage)
+            self._api_key_id, self._api_key = self._find_api_key(
                 outputs.get("ApiKeyId") or resources.get("ApiGatewayApiKey1")
             )
             configuration = self.lambda_client.get_function_configuration(
@@ -205,13 +261,82 @@ class AwsStackTarget:
                     resources[resource["LogicalResourceId"]] = resource["PhysicalResourceId"]
         return outputs, resources
 
-    def _find_api_key(self, key_id: str | None) -> str | None:
+    def _find_api_key(self, key_id: str | None) -> tuple[str | None, str | None]:
+        """The API key's id (its usage plans are found by it) and its value."""
         if key_id:
-            return str(self.apigateway.get_api_key(apiKey=key_id, includeValue=True)["value"])
+            key = self.apigateway.get_api_key(apiKey=key_id, includeValue=True)
+            return key_id, str(key["value"])
         # No output or resource (e.g. an older stack): the key serverless.yml names.
         name = f"memsweep-{self.spec.stage}-key"
         keys = self.apigateway.get_api_keys(nameQuery=name, includeValues=True)["items"]
-        return str(keys[0]["value"]) if keys else None
+        return (str(keys[0]["id"]), str(keys[0]["value"])) if keys else (None, None)
+
+    # -- throttle ------------------------------------------------------------------------------
+
+    def rate_limit(self) -> RateLimit | None:
+        """The lowest throttle API Gateway puts on seeding's requests (None: none at all).
+
+        A request passes the usage plan of its API key (the plan's throttle, and the plan's
+        throttle for the method if it sets one) and the stage's own method throttling; the
+        lowest rate and the lowest burst of these is what seeding can count on. Read once per
+        run. When the plans cannot be read (AccessDenied: apigateway:GET is not granted), or
+        the stack has no REST API to read them from, one line says so and seeding paces to
+        the plan serverless.yml deploys by default.
+        """
+        if self._rate_limit is None:
+            self._rate_limit = (self._read_rate_limit(),)
+        return self._rate_limit[0]
+
+    def _read_rate_limit(self) -> RateLimit | None:
+        if not self._api_id:
+            return _default_rate_limit(f"stack {self.stack_name} has no ApiGatewayRestApi")
+        where = f"API {self._api_id} stage {self.spec.stage}"
+        try:
+            throttles = self._plan_throttles() + self._stage_throttles()
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            why = error.get("Code") or "refused"
+            if error.get("Message"):
+                why = f"{why}: {error['Message']}"
+            return _default_rate_limit(f"cannot read the throttle of {where} ({why})")
+        except BotoCoreError as exc:
+            return _default_rate_limit(f"cannot read the throttle of {where} ({exc})")
+        return _lowest(throttles)
+
+    def _plan_throttles(self) -> list[dict[str, Any]]:
+        """The throttles of the usage plans that cover this API stage (the key's, if known)."""
+        paginator = self.apigateway.get_paginator("get_usage_plans")
+        pages = (
+            paginator.paginate(keyId=self._api_key_id) if self._api_key_id else paginator.paginate()
+        )
+        throttles: list[dict[str, Any]] = []
+        for page in pages:
+            for plan in page.get("items") or []:
+                for api_stage in plan.get("apiStages") or []:
+                    if (
+                        api_stage.get("apiId") != self._api_id
+                        or api_stage.get("stage") != self.spec.stage
+                    ):
+                        continue
+                    throttles.append(plan.get("throttle") or {})
+                    for key, throttle in (api_stage.get("throttle") or {}).items():
+                        if _normalised(key) == self._method_key:
+                            throttles.append(throttle or {})
+        return throttles
+
+    def _stage_throttles(self) -> list[dict[str, Any]]:
+        """The stage's method throttling for every method and for seeding's method."""
+        stage = self.apigateway.get_stage(restApiId=self._api_id, stageName=self.spec.stage)
+        throttles: list[dict[str, Any]] = []
+        for key, setting in (stage.get("methodSettings") or {}).items():
+            if _normalised(key) in (ALL_METHODS, self._method_key):
+                throttles.append(
+                    {
+                        "rateLimit": (setting or {}).get("throttlingRateLimit"),
+                        "burstLimit": (setting or {}).get("throttlingBurstLimit"),
+                    }
+                )
+        return throttles
 
     def stop(self) -> None:
         return None
