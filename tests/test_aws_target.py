@@ -518,4 +518,5 @@ def test_given_access_denied_to_usage_plans_then_the_default_plan_and_one_line(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
     assert "AccessDeniedException" in lines[0] and "Traceback" not in lines[0]
-    assert "serverless.yml's default usage plan" in lines[0]
+    assert "grant apigateway:GET" in lines[0]
+    assert "serverless.yml's default usage plan (100 requests/s, burst 200)" in lines[0]

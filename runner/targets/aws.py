@@ -142,8 +142,8 @@ def preflight(spec: AwsTarget) -> None:
 
 
 def _method_key(stack_url: str, stage: str) -> str:
-    """ "DynamoDBManager/POST" for https://<api>.execute-api.<region>.amazonaws.com/<stage>/
-    DynamoDBManager: the resource path is what follows the stage."""
+    """The method key of seeding's requests: the resource path follows the stage in the URL
+    (https://<api>.execute-api.<region>.amazonaws.com/<stage>/DynamoDBManager)."""
     path = urlsplit(stack_url).path.strip("/")
     if path.startswith(f"{stage}/") or path == stage:
         path = path[len(stage) :].strip("/")
@@ -162,7 +162,7 @@ def _lowest(throttles: list[dict[str, Any]]) -> RateLimit | None:
     if not rates:
         return None
     rate = min(rates)
-    # A rate with no burst: a bucket one second deep is the least a client can assume.
+    # A rate with no burst set: count on a bucket one second deep (seeding paces on the rate).
     return RateLimit(rate=rate, burst=min(bursts) if bursts else rate)
 
 
@@ -298,7 +298,10 @@ class AwsStackTarget:
             why = error.get("Code") or "refused"
             if error.get("Message"):
                 why = f"{why}: {error['Message']}"
-            return _default_rate_limit(f"cannot read the throttle of {where} ({why})")
+            fix = ""
+            if "AccessDenied" in str(error.get("Code")):
+                fix = f"; grant apigateway:GET on /usageplans and /restapis/{self._api_id}/stages"
+            return _default_rate_limit(f"cannot read the throttle of {where} ({why}){fix}")
         except BotoCoreError as exc:
             return _default_rate_limit(f"cannot read the throttle of {where} ({exc})")
         return _lowest(throttles)
