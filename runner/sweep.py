@@ -131,7 +131,11 @@ class Sweep:
         target: Target | None = None
         code = 3
         try:
-            target = make_target(self.scenario.target, run_dir=str(self.run_dir))
+            target = make_target(
+                self.scenario.target,
+                run_dir=str(self.run_dir),
+                first_memory_mb=plan_steps(self.scenario)[0][0],
+            )
             self.say(f"starting the {self.scenario.target.kind} target")
             target.start()
             target.prepare(self.scenario.sweep.memory_mb)

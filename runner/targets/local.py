@@ -18,9 +18,15 @@ class LocalStackTarget:
     kind = "local"
 
     def __init__(
-        self, spec: LocalTarget, *, run_dir: str, params: Mapping[str, str] | None = None
+        self,
+        spec: LocalTarget,
+        *,
+        run_dir: str,
+        params: Mapping[str, str] | None = None,
+        memory_mb: int | None = None,
     ) -> None:
         self.spec = spec
+        self.memory_mb = memory_mb  # the size to start at (default: serverless.yml's)
         # serverless.yml params for the stack (e.g. throttleRate), as `--param` gives them.
         self.params = dict(params or {})
         self.log_path = Path(run_dir) / "lambda.log"
@@ -40,6 +46,8 @@ class LocalStackTarget:
             "--latency-ms",
             str(self.spec.latency_ms),
         ]
+        if self.memory_mb is not None:
+            args += ["--memory", str(self.memory_mb)]
         if self.spec.handler:
             args += ["--handler", self.spec.handler]
         if self.spec.code_dir:
