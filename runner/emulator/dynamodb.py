@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 # free port first. Closing stdin (the parent died, even by SIGKILL) stops the server, so a
 # crashed runner never leaves dynalite behind. Table state changes are instant: CREATING
 # for 500 ms (dynalite's default) only slows start-up. dynalite_limits.js is loaded first:
-# it adds the DynamoDB limits dynalite lacks (nesting depth, UTF-8 sizes, attribute names,
-# expression sizes), so the local stack refuses what DynamoDB refuses.
+# it adds the DynamoDB limits dynalite lacks (nesting depth, also of an updated item; UTF-8
+# sizes; attribute names; expression sizes, document-path depth, 300 operators, 100 IN
+# operands), so the local stack refuses what DynamoDB refuses.
 _LAUNCHER = """
 require(process.argv[3])(process.argv[1]);
 const dynalite = require(process.argv[1]);
