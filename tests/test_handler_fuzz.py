@@ -202,7 +202,7 @@ def assert_answered(response: Any) -> None:
 
 
 FUZZ = settings(
-    max_examples=300,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -283,19 +283,6 @@ def test_given_the_readme_example_with_local_workers_too_then_every_worker_takes
     assert wait_until(lambda: all(gone(w) for w in workers), 20)
 
 
-def test_given_the_master_bound_to_all_interfaces_then_local_workers_dial_loopback(
-    lan: Lan, tmp_path: Path
-) -> None:
-    master = lan.master_run(
-        lan.scenario(tmp_path, workers=1), tmp_path, "--workers", "1", bind="0.0.0.0"
-    )
-    worker = lan.worker(0, tmp_path)
-    assert finish(master) == 0, log_of(tmp_path)
-    for step in results_of(tmp_path).steps:
-        assert len(step.workers) == 2 and all(w.requests > 0 for w in step.workers), step.workers
-    assert wait_until(lambda: gone(worker), 20)
-
-
 # --- faults -------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from runner.stack import PROJECT_ROOT
 # Bounded so the three fuzz tests together take well under a minute on a loaded CI runner;
 # no example database: CI starts clean, and nothing is left in the working tree.
 FUZZ = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

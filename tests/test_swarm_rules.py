@@ -65,3 +65,30 @@ def test_workers_that_stay_silent_are_lost_when_the_wait_ends(concluded: dict[st
         "a": "sent no final report after the step",
         "b": "sent no final report after the step",
     }
+
+
+DIAL_CASES = {
+    "0.0.0.0": "127.0.0.1",
+    "*": "127.0.0.1",
+    "": "127.0.0.1",
+    "::": "::1",
+    "10.213.57.2": "10.213.57.2",  # a LAN address: the master is not on loopback at all
+    "127.0.0.1": "127.0.0.1",
+}
+
+
+def test_given_a_bind_address_then_local_workers_dial_where_the_master_listens() -> None:
+    # A child interpreter, as above: importing runner.swarm imports Locust.
+    code = (
+        "import json, sys; from runner.swarm import local_dial_host; "
+        "print(json.dumps({b: local_dial_host(b) for b in json.loads(sys.argv[1])}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(list(DIAL_CASES))],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(done.stdout) == DIAL_CASES

@@ -25,7 +25,7 @@ name: trust
 target: {{kind: local, calibrate: false}}
 sweep: {{memory_mb: [512, 1769], settle_s: 0, warmup_s: 2}}
 load:
-  stages: [{{users: {USERS}, duration_s: 8}}]
+  stages: [{{users: {USERS}, duration_s: 6}}]
   think_time: {{min_s: 0.02, max_s: 0.05}}
 requests:
   - name: list
