@@ -69,7 +69,7 @@ def verdict_trust(*, quick: bool) -> list[Figure]:
     busy: list[Results] = []
     with tempfile.TemporaryDirectory() as scratch:
         scenario = Path(scratch) / "trust.yaml"
-        scenario.write_text(SCENARIO % {"sizes": sizes, "duration": 4 if quick else 10})
+        scenario.write_text(SCENARIO % {"sizes": sizes, "duration": 6 if quick else 10})
         order = ["idle"] * idle_runs
         for slot in range(busy_runs):  # alternate: idle, busy, idle, busy, idle, ...
             order.insert(2 * slot + 1, "busy")

@@ -136,6 +136,11 @@ def test_given_a_short_sweep_with_two_workers_then_valid_results_for_each_memory
     assert "results:" in stderr
     html = report_of(tmp_path, stderr)
     assert "Summary per memory size" in html and 'data-memory="512"' in html
+    # The file itself: plain JSON, versioned, with the verdict and the scenario as written.
+    data = json.loads((tmp_path / "reports" / "test" / "results.json").read_text())
+    assert data["schema_version"] == 2
+    assert data["verdict"]["exit_code"] == 0 and data["verdict"]["recommended_mb"] in (512, 1024)
+    assert data["scenario_text"].startswith("name: short sweep")
 
 
 def test_given_a_remote_worker_joining_by_command_line_then_it_carries_the_load(
@@ -312,15 +317,6 @@ def test_given_thresholds_no_setting_meets_then_exit_1(tmp_path: Path) -> None:
     assert code == 1, stderr
     assert results_of(tmp_path).status == "complete"
     assert "No memory size met the thresholds." in report_of(tmp_path, stderr)
-
-
-def test_given_the_results_file_then_it_is_json_with_the_schema_version(tmp_path: Path) -> None:
-    code, _ = finish(start_run(scenario(tmp_path, duration=4), tmp_path))
-    assert code == 0
-    data = json.loads((tmp_path / "reports" / "test" / "results.json").read_text())
-    assert data["schema_version"] == 2
-    assert data["verdict"]["exit_code"] == 0 and data["verdict"]["recommended_mb"] in (512, 1024)
-    assert data["scenario_text"].startswith("name: short sweep")
 
 
 @pytest.fixture(autouse=True)
