@@ -169,9 +169,7 @@ def _number(text: str, *, integer: bool) -> Decimal | int:
         )
     value = Decimal(text)
     sign, digits, exponent = value.as_tuple()
-    significant = len(digits)
-    while significant and digits[significant - 1] == 0:
-        significant -= 1
+    significant = _significant_digits(value)
     if not significant:
         return 0 if integer else Decimal(0)  # any zero: 0E-999999 would trip boto3
     if value.adjusted() > DYNAMODB_NUMBER_MAX_EXPONENT:
@@ -371,14 +369,21 @@ def _attribute_name(name: str, where: str, *, top_level: bool = True) -> int:
     return size
 
 
+def _significant_digits(number: Decimal) -> int:
+    """Digits without trailing zeros: what DynamoDB's precision and size rules count."""
+    digits = number.as_tuple().digits
+    significant = len(digits)
+    while significant and digits[significant - 1] == 0:
+        significant -= 1
+    return significant
+
+
 def _number_size(value: Decimal | int) -> int:
     # DynamoDB's size of a number: about 1 byte per two significant digits plus 1 (the
     # Developer Guide's item-size rules), refined as dynalite measures it.
     number = Decimal(value)
-    sign, digits, _ = number.as_tuple()
-    significant = len(digits)
-    while significant and digits[significant - 1] == 0:
-        significant -= 1
+    sign = number.as_tuple().sign
+    significant = _significant_digits(number)
     if not significant:
         return 1
     even = not (significant % 2 or number.adjusted() % 2)
