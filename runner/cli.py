@@ -10,13 +10,10 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from runner import __version__
 from runner.errors import BadInput, MemsweepError
-
-if TYPE_CHECKING:
-    from runner.results import RunVerdict
 
 DESCRIPTION = """\
 memsweep: find the Lambda memory size with the best latency for the money under real
@@ -373,33 +370,28 @@ def _run_scenario(args: argparse.Namespace) -> int:
         try:
             code = sweep.run()
         finally:
-            progress.done(sweep)
-            _report_after_run(sweep.results_path)
-            _say_verdict(sweep.results.verdict)
+            report = _report_after_run(sweep.results_path)
+            progress.done(sweep, report)  # the step lines, the files, the pick: the last line
     return code
 
 
-def _say_verdict(verdict: RunVerdict | None) -> None:
-    """The answer is the run's last line: the pick and how sure, or why there is none."""
-    if verdict is None:
-        return
-    print(f"confidence: {verdict.confidence.statement}", file=sys.stderr)
-    print(verdict.headline, file=sys.stderr)
-
-
-def _report_after_run(results_path: Path) -> None:
-    """Every run ends with its report, also a failed or interrupted one (partial results)."""
+def _report_after_run(results_path: Path) -> Path | None:
+    """Every run ends with its report, also a failed or interrupted one (partial results),
+    and the files other tools read (summary.csv, JUnit XML, a Markdown summary)."""
     if not results_path.exists():
-        return
+        return None
+    from runner.exports import write_exports
     from runner.report import write_report
 
     try:
-        print(f"report: {write_report([results_path])}", file=sys.stderr)
+        write_exports(results_path)
+        return write_report([results_path])
     except Exception as exc:  # the run's own outcome and exit code stand
         if os.environ.get("MEMSWEEP_DEBUG"):
             raise
         why = str(exc) if isinstance(exc, MemsweepError) else f"internal error: {exc!r}"
         print(f"memsweep: the report was not written: {why}", file=sys.stderr)
+        return None
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -45,7 +46,7 @@ class Progress:
         self._last_step = step
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
-    def done(self, sweep: Any) -> None:
+    def done(self, sweep: Any, report: Path | None) -> None:
         """One summary line per step, and where the results are."""
         if self.live is not None:
             self.live.update(Text(""))
@@ -66,3 +67,9 @@ class Progress:
                 file=sys.stderr,
             )
         print(f"results: {sweep.results_path}", file=sys.stderr)
+        if report is not None:
+            print(f"report: {report}", file=sys.stderr)
+        verdict = sweep.results.verdict
+        if verdict is not None:  # the answer is the run's last line: the pick and how sure
+            print(f"confidence: {verdict.confidence.statement}", file=sys.stderr)
+            print(verdict.headline, file=sys.stderr)

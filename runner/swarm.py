@@ -360,6 +360,7 @@ class Swarm:
                         "users": runner.user_count,
                         "stats": environment_totals(runner),
                         "dropped": data.dropped,  # as of the workers' last reports (3 s)
+                        "data": data,  # the step's merged full-resolution histograms
                     }
                 )
             gevent.sleep(min(POLL_S, max(0.0, end - time.monotonic())))

@@ -25,6 +25,7 @@ from runner import __version__
 from runner.analysis import analyse, run_verdict
 from runner.errors import MemsweepError
 from runner.lambda_logs import Phases
+from runner.plan import plan_steps
 from runner.results import (
     ErrorCount,
     Fidelity,
@@ -69,16 +70,6 @@ class RunOptions:
     progress: Callable[[str], None] | None = None
     run_id: str = ""
     extra_problems: list[str] = field(default_factory=list)
-
-
-def plan_steps(scenario: Scenario) -> list[tuple[int, int]]:
-    """(memory, repeat) in run order. as-listed: each size's repeats together; interleaved:
-    the whole list once per repeat, so a drift in the host or the cloud hits every size."""
-    sizes = scenario.sweep.memory_mb
-    repeats = range(1, scenario.sweep.repeats + 1)
-    if scenario.sweep.order == "interleaved":
-        return [(memory, repeat) for repeat in repeats for memory in sizes]
-    return [(memory, repeat) for memory in sizes for repeat in repeats]
 
 
 def new_run_id(scenario: Scenario) -> str:
