@@ -1,30 +1,181 @@
-"""A live progress line per step (rich), or plain lines in quiet mode and when not a terminal."""
+"""What a run shows while it runs: one live status area on a terminal, plain lines otherwise.
+
+On a terminal (stderr is a TTY and not --quiet) one rich Live area updates in place: a
+whole-run bar with an ETA, the current step and its phase, offered and achieved load, drops,
+the p95 of the measured window (full-resolution histograms) and errors. Each finished step
+leaves its one-line summary above the area. Piped or --quiet: stdout gets exactly one line per
+finished step and the final lines; stderr only diagnostics (what is starting, when a step's
+load starts, warnings, errors). Either way the run's last line is the recommendation.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, TextIO
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.style import Style
+from rich.table import Table
 from rich.text import Text
+
+from runner.results import Step
+
+# Seconds a step spends outside its configured load (seeding, the memory change, the workers'
+# final reports, reading the Lambda log), for the ETA until a step has been timed: measured at
+# 3-5 s per step for the local stack with 10 seed items (a short sweep in tests/test_sweep.py).
+STEP_OVERHEAD_GUESS_S = 4.0
+# The live area redraws this often; the numbers in it change when workers report (every 3 s).
+REFRESH_PER_S = 4
+
+StepPhase = Literal["seeding", "setting memory", "settling", "load"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Planned:
+    """The run's plan, known before anything starts: the bar and the ETA count its steps."""
+
+    steps: list[tuple[int, int]]  # (memory MB, repeat) in run order
+    repeats: int
+    settle_s: float
+    warmup_s: float
+    duration_s: float  # the load of one step, its warm-up included
+    offered_per_s: float | None  # open model: the arrival rate; closed model: None
+
+
+@dataclass(frozen=True)
+class Note:
+    """A diagnostic: what is starting (the target, the workers)."""
+
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Phase:
+    """A step enters a phase; "load" starts its clock (warm-up, measuring, winding down)."""
+
+    index: int
+    memory_mb: int
+    repeat: int
+    phase: StepPhase
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Load:
+    """The running step's load, from the workers' reports (every 3 s) and the master."""
+
+    elapsed_s: float  # since the load started
+    users: int
+    requests: int  # in the measured window, as reported so far
+    failures: int
+    dropped: int
+    achieved_rps: float | None  # over the measured window; None until it has a second
+    p95_ms: float | None  # the measured window's full-resolution histogram; None if empty
+    locust_rps: float  # Locust's current rate (warm-up included): shown during warm-up only
+
+
+@dataclass(frozen=True)
+class StepDone:
+    step: Step
+
+
+Event = Planned | Note | Phase | Load | StepDone
+
+
+@dataclass
+class _State:
+    plan: Planned | None = None
+    note: str = ""
+    index: int = 0  # the running step (1-based); 0 before the first
+    memory_mb: int = 0
+    repeat: int = 0
+    phase: StepPhase | None = None
+    detail: str = ""
+    step_started: float = 0.0  # monotonic
+    load_started: float | None = None  # monotonic
+    load: Load | None = None
+    finished_s: list[float] = field(default_factory=list)  # wall time of each finished step
+    run_started: float = field(default_factory=time.monotonic)
+
+
+def step_line(step: Step, total: int) -> str:
+    """A finished step in one line: what stays on screen, and what a pipe gets."""
+    p95 = f"{step.latency.p95:.1f} ms" if step.latency.p95 is not None else "-"
+    line = (
+        f"step {step.index}/{total} {step.memory_mb} MB r{step.repeat}: {step.requests} "
+        f"requests, {step.rps:.1f} req/s, p95 {p95}, {step.failures} errors, "
+        f"{step.invocations.cold_starts} cold starts"
+    )
+    if step.offered is not None:
+        line += f", dropped {step.dropped_arrivals} of {step.offered} offered"
+    causes = step.problems + step.trust.causes
+    if causes:
+        line += "  [degraded: " + "; ".join(causes) + "]"
+    return line
+
+
+def final_lines(sweep: Any, report: Path | None) -> list[tuple[str, str | None]]:
+    """The run's last lines as (text, link): results, report, confidence, the recommendation."""
+    lines: list[tuple[str, str | None]] = [(f"results: {Path(sweep.results_path).resolve()}", None)]
+    if report is not None:
+        uri = Path(report).resolve().as_uri()
+        lines.append((f"report: {uri}", uri))
+    verdict = sweep.results.verdict
+    if verdict is not None:  # the answer is the run's last line: the pick and how sure
+        lines.append((f"confidence: {verdict.confidence.statement}", None))
+        if verdict.recommended_mb is not None:
+            lines.append((f"Recommendation: {verdict.headline}", None))
+        else:  # "No recommendation: ..." / "No memory size met the thresholds. ..."
+            lines.append((verdict.headline, None))
+    return lines
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class Progress:
+    """The terminal's side of a run; a context manager. `update` takes the sweep's events."""
+
     def __init__(self, *, quiet: bool) -> None:
-        self.console = Console(stderr=True)
-        self.live_mode = not quiet and self.console.is_terminal
         self.quiet = quiet
+        self.out: TextIO = sys.stdout
+        self.err: TextIO = sys.stderr
+        self.live_mode = (
+            not quiet and _isatty(self.err) and os.environ.get("TERM", "") not in ("dumb",)
+        )
+        self.stdout_is_tty = _isatty(self.out)
+        self.console = Console(file=self.err, force_terminal=self.live_mode or None)
         self.live: Live | None = None
-        self._last_step = ""
+        self.state = _State()
 
     def __enter__(self) -> Progress:
         if self.live_mode:
-            self.live = Live(Text(""), console=self.console, refresh_per_second=4, transient=True)
-            self.live.__enter__()
+            self.live = Live(
+                console=self.console,
+                get_renderable=self._render,
+                refresh_per_second=REFRESH_PER_S,
+                transient=True,
+                # A pipe on stdout keeps its lines; only a terminal's go above the live area.
+                redirect_stdout=self.stdout_is_tty,
+            )
+            self.live.start()
         return self
 
     def __exit__(
@@ -33,43 +184,169 @@ class Progress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.live is not None:
-            self.live.__exit__(exc_type, exc, tb)
+        self._stop_live()
 
-    def update(self, text: str) -> None:
+    def _stop_live(self) -> None:
         if self.live is not None:
-            self.live.update(Text(text))
-            return
-        step = text.split(":", 1)[0]
-        if self.quiet and step == self._last_step:
-            return  # quiet: one line per step and per phase
-        self._last_step = step
-        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+            self.live.stop()
+            self.live = None
+
+    # -- events ----------------------------------------------------------------------------
+
+    def update(self, event: Event) -> None:
+        state = self.state
+        now = time.monotonic()
+        if isinstance(event, Planned):
+            state.plan = event
+        elif isinstance(event, Note):
+            state.note = event.text
+            if self.live is None:
+                self._diagnostic(event.text)
+        elif isinstance(event, Phase):
+            if event.index != state.index:
+                state.index, state.step_started = event.index, now
+                state.load_started, state.load = None, None
+            state.memory_mb, state.repeat = event.memory_mb, event.repeat
+            state.phase, state.detail = event.phase, event.detail
+            if event.phase == "load":
+                state.load_started = now
+                if self.live is None:
+                    self._diagnostic(f"{self._step_name()}: load running{self._load_plan()}")
+        elif isinstance(event, Load):
+            state.load = event
+            if state.load_started is None:
+                state.load_started = now - event.elapsed_s
+        else:
+            if state.index:
+                state.finished_s.append(now - state.step_started)
+            state.phase, state.load_started, state.load = None, None, None
+            total = len(state.plan.steps) if state.plan else event.step.index
+            self._step_summary(step_line(event.step, total))
 
     def done(self, sweep: Any, report: Path | None) -> None:
-        """One summary line per step, and where the results are."""
+        """The run's final lines, after every step's own: the recommendation is the last."""
+        self._stop_live()
+        lines = final_lines(sweep, report)
+        if self.stdout_is_tty and not self.quiet:
+            console = Console(file=self.out)
+            for text, link in lines:
+                console.print(Text(text, style=Style(link=link) if link else ""), soft_wrap=True)
+            return
+        for text, _ in lines:
+            print(text, file=self.out, flush=True)
+
+    # -- output ----------------------------------------------------------------------------
+
+    def _diagnostic(self, text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=self.err, flush=True)
+
+    def _step_summary(self, line: str) -> None:
         if self.live is not None:
-            self.live.update(Text(""))
-        for step in sweep.results.steps:
-            causes = step.problems + step.trust.causes
-            flag = "  [degraded: " + "; ".join(causes) + "]" if causes else ""
-            p95 = f"{step.latency.p95:.1f}" if step.latency.p95 is not None else "-"
-            print(
-                f"step {step.index}: {step.memory_mb} MB r{step.repeat}: {step.requests} "
-                f"requests, {step.rps:.1f} req/s, p95 {p95} ms, {step.failures} failed, "
-                f"{step.invocations.cold_starts} cold starts"
-                + (
-                    f", dropped {step.dropped_arrivals} of {step.offered} offered"
-                    if step.offered is not None
-                    else ""
-                )
-                + flag,
-                file=sys.stderr,
+            self.live.console.print(Text(line), soft_wrap=True)
+            if self.stdout_is_tty:
+                return
+        print(line, file=self.out, flush=True)
+
+    def _step_name(self) -> str:
+        state = self.state
+        total = len(state.plan.steps) if state.plan else "?"
+        return f"step {state.index}/{total} {state.memory_mb} MB r{state.repeat}"
+
+    def _load_plan(self) -> str:
+        plan = self.state.plan
+        if plan is None:
+            return ""
+        warmup = f", {plan.warmup_s:g} s warm-up" if plan.warmup_s else ""
+        return f" for {plan.duration_s:g} s{warmup}"
+
+    # -- the live area ---------------------------------------------------------------------
+
+    def _eta(self, now: float) -> tuple[float, float, float]:
+        """(done, total, remaining) seconds of the run's steps: planned, refined by measured."""
+        state, plan = self.state, self.state.plan
+        if plan is None:
+            return 0.0, 1.0, 0.0
+        planned = plan.settle_s + plan.duration_s + STEP_OVERHEAD_GUESS_S
+        per_step = sum(state.finished_s) / len(state.finished_s) if state.finished_s else planned
+        steps = len(plan.steps)
+        finished = len(state.finished_s)
+        running = now - state.step_started if state.phase is not None else 0.0
+        # A step running longer than the estimate is nearly done, not over 100 %.
+        current = min(running, per_step * 0.95) if state.phase is not None else 0.0
+        done = finished * per_step + current
+        total = steps * per_step
+        return done, total, max(0.0, total - done)
+
+    def _phase_text(self, now: float) -> str:
+        state, plan = self.state, self.state.plan
+        if state.phase is None:
+            if plan is not None and state.finished_s and len(state.finished_s) >= len(plan.steps):
+                return "restoring the target, writing results and the report"
+            if state.finished_s:
+                return "next step starting"
+            return state.note or "starting"
+        if state.phase == "load" and state.load_started is not None and plan is not None:
+            elapsed = now - state.load_started
+            if elapsed < plan.warmup_s:
+                return f"warm-up {elapsed:.0f}/{plan.warmup_s:g} s (not measured)"
+            if elapsed < plan.duration_s:
+                window = plan.duration_s - plan.warmup_s
+                return f"measuring {elapsed - plan.warmup_s:.0f}/{window:g} s"
+            return "winding down"
+        if state.phase == "load":
+            return "load starting"
+        return f"{state.phase} {state.detail}".strip()
+
+    def _load_text(self, now: float) -> str:
+        state, plan, load = self.state, self.state.plan, self.state.load
+        if load is None or plan is None:
+            return ""
+        parts = []
+        if plan.offered_per_s is not None:
+            parts.append(f"offered {plan.offered_per_s:g}/s")
+        else:
+            parts.append(f"users {load.users}")
+        in_warmup = state.load_started is not None and now - state.load_started < plan.warmup_s
+        if load.achieved_rps is not None:
+            parts.append(f"achieved {load.achieved_rps:.1f} req/s")
+        elif in_warmup:
+            parts.append(f"{load.locust_rps:.1f} req/s in warm-up")
+        else:
+            parts.append("achieved - req/s")
+        if plan.offered_per_s is not None:
+            parts.append(f"dropped {load.dropped}")
+        parts.append(f"p95 {load.p95_ms:.1f} ms" if load.p95_ms is not None else "p95 -")
+        parts.append(f"errors {load.failures}")
+        return " · ".join(parts)
+
+    def _render(self) -> RenderableType:
+        now = time.monotonic()
+        state, plan = self.state, self.state.plan
+        done, total, remaining = self._eta(now)
+        head = Table.grid(padding=(0, 1))
+        head.add_column(width=30)
+        head.add_column(no_wrap=True)
+        steps = len(plan.steps) if plan else 0
+        eta = _clock(remaining) if plan else "-"
+        head.add_row(
+            ProgressBar(total=total, completed=done, width=30),
+            Text(
+                f"{100 * done / total:3.0f}%  {len(state.finished_s)}/{steps} steps done  "
+                f"elapsed {_clock(now - state.run_started)}  ETA {eta}",
+                no_wrap=True,
+                overflow="ellipsis",
+            ),
+        )
+        if state.phase is None:
+            where = self._phase_text(now)
+        else:
+            repeats = f"/{plan.repeats}" if plan else ""
+            where = (
+                f"step {state.index}/{steps} · {state.memory_mb} MB · repeat "
+                f"{state.repeat}{repeats} · {self._phase_text(now)}"
             )
-        print(f"results: {sweep.results_path}", file=sys.stderr)
-        if report is not None:
-            print(f"report: {report}", file=sys.stderr)
-        verdict = sweep.results.verdict
-        if verdict is not None:  # the answer is the run's last line: the pick and how sure
-            print(f"confidence: {verdict.confidence.statement}", file=sys.stderr)
-            print(verdict.headline, file=sys.stderr)
+        lines: list[RenderableType] = [head, Text(where, no_wrap=True, overflow="ellipsis")]
+        load = self._load_text(now) if state.phase == "load" else ""
+        if load:
+            lines.append(Text(load, no_wrap=True, overflow="ellipsis"))
+        return Group(*lines)

@@ -77,6 +77,9 @@ class StepData:
     worker_cpu: dict[str, list[float]] = field(default_factory=dict)
     measure_from: float = 0.0  # epoch seconds: the end of the warm-up
     measure_until: float = 0.0  # epoch seconds: the end of the configured load
+    # worker -> when its latest report arrived (epoch seconds): what it counted is complete
+    # up to then, for a live rate over the measured window.
+    reported_at: dict[str, float] = field(default_factory=dict)
 
     def add(self, worker: str, data: dict[str, Any]) -> None:
         if data.get("total"):
@@ -102,6 +105,7 @@ class StepData:
             bucket[2] += total_ms
         self.dropped += int(data.get("dropped", 0))
         self.per_worker[worker] = self.per_worker.get(worker, 0) + sent
+        self.reported_at[worker] = time.time()
         if data.get("final"):
             self.final_from.add(worker)
 
@@ -251,6 +255,7 @@ class Swarm:
         progress: Progress | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         on_load_start: Callable[[float], None] | None = None,
+        memory_mb: int | None = None,
     ) -> StepData:
         """Run the load of one step; returns what the workers measured."""
         runner, environment = self.runner, self.environment
@@ -277,6 +282,9 @@ class Swarm:
         # attributed on the same clock, match them to the requests in flight at its edges.
         config["window"] = [data.measure_from, data.measure_until]
         environment.parsed_options.memsweep_step = json.dumps(config)
+        locust_files = self._start_locust_files(
+            step_id, memory_mb=memory_mb, window_opens=data.measure_from, warmup_s=warmup_s
+        )
         if on_load_start is not None:
             on_load_start(data.load_started)
         try:
@@ -320,7 +328,7 @@ class Swarm:
             # Let it finish while the next step changes memory and seeds, instead of waiting.
             self._stopping = gevent.spawn(runner.stop)
             self._await_final_reports(data, workers)
-            self._write_locust_files(step_id)
+            self._write_locust_files(locust_files)
         return data
 
     def _hold(
@@ -427,26 +435,23 @@ class Swarm:
             + ", ".join(f"{node.id} ({node.state})" for node in runner.clients.values())
         )
 
-    def _write_locust_files(self, step_id: str) -> None:
-        """Locust's own per-step CSV and JSON, as `locust --csv/--json` would write them."""
+    def _start_locust_files(
+        self, step_id: str, *, memory_mb: int | None, window_opens: float, warmup_s: float
+    ) -> LocustFiles | None:
+        """Locust's own files for this step, counting from the end of its warm-up."""
         if self.csv_dir is None or self.environment is None:
-            return
-        from locust.stats import StatsCSVFileWriter
+            return None
+        if memory_mb is None:  # sweep.py names each step step<i>-<memory>mb-r<repeat>
+            named = STEP_MEMORY.search(step_id)
+            memory_mb = int(named.group(1)) if named else None
+        files = LocustFiles(self.environment, base=self.csv_dir / step_id, memory_mb=memory_mb)
+        files.open_at(window_opens, reset=warmup_s > 0)
+        return files
 
-        self.csv_dir.mkdir(parents=True, exist_ok=True)
-        base = self.csv_dir / step_id
-        writer = StatsCSVFileWriter(self.environment, [0.5, 0.95, 0.99], str(base), False)
-        with open(f"{base}_stats.csv", "w", newline="") as handle:
-            import csv
-
-            writer.requests_csv(csv.writer(handle))
-        with open(f"{base}_failures.csv", "w", newline="") as handle:
-            import csv
-
-            writer.failures_csv(csv.writer(handle))
-        Path(f"{base}_stats.json").write_text(
-            json.dumps(self.environment.stats.serialize_stats(), indent=1)
-        )
+    def _write_locust_files(self, files: LocustFiles | None) -> None:
+        """Locust's own per-step CSV and JSON, as `locust --csv/--json` would write them."""
+        if files is not None:
+            files.write()
 
     def forget(self, step_id: str) -> None:
         """Drop a step's merged data once it is in results.json (late reports are ignored)."""
@@ -456,6 +461,140 @@ class Swarm:
         if self.csv_dir is None:
             return []
         return sorted(str(p) for p in self.csv_dir.glob(f"{step_id}_*"))
+
+
+# Locust's own per-step files: the percentiles `locust --csv` writes by default.
+LOCUST_PERCENTILES = [0.5, 0.95, 0.99]
+# `locust --csv` adds a stats-history row this often (locust.stats.CSV_STATS_INTERVAL_SEC).
+HISTORY_INTERVAL_S = 1.0
+# The column memsweep puts before Locust's own in every one of its CSV files.
+MEMORY_COLUMN = "memory_mb"
+STEP_MEMORY = re.compile(r"-(\d+)mb-")
+
+
+class _Prefixed:
+    """A csv writer that puts memory_mb before Locust's columns (header first, then rows)."""
+
+    def __init__(self, out: Any, memory_mb: int | None) -> None:
+        self.out = out
+        self.memory_mb = "" if memory_mb is None else memory_mb
+        self.header = True
+
+    def writerow(self, columns: Any) -> None:
+        self.out.writerow([MEMORY_COLUMN if self.header else self.memory_mb, *columns])
+        self.header = False
+
+
+class LocustFiles:
+    """Locust's own files for one step, as `locust --csv/--json` writes them, covering the
+    step's measured window: <step>_stats.csv, _stats_history.csv, _failures.csv,
+    _exceptions.csv (each with its header, also when it has no rows) and _stats.json.
+
+    Locust clears the master's stats when a step starts; they are reset again when the warm-up
+    ends, so its percentiles are not the warm-up's cold starts. Locust counts a request when it
+    completes and its workers report every 3 s, so these files can hold up to one report of
+    requests that completed just before the window opened; results.json counts the requests
+    that started in it. A step that ends before its warm-up does leaves header-only files.
+    """
+
+    def __init__(self, environment: Environment, *, base: Path, memory_mb: int | None) -> None:
+        from locust.stats import StatsCSV, get_readable_percentiles
+
+        self.environment = environment
+        self.base = base
+        self.memory_mb = memory_mb
+        self.csv = StatsCSV(environment, LOCUST_PERCENTILES)
+        # StatsCSVFileWriter's columns; its constructor opens (and empties) all four files.
+        self.history_columns = [
+            "Timestamp",
+            "User Count",
+            "Type",
+            "Name",
+            "Requests/s",
+            "Failures/s",
+            *get_readable_percentiles(LOCUST_PERCENTILES),
+            "Total Request Count",
+            "Total Failure Count",
+            "Total Median Response Time",
+            "Total Average Response Time",
+            "Total Min Response Time",
+            "Total Max Response Time",
+            "Total Average Content Size",
+        ]
+        self.history: list[list[Any]] = []
+        self.opened = False
+        self._greenlet: gevent.Greenlet | None = None
+
+    def open_at(self, when: float, *, reset: bool) -> None:
+        """Start counting at epoch `when` (the warm-up's end), one history row a second."""
+        self._greenlet = gevent.spawn_later(max(0.0, when - time.time()), self._window, reset=reset)
+
+    def _window(self, *, reset: bool) -> None:
+        if reset:
+            self._reset()
+        self.opened = True
+        while True:
+            self._history_row()
+            gevent.sleep(HISTORY_INTERVAL_S)
+
+    def _reset(self) -> None:
+        self.environment.stats.reset_all()
+        if self.environment.runner is not None:
+            self.environment.runner.exceptions = {}
+
+    def _history_row(self) -> None:
+        """The aggregated row `locust --csv` writes each second (its default, not --csv-full-history)."""
+        total = self.environment.stats.total
+        runner = self.environment.runner
+        self.history.append(
+            [
+                int(time.time()),
+                runner.user_count if runner is not None else 0,
+                total.method or "",
+                total.name,
+                f"{total.current_rps:2f}",
+                f"{total.current_fail_per_sec:2f}",
+                *self.csv._percentile_fields(total),
+                total.num_requests,
+                total.num_failures,
+                total.median_response_time,
+                total.avg_response_time,
+                total.min_response_time or 0,
+                total.max_response_time,
+                total.avg_content_length,
+            ]
+        )
+
+    def write(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill()
+        if not self.opened:  # the step ended in its warm-up: its window is empty
+            self._reset()
+        else:
+            self._history_row()  # the window's totals, as in _stats.csv's Aggregated row
+        self.base.parent.mkdir(parents=True, exist_ok=True)
+        self._csv("_stats.csv", self.csv.requests_csv)
+        self._csv("_failures.csv", self.csv.failures_csv)
+        self._csv("_exceptions.csv", self.csv.exceptions_csv)
+
+        def history(out: Any) -> None:
+            out.writerow(self.history_columns)
+            for row in self.history:
+                out.writerow(row)
+
+        self._csv("_stats_history.csv", history)
+        # Last: serialize_stats() empties the entries it reports (Locust's worker protocol).
+        entries = [
+            {MEMORY_COLUMN: self.memory_mb, **entry}
+            for entry in self.environment.stats.serialize_stats()
+        ]
+        Path(f"{self.base}_stats.json").write_text(json.dumps(entries, indent=1))
+
+    def _csv(self, suffix: str, write: Callable[[Any], None]) -> None:
+        import csv
+
+        with open(f"{self.base}{suffix}", "w", newline="") as handle:
+            write(_Prefixed(csv.writer(handle), self.memory_mb))
 
 
 def environment_totals(runner: MasterRunner) -> dict[str, float]:

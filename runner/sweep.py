@@ -26,6 +26,7 @@ from runner.analysis import analyse, run_verdict
 from runner.errors import MemsweepError
 from runner.lambda_logs import Phases
 from runner.plan import plan_steps
+from runner.progress import Event, Load, Note, Phase, Planned, StepDone
 from runner.results import (
     ErrorCount,
     Fidelity,
@@ -67,7 +68,7 @@ class RunOptions:
     master_bind_host: str = "127.0.0.1"
     master_port: int = 0
     quiet: bool = False
-    progress: Callable[[str], None] | None = None
+    progress: Callable[[Event], None] | None = None
     run_id: str = ""
     extra_problems: list[str] = field(default_factory=list)
 
@@ -105,9 +106,9 @@ class Sweep:
             target={"kind": scenario.target.kind, "url": ""},
         )
 
-    def say(self, text: str) -> None:
+    def say(self, event: Event) -> None:
         if self.options.progress is not None:
-            self.options.progress(text)
+            self.options.progress(event)
 
     def _on_signal(self, name: str) -> None:
         self.stop_requested = name
@@ -121,13 +122,24 @@ class Sweep:
         ]
         target: Target | None = None
         code = 3
+        load = self.scenario.load
+        self.say(
+            Planned(
+                steps=plan_steps(self.scenario),
+                repeats=self.scenario.sweep.repeats,
+                settle_s=self.scenario.sweep.settle_s,
+                warmup_s=min(self.scenario.sweep.warmup_s, load.duration_s),
+                duration_s=load.duration_s,
+                offered_per_s=None if isinstance(load, ClosedLoad) else load.rate_per_s,
+            )
+        )
         try:
             target = make_target(
                 self.scenario.target,
                 run_dir=str(self.run_dir),
                 first_memory_mb=plan_steps(self.scenario)[0][0],
             )
-            self.say(f"starting the {self.scenario.target.kind} target")
+            self.say(Note(f"starting the {self.scenario.target.kind} target"))
             target.start()
             target.prepare(self.scenario.sweep.memory_mb)
             self.results.target = target.info()
@@ -139,7 +151,7 @@ class Sweep:
             remote = self.options.expect_remote
             if remote is None:
                 remote = workers.expect_remote
-            self.say(f"starting {local} local Locust worker(s), expecting {remote} remote")
+            self.say(Note(f"starting {local} local Locust worker(s), expecting {remote} remote"))
             with Swarm(
                 local_workers=local,
                 expect_remote=remote,
@@ -192,6 +204,16 @@ class Sweep:
         for index, (memory, repeat) in enumerate(plan, start=1):
             self._check_stop()
             target.mark(time.time())  # this step's logs start here, its seeding included
+            items = self.scenario.seed.items
+            self.say(
+                Phase(
+                    index=index,
+                    memory_mb=memory,
+                    repeat=repeat,
+                    phase="seeding",
+                    detail=f"{items} items" if items else "",
+                )
+            )
             # Seed while the previous step's sandboxes are warm, then change memory: the
             # measured load meets fresh sandboxes, as after a real configuration change (the
             # tutorial's cold-start spike), and seeding adds no cold starts between steps.
@@ -199,8 +221,18 @@ class Sweep:
                 self.scenario, target, should_stop=lambda: bool(self.stop_requested)
             )
             self._check_stop()  # an interrupt cuts seeding short: never measure a half seed
-            self.say(f"step {index}/{len(plan)}: setting memory to {memory} MB")
+            self.say(
+                Phase(
+                    index=index,
+                    memory_mb=memory,
+                    repeat=repeat,
+                    phase="setting memory",
+                    detail=f"to {memory} MB",
+                )
+            )
             target.set_memory(memory)
+            if self.scenario.sweep.settle_s > 0:
+                self.say(Phase(index=index, memory_mb=memory, repeat=repeat, phase="settling"))
             self._sleep(self.scenario.sweep.settle_s)
             step = self._one_step(
                 target,
@@ -213,6 +245,7 @@ class Sweep:
             )
             self.results.steps.append(step)
             self._save()
+            self.say(StepDone(step))
             self._check_stop()  # an interrupt explains whatever else went wrong in the step
             why_down = target.alive()
             if why_down is not None:
@@ -260,34 +293,24 @@ class Sweep:
             )
             duration = load.duration_s
         warmup = min(scenario.sweep.warmup_s, duration)
-        last_line = [0.0]
+        last_tick = [0.0]
         # Cumulative counters read as the window opens and as it closes: the step's trust
         # record covers exactly its measured window.
         opened: dict[str, Any] = {}
 
         def progress(state: dict[str, Any]) -> None:
-            if time.monotonic() - last_line[0] < 1.0:
+            # Workers report every 3 s; once a second is enough (the p95 walks a histogram).
+            if time.monotonic() - last_tick[0] < 1.0:
                 return
-            last_line[0] = time.monotonic()
-            stats = state["stats"]
-            left = max(0.0, duration - state["elapsed_s"])
-            if isinstance(load, ClosedLoad):
-                offered = f"users {state['users']}, {stats['rps']:.1f} req/s"
-            else:
-                offered = (
-                    f"offered {load.rate_per_s:g}/s, achieved {stats['rps']:.1f} req/s, "
-                    f"dropped {state.get('dropped', 0)}"
-                )
-            self.say(
-                f"step {index}/{total} {memory} MB r{repeat}: {offered}, "
-                f"p95 {stats['p95_ms']:.0f} ms, errors {stats['failures']}, {left:.0f} s left"
-            )
+            last_tick[0] = time.monotonic()
+            self.say(load_tick(state))
 
         def window_opens() -> None:
             opened["delivery"] = target.delivery()
             opened["host"] = host_snapshot(time.time())
 
         def load_started(at: float) -> None:
+            self.say(Phase(index=index, memory_mb=memory, repeat=repeat, phase="load"))
             if warmup > 0:
                 gevent.spawn_later(warmup, window_opens)
             else:
@@ -374,6 +397,34 @@ class Sweep:
 
     def _save(self) -> None:
         write_results(self.results, self.results_path)
+
+
+def load_tick(state: dict[str, Any]) -> Load:
+    """The running step's numbers from the master's merged, full-resolution data.
+
+    Requests, errors and the p95 cover the measured window only (the workers count nothing
+    else), so the live figures converge on the step's final ones; Locust's own p95 is rounded
+    to two significant figures (12000 ms for 11 500) and includes the warm-up.
+    """
+    data: StepData = state["data"]
+    requests = sum(counts[0] for counts in data.counts.values())
+    failures = sum(counts[1] for counts in data.counts.values())
+    # Each worker's count is complete up to its latest report (every 3 s, staggered): their
+    # mean is when the merged count stands, as each worker carries an equal share.
+    times = list(data.reported_at.values())
+    reported = sum(times) / len(times) if times else 0.0
+    span = min(reported, data.measure_until or reported) - data.measure_from
+    count = data.total.get_total_count()
+    return Load(
+        elapsed_s=float(state["elapsed_s"]),
+        users=int(state["users"]),
+        requests=requests,
+        failures=failures,
+        dropped=data.dropped,
+        achieved_rps=requests / span if span >= 1.0 else None,
+        p95_ms=data.total.get_value_at_percentile(95) / 1000 if count else None,
+        locust_rps=float(state["stats"]["rps"]),
+    )
 
 
 def build_step(

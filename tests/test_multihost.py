@@ -205,7 +205,7 @@ def report_of(tmp_path: Path) -> str:
 
 
 def loading(tmp_path: Path) -> bool:
-    return "users" in log_of(tmp_path)
+    return "load running" in log_of(tmp_path)
 
 
 def gone(process: subprocess.Popen[Any]) -> bool:

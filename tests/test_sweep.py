@@ -63,7 +63,7 @@ def start_run(path: Path, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
             *args,
         ],
         cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
+        stdout=log,  # the step lines and the final lines; diagnostics on stderr
         stderr=log,
         text=True,
         start_new_session=True,  # its own process group, as a shell gives a foreground job
@@ -73,6 +73,7 @@ def start_run(path: Path, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def stderr_of(process: subprocess.Popen[str]) -> str:
+    """What the run printed: stdout and stderr, in order."""
     return Path(process.log_path).read_text()  # type: ignore[attr-defined]
 
 
@@ -82,8 +83,8 @@ def finish(process: subprocess.Popen[str], timeout: float = 180) -> tuple[int, s
 
 
 def loading(process: subprocess.Popen[str]) -> bool:
-    """The first step's load is running (its progress line was printed)."""
-    return "users" in stderr_of(process)
+    """The first step's load is running (its one diagnostic line was printed)."""
+    return "load running" in stderr_of(process)
 
 
 def results_of(tmp_path: Path) -> Any:
@@ -93,7 +94,7 @@ def results_of(tmp_path: Path) -> Any:
 def report_of(tmp_path: Path, stderr: str) -> str:
     """The run's report.html, which every run ends by writing and naming."""
     path = tmp_path / "reports" / "test" / "report.html"
-    assert f"report: {path}" in stderr
+    assert f"report: {path.resolve().as_uri()}" in stderr
     return path.read_text()
 
 
