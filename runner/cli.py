@@ -10,10 +10,19 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from runner import __version__
 from runner.errors import BadInput, MemsweepError
+
+if TYPE_CHECKING:
+    from runner.scenario import Scenario
+
+
+def prog_name() -> str:
+    """`memsweep` when run as the installed command, else `python -m runner`."""
+    return "memsweep" if Path(sys.argv[0]).stem == "memsweep" else "python -m runner"
+
 
 DESCRIPTION = """\
 memsweep: find the Lambda memory size with the best latency for the money under real
@@ -22,6 +31,18 @@ HTTP load, for an API Gateway → Lambda → DynamoDB service.
 Set-up and deployment are described in README.md. The stack is serverless.yml + handler.py;
 deploy it with `npx serverless deploy --param memory=128`.
 """
+
+
+def _number(kind: type[int] | type[float], what: str) -> Callable[[str], Any]:
+    """An argparse type: a number, its range left to the scenario's checks."""
+
+    def parse(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+    return parse
 
 
 def _memory(text: str) -> int:
@@ -215,13 +236,74 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--out", type=Path, default=Path("reports"), help="output directory")
     run.add_argument("--run-id", type=_run_id, help="default: timestamp + scenario name")
     run.add_argument("--quiet", action="store_true", help="one line per step (for CI)")
+    quick = run.add_argument_group(
+        "quick tries",
+        "change the scenario for this run without editing it; the values meet the same checks "
+        "as the file's, and results.json records what ran",
+    )
+    quick.add_argument(
+        "--memory",
+        metavar="MB[,MB...]",
+        help="memory sizes to sweep, e.g. 256,512 (sweep.memory_mb)",
+    )
+    quick.add_argument(
+        "--duration",
+        metavar="TIME",
+        help="each step's load: 20, 20s, 2m (a closed profile's stages and ramps scale to it)",
+    )
+    model = quick.add_mutually_exclusive_group()
+    model.add_argument(
+        "--users",
+        type=_number(int, "a whole number of users"),
+        help="closed model: one stage of N users (replaces the stages, or an open load)",
+    )
+    model.add_argument(
+        "--rate",
+        type=_number(float, "a number of requests per second"),
+        help="open model: R requests/s (replaces the rate, or a closed load's users)",
+    )
+    quick.add_argument(
+        "--repeats", type=_number(int, "a whole number"), help="times each size is measured"
+    )
+    quick.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="load the scenario with these changes, print the plan (like validate), run nothing",
+    )
 
 
 def _add_validate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    validate = subparsers.add_parser("validate", help="check a scenario file and exit")
+    validate = subparsers.add_parser(
+        "validate",
+        help="check a scenario file and print its plan",
+        description="Check a scenario file (exit 2 naming file:line: field on a problem) and "
+        "print the plan: the steps in order, the estimated duration and the requests expected.",
+    )
     validate.add_argument("scenario", type=Path)
-    schema = subparsers.add_parser("schema", help="write the scenario JSON Schema")
-    schema.add_argument("-o", "--output", type=Path, help="default: scenarios/scenario.schema.json")
+    init = subparsers.add_parser(
+        "init",
+        help="write a commented starter scenario",
+        description="Write a commented starter scenario that runs on the local stack as it is. "
+        "An existing file is never overwritten.",
+    )
+    init.add_argument(
+        "file", nargs="?", type=Path, default=Path("scenario.yaml"), help="default: scenario.yaml"
+    )
+    schema = subparsers.add_parser(
+        "schema",
+        help="write the scenario JSON Schema (or, with --markdown, the key reference)",
+        description="Write scenarios/scenario.schema.json (for editors) or, with --markdown, the "
+        "key-by-key reference in scenarios/README.md (the part between its markers), both "
+        "generated from runner/scenario.py.",
+    )
+    schema.add_argument("--markdown", action="store_true", help="the Markdown key reference")
+    schema.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="default: scenarios/scenario.schema.json, or scenarios/README.md with --markdown; "
+        "- for stdout",
+    )
 
 
 def _add_report(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -262,7 +344,7 @@ def _add_worker(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     worker.add_argument("--quiet", action="store_true")
 
 
-SUBCOMMANDS = {"run", "validate", "schema", "worker", "local", "report"}
+SUBCOMMANDS = {"run", "validate", "init", "schema", "worker", "local", "report"}
 TOP_LEVEL_OPTIONS = {"-h", "--help", "--version"}
 
 
@@ -270,7 +352,7 @@ def _parse(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.Na
     """Parse, with `python -m runner FILE ...` meaning `run FILE ...`; exits 2 on bad input."""
     if not arguments:  # nothing to do is a mistake, not a success (a script would go on)
         parser.print_usage(sys.stderr)
-        parser.error("give a scenario file (python -m runner FILE) or a command")
+        parser.error(f"give a scenario file ({parser.prog} FILE) or a command")
     first = arguments[0]
     if first not in SUBCOMMANDS | TOP_LEVEL_OPTIONS and any(
         not word.startswith("-") for word in arguments
@@ -291,7 +373,7 @@ def _parse(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.Na
         command.error(_did_you_mean(unknown, command))
     if args.command is None:
         parser.print_usage(sys.stderr)
-        parser.error("give a scenario file (python -m runner FILE) or a command")
+        parser.error(f"give a scenario file ({parser.prog} FILE) or a command")
     return args
 
 
@@ -310,7 +392,7 @@ def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse
 
 def build_parser() -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = _Parser(
-        prog="python -m runner",
+        prog=prog_name(),
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -325,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_scenario(args: argparse.Namespace) -> int:
-    from runner.scenario import parse_scenario, read_scenario_text, with_target
+    from runner.scenario import parse_scenario, read_scenario_text, with_overrides, with_target
 
     # Read once (bounded, regular files only): the text parsed is the text recorded.
     text = read_scenario_text(args.scenario)
@@ -338,6 +420,22 @@ def _run_scenario(args: argparse.Namespace) -> int:
         stack=args.stack,
         url=args.url,
     )
+    scenario, notes = with_overrides(
+        scenario,
+        memory=args.memory,
+        duration=args.duration,
+        users=args.users,
+        rate=args.rate,
+        repeats=args.repeats,
+    )
+    if args.dry_run:
+        _print_plan(args.scenario, scenario, notes)
+        return 0
+    for note in notes:
+        print(f"memsweep: {note}", file=sys.stderr)
+    changed = _changes(args)
+    if changed:  # the file as read, and how this run departed from it
+        text += f"\n# run with {changed} (results.json's scenario holds the values used)\n"
     # What can be checked before the run starts is: a run that cannot start leaves no run
     # directory and no report, only one line saying what is missing.
     from runner.swarm import check_master_address
@@ -407,18 +505,55 @@ def _report(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from runner.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario)
-    steps = len(scenario.sweep.memory_mb) * scenario.sweep.repeats
-    print(
-        f"{args.scenario}: ok ({scenario.name}: {steps} step(s), "
-        f"{scenario.load.duration_s:.0f} s of load each, target {scenario.target.kind})"
-    )
+    _print_plan(args.scenario, load_scenario(args.scenario), [])
+    return 0
+
+
+def _print_plan(path: Path, scenario: Scenario, notes: list[str]) -> None:
+    from runner.plan import describe_plan
+
+    print(f"{path}: ok: {json.dumps(scenario.name, ensure_ascii=False)}")
+    for note in notes:
+        print(f"note: {note}")
+    for line in describe_plan(scenario).lines():
+        print(line)
+
+
+def _changes(args: argparse.Namespace) -> str:
+    """The quick-try options given, as typed: '--memory 256,512 --duration 20s'."""
+    given = [
+        f"--{name} {value:g}" if isinstance(value, float) else f"--{name} {value}"
+        for name in ("memory", "duration", "users", "rate", "repeats")
+        if (value := getattr(args, name)) is not None
+    ]
+    return " ".join(given)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from runner.starter import write_starter
+
+    prog = prog_name()
+    path = write_starter(args.file, prog=prog)
+    print(f"wrote {path}: a starter scenario that runs on the local stack")
+    print(f"  {prog} validate {path}   check it and print the plan")
+    print(f"  {prog} {path}            run it")
     return 0
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from runner.scenario import SCHEMA_PATH, write_json_schema
+    if args.markdown:
+        from runner.reference import REFERENCE_PATH, reference_markdown, write_reference
 
+        if str(args.output) == "-":
+            sys.stdout.write(reference_markdown())
+            return 0
+        print(write_reference(args.output or REFERENCE_PATH))
+        return 0
+    from runner.scenario import SCHEMA_PATH, json_schema, write_json_schema
+
+    if str(args.output) == "-":
+        print(json.dumps(json_schema(), indent=2))
+        return 0
     print(write_json_schema(args.output or SCHEMA_PATH))
     return 0
 
@@ -489,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "run": _run_scenario,
         "validate": _validate,
+        "init": _init,
         "schema": _schema,
         "worker": _worker,
         "local": _run_local,

@@ -1,12 +1,30 @@
-"""The run's plan: which (memory, repeat) steps run, in what order.
+"""The run's plan: which (memory, repeat) steps run, in what order, how long, how many requests.
 
 Shared by the sweep (which runs it), `validate` and `--dry-run` (which print it) and the
-live terminal (whose whole-run bar and ETA count its steps).
+live terminal (whose whole-run bar and ETA count its steps and their estimated length).
 """
 
 from __future__ import annotations
 
-from runner.scenario import Scenario
+from dataclasses import dataclass
+from itertools import pairwise
+
+from runner.scenario import ClosedLoad, Scenario
+
+# Per-step time outside the load, measured on a one-step-then-two-step local sweep here
+# (5 s steps, 1 worker): the local stack swaps every sandbox for the new size and Locust
+# stops its users in ~3 s. On AWS a memory update waits for LastUpdateStatus (seconds) and
+# the REPORT lines are read from CloudWatch Logs, which polls up to 6 x 5 s
+# (runner/targets/aws.py LOG_SETTLE_*): ~15 s is typical. A url target changes nothing.
+STEP_OVERHEAD_S = {"local": 3.0, "aws": 15.0, "url": 1.0}
+# Once per run: starting the target and the Locust workers (local: dynalite, the stack and
+# its CPU calibration, ~10 s measured here; aws: reading the stack's outputs) and, at the
+# end, restoring memory and writing the report (~4 s measured).
+START_S = {"local": 10.0, "aws": 5.0, "url": 2.0}
+END_S = 4.0
+# Seeding paces itself to 80 % of the usage plan's rate (runner/seeding.py SAFE_FRACTION)
+# and serverless.yml's plan allows 100 requests/s: 80 items/s, unless a 429 halves it.
+SEED_ITEMS_PER_S = 80.0
 
 
 def plan_steps(scenario: Scenario) -> list[tuple[int, int]]:
@@ -17,3 +35,182 @@ def plan_steps(scenario: Scenario) -> list[tuple[int, int]]:
     if scenario.sweep.order == "interleaved":
         return [(memory, repeat) for repeat in repeats for memory in sizes]
     return [(memory, repeat) for memory in sizes for repeat in repeats]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will do, estimated before it starts."""
+
+    steps: list[tuple[int, int]]  # (memory MB, repeat), in run order
+    repeats: int
+    target: str
+    load_s: float  # each step's load, warm-up included
+    warmup_s: float
+    measured_s: float
+    settle_s: float
+    seed_s: float  # each step's seeding, estimated from the pace
+    overhead_s: float  # each step's memory change and log reading (STEP_OVERHEAD_S)
+    start_s: float
+    end_s: float
+    model: str  # "closed" or "open"
+    load_text: str  # the load in words: "3 → 10 users, think time 1.2-1.8 s"
+    # Requests measured per step: the expected count (open model) or an upper bound from the
+    # users and their mean think time (closed model); None when nothing bounds it.
+    requests_per_step: float | None
+
+    @property
+    def step_s(self) -> float:
+        return self.settle_s + self.seed_s + self.overhead_s + self.load_s
+
+    @property
+    def total_s(self) -> float:
+        return self.start_s + len(self.steps) * self.step_s + self.end_s
+
+    @property
+    def requests_total(self) -> float | None:
+        per_step = self.requests_per_step
+        return None if per_step is None else per_step * len(self.steps)
+
+    def lines(self) -> list[str]:
+        """The plan as `validate` and `--dry-run` print it."""
+        count = len(self.steps)
+        out = [f"plan: {count} step{'s' if count != 1 else ''} on the {self.target} target"]
+        width = len(str(count))
+        for index, (memory, repeat) in enumerate(self.steps, start=1):
+            again = f", repeat {repeat}/{self.repeats}" if self.repeats > 1 else ""
+            out.append(f"  {index:>{width}}. {memory} MB{again}")
+        out.append(f"load: {self.model} model, {self.load_text}")
+        window = f"{_duration(self.load_s)} of load"
+        if self.warmup_s:
+            window += (
+                f" (first {_duration(self.warmup_s)} warm-up, {_duration(self.measured_s)} "
+                "measured)"
+            )
+        out.append(f"each step: {window}")
+        out.append(self._requests_line())
+        out.append(f"estimated duration: {_duration(self.total_s)}")
+        out.append(f"  = {_duration(self.start_s)} to start the target and the Locust workers")
+        parts = [f"{_duration(self.load_s)} load"]
+        if self.settle_s:
+            parts.append(f"{_duration(self.settle_s)} settle")
+        if self.seed_s >= 0.5:
+            parts.append(f"~{_duration(self.seed_s)} seeding at {SEED_ITEMS_PER_S:g} items/s")
+        parts.append(f"~{_duration(self.overhead_s)} to change memory and read its logs")
+        out.append(
+            f"  + {count} step{'s' if count != 1 else ''} × {_duration(self.step_s)} "
+            f"({', '.join(parts)})"
+        )
+        out.append(f"  + {_duration(self.end_s)} to restore memory and write the report")
+        out.append(
+            "  not included: seeding slowed by the API's throttle (429), waiting for remote workers"
+        )
+        return out
+
+    def _requests_line(self) -> str:
+        per_step, total = self.requests_per_step, self.requests_total
+        if self.model == "open":
+            assert per_step is not None and total is not None
+            return (
+                f"expected requests: {per_step:,.0f} per step (rate × {_duration(self.measured_s)} "
+                f"measured), {total:,.0f} in total"
+            )
+        if per_step is None:
+            return (
+                "expected requests: no bound (think time 0: each user sends again as soon as "
+                "its answer arrives, so the count depends on the target's latency)"
+            )
+        assert total is not None
+        return (
+            f"expected requests: at most {per_step:,.0f} per step, {total:,.0f} in total (an "
+            "upper bound: users ÷ mean think time over the measured window, as if answers "
+            "took no time)"
+        )
+
+
+def describe_plan(scenario: Scenario) -> Plan:
+    """The plan of a run of `scenario`: its steps, their length and the requests expected."""
+    load = scenario.load
+    sweep = scenario.sweep
+    kind = scenario.target.kind
+    warmup = min(sweep.warmup_s, load.duration_s)
+    measured = load.duration_s - warmup
+    if isinstance(load, ClosedLoad):
+        think = load.think_time
+        mean_think = (think.min_s + think.max_s) / 2
+        users = [stage.users for stage in load.stages]
+        levels = " → ".join(str(level) for level in _changes(users))
+        load_text = f"{levels} user{'s' if users[-1] != 1 else ''}"
+        if len(load.stages) > 1:
+            load_text += f" over {len(load.stages)} stages"
+        load_text += (
+            f", think time {think.min_s:g}-{think.max_s:g} s"
+            if think.max_s > think.min_s
+            else f", think time {think.min_s:g} s"
+        )
+        per_step = user_seconds(load, start=warmup) / mean_think if mean_think > 0 else None
+    else:
+        load_text = (
+            f"{load.rate_per_s:g} req/s ({load.arrivals} arrivals), at most "
+            f"{load.max_in_flight} in flight"
+        )
+        per_step = load.rate_per_s * measured
+    return Plan(
+        steps=plan_steps(scenario),
+        repeats=sweep.repeats,
+        target=kind,
+        load_s=load.duration_s,
+        warmup_s=warmup,
+        measured_s=measured,
+        settle_s=sweep.settle_s,
+        seed_s=scenario.seed.items / SEED_ITEMS_PER_S,
+        overhead_s=STEP_OVERHEAD_S[kind],
+        start_s=START_S[kind],
+        end_s=END_S,
+        model=load.model,
+        load_text=load_text,
+        requests_per_step=per_step,
+    )
+
+
+def user_seconds(load: ClosedLoad, *, start: float = 0.0) -> float:
+    """The area under the users-over-time profile from `start` to the load's end: each stage
+    moves linearly from the previous level over its ramp (from 0 for the first), then holds."""
+    points: list[tuple[float, float]] = [(0.0, 0.0)]
+    clock = 0.0
+    for stage in load.stages:
+        if stage.ramp_s > 0:
+            points.append((clock + stage.ramp_s, float(stage.users)))
+        else:
+            points.append((clock, float(stage.users)))  # a step, at once
+        clock += stage.duration_s
+        points.append((clock, float(stage.users)))
+    area = 0.0
+    for (t0, u0), (t1, u1) in pairwise(points):
+        low, high = max(t0, start), t1
+        if high <= low or t1 <= t0:
+            continue
+        slope = (u1 - u0) / (t1 - t0)
+        a, b = u0 + slope * (low - t0), u0 + slope * (high - t0)
+        area += (a + b) / 2 * (high - low)
+    return area
+
+
+def _changes(values: list[int]) -> list[int]:
+    """The levels a profile passes through, repeats dropped: [3, 10, 10] -> [3, 10]."""
+    out: list[int] = []
+    for value in values:
+        if not out or out[-1] != value:
+            out.append(value)
+    return out
+
+
+def _duration(seconds: float) -> str:
+    """12 s, 4 min 10 s, 1 h 2 min."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"

@@ -16,11 +16,12 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -73,38 +74,110 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def _one_item(value: Any) -> Any:
+    """A single value where a list is meant (`memory_mb: 512`, `expect_status: 200`) is that
+    one-item list; anything else is left for the type check to judge."""
+    return value if isinstance(value, list) else [value]
+
+
+def _one_mapping(value: Any) -> Any:
+    """A single mapping where a list of them is meant (one stage, one request)."""
+    return [value] if isinstance(value, dict) else value
+
+
 class LocalTarget(_Model):
     """The local stack started by the runner (no AWS account needed)."""
 
-    kind: Literal["local"] = "local"
-    handler: str | None = Field(None, description="module.function instead of serverless.yml's")
-    code_dir: str | None = Field(None, description="directory of the handler's module")
-    integration: Literal["lambda-proxy", "lambda"] | None = None
-    latency_ms: float = Field(0.0, ge=0, le=10_000, description="added network latency")
-    concurrency: int = Field(100, ge=1, le=1000)
-    calibrate: bool = Field(True, description="measure and correct the CPU share per size")
+    kind: Literal["local"] = Field(
+        "local",
+        description="the local stack: API Gateway, Lambda and DynamoDB on this machine",
+        examples=["local"],
+    )
+    handler: str | None = Field(
+        None,
+        description="module.function to run instead of serverless.yml's handler",
+        examples=["tutorial_handler.lambda_handler"],
+    )
+    code_dir: str | None = Field(
+        None,
+        description="directory holding the handler's module (default: the project's)",
+        examples=["bench/handlers"],
+    )
+    integration: Literal["lambda-proxy", "lambda"] | None = Field(
+        None,
+        description="API Gateway integration (default: serverless.yml's); lambda is the AWS "
+        "tutorial's original non-proxy API",
+        examples=["lambda"],
+    )
+    latency_ms: float = Field(
+        0.0,
+        ge=0,
+        le=10_000,
+        description="network latency added to every request, to read local numbers beside AWS",
+        examples=[20],
+    )
+    concurrency: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="most sandboxes at once (Lambda's concurrency limit)",
+        examples=[50],
+    )
+    calibrate: bool = Field(
+        True,
+        description="measure and correct the CPU share each memory size gets",
+        examples=[False],
+    )
 
 
 class AwsTarget(_Model):
     """A stack deployed with `npx serverless deploy`, found by name in CloudFormation."""
 
-    kind: Literal["aws"]
-    stack: str = Field("memsweep", min_length=1, description="service name in serverless.yml")
-    stage: str = Field("dev", min_length=1)
-    region: str | None = Field(None, description="default: the AWS SDK's configured region")
+    kind: Literal["aws"] = Field(
+        ..., description="a stack deployed with `npx serverless deploy`", examples=["aws"]
+    )
+    stack: str = Field(
+        "memsweep", min_length=1, description="service name in serverless.yml", examples=["shop"]
+    )
+    stage: str = Field(
+        "dev", min_length=1, description="the serverless stage deployed", examples=["prod"]
+    )
+    region: str | None = Field(
+        None,
+        description="AWS region (default: the AWS SDK's configured region)",
+        examples=["eu-west-1"],
+    )
     url: str | None = Field(
-        None, description="send load here instead of the stack's ApiUrl (e.g. a custom domain)"
+        None,
+        description="send load here instead of the stack's ApiUrl (e.g. a custom domain)",
+        examples=["https://api.example.com/DynamoDBManager"],
     )
 
 
 class UrlTarget(_Model):
     """Any HTTP endpoint; no memory control, memory sizes are labels only."""
 
-    kind: Literal["url"]
-    url: str = Field(..., pattern=r"^https?://\S+$")
-    api_key: str | None = Field(None, description="prefer api_key_env or api_key_file")
-    api_key_env: str | None = Field(None, description="read the API key from this variable")
-    api_key_file: str | None = Field(None, description="read the API key from this file")
+    kind: Literal["url"] = Field(
+        ..., description="any HTTP endpoint; memory sizes are labels only", examples=["url"]
+    )
+    url: str = Field(
+        ...,
+        pattern=r"^https?://\S+$",
+        description="the endpoint requests go to",
+        examples=["https://abc123.execute-api.us-east-1.amazonaws.com/dev/DynamoDBManager"],
+    )
+    api_key: str | None = Field(
+        None,
+        description="x-api-key header value; prefer api_key_env or api_key_file (kept out of "
+        "the file)",
+        examples=["a-usage-plan-key"],
+    )
+    api_key_env: str | None = Field(
+        None, description="read the API key from this variable", examples=["MEMSWEEP_API_KEY"]
+    )
+    api_key_file: str | None = Field(
+        None, description="read the API key from this file", examples=["~/.memsweep/api-key"]
+    )
 
 
 def _tag(key: str, default: str) -> Any:
@@ -118,6 +191,14 @@ def _tag(key: str, default: str) -> Any:
     return Discriminator(pick)
 
 
+TARGET_KINDS = ("local", "aws", "url")
+
+
+def _target_shorthand(value: Any) -> Any:
+    """`target: local` is `target: {kind: local}`: that kind with its defaults."""
+    return {"kind": value} if isinstance(value, str) else value
+
+
 Target = Annotated[
     Annotated[LocalTarget, Tag("local")]
     | Annotated[AwsTarget, Tag("aws")]
@@ -125,15 +206,37 @@ Target = Annotated[
     _tag("kind", "local"),
 ]
 
+MemoryMb = Annotated[int, Field(ge=MIN_MEMORY_MB, le=MAX_MEMORY_MB)]
+
 
 class Sweep(_Model):
-    memory_mb: list[Annotated[int, Field(ge=MIN_MEMORY_MB, le=MAX_MEMORY_MB)]] = Field(
-        ..., min_length=1
+    """Which memory sizes are measured, how often and in what order."""
+
+    memory_mb: Annotated[
+        list[MemoryMb], BeforeValidator(_one_item, json_schema_input_type=MemoryMb | list[MemoryMb])
+    ] = Field(
+        ...,
+        min_length=1,
+        description="memory sizes to measure, in Lambda's range (any whole MB); one size or a list",
+        examples=[[128, 512, 1024]],
     )
-    repeats: int = Field(1, ge=1, le=100)
-    order: Literal["as-listed", "interleaved"] = "as-listed"
-    settle_s: float = Field(0.0, ge=0, le=3600, description="wait after a memory change")
-    warmup_s: float = Field(0.0, ge=0, le=3600, description="load not measured at step start")
+    repeats: int = Field(1, ge=1, le=100, description="times each size is measured", examples=[3])
+    order: Literal["as-listed", "interleaved"] = Field(
+        "as-listed",
+        description="as-listed: each size's repeats together; interleaved: the whole list once "
+        "per repeat, so a drift hits every size",
+        examples=["interleaved"],
+    )
+    settle_s: float = Field(
+        0.0, ge=0, le=3600, description="wait after a memory change, before the load", examples=[2]
+    )
+    warmup_s: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="first part of each step's load that is not measured (shorter than the load)",
+        examples=[10],
+    )
 
     @field_validator("memory_mb")
     @classmethod
@@ -147,15 +250,29 @@ class Sweep(_Model):
 class Stage(_Model):
     """Run `users` for `duration_s`; the first `ramp_s` of it move linearly from the last level."""
 
-    users: int = Field(..., ge=1, le=100_000)
-    duration_s: float = Field(..., gt=0, le=86_400)
-    ramp_s: float = Field(0.0, ge=0)
+    users: int = Field(
+        ..., ge=1, le=100_000, description="simulated users by the end of the ramp", examples=[10]
+    )
+    duration_s: float = Field(
+        ...,
+        gt=0,
+        le=86_400,
+        description="how long the stage lasts, its ramp included",
+        examples=[60],
+    )
+    ramp_s: float = Field(
+        0.0,
+        ge=0,
+        description="first part of the stage, moving linearly from the previous level (0 for "
+        "the first stage); at most duration_s",
+        examples=[30],
+    )
 
     @model_validator(mode="after")
     def _ramp_within_stage(self) -> Stage:
         if self.ramp_s > self.duration_s:
             raise ValueError(
-                f"ramp_s ({self.ramp_s}) is longer than duration_s ({self.duration_s})"
+                f"ramp_s ({self.ramp_s:g} s) is longer than duration_s ({self.duration_s:g} s)"
             )
         return self
 
@@ -165,22 +282,51 @@ MAX_THINK_TIME_S = 3600
 
 
 class ThinkTime(_Model):
-    min_s: float = Field(0.0, ge=0, le=MAX_THINK_TIME_S)
-    max_s: float = Field(0.0, ge=0, le=MAX_THINK_TIME_S)
+    """Each user's wait between its requests, uniform in [min_s, max_s]."""
+
+    min_s: float = Field(
+        0.0,
+        ge=0,
+        le=MAX_THINK_TIME_S,
+        description="shortest wait of a user between its requests",
+        examples=[1.2],
+    )
+    max_s: float = Field(
+        0.0,
+        ge=0,
+        le=MAX_THINK_TIME_S,
+        description="longest wait (each wait is uniform in [min_s, max_s])",
+        examples=[1.8],
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> ThinkTime:
         if self.max_s < self.min_s:
-            raise ValueError(f"max_s ({self.max_s}) is below min_s ({self.min_s})")
+            raise ValueError(f"max_s ({self.max_s:g} s) is below min_s ({self.min_s:g} s)")
         return self
 
 
 class ClosedLoad(_Model):
     """A fixed population of users, each sending, waiting its think time, sending again."""
 
-    model: Literal["closed"] = "closed"
-    stages: list[Stage] = Field(..., min_length=1)
-    think_time: ThinkTime = ThinkTime()
+    model: Literal["closed"] = Field(
+        "closed",
+        description="closed: a population of users, each waiting for its answer, then thinking",
+        examples=["closed"],
+    )
+    stages: Annotated[
+        list[Stage], BeforeValidator(_one_mapping, json_schema_input_type=Stage | list[Stage])
+    ] = Field(
+        ...,
+        min_length=1,
+        description="the user profile, run in order (one mapping or a list)",
+        examples=[[{"users": 3, "duration_s": 30}, {"users": 10, "duration_s": 60, "ramp_s": 30}]],
+    )
+    think_time: ThinkTime = Field(
+        ThinkTime(),
+        description="each user's wait between its requests",
+        examples=[{"min_s": 1.2, "max_s": 1.8}],
+    )
 
     @property
     def duration_s(self) -> float:
@@ -194,11 +340,30 @@ class ClosedLoad(_Model):
 class OpenLoad(_Model):
     """Requests arrive at a rate whatever the target does; over max_in_flight they are dropped."""
 
-    model: Literal["open"]
-    rate_per_s: float = Field(..., gt=0, le=100_000)
-    duration_s: float = Field(..., gt=0, le=86_400)
-    max_in_flight: int = Field(100, ge=1, le=100_000)
-    arrivals: Literal["poisson", "uniform"] = "poisson"
+    model: Literal["open"] = Field(
+        ...,
+        description="open: requests arrive at a rate, whatever the target does",
+        examples=["open"],
+    )
+    rate_per_s: float = Field(
+        ..., gt=0, le=100_000, description="arrivals per second", examples=[50]
+    )
+    duration_s: float = Field(
+        ..., gt=0, le=86_400, description="how long each step's load lasts", examples=[45]
+    )
+    max_in_flight: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="requests waiting for an answer at once; arrivals beyond are dropped and "
+        "counted",
+        examples=[50],
+    )
+    arrivals: Literal["poisson", "uniform"] = Field(
+        "poisson",
+        description="poisson: random gaps, as independent clients; uniform: evenly spaced",
+        examples=["uniform"],
+    )
 
 
 Load = Annotated[
@@ -253,17 +418,47 @@ HttpStatus = Annotated[int, Field(ge=100, le=599)]
 
 
 class RequestSpec(_Model):
-    name: Name
-    weight: float = Field(1.0, gt=0, le=MAX_WEIGHT)
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    """One request of the mix; each user picks the next one at random by weight."""
+
+    name: Name = Field(
+        ..., description="label of this request in the results (unique)", examples=["read"]
+    )
+    weight: float = Field(
+        1.0,
+        gt=0,
+        le=MAX_WEIGHT,
+        description="relative share of the mix (weights 3 and 1: 75 % and 25 %)",
+        examples=[3],
+    )
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(
+        "POST", description="HTTP method", examples=["GET"]
+    )
     path: str | None = Field(
         None,
         pattern=r"^(/|https?://)",
-        description="default: the target's route; /path on the target's host, or a URL",
+        description="/path on the target's host, or a full URL (default: the target's route); "
+        "sent as written",
+        examples=["/dev/DynamoDBManager"],
     )
-    body: Any = Field(None, description="JSON body; strings may hold templates")
-    headers: dict[str, str] = Field(default_factory=dict)
-    expect_status: list[HttpStatus] = Field([200], min_length=1)
+    body: Any = Field(
+        None,
+        description="JSON body; strings may hold {{uuid}}, {{seq}}, {{seeded}}, {{int:A:B}}",
+        examples=[{"operation": "read", "payload": {"Key": {"id": "{{seeded}}"}}}],
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra HTTP headers, sent as written",
+        examples=[{"X-Team": "perf"}],
+    )
+    expect_status: Annotated[
+        list[HttpStatus],
+        BeforeValidator(_one_item, json_schema_input_type=HttpStatus | list[HttpStatus]),
+    ] = Field(
+        [200],
+        min_length=1,
+        description="HTTP statuses that count as success (one or a list); others are errors",
+        examples=[[200, 404]],
+    )
 
     @field_validator("body")
     @classmethod
@@ -294,11 +489,22 @@ class RequestSpec(_Model):
 
 
 class Seed(_Model):
-    items: int = Field(0, ge=0, le=100_000)
-    reset: bool = Field(False, description="empty the table before each step")
+    """Items written through the API before each step, for requests to read."""
+
+    items: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="items written through the API before each step ({{seeded}} picks one)",
+        examples=[100],
+    )
+    reset: bool = Field(
+        False, description="empty the table before each step's seeding", examples=[True]
+    )
     item: dict[str, Any] = Field(
         default_factory=lambda: {"id": "seed-{{seq}}", "number": "{{int:1:1000}}"},
-        description="the Item written; must include the table's key",
+        description="the Item written; must include the table's key (id); may hold templates",
+        examples=[{"id": "seed-{{seq}}", "price": "{{int:1:100}}"}],
     )
 
     @field_validator("item")
@@ -309,35 +515,107 @@ class Seed(_Model):
 
 
 class Thresholds(_Model):
-    p50_ms: float | None = Field(None, gt=0)
-    p95_ms: float | None = Field(None, gt=0)
-    p99_ms: float | None = Field(None, gt=0)
-    error_rate: float | None = Field(None, ge=0, le=1, description="failed / total, e.g. 0.01")
-    min_rps: float | None = Field(None, gt=0)
+    """What a memory size must meet to be recommended; an unset threshold is not checked."""
+
+    p50_ms: float | None = Field(
+        None, gt=0, description="median latency a size must stay under", examples=[100]
+    )
+    p95_ms: float | None = Field(
+        None, gt=0, description="95th percentile latency a size must stay under", examples=[250]
+    )
+    p99_ms: float | None = Field(
+        None, gt=0, description="99th percentile latency a size must stay under", examples=[500]
+    )
+    error_rate: float | None = Field(
+        None, ge=0, le=1, description="most failed / total requests", examples=[0.01]
+    )
+    min_rps: float | None = Field(
+        None, gt=0, description="fewest requests per second a size must serve", examples=[50]
+    )
     # Open model: dropped arrivals / offered arrivals in the window. Applies to every size
     # even when no other threshold is set: a size that cannot take the offered load has not
     # been measured at it.
     max_drop_rate: float = Field(
-        0.01, ge=0, le=1, description="open model: dropped / offered arrivals, e.g. 0.01"
+        0.01,
+        ge=0,
+        le=1,
+        description="open model: most dropped / offered arrivals (applies even when no other "
+        "threshold is set)",
+        examples=[0.001],
     )
 
 
 class Workers(_Model):
-    local: int | None = Field(None, ge=0, le=256, description="default: one per core")
-    expect_remote: int = Field(0, ge=0, le=1000)
-    wait_s: float = Field(60.0, gt=0, le=3600, description="how long to wait for workers")
+    """The Locust processes that generate the load."""
+
+    local: int | None = Field(
+        None,
+        ge=0,
+        le=256,
+        description="Locust worker processes on this machine (default: one per core)",
+        examples=[2],
+    )
+    expect_remote: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="workers joining from other machines (`python -m runner worker`)",
+        examples=[2],
+    )
+    wait_s: float = Field(
+        60.0, gt=0, le=3600, description="how long to wait for workers to join", examples=[120]
+    )
 
 
 class Scenario(_Model):
-    name: Name
-    description: str = ""
-    target: Target = LocalTarget()
-    sweep: Sweep
-    load: Load
-    requests: list[RequestSpec] = Field(..., min_length=1)
-    seed: Seed = Seed()
-    thresholds: Thresholds = Thresholds()
-    workers: Workers = Workers()
+    name: Name = Field(
+        ..., description="what this scenario measures; shown in reports", examples=["crud mix"]
+    )
+    description: str = Field(
+        "", description="free text shown in the report", examples=["60 % reads, 40 % writes"]
+    )
+    target: Annotated[
+        Target,
+        BeforeValidator(
+            _target_shorthand,
+            json_schema_input_type=Literal["local", "aws", "url"] | Target,
+        ),
+    ] = Field(
+        LocalTarget(),
+        description="where load goes: local, aws or url (a kind alone takes its defaults), "
+        "or a mapping with kind and its keys",
+        examples=["local", {"kind": "aws", "stage": "prod"}],
+    )
+    sweep: Sweep = Field(
+        ...,
+        description="which memory sizes, how often, in what order",
+        examples=[{"memory_mb": [128, 1024]}],
+    )
+    load: Load = Field(
+        ...,
+        description="closed model (stages of users) or open model (an arrival rate)",
+        examples=[{"stages": [{"users": 10, "duration_s": 60}]}],
+    )
+    requests: Annotated[
+        list[RequestSpec],
+        BeforeValidator(_one_mapping, json_schema_input_type=RequestSpec | list[RequestSpec]),
+    ] = Field(
+        ...,
+        min_length=1,
+        description="the weighted request mix (one mapping or a list)",
+        examples=[[{"name": "list", "body": {"operation": "list", "payload": {}}}]],
+    )
+    seed: Seed = Field(
+        Seed(), description="items written before each step", examples=[{"items": 100}]
+    )
+    thresholds: Thresholds = Field(
+        Thresholds(),
+        description="what a size must meet to be recommended",
+        examples=[{"p95_ms": 250, "error_rate": 0.01}],
+    )
+    workers: Workers = Field(
+        Workers(), description="Locust load generators", examples=[{"local": 2}]
+    )
 
     @field_validator("requests")
     @classmethod
@@ -590,40 +868,285 @@ def _shown(value: Any) -> str:
 # A check across fields names the field it blames first: "sweep.warmup_s: ..."
 _BLAMED_FIELD = re.compile(r"^(?P<field>[a-z_]+(?:\.[a-z_]+)+): (?P<message>.*)$", re.DOTALL)
 
+# --- errors in memsweep's words ----------------------------------------------------------------
+
+# A key's suffix says its unit (the format's own naming rule): (suffix, symbol, what a number
+# of it is called).
+_UNITS = (
+    ("_per_s", " per second", " per second"),
+    ("_mb", " MB", " of MB"),
+    ("_ms", " ms", " of milliseconds"),
+    ("_s", " s", " of seconds"),
+)
+# What a pattern asks for, said plainly (the pattern itself stays in the JSON Schema).
+_PATTERNS = {
+    r"^https?://\S+$": "must be an http:// or https:// URL without spaces",
+    r"^(/|https?://)": "must start with / (a path on the target's host) or http(s):// (a URL)",
+}
+
+
+def _unit(location: tuple[int | str, ...], *, noun: bool = False) -> str:
+    name = next((part for part in reversed(location) if isinstance(part, str)), "")
+    for suffix, symbol, called in _UNITS:
+        if name.endswith(suffix):
+            return called if noun else symbol
+    return ""
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation holds: itself, a list's items, a union's members."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
+def _tags_of(model: type[BaseModel]) -> tuple[str, ...]:
+    """A union member's tag values: its `kind` or `model` literal."""
+    for key in ("kind", "model"):
+        if key in model.model_fields:
+            return tuple(str(value) for value in get_args(model.model_fields[key].annotation))
+    return ()
+
+
+def _models_at(location: tuple[int | str, ...]) -> list[type[BaseModel]]:
+    """The model(s) whose keys belong at `location` (pydantic's, a union's tag included)."""
+    candidates: list[type[BaseModel]] = [Scenario]
+    for part in location:
+        if isinstance(part, int):  # an item of a list: the list's model
+            continue
+        tagged = [model for model in candidates if part in _tags_of(model)]
+        holders = [model for model in candidates if part in model.model_fields]
+        if len(candidates) > 1 and tagged:  # pydantic names the union member it tried
+            candidates = tagged
+        elif holders:
+            candidates = _models_in(holders[0].model_fields[str(part)].annotation)
+        else:
+            candidates = []
+        if not candidates:
+            break
+    return candidates
+
+
+def _sections() -> dict[str, list[str]]:
+    """Every key of the format -> the sections it belongs in ("sweep", "target (kind: aws)")."""
+    where: dict[str, list[str]] = {}
+
+    def walk(model: type[BaseModel], section: str) -> None:
+        for name, field in model.model_fields.items():
+            where.setdefault(name, []).append(section or "the top level")
+            members = _models_in(field.annotation)
+            path = f"{section}.{name}" if section else name
+            for member in members:
+                tags = _tags_of(member) if len(members) > 1 else ()
+                walk(member, f"{path} with {member_key(member)}: {tags[0]}" if tags else path)
+
+    def member_key(model: type[BaseModel]) -> str:
+        return "kind" if "kind" in model.model_fields else "model"
+
+    walk(Scenario, "")
+    return where
+
+
+def _flow(value: Any) -> str:
+    """A value as YAML flow text, the way a scenario would hold it: {users: 3, duration_s: 30}."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_flow(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(item) for item in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:g}"
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_./ -]*", value):
+        return value
+    return json.dumps(value)
+
+
+def _field_info(location: tuple[int | str, ...]) -> Any:
+    """The FieldInfo of the key at `location`, if the format has one."""
+    if not location or not isinstance(location[-1], str):
+        return None
+    for model in _models_at(location[:-1]):
+        if location[-1] in model.model_fields:
+            return model.model_fields[location[-1]]
+    return None
+
+
+def _example(location: tuple[int | str, ...]) -> str:
+    field = _field_info(location)
+    if field is None or not field.examples:
+        return ""
+    return f" (e.g. {location[-1]}: {_flow(field.examples[0])})"
+
+
+def _one_of(values: list[str]) -> str:
+    quoted = [f"`{value}`" for value in values]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+# Values are short words: "FETCH" is not a typo of "PATCH" (0.6), "opne" is one of "open" (0.75).
+VALUE_CUTOFF = 0.7
+
+
+def _close(word: Any, choices: list[str], *, cutoff: float = 0.6) -> str | None:
+    """The choice a typo most likely meant (case aside), if one is close."""
+    import difflib
+
+    if not isinstance(word, str) or not word:
+        return None
+    lowered = {choice.lower(): choice for choice in choices}
+    found = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=cutoff)
+    return lowered[found[0]] if found else None
+
+
+def _unknown_key(location: tuple[int | str, ...]) -> tuple[str, str | None]:
+    """'unknown key (did you mean memory_mb?)' and the key it probably meant."""
+    key = location[-1]
+    models = _models_at(location[:-1])
+    keys = [name for model in models[:1] for name in model.model_fields]
+    meant = _close(key, keys)
+    if meant is not None:
+        return f"unknown key (did you mean {meant}?)", meant
+    elsewhere = _sections().get(str(key))
+    if elsewhere:
+        return f"unknown key here ({key} belongs in {' or '.join(elsewhere)})", None
+    if keys:
+        return f"unknown key (keys here: {', '.join(keys)})", None
+    return "unknown key", None
+
+
+def _wrong_type_of_section(location: tuple[int | str, ...], raw: tuple[int | str, ...]) -> str:
+    """What a mapping-valued key expects, said with its keys."""
+    name = location[-1] if location else ""
+    if name == "target" and len(location) == 1:
+        return (
+            f"expected {', '.join(f'`{kind}`' for kind in TARGET_KINDS)} or a mapping with kind: "
+            "and that kind's keys (e.g. {kind: aws, stage: prod})"
+        )
+    if name == "load" and len(location) == 1:
+        return (
+            "expected a mapping: {stages: [{users: 10, duration_s: 60}]} for the closed model "
+            "or {model: open, rate_per_s: 50, duration_s: 60} for the open one"
+        )
+    models = _models_at(raw)
+    if len(models) == 1:
+        return f"expected a mapping with keys {', '.join(models[0].model_fields)}"
+    return "expected a mapping (key: value)"
+
+
+def _plain(item: Any, clean: tuple[int | str, ...]) -> str:
+    """One pydantic error in memsweep's words, without its location (`clean`: tags dropped)."""
+    raw = tuple(item["loc"])
+    kind = item["type"]
+    ctx = item.get("ctx") or {}
+    value = item.get("input")
+    unit = _unit(clean)
+    if kind == "missing":
+        return "is required" + _example(raw)
+    if kind == "extra_forbidden":
+        return _unknown_key(raw)[0]
+    if kind in {"model_type", "model_attributes_type", "dict_type", "mapping_type"}:
+        return _wrong_type_of_section(clean, raw)
+    if kind in {"list_type", "tuple_type", "iterable_type"}:
+        return "expected a list, e.g. [a, b]"
+    if kind in {"int_from_float", "int_type", "int_parsing", "int_parsing_size"}:
+        return "expected a whole number" + _unit(clean, noun=True)
+    if kind in {"float_type", "float_parsing"}:
+        return "expected a number" + _unit(clean, noun=True)
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind == "string_type":
+        quote = " (quote it to use it as text)" if isinstance(value, int | float) else ""
+        return "expected text" + quote
+    if kind in {"bool_type", "bool_parsing"}:
+        return "expected true or false"
+    if kind in {"literal_error", "enum"}:
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        meant = _close(value, choices, cutoff=VALUE_CUTOFF)
+        hint = f" (did you mean {meant}?)" if meant is not None else ""
+        return f"must be {_one_of(choices)}{hint}"
+    if kind == "union_tag_invalid":
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        meant = _close(ctx.get("tag"), choices, cutoff=VALUE_CUTOFF)
+        hint = f" (did you mean {meant}?)" if meant is not None else ""
+        return f"must be {_one_of(choices)}{hint}"
+    bounds = {
+        "greater_than": ("more than", "gt"),
+        "greater_than_equal": ("at least", "ge"),
+        "less_than": ("less than", "lt"),
+        "less_than_equal": ("at most", "le"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"must be {words} {_number(ctx.get(key))}{unit}"
+    if kind == "too_short":
+        count = ctx.get("min_length", 1)
+        return f"must hold at least {count} item{'s' if count != 1 else ''}"
+    if kind == "too_long":
+        return f"must hold at most {ctx.get('max_length')} items"
+    if kind == "string_too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else str(item["msg"])
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "string_pattern_mismatch":
+        return _PATTERNS.get(str(ctx.get("pattern")), str(item["msg"]))
+    return str(item["msg"]).removeprefix("Value error, ")
+
+
+def _got(item: Any, clean: tuple[int | str, ...]) -> str:
+    if item["type"] in {"missing", "extra_forbidden"}:
+        return ""
+    if item["type"] == "value_error" and isinstance(item["input"], dict):
+        return ""  # a check across a mapping's keys: its message names them
+    return f", got {_shown(_without_secrets(clean, item['input']))}"
+
+
+def _located(item: Any) -> tuple[tuple[int | str, ...], str]:
+    """An error's field (tags dropped; a bad tag blames its own key) and its plain message."""
+    location = tuple(item["loc"])
+    clean = _without_tags(location)
+    if item["type"] == "union_tag_invalid":
+        key = "kind" if clean[:1] == ("target",) else "model"
+        clean = (*clean, key)
+        return clean, f"{_plain(item, clean)}, got {_shown(item.get('ctx', {}).get('tag'))}"
+    return clean, _plain(item, clean) + _got(item, clean)
+
 
 def _messages(path: str, document: Any, error: ValidationError) -> list[str]:
-    out = []
-    for item in error.errors():
+    out: list[tuple[int, str]] = []
+    items = error.errors()
+    # A misspelt key explains the required key it was meant to be: say it once.
+    meant = set()
+    for item in items:
+        if item["type"] == "extra_forbidden":
+            location = tuple(item["loc"])
+            guess = _unknown_key(location)[1]
+            if guess is not None:
+                meant.add((*location[:-1], guess))
+    for item in items:
         location = tuple(item["loc"])
+        if item["type"] == "missing" and location in meant:
+            continue
         clean = _without_tags(location)
         message = item["msg"].removeprefix("Value error, ")
         blamed = _BLAMED_FIELD.match(message) if not clean else None
         if blamed:
             field = tuple(blamed["field"].split("."))
-            out.append(
-                _one_line(
-                    f"{path}:{_line_of(document, field)}: {blamed['field']}: {blamed['message']}"
-                )
-            )
+            line = _line_of(document, field)
+            out.append((line, _one_line(f"{path}:{line}: {blamed['field']}: {blamed['message']}")))
             continue
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] == "missing":
-            message = "is required"
-        elif item["type"] == "union_tag_invalid":
-            expected = item.get("ctx", {}).get("expected_tags", "")
-            message = f"must be one of {expected}"
-        got = (
-            ""
-            if item["type"] in {"missing", "extra_forbidden"}
-            else f", got {_shown(_without_secrets(clean, item['input']))}"
-        )
-        if item["type"] == "extra_forbidden":
-            got = ""
-        out.append(
-            _one_line(f"{path}:{_line_of(document, clean)}: {_field_path(clean)}: {message}{got}")
-        )
-    return out
+        clean, text = _located(item)
+        line = _line_of(document, clean)
+        out.append((line, _one_line(f"{path}:{line}: {_field_path(clean)}: {text}")))
+    return [text for _, text in sorted(out, key=lambda pair: pair[0])]
 
 
 def parse_scenario(text: str, *, path: str = "<scenario>") -> Scenario:
@@ -739,12 +1262,11 @@ def with_target(scenario: Scenario, *, kind: str | None = None, **fields: str | 
         )
     except ValidationError as exc:
         first = exc.errors()[0]
-        location = tuple(first["loc"])
-        where = ".".join(str(part) for part in location[1:] if location and location[0] == kind)
-        message = "is required" if first["type"] == "missing" else first["msg"]
+        item = {**first, "loc": ("target", *first["loc"])}  # the field as the YAML names it
+        clean, message = _located(item)
+        where = _field_path(clean[1:])
         flag = f"--{where}" if where in TARGET_FLAGS[kind] else f"target.{where}"
-        got = "" if first["type"] == "missing" else f", got {_shown(first['input'])}"
-        raise BadInput(f"--target {kind}: {flag}: {message}{got}") from None
+        raise BadInput(f"--target {kind}: {flag}: {message}") from None
     return scenario.model_copy(update={"target": target})
 
 
@@ -758,3 +1280,163 @@ def json_schema() -> dict[str, Any]:
 def write_json_schema(path: Path = SCHEMA_PATH) -> Path:
     path.write_text(json.dumps(json_schema(), indent=2) + "\n")
     return path
+
+
+# --- quick tries: command-line overrides --------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*$")
+_DURATION_UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def parse_duration(text: str, *, option: str = "--duration") -> float:
+    """Seconds from `20`, `20s`, `2m`, `1.5h`."""
+    found = _DURATION.match(text)
+    if not found:
+        raise BadInput(
+            f"{option} {_shown_option(text)}: expected seconds (20 or 20s), minutes (2m) or "
+            "hours (1h)"
+        )
+    return float(found[1]) * _DURATION_UNITS[found[2]]
+
+
+def parse_memory_list(text: str, *, option: str = "--memory") -> list[int]:
+    """MB sizes from `256,512` (spaces allowed)."""
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        if not re.fullmatch(r"\d{1,9}", part):
+            shown = f"`{part}`" if part else "an empty item"
+            raise BadInput(
+                f"{option} {_shown_option(text)}: {_shown_option(shown)} is not a whole number "
+                "of MB (give e.g. 256,512,1024)"
+            )
+        sizes.append(int(part))
+    return sizes
+
+
+def with_overrides(
+    scenario: Scenario,
+    *,
+    memory: str | None = None,
+    duration: str | None = None,
+    users: int | None = None,
+    rate: float | None = None,
+    repeats: int | None = None,
+) -> tuple[Scenario, list[str]]:
+    """The scenario with `run`'s quick-try options applied, and notes on what they replaced.
+
+    The changed document goes through the same models as a file, so an option's value meets
+    the same bounds; an error names the option (`--memory 100: must be at least 128 MB`).
+    --users makes the load one closed stage of that many users; --rate makes it an open load
+    at that rate; either replaces the other model's load, and a note says so. --duration sets
+    the load's length (a closed profile's stages and ramps scale to it).
+    """
+    if users is not None and rate is not None:  # the CLI's argparse refuses it first
+        raise BadInput(
+            "--users and --rate are both given: --users runs a closed load, --rate an open one"
+        )
+    data = scenario.model_dump(mode="json")
+    given: dict[str, str] = {}  # option -> the value as typed, for messages
+    notes: list[str] = []
+    if memory is not None:
+        data["sweep"]["memory_mb"] = parse_memory_list(memory)
+        given["--memory"] = memory
+    if repeats is not None:
+        data["sweep"]["repeats"] = repeats
+        given["--repeats"] = str(repeats)
+    load = data["load"]
+    length = scenario.load.duration_s
+    if users is not None:
+        given["--users"] = str(users)
+        if isinstance(scenario.load, OpenLoad):
+            notes.append(
+                f"--users {users} replaces the scenario's open load ({scenario.load.rate_per_s:g} "
+                f"req/s) with a closed load: {users} users without think time for "
+                f"{length:g} s"
+            )
+            think: dict[str, Any] = {}
+        else:
+            think = load["think_time"]
+            if len(scenario.load.stages) > 1 or scenario.load.stages[0].ramp_s:
+                notes.append(
+                    f"--users {users} replaces the scenario's {len(scenario.load.stages)} "
+                    f"stage(s) with one: {users} users for {length:g} s, no ramp"
+                )
+        load = {
+            "model": "closed",
+            "stages": [{"users": users, "duration_s": length}],
+            "think_time": think,
+        }
+    if rate is not None:
+        given["--rate"] = f"{rate:g}"
+        if isinstance(scenario.load, ClosedLoad):
+            notes.append(
+                f"--rate {rate:g} replaces the scenario's closed load (up to "
+                f"{scenario.load.peak_users} users) with an open load: {rate:g} req/s for "
+                f"{length:g} s, at most 100 in flight"
+            )
+            load = {"model": "open", "rate_per_s": rate, "duration_s": length}
+        else:
+            load = {**load, "rate_per_s": rate}
+    if duration is not None:
+        seconds = parse_duration(duration)
+        given["--duration"] = duration
+        if load["model"] == "open":
+            load = {**load, "duration_s": seconds}
+        else:
+            total = sum(stage["duration_s"] for stage in load["stages"])
+            scale = seconds / total if total and math.isfinite(seconds) else 0.0
+            load = {
+                **load,
+                "stages": [
+                    {
+                        **stage,
+                        "duration_s": stage["duration_s"] * scale or seconds,
+                        "ramp_s": stage.get("ramp_s", 0) * scale,
+                    }
+                    for stage in load["stages"]
+                ],
+            }
+    data["load"] = load
+    if not given:
+        return scenario, notes
+    try:
+        return Scenario.model_validate(data), notes
+    except ValidationError as exc:
+        raise BadInput(_override_message(exc, given)) from None
+
+
+def _option_for(field: tuple[int | str, ...], given: dict[str, str]) -> str | None:
+    """The option that set `field` of the document, if one did."""
+    keys = {str(part) for part in field}
+    wanted = {
+        "--memory": field[:2] == ("sweep", "memory_mb"),
+        "--repeats": field[:2] == ("sweep", "repeats"),
+        "--users": field[:1] == ("load",) and "users" in keys,
+        "--rate": field[:1] == ("load",) and "rate_per_s" in keys,
+        "--duration": field[:2] == ("sweep", "warmup_s")
+        or (field[:1] == ("load",) and bool(keys & {"duration_s", "ramp_s"})),
+    }
+    return next((option for option, hit in wanted.items() if hit and option in given), None)
+
+
+def _shown_option(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _override_message(error: ValidationError, given: dict[str, str]) -> str:
+    """An override's failure in the option's name: `--memory 100: must be at least 128 MB`."""
+    found: list[str] = []
+    for item in error.errors():
+        clean, text = _located(item)
+        message = str(item["msg"]).removeprefix("Value error, ")
+        blamed = _BLAMED_FIELD.match(message) if not clean else None
+        if blamed:  # a check across fields (the warm-up against the load's length)
+            clean = tuple(blamed["field"].split("."))
+            text = f"{blamed['field']}: {blamed['message']}"
+        option = _option_for(clean, given)
+        if option is not None:
+            return _one_line(f"{option} {_shown_option(given[option])}: {text}")
+        found.append(f"{_field_path(clean)}: {text}")
+    options = " ".join(f"{option} {_shown_option(value)}" for option, value in given.items())
+    return _one_line(f"{options}: {found[0]}")
