@@ -543,7 +543,7 @@ class LocustFiles:
             self.environment.runner.exceptions = {}
 
     def _history_row(self) -> None:
-        """The aggregated row `locust --csv` writes each second (its default, not --csv-full-history)."""
+        """The aggregated row `locust --csv` writes each second (without --csv-full-history)."""
         total = self.environment.stats.total
         runner = self.environment.runner
         self.history.append(
@@ -554,7 +554,11 @@ class LocustFiles:
                 total.name,
                 f"{total.current_rps:2f}",
                 f"{total.current_fail_per_sec:2f}",
-                *self.csv._percentile_fields(total),
+                *(
+                    [int(total.get_response_time_percentile(q) or 0) for q in LOCUST_PERCENTILES]
+                    if total.num_requests
+                    else ["N/A"] * len(LOCUST_PERCENTILES)
+                ),
                 total.num_requests,
                 total.num_failures,
                 total.median_response_time,

@@ -1,0 +1,307 @@
+"""Files for other tools in each run directory: summary.csv, junit.xml, summary.md, and
+Locust's own per-step CSVs.
+
+The exports are built from the report tests' results (real schema, real HDR histograms of
+known distributions) and read back the way their users read them: csv.DictReader, a real
+JUnit parser (junitparser), plain text. One real run (a url target served by a stub on
+loopback: no stack to start) checks the files the CLI writes after a run and Locust's CSVs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import junitparser
+import pytest
+
+from runner.analysis import analyse, run_verdict
+from runner.exports import SUMMARY_COLUMNS, write_exports
+from runner.results import Results, Trust, read_results, write_results
+from runner.stack import PROJECT_ROOT
+from tests.test_report import XSS, make_results, make_step
+from tests.test_sweep import finish, start_run
+
+# 128 MB: p95 ≈ 98 ms; 256 MB (two repeats): ≈ 49 ms; 1024 MB: ≈ 20 ms (test_report.py).
+THRESHOLDS = {"p95_ms": 60, "error_rate": 0.01}
+REQUESTS = 400  # per step: few buckets, so the verdict's bootstrap stays quick
+
+
+def three_sizes() -> Results:
+    results = make_results(
+        [
+            make_step(index=1, memory=128, median_ms=60.0, billed_ms=55.0, requests=REQUESTS),
+            make_step(index=2, memory=256, median_ms=30.0, billed_ms=28.0, requests=REQUESTS),
+            make_step(index=3, memory=256, median_ms=30.0, billed_ms=28.0, repeat=2, requests=300),
+            make_step(index=4, memory=1024, median_ms=12.0, billed_ms=8.0, requests=REQUESTS),
+        ],
+        thresholds=THRESHOLDS,
+    )
+    results.verdict = run_verdict(analyse(results))  # as the sweep stores it at the run's end
+    return results
+
+
+def exported(tmp_path: Path, results: Results) -> dict[str, Path]:
+    path = tmp_path / results.run_id / "results.json"
+    write_results(results, path)
+    return {file.name: file for file in write_exports(path)}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One run of three sizes (256 MB in two repeats) and its exports."""
+    return exported(tmp_path_factory.mktemp("exports"), three_sizes())
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames or ()) == SUMMARY_COLUMNS
+        return list(reader)
+
+
+def junit_cases(path: Path) -> dict[str, junitparser.TestCase]:
+    xml = junitparser.JUnitXml.fromfile(str(path))
+    (suite,) = list(xml)
+    cases = {case.name: case for case in suite}
+    # The suite's counts are those of its cases, as CI systems total them.
+    assert suite.tests == len(cases)
+    results = [r for case in cases.values() for r in case.result]
+    assert suite.failures == sum(isinstance(r, junitparser.Failure) for r in results)
+    assert suite.errors == sum(isinstance(r, junitparser.Error) for r in results)
+    assert suite.skipped == sum(isinstance(r, junitparser.Skipped) for r in results)
+    return cases
+
+
+def only_result(case: junitparser.TestCase) -> Any:
+    (result,) = case.result
+    return result
+
+
+# --- summary.csv ------------------------------------------------------------------------------
+
+
+def test_given_a_run_then_summary_csv_has_a_row_per_size_with_the_reports_figures(
+    run: dict[str, Path],
+) -> None:
+    rows = {int(row["memory_mb"]): row for row in csv_rows(run["summary.csv"])}
+    # The figures the report shows: the analysis of the file as written, repeats pooled.
+    results_json = run["summary.csv"].with_name("results.json")
+    analysis = analyse(read_results(results_json), intervals=False)
+    assert sorted(rows) == [s.memory_mb for s in analysis.settings] == [128, 256, 1024]
+    for setting in analysis.settings:
+        row = rows[setting.memory_mb]
+        assert int(row["repeats"]) == len(setting.steps)
+        assert int(row["requests"]) == setting.requests
+        assert float(row["requests_per_s"]) == pytest.approx(setting.rps, abs=5e-4)
+        assert int(row["errors"]) == setting.failures == 0
+        for stat in ("mean", "p50", "p95", "p99"):
+            assert float(row[f"{stat}_ms"]) == pytest.approx(
+                getattr(setting.latency, stat), abs=5e-4
+            )
+        assert float(row["cost_per_1m_requests_usd"]) == pytest.approx(setting.cost.total, abs=5e-7)
+        assert int(row["cold_starts"]) == setting.function.cold_starts
+        assert row["dropped_arrivals"] == "" and row["offered_arrivals"] == ""  # closed model
+    # One repeat: the same p95 as the step in results.json; two: the repeats pooled.
+    data = json.loads(results_json.read_text())
+    assert float(rows[128]["p95_ms"]) == data["steps"][0]["latency"]["p95"]
+    assert int(rows[256]["requests"]) == REQUESTS + 300
+    assert int(rows[256]["cold_starts"]) == 4
+    assert rows[256]["verdict"] == "recommended"  # the cheapest meeting p95 ≤ 60 ms
+    assert rows[1024]["verdict"] == "meets thresholds"
+    assert rows[128]["verdict"] == "fails thresholds"
+    assert rows[128]["verdict_detail"].startswith("p95 <= 60 ms (measured ")
+
+
+def test_given_a_run_that_failed_before_any_step_then_every_file_still_has_its_header(
+    tmp_path: Path,
+) -> None:
+    results = make_results([], status="failed", thresholds={"p95_ms": 100})
+    results.scenario["sweep"]["memory_mb"] = [128, 1024]
+    files = exported(tmp_path, results)
+    rows = csv_rows(files["summary.csv"])
+    assert [(row["memory_mb"], row["verdict"]) for row in rows] == [
+        ("128", "not measured"),
+        ("1024", "not measured"),
+    ]
+    assert "the run ended (failed)" in rows[0]["verdict_detail"]
+    cases = junit_cases(files["junit.xml"])
+    assert isinstance(only_result(cases["128 MB: measured and trusted"]), junitparser.Skipped)
+    markdown = files["summary.md"].read_text()
+    assert "No recommendation" in markdown and "The run is failed" in markdown
+
+
+# --- JUnit XML --------------------------------------------------------------------------------
+
+
+def test_given_thresholds_then_junit_has_a_case_per_size_and_threshold_with_measured_and_limit(
+    run: dict[str, Path],
+) -> None:
+    cases = junit_cases(run["junit.xml"])
+    for memory in (128, 256, 1024):
+        assert cases[f"{memory} MB: measured and trusted"].is_passed
+        assert cases[f"{memory} MB: errors <= 1.00%"].is_passed
+    assert cases["256 MB: p95 <= 60 ms"].is_passed and cases["1024 MB: p95 <= 60 ms"].is_passed
+    failure = only_result(cases["128 MB: p95 <= 60 ms"])
+    assert isinstance(failure, junitparser.Failure)
+    assert failure.message.startswith("128 MB measured ")
+    assert failure.message.endswith(" ms, limit p95 <= 60 ms")
+    assert len(cases) == 3 * 3
+
+
+def test_given_degraded_invalid_and_unmeasured_sizes_then_each_says_why_it_was_not_judged(
+    tmp_path: Path,
+) -> None:
+    cause = "host saturated: 128 MB sandboxes got 31% of the CPU they were ready to use"
+    degraded = make_step(index=1, memory=128, median_ms=60.0, requests=REQUESTS).model_copy(
+        update={"trust": Trust(degraded=True, causes=[cause])}
+    )
+    invalid = make_step(index=2, memory=512, median_ms=20.0, valid=False, requests=REQUESTS)
+    results = make_results([degraded, invalid], thresholds=THRESHOLDS, status="interrupted")
+    results.scenario["sweep"]["memory_mb"] = [128, 512, 2048]
+    files = exported(tmp_path, results)
+
+    rows = {row["memory_mb"]: row for row in csv_rows(files["summary.csv"])}
+    assert rows["128"]["verdict"] == "degraded"
+    assert rows["128"]["verdict_detail"] == f"step 1: {cause}"
+    assert rows["512"]["verdict"] == "no data" and "worker-b lost" in rows["512"]["verdict_detail"]
+    assert rows["2048"]["verdict"] == "not measured" and rows["2048"]["requests"] == ""
+
+    cases = junit_cases(files["junit.xml"])
+    error = only_result(cases["128 MB: measured and trusted"])
+    assert isinstance(error, junitparser.Error) and cause in error.message
+    assert isinstance(only_result(cases["512 MB: measured and trusted"]), junitparser.Error)
+    skipped = only_result(cases["128 MB: p95 <= 60 ms"])
+    assert isinstance(skipped, junitparser.Skipped)
+    assert skipped.message.startswith("not judged: degraded: ") and cause in skipped.message
+    assert isinstance(only_result(cases["2048 MB: measured and trusted"]), junitparser.Skipped)
+
+    markdown = files["summary.md"].read_text()
+    assert "**No recommendation: step 1 (128 MB) is degraded: " in markdown
+    assert "> **Warning**" in markdown and "The run is interrupted" in markdown
+    assert "512 MB has no valid measurement" in markdown and "2048 MB was not measured" in markdown
+
+
+# --- Markdown ---------------------------------------------------------------------------------
+
+
+def test_given_a_pick_then_the_markdown_leads_with_it_and_its_confidence_and_a_row_per_size(
+    run: dict[str, Path],
+) -> None:
+    markdown = run["summary.md"].read_text()
+    lines = markdown.splitlines()
+    assert lines[0] == "### memsweep: tutorial (run run-a)"
+    assert lines[2].startswith("**Recommendation: 256 MB.** Run 256 MB: the cheapest")
+    assert any(line.startswith("How sure: **sure**. 256 MB meets p95 ≤ 60 ms") for line in lines)
+    assert "Warning" not in markdown
+    sizes = [line for line in lines if line.startswith("| ") and " MB" in line.split("|")[1]]
+    assert [line.split("|")[1].strip() for line in sizes] == ["128 MB", "**256 MB**", "1024 MB"]
+    assert "| p95 ≤ 60 ms | ❌ fail " in markdown and "✅ pass" in markdown
+    assert len(markdown) < 2000  # a CI job summary, not a report
+
+
+def test_given_markup_and_control_characters_in_the_scenario_name_then_every_file_stays_valid(
+    tmp_path: Path,
+) -> None:
+    name = f"{XSS} | *bold* `code` $x$ \x07bell"
+    results = make_results(
+        [make_step(index=1, memory=128, median_ms=60.0, requests=REQUESTS)],
+        name=name,
+        thresholds=THRESHOLDS,
+    )
+    files = exported(tmp_path, results)
+    suite = next(iter(junitparser.JUnitXml.fromfile(str(files["junit.xml"]))))
+    assert suite.name == f"memsweep: {name.replace(chr(7), chr(0xFFFD))} (run-a)"
+    heading = files["summary.md"].read_text().splitlines()[0]
+    assert "<" not in heading and "&lt;script&gt;" in heading
+    assert "\\|" in heading and "\\*bold\\*" in heading and "\\`code\\`" in heading
+    assert "\\$x\\$" in heading and "\x07" not in heading
+
+
+# --- a real run: the CLI writes the files, and Locust's own CSVs --------------------------------
+
+STUB = """\
+import http.server, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+URL_SCENARIO = """\
+name: exports
+target: {{kind: url, url: "http://127.0.0.1:{port}/dev/DynamoDBManager"}}
+sweep: {{memory_mb: [256], settle_s: 0, warmup_s: 1}}
+load:
+  stages: [{{users: 2, duration_s: 3}}]
+  think_time: {{min_s: 0.02, max_s: 0.05}}
+requests:
+  - name: ping
+    body: {{operation: ping}}
+thresholds: {{p95_ms: 1000}}
+workers: {{local: 1}}
+"""
+LOCUST_FILES = ("_stats.csv", "_stats_history.csv", "_failures.csv", "_exceptions.csv")
+
+
+def test_given_a_real_run_then_its_directory_has_the_exports_and_locust_csvs_with_memory(
+    tmp_path: Path,
+) -> None:
+    stub = subprocess.Popen(
+        [sys.executable, "-c", STUB], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT
+    )
+    try:
+        assert stub.stdout is not None
+        port = int(stub.stdout.readline())
+        path = tmp_path / "url.yaml"
+        path.write_text(URL_SCENARIO.format(port=port))
+        code, output = finish(start_run(path, tmp_path))
+    finally:
+        stub.kill()
+        stub.wait()
+    assert code == 0, output
+    run = tmp_path / "reports" / "test"
+    results = read_results(run / "results.json")
+    (step,) = results.steps
+
+    # The CLI wrote the exports beside results.json, with the same figures.
+    (row,) = csv_rows(run / "summary.csv")
+    assert (row["memory_mb"], row["verdict"]) == ("256", "recommended")
+    assert int(row["requests"]) == step.requests > 0
+    assert float(row["p95_ms"]) == step.latency.p95
+    assert all(case.is_passed for case in junit_cases(run / "junit.xml").values())
+    assert "**Recommendation: 256 MB.**" in (run / "summary.md").read_text()
+
+    # Locust's files: every CSV has its header and a memory_mb column, also with no rows.
+    base = run / "locust" / "step01-256mb-r1"
+    assert sorted(step.locust_files) == sorted(
+        [f"{base}{suffix}" for suffix in LOCUST_FILES] + [f"{base}_stats.json"]
+    )
+    tables = {}
+    for suffix in LOCUST_FILES:
+        with open(f"{base}{suffix}", newline="") as handle:
+            reader = csv.DictReader(handle)
+            assert reader.fieldnames and reader.fieldnames[0] == "memory_mb", suffix
+            tables[suffix] = list(reader)
+            assert all(r["memory_mb"] == "256" for r in tables[suffix])
+    assert tables["_failures.csv"] == [] and tables["_exceptions.csv"] == []
+    aggregated = tables["_stats.csv"][-1]
+    assert aggregated["Name"] == "Aggregated" and int(aggregated["Request Count"]) > 0
+    # Counted from the end of the warm-up: the history starts there, and ends with the totals.
+    history = tables["_stats_history.csv"]
+    assert int(history[0]["Timestamp"]) >= int(step.window_start)
+    assert history[-1]["Total Request Count"] == aggregated["Request Count"]
+    entries = json.loads(Path(f"{base}_stats.json").read_text())
+    assert entries and all(entry["memory_mb"] == 256 for entry in entries)
