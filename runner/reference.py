@@ -38,7 +38,7 @@ _UNIT_WORDS = (("_per_s", "per second"), ("_mb", "MB"), ("_ms", "ms"), ("_s", "s
 _SHORTHANDS = {
     _one_item: "one value or a list",
     _one_mapping: "one mapping or a list",
-    _target_shorthand: "a kind alone, or a mapping",
+    _target_shorthand: "a kind or a URL alone, or a mapping",
 }
 
 
@@ -184,7 +184,7 @@ def _table(model: type[BaseModel], properties: dict[str, Any], schema: dict[str,
         kind = _type_text(field.annotation)
         shorthand = _shorthand(field)
         if shorthand == _SHORTHANDS[_target_shorthand]:
-            kind = "text (a kind) or mapping"
+            kind = "text (a kind or a URL) or mapping"
         elif shorthand:
             kind += f" ({shorthand})"
         example = f"`{name}: {_flow(field.examples[0])}`"

@@ -16,7 +16,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -195,7 +195,10 @@ TARGET_KINDS = ("local", "aws", "url")
 
 
 def _target_shorthand(value: Any) -> Any:
-    """`target: local` is `target: {kind: local}`: that kind with its defaults."""
+    """`target: local` is `target: {kind: local}`, that kind with its defaults; `target:
+    https://...` is `{kind: url, url: https://...}`."""
+    if isinstance(value, str) and re.match(r"^https?://", value):
+        return {"kind": "url", "url": value}
     return {"kind": value} if isinstance(value, str) else value
 
 
@@ -578,12 +581,14 @@ class Scenario(_Model):
         Target,
         BeforeValidator(
             _target_shorthand,
-            json_schema_input_type=Literal["local", "aws", "url"] | Target,
+            json_schema_input_type=Literal["local", "aws", "url"]
+            | Annotated[str, Field(pattern=r"^https?://\S+$")]
+            | Target,
         ),
     ] = Field(
         LocalTarget(),
         description="where load goes: local, aws or url (a kind alone takes its defaults), "
-        "or a mapping with kind and its keys",
+        "an http(s):// URL (a url target), or a mapping with kind and its keys",
         examples=["local", {"kind": "aws", "stage": "prod"}],
     )
     sweep: Sweep = Field(
@@ -934,23 +939,58 @@ def _models_at(location: tuple[int | str, ...]) -> list[type[BaseModel]]:
 
 
 def _sections() -> dict[str, list[str]]:
-    """Every key of the format -> the sections it belongs in ("sweep", "target (kind: aws)")."""
+    """Every key of the format -> the sections it belongs in ("sweep", "target (kind: aws)",
+    "load.stages[]")."""
     where: dict[str, list[str]] = {}
 
-    def walk(model: type[BaseModel], section: str) -> None:
+    def walk(model: type[BaseModel], path: str, label: str) -> None:
         for name, field in model.model_fields.items():
-            where.setdefault(name, []).append(section or "the top level")
+            where.setdefault(name, []).append(label)
             members = _models_in(field.annotation)
-            path = f"{section}.{name}" if section else name
+            inner = f"{path}.{name}" if path else name
+            if get_origin(_bare(field.annotation)) is list:
+                inner += "[]"
             for member in members:
                 tags = _tags_of(member) if len(members) > 1 else ()
-                walk(member, f"{path} with {member_key(member)}: {tags[0]}" if tags else path)
+                key = "kind" if "kind" in member.model_fields else "model"
+                walk(member, inner, f"{inner} ({key}: {tags[0]})" if tags else inner)
 
-    def member_key(model: type[BaseModel]) -> str:
-        return "kind" if "kind" in model.model_fields else "model"
-
-    walk(Scenario, "")
+    walk(Scenario, "", "the top level")
     return where
+
+
+def _bare(annotation: Any) -> Any:
+    """An annotation without its Annotated[...] wrapping."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+# Words other load tools (Locust, k6, Artillery, Power Tuning) use for a key of this format.
+_SYNONYMS = {
+    "json": "body",
+    "data": "body",
+    "payload": "body",
+    "url": "path",
+    "uri": "path",
+    "endpoint": "path",
+    "status": "expect_status",
+    "status_code": "expect_status",
+    "vus": "users",
+    "rps": "rate_per_s",
+    "rate": "rate_per_s",
+    "arrival_rate": "rate_per_s",
+    "spawn_rate": "ramp_s",
+    "wait_time": "think_time",
+    "memory": "memory_mb",
+    "memory_size": "memory_mb",
+    "memorysize": "memory_mb",
+    "power_values": "memory_mb",
+    "num": "repeats",
+    "iterations": "repeats",
+    "warmup": "warmup_s",
+    "duration": "duration_s",
+}
 
 
 def _flow(value: Any) -> str:
@@ -1008,16 +1048,22 @@ def _close(word: Any, choices: list[str], *, cutoff: float = 0.6) -> str | None:
 
 
 def _unknown_key(location: tuple[int | str, ...]) -> tuple[str, str | None]:
-    """'unknown key (did you mean memory_mb?)' and the key it probably meant."""
-    key = location[-1]
+    """'unknown key (did you mean memory_mb?)' and the key it probably meant, when that key
+    belongs at the same place (a typo, or another tool's word for it)."""
+    key = str(location[-1])
     models = _models_at(location[:-1])
     keys = [name for model in models[:1] for name in model.model_fields]
-    meant = _close(key, keys)
+    synonym = _SYNONYMS.get(key.lower())
+    meant = _close(key, keys) or (synonym if synonym in keys else None)
     if meant is not None:
         return f"unknown key (did you mean {meant}?)", meant
-    elsewhere = _sections().get(str(key))
-    if elsewhere:
-        return f"unknown key here ({key} belongs in {' or '.join(elsewhere)})", None
+    sections = _sections()
+    if key in sections:
+        return f"unknown key here ({key} belongs in {' or '.join(sections[key])})", None
+    elsewhere = _close(key, list(sections)) or synonym
+    if elsewhere in sections:
+        where = " or ".join(sections[elsewhere])
+        return f"unknown key (did you mean {elsewhere}, in {where}?)", None
     if keys:
         return f"unknown key (keys here: {', '.join(keys)})", None
     return "unknown key", None
@@ -1028,8 +1074,8 @@ def _wrong_type_of_section(location: tuple[int | str, ...], raw: tuple[int | str
     name = location[-1] if location else ""
     if name == "target" and len(location) == 1:
         return (
-            f"expected {', '.join(f'`{kind}`' for kind in TARGET_KINDS)} or a mapping with kind: "
-            "and that kind's keys (e.g. {kind: aws, stage: prod})"
+            f"expected {', '.join(f'`{kind}`' for kind in TARGET_KINDS)}, an http(s):// URL or "
+            "a mapping with kind: and that kind's keys (e.g. {kind: aws, stage: prod})"
         )
     if name == "load" and len(location) == 1:
         return (
