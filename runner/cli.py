@@ -208,7 +208,7 @@ def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = subparsers.add_parser(
         "run",
-        help="run a scenario (the default: `python -m runner FILE` is `run FILE`)",
+        help=f"run a scenario (the default: `{prog_name()} FILE` is `run FILE`)",
         description="Sweep the memory sizes of a scenario under load and write "
         "reports/<run-id>/results.json.",
     )
@@ -391,9 +391,14 @@ def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse
 
 
 def build_parser() -> argparse.ArgumentParser:
+    prog = prog_name()
     parser: argparse.ArgumentParser = _Parser(
-        prog=prog_name(),
+        prog=prog,
         description=DESCRIPTION,
+        epilog=f"first steps:\n  {prog} init scenario.yaml       a commented starter scenario\n"
+        f"  {prog} validate scenario.yaml   check it, print the plan\n"
+        f"  {prog} scenario.yaml            run it (report in reports/<run-id>/)\n"
+        "every scenario key: scenarios/README.md",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"memsweep {__version__}")

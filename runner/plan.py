@@ -11,16 +11,17 @@ from itertools import pairwise
 
 from runner.scenario import ClosedLoad, Scenario
 
-# Per-step time outside the load, measured on a one-step-then-two-step local sweep here
-# (5 s steps, 1 worker): the local stack swaps every sandbox for the new size and Locust
-# stops its users in ~3 s. On AWS a memory update waits for LastUpdateStatus (seconds) and
-# the REPORT lines are read from CloudWatch Logs, which polls up to 6 x 5 s
-# (runner/targets/aws.py LOG_SETTLE_*): ~15 s is typical. A url target changes nothing.
+# Per-step time outside the load, measured on local sweeps here (5 s and 30 s steps): the
+# local stack swaps every sandbox for the new size and Locust stops its users in 1-3 s. On
+# AWS a memory update waits for LastUpdateStatus (seconds) and the REPORT lines are read
+# from CloudWatch Logs, which polls up to 6 x 5 s (runner/targets/aws.py LOG_SETTLE_*):
+# ~15 s is typical. A url target changes nothing.
 STEP_OVERHEAD_S = {"local": 3.0, "aws": 15.0, "url": 1.0}
 # Once per run: starting the target and the Locust workers (local: dynalite, the stack and
-# its CPU calibration, ~10 s measured here; aws: reading the stack's outputs) and, at the
-# end, restoring memory and writing the report (~4 s measured).
-START_S = {"local": 10.0, "aws": 5.0, "url": 2.0}
+# its CPU calibration, 10 s with one worker on an idle host and 23 s with two on a busy one,
+# measured here; aws: reading the stack's outputs) and, at the end, restoring memory and
+# writing the report (~4 s measured).
+START_S = {"local": 15.0, "aws": 5.0, "url": 2.0}
 END_S = 4.0
 # Seeding paces itself to 80 % of the usage plan's rate (runner/seeding.py SAFE_FRACTION)
 # and serverless.yml's plan allows 100 requests/s: 80 items/s, unless a 429 halves it.
