@@ -173,7 +173,17 @@ def _shorthand(field: FieldInfo) -> str:
     return ""
 
 
-def _table(model: type[BaseModel], properties: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return "#" + re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def _table(
+    model: type[BaseModel],
+    properties: dict[str, Any],
+    schema: dict[str, Any],
+    headings: dict[type[BaseModel], str],
+) -> list[str]:
     rows = [
         "| key | type | default | unit | allowed | example | meaning |",
         "|---|---|---|---|---|---|---|",
@@ -187,6 +197,13 @@ def _table(model: type[BaseModel], properties: dict[str, Any], schema: dict[str,
             kind = "text (a kind or a URL) or mapping"
         elif shorthand:
             kind += f" ({shorthand})"
+        links = [
+            f"[{headings[member]}]({_anchor(headings[member])})"
+            for member in _models_in(field.annotation)
+            if member in headings
+        ]
+        if links:
+            kind += ": " + ", ".join(links)
         example = f"`{name}: {_flow(field.examples[0])}`"
         rows.append(
             "| "
@@ -249,7 +266,9 @@ def reference_markdown() -> str:
         'Keys not listed are refused (with a "did you mean" when one is close).',
         "",
     ]
-    for heading, model, intro in _sections():
+    sections = _sections()
+    headings = {model: heading for heading, model, _ in sections}
+    for heading, model, intro in sections:
         properties = (
             schema["properties"]
             if model is Scenario
@@ -258,7 +277,7 @@ def reference_markdown() -> str:
         lines += [f"### {heading}", ""]
         if intro:
             lines += [intro, ""]
-        lines += [*_table(model, properties, schema), ""]
+        lines += [*_table(model, properties, schema, headings), ""]
     lines.append(END)
     return "\n".join(lines) + "\n"
 

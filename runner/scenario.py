@@ -1029,6 +1029,8 @@ def _example(location: tuple[int | str, ...]) -> str:
 
 def _one_of(values: list[str]) -> str:
     quoted = [f"`{value}`" for value in values]
+    if not quoted:
+        return "one of the allowed values"
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
