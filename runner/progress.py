@@ -33,6 +33,7 @@ from runner.results import Step
 STEP_OVERHEAD_GUESS_S = 4.0
 # The live area redraws this often; the numbers in it change when workers report (every 3 s).
 REFRESH_PER_S = 4
+BAR_WIDTH = 30
 
 StepPhase = Literal["seeding", "setting memory", "settling", "load"]
 
@@ -214,8 +215,7 @@ class Progress:
                     self._diagnostic(f"{self._step_name()}: load running{self._load_plan()}")
         elif isinstance(event, Load):
             state.load = event
-            if state.load_started is None:
-                state.load_started = now - event.elapsed_s
+            state.load_started = now - event.elapsed_s  # the swarm's clock, not the event's
         else:
             if state.index:
                 state.finished_s.append(now - state.step_started)
@@ -311,42 +311,45 @@ class Progress:
             parts.append(f"achieved {load.achieved_rps:.1f} req/s")
         elif in_warmup:
             parts.append(f"{load.locust_rps:.1f} req/s in warm-up")
-        else:
-            parts.append("achieved - req/s")
+        else:  # the window's first report is not in: Locust's recent rate, marked as such
+            parts.append(f"achieved ~{load.locust_rps:.1f} req/s")
         if plan.offered_per_s is not None:
             parts.append(f"dropped {load.dropped}")
         parts.append(f"p95 {load.p95_ms:.1f} ms" if load.p95_ms is not None else "p95 -")
         parts.append(f"errors {load.failures}")
         return " · ".join(parts)
 
-    def _render(self) -> RenderableType:
-        now = time.monotonic()
+    def status(self, now: float) -> tuple[float, list[str]]:
+        """The live area at monotonic time `now`: the bar's fraction and its lines of text."""
         state, plan = self.state, self.state.plan
         done, total, remaining = self._eta(now)
-        head = Table.grid(padding=(0, 1))
-        head.add_column(width=30)
-        head.add_column(no_wrap=True)
         steps = len(plan.steps) if plan else 0
         eta = _clock(remaining) if plan else "-"
-        head.add_row(
-            ProgressBar(total=total, completed=done, width=30),
-            Text(
-                f"{100 * done / total:3.0f}%  {len(state.finished_s)}/{steps} steps done  "
-                f"elapsed {_clock(now - state.run_started)}  ETA {eta}",
-                no_wrap=True,
-                overflow="ellipsis",
-            ),
-        )
+        lines = [
+            f"{100 * done / total:3.0f}%  {len(state.finished_s)}/{steps} steps done  "
+            f"elapsed {_clock(now - state.run_started)}  ETA {eta}"
+        ]
         if state.phase is None:
-            where = self._phase_text(now)
+            lines.append(self._phase_text(now))
         else:
             repeats = f"/{plan.repeats}" if plan else ""
-            where = (
+            lines.append(
                 f"step {state.index}/{steps} · {state.memory_mb} MB · repeat "
                 f"{state.repeat}{repeats} · {self._phase_text(now)}"
             )
-        lines: list[RenderableType] = [head, Text(where, no_wrap=True, overflow="ellipsis")]
         load = self._load_text(now) if state.phase == "load" else ""
         if load:
-            lines.append(Text(load, no_wrap=True, overflow="ellipsis"))
-        return Group(*lines)
+            lines.append(load)
+        return done / total, lines
+
+    def _render(self) -> RenderableType:
+        fraction, lines = self.status(time.monotonic())
+        head = Table.grid(padding=(0, 1))
+        head.add_column(width=BAR_WIDTH)
+        head.add_column(no_wrap=True)
+        head.add_row(
+            ProgressBar(total=1.0, completed=fraction, width=BAR_WIDTH),
+            Text(lines[0], no_wrap=True, overflow="ellipsis"),
+        )
+        rest = [Text(line, no_wrap=True, overflow="ellipsis") for line in lines[1:]]
+        return Group(head, *rest)

@@ -324,6 +324,7 @@ class Sweep:
             progress=progress,
             should_stop=lambda: bool(self.stop_requested),
             on_load_start=load_started,
+            memory_mb=memory,
         )
         started = data.load_started
         ended = data.load_ended or time.time()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from runner.progress import step_line
 from runner.results import read_results
 from runner.stack import PROJECT_ROOT
 from tests.test_local_stack import alive, wait_until
@@ -49,6 +50,7 @@ def scenario(
 
 def start_run(path: Path, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     log = open(tmp_path / "stderr.txt", "w")  # noqa: SIM115 - closed by finish()
+    out = open(tmp_path / "stdout.txt", "w")  # noqa: SIM115 - closed by finish()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -63,7 +65,7 @@ def start_run(path: Path, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
             *args,
         ],
         cwd=PROJECT_ROOT,
-        stdout=log,  # the step lines and the final lines; diagnostics on stderr
+        stdout=out,  # the step lines and the final lines; diagnostics on stderr
         stderr=log,
         text=True,
         start_new_session=True,  # its own process group, as a shell gives a foreground job
@@ -73,13 +75,17 @@ def start_run(path: Path, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def stderr_of(process: subprocess.Popen[str]) -> str:
-    """What the run printed: stdout and stderr, in order."""
     return Path(process.log_path).read_text()  # type: ignore[attr-defined]
 
 
+def stdout_of(process: subprocess.Popen[str]) -> str:
+    return Path(process.log_path).with_name("stdout.txt").read_text()  # type: ignore[attr-defined]
+
+
 def finish(process: subprocess.Popen[str], timeout: float = 180) -> tuple[int, str]:
+    """The exit code and all the run printed: diagnostics (stderr), then its lines (stdout)."""
     process.wait(timeout=timeout)
-    return process.returncode, stderr_of(process)
+    return process.returncode, stderr_of(process) + stdout_of(process)
 
 
 def loading(process: subprocess.Popen[str]) -> bool:
@@ -113,10 +119,27 @@ def children_of(pid: int) -> list[int]:
 def test_given_a_short_sweep_with_two_workers_then_valid_results_for_each_memory_size(
     tmp_path: Path,
 ) -> None:
-    code, stderr = finish(start_run(scenario(tmp_path), tmp_path))
+    run = start_run(scenario(tmp_path), tmp_path)
+    code, stderr = finish(run)
     assert code == 0, stderr
     results = results_of(tmp_path)
     assert results.status == "complete" and results.exit_code == 0
+    # Piped (--quiet): stdout holds one line per finished step, then the final lines, the
+    # recommendation last; stderr only diagnostics; nothing is printed per second.
+    run_dir = (tmp_path / "reports" / "test").resolve()
+    assert results.verdict is not None
+    assert stdout_of(run).splitlines() == [
+        step_line(results.steps[0], 2),
+        step_line(results.steps[1], 2),
+        f"results: {run_dir / 'results.json'}",
+        f"report: {(run_dir / 'report.html').as_uri()}",
+        f"confidence: {results.verdict.confidence.statement}",
+        f"Recommendation: {results.verdict.headline}",
+    ]
+    assert step_line(results.steps[0], 2).startswith("step 1/2 1024 MB r1: ")
+    diagnostics = stderr_of(run).splitlines()
+    assert len([line for line in diagnostics if "load running" in line]) == 2, diagnostics
+    assert not [line for line in diagnostics if "req/s" in line or "p95" in line], diagnostics
     assert results.target.architecture == "x86_64"  # serverless.yml's, for the prices
     assert [step.memory_mb for step in results.steps] == [1024, 512]
     for step in results.steps:
