@@ -12,6 +12,8 @@ import math
 import os
 import platform
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,16 +24,16 @@ from markupsafe import Markup
 from runner import __version__
 from runner.analysis import (
     Analysis,
-    Comparison,
     RunComparison,
+    RunDifference,
+    Setting,
     analyse,
     compare_run_pair,
-    compare_runs,
     run_verdict,
 )
 from runner.cost import PRICES_US_EAST_1
 from runner.errors import BadInput, SetupError
-from runner.results import read_results
+from runner.results import Results, RunVerdict, read_results
 from runner.stack import PROJECT_ROOT
 from runner.trust import MIN_DELIVERED
 
@@ -71,6 +73,12 @@ def when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def clock(epoch: float | None) -> str:
+    if epoch is None:
+        return NO_VALUE
+    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S UTC")
+
+
 def chart_library() -> Markup:
     parts = []
     for relative in CHART_SCRIPTS:
@@ -88,77 +96,398 @@ def chart_library() -> Markup:
     return Markup(text)  # the pinned library's own code, checked above
 
 
-def chart_data(analysis: Analysis) -> dict[str, Any]:
+# The two runs of `report A B`: one colour and one marker each (Okabe-Ito blue and vermilion;
+# the marker keeps them apart in greyscale print too).
+RUN_LETTERS = ("A", "B")
+RUN_COLOURS = ("#0072B2", "#D55E00")
+RUN_MARKERS = ("circle", "triangle")
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    help: str  # shown as the header's tooltip and in the legend under its table
+
+
+# Every table column, explained once: the header's <abbr title> and the legend both read this.
+COLUMNS: dict[str, Column] = {
+    name: Column(label, help)
+    for name, label, help in (
+        ("memory", "memory", "The Lambda memory size (MB); CPU is given in proportion to it."),
+        (
+            "run",
+            "A, B",
+            "The run: A is the first results file given, B the second (the tag in the first "
+            "column).",
+        ),
+        ("requests", "requests", "Requests completed in the measured window (warm-up excluded)."),
+        ("rps", "req/s", "Requests completed per second of the measured window."),
+        ("errors", "errors", "Failed requests, with their share of all requests."),
+        (
+            "mean",
+            "mean ms",
+            "Mean client-side latency; under it, its bootstrap 95 % confidence interval "
+            "(95 % CI): the range the true value lies in, 19 times in 20.",
+        ),
+        ("p50", "p50 ms", "Median latency: half the requests were faster; under it, its 95 % CI."),
+        (
+            "p95",
+            "p95 ms",
+            "95th percentile latency: 1 request in 20 was slower; under it, its 95 % CI. "
+            "The speed the recommendation ranks on.",
+        ),
+        ("p99", "p99 ms", "99th percentile latency: 1 request in 100 was slower."),
+        (
+            "dropped",
+            "dropped",
+            "Open model only: arrivals the load generator could not send (max in flight "
+            "reached), of those offered.",
+        ),
+        (
+            "cold_starts",
+            "cold starts",
+            "Invocations in the window that started a new sandbox (with an Init Duration).",
+        ),
+        (
+            "cost",
+            "cost / 1M",
+            "US$ per one million requests at steady state (warm invocations): Lambda compute "
+            "and requests, API Gateway REST and DynamoDB, at the dated us-east-1 prices.",
+        ),
+        (
+            "cold_cost",
+            "cold starts add / 1M",
+            "US$ that cold starts add per one million requests at the measured rate of cold "
+            "starts; shown beside the cost, not ranked on.",
+        ),
+        (
+            "thresholds",
+            "thresholds",
+            "Whether the size met every threshold of the scenario (degraded or not valid: no "
+            "verdict).",
+        ),
+        ("invocations", "invocations", "Function invocations whose request arrived in the window."),
+        (
+            "init",
+            "init ms (mean / max)",
+            "Init Duration of the cold starts: sandbox start and import.",
+        ),
+        (
+            "cold_invocation",
+            "cold invocation ms",
+            "Mean handler Duration of cold invocations, init excluded.",
+        ),
+        ("warm_duration", "warm duration ms (mean / p95)", "Handler Duration of warm invocations."),
+        (
+            "billed",
+            "billed ms (mean)",
+            "Billed Duration per invocation (1 ms granularity, init included on cold starts).",
+        ),
+        ("max_memory", "max memory used", "The highest Max Memory Used of any invocation."),
+        (
+            "warmup_invocations",
+            "warm-up (cold)",
+            "Invocations during the warm-up, outside the window (of them cold starts).",
+        ),
+        (
+            "before_invocations",
+            "before the load (cold)",
+            "Invocations before the load began: seeding and the previous step's tail (of them "
+            "cold starts).",
+        ),
+        ("lambda_compute", "Lambda compute", "Billed duration × memory (GB-seconds) × price."),
+        ("lambda_requests", "Lambda requests", "Lambda's price per one million requests."),
+        ("api_gateway", "API Gateway (REST)", "API Gateway REST's price per one million calls."),
+        (
+            "dynamodb",
+            "DynamoDB",
+            "Consumed read and write request units per request (pooled over the run) × price.",
+        ),
+        ("total", "total", "The sum: US$ per one million requests."),
+        ("based_on", "based on", 'What the figures rest on; "estimate" when not measured.'),
+        ("threshold", "threshold", "A limit from the scenario's thresholds."),
+        ("size", "each memory size", "Pass or fail at this size, with the measured value."),
+        ("step", "step", "The step number, in the order the sweep ran them."),
+        ("repeat", "repeat", "Which repeat of this memory size the step was."),
+        ("window", "measured window", "When the measured window opened (UTC) and its length."),
+        ("failures", "failures", "Failed requests."),
+        ("dropped_arrivals", "dropped arrivals", "Open model: arrivals not sent (max in flight)."),
+        (
+            "overhead",
+            "overhead s",
+            "Seconds from the previous step's load end to this step's load start (memory "
+            "change, settle, seeding, workers rejoining): time the sweep spent not measuring.",
+        ),
+        ("problems", "problems", "Why a step is not valid (e.g. a lost worker)."),
+        ("trust", "verdict", "ok, or degraded with its measured cause: nothing rests on it."),
+        (
+            "delivered",
+            "CPU delivered",
+            "CPU the sandboxes ran over what they were ready to use within their quota.",
+        ),
+        (
+            "host_wait",
+            "waiting on the host",
+            "Share of runnable time the sandboxes waited for a CPU beyond their quota.",
+        ),
+        (
+            "per_period",
+            "CPU per 20 ms period / memory/1769",
+            "CPU per active 20 ms period (bounds), against the share the memory size buys.",
+        ),
+        ("throttled", "periods throttled", "Share of 20 ms periods in which the quota bound."),
+        (
+            "generator_cpu",
+            "busiest Locust worker %",
+            "Mean / max % of a core used by the busiest load worker (over 90 %: degraded).",
+        ),
+        ("steal", "steal", "CPU time the hypervisor took from this machine."),
+        ("pressure", "CPU pressure", "Share of time some task waited for a CPU (PSI)."),
+        ("fidelity_mode", "how memory was applied", "cgroup v1/v2 quota, CPU-time pacing, or aws."),
+        ("share_nominal", "CPU share nominal", "memory/1769 of one CPU: what Lambda gives."),
+        ("share_measured", "CPU share measured", "The share a calibration probe measured."),
+        ("quota_correction", "quota correction", "Factor applied to the quota to hit nominal."),
+        (
+            "configured_memory",
+            "memory reported",
+            "Memory size the target reported after setting it.",
+        ),
+        ("request", "request", "A request of the scenario's mix, by name."),
+        ("error", "error", "The kind of failure, as the load generator recorded it."),
+        ("count", "count", "How many requests failed so."),
+        ("worker", "worker", "A Locust worker process, by id."),
+        ("state", "state", "ok, or lost (stopped reporting) with when it was noticed."),
+        (
+            "delta",
+            "Δ B - A",
+            "B minus A: the difference, its 95 % interval and whether it is a change.",
+        ),
+    )
+}
+
+
+class Legends:
+    """Each column explained in full under the first table that shows it; later tables name
+    it (the template calls take() once per table, top to bottom)."""
+
+    def __init__(self) -> None:
+        self.explained: set[str] = set()
+
+    def take(self, keys: Sequence[str]) -> tuple[list[Column], list[Column]]:
+        new = [COLUMNS[key] for key in keys if key not in self.explained]
+        again = [COLUMNS[key] for key in keys if key in self.explained]
+        self.explained.update(keys)
+        return new, again
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One run as the template shows it: its letter, colour, analysis and verdict."""
+
+    letter: str
+    index: int
+    analysis: Analysis
+    verdict: RunVerdict
+
+    @property
+    def results(self) -> Results:
+        return self.analysis.results
+
+    @property
+    def colour(self) -> str:
+        return RUN_COLOURS[self.index % len(RUN_COLOURS)]
+
+    @property
+    def marker(self) -> str:
+        return RUN_MARKERS[self.index % len(RUN_MARKERS)]
+
+    @property
+    def name(self) -> str:
+        return f"{self.letter} ({self.results.run_id})"
+
+    def setting(self, memory: int) -> Setting | None:
+        return next((s for s in self.analysis.settings if s.memory_mb == memory), None)
+
+    @property
+    def pick(self) -> str:
+        return pick_line(self.verdict)
+
+
+def pick_line(verdict: RunVerdict) -> str:
+    """The headline's first words: the verdict's pick, or that it made none, in its words."""
+    if verdict.recommended_mb is None:
+        if verdict.headline.startswith("No recommendation"):
+            return verdict.headline
+        return "No recommendation"
+    line = f"Recommendation: {verdict.recommended_mb} MB"
+    if verdict.confidence.level == "too close to call":
+        line += " (too close to call)"
+    return line
+
+
+def views(analyses: Sequence[Analysis]) -> list[RunView]:
+    return [
+        RunView(letter=RUN_LETTERS[i], index=i, analysis=a, verdict=run_verdict(a))
+        for i, a in enumerate(analyses)
+    ]
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    """One memory size across the runs: each run's setting (None: not measured there) and,
+    for two runs, B - A per metric."""
+
+    memory_mb: int
+    settings: list[Setting | None]
+    differences: dict[str, RunDifference]
+
+
+def memory_rows(runs: Sequence[RunView], pair: RunComparison | None) -> list[MemoryRow]:
+    sizes = sorted({s.memory_mb for run in runs for s in run.analysis.settings})
+    rows = []
+    for memory in sizes:
+        differences = {
+            d.metric: d for d in (pair.differences if pair else []) if d.memory_mb == memory
+        }
+        rows.append(MemoryRow(memory, [run.setting(memory) for run in runs], differences))
+    return rows
+
+
+def chart_data(runs: Sequence[RunView]) -> dict[str, Any]:
     """Plain JSON for the template's scripts (passed with |tojson)."""
-    colours = {s.memory_mb: PALETTE[i % len(PALETTE)] for i, s in enumerate(analysis.settings)}
-    timeline = []
-    stage_lines: list[float] = []
-    for setting in analysis.settings:
-        repeats = len(setting.steps) > 1
-        for step in setting.steps:
-            label = f"{setting.memory_mb} MB" + (f" #{step.repeat}" if repeats else "")
-            timeline.append(
-                {
-                    "label": label,
-                    "colour": colours[setting.memory_mb],
-                    "mean": [{"x": s.t, "y": round(s.mean_ms, 3)} for s in step.timeline],
-                    "p95": [
-                        {"x": s.t, "y": round(s.p95_ms, 3)}
-                        for s in step.timeline
-                        if s.p95_ms is not None
-                    ],
-                }
-            )
-            if not stage_lines and step.timeline:
-                # Stage ends are relative to load start; the timeline to the measured window.
-                offset = step.window_start - step.started_at
-                last = step.timeline[-1].t
-                stage_lines = [
-                    round(end - offset, 3)
-                    for end in analysis.stage_ends_s[:-1]
-                    if 0 < end - offset <= last
-                ]
-    percentiles = [
-        {
-            "label": f"{s.memory_mb} MB",
-            "colour": colours[s.memory_mb],
-            "values": [
-                round(s.histogram.get_value_at_percentile(q) / 1000, 3) if s.requests else None
-                for q in CHART_PERCENTILES
-            ],
-        }
-        for s in analysis.settings
-    ]
-    picks = analysis.recommendation
-    chosen = picks.cheapest or picks.balanced
-    cost_points = [
-        {
-            "label": f"{s.memory_mb} MB",
-            "colour": colours[s.memory_mb],
-            "x": round(s.p95, 3),
-            "y": round(s.cost.total, 4),
-            "recommended": s is chosen,
-            "meets": s.meets,
-        }
-        for s in analysis.settings
-        if s.requests and s.latency.p95 is not None
-    ]
+    sizes = sorted({s.memory_mb for run in runs for s in run.analysis.settings if _charted(s)})
+    colours = {memory: PALETTE[i % len(PALETTE)] for i, memory in enumerate(sizes)}
+    two = len(runs) > 1
     return {
-        "timeline": {"series": timeline, "stages": stage_lines},
+        "two": two,
+        "memory": _memory_chart(runs, sizes),
+        "cost": _cost_chart(runs),
         "percentiles": {
             "labels": [_percentile_label(q) for q in CHART_PERCENTILES],
-            "series": percentiles,
+            "series": [
+                {
+                    "label": (f"{run.letter} " if two else "") + f"{s.memory_mb} MB",
+                    "colour": colours.get(s.memory_mb, PALETTE[-1]),
+                    "run": run.index,
+                    "values": [
+                        round(s.histogram.get_value_at_percentile(q) / 1000, 3)
+                        if s.requests
+                        else None
+                        for q in CHART_PERCENTILES
+                    ],
+                }
+                for run in runs
+                for s in run.analysis.settings
+            ],
         },
-        "cost": {"points": cost_points, "p95_limit": _limit_line(analysis, cost_points)},
+        "timeline": _timeline(runs, colours),
     }
 
 
-def _limit_line(analysis: Analysis, points: list[dict[str, Any]]) -> float | None:
-    """The p95 threshold, if drawing it would not squash the points into one corner."""
-    limit = analysis.thresholds.p95_ms
-    if limit is None or not points:
+def _charted(setting: Setting) -> bool:
+    return bool(setting.requests) and setting.latency.p95 is not None
+
+
+def _memory_chart(runs: Sequence[RunView], sizes: list[int]) -> dict[str, Any]:
+    """Power Tuning's view: memory on x, cost and p95 each on its own axis from zero."""
+    series = []
+    for run in runs:
+        by_size = {s.memory_mb: s for s in run.analysis.settings if _charted(s)}
+        series.append(
+            {
+                "run": run.index,
+                "label": run.name if len(runs) > 1 else "",
+                "colour": run.colour,
+                "marker": run.marker,
+                "cost": [round(by_size[m].cost.total, 4) if m in by_size else None for m in sizes],
+                "p95": [round(by_size[m].p95, 3) if m in by_size else None for m in sizes],
+                "recommended": run.verdict.recommended_mb
+                if run.verdict.recommended_mb in by_size
+                else None,
+            }
+        )
+    return {
+        "sizes": sizes,
+        "labels": [f"{m} MB" for m in sizes],
+        "series": series,
+        "p95_limit": _p95_limit(runs),
+    }
+
+
+def _cost_chart(runs: Sequence[RunView]) -> dict[str, Any]:
+    series = []
+    for run in runs:
+        series.append(
+            {
+                "run": run.index,
+                "label": run.name if len(runs) > 1 else "memory sizes",
+                "colour": run.colour,
+                "marker": run.marker,
+                "points": [
+                    {
+                        "x": round(s.p95, 3),
+                        "y": round(s.cost.total, 4),
+                        "mb": s.memory_mb,
+                        "recommended": s.memory_mb == run.verdict.recommended_mb,
+                    }
+                    for s in run.analysis.settings
+                    if _charted(s)
+                ],
+            }
+        )
+    return {"series": series, "p95_limit": _p95_limit(runs)}
+
+
+def _timeline(runs: Sequence[RunView], colours: dict[int, str]) -> dict[str, Any]:
+    two = len(runs) > 1
+    timeline = []
+    stage_lines: list[float] = []
+    for run in runs:
+        analysis = run.analysis
+        for setting in analysis.settings:
+            repeats = len(setting.steps) > 1
+            for step in setting.steps:
+                label = (
+                    (f"{run.letter} " if two else "")
+                    + f"{setting.memory_mb} MB"
+                    + (f" #{step.repeat}" if repeats else "")
+                )
+                timeline.append(
+                    {
+                        "label": label,
+                        "colour": colours.get(setting.memory_mb, PALETTE[-1]),
+                        "run": run.index,
+                        # Two runs: p95 only, or the chart would carry four lines per size.
+                        "mean": []
+                        if two
+                        else [{"x": s.t, "y": round(s.mean_ms, 3)} for s in step.timeline],
+                        "p95": [
+                            {"x": s.t, "y": round(s.p95_ms, 3)}
+                            for s in step.timeline
+                            if s.p95_ms is not None
+                        ],
+                    }
+                )
+                if not stage_lines and step.timeline:
+                    # Stage ends are relative to load start; the timeline to the window.
+                    offset = step.window_start - step.started_at
+                    last = step.timeline[-1].t
+                    stage_lines = [
+                        round(end - offset, 3)
+                        for end in analysis.stage_ends_s[:-1]
+                        if 0 < end - offset <= last
+                    ]
+    return {"series": timeline, "stages": stage_lines}
+
+
+def _p95_limit(runs: Sequence[RunView]) -> float | None:
+    """The p95 threshold (the last run's, B's, when two are shown), if drawing it would not
+    squash the points into one corner."""
+    limit = runs[-1].analysis.thresholds.p95_ms if runs else None
+    p95s = [s.p95 for run in runs for s in run.analysis.settings if _charted(s)]
+    if limit is None or not p95s:
         return None
-    return limit if limit <= LIMIT_LINE_SPAN * max(point["x"] for point in points) else None
+    return limit if limit <= LIMIT_LINE_SPAN * max(p95s) else None
 
 
 def _percentile_label(q: float) -> str:
@@ -176,20 +505,14 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         extensions=["jinja2.ext.do"],
     )
-    env.filters.update(ms=ms, money=money, percent=percent, when=when)
+    env.filters.update(ms=ms, money=money, percent=percent, when=when, clock=clock)
     return env
 
 
-def render(
-    analyses: list[Analysis],
-    *,
-    cross_run: list[Comparison] | None = None,
-    pair: RunComparison | None = None,
-) -> str:
-    """The HTML for one run, or two runs side by side with their differences."""
-    runs = [
-        {"analysis": a, "charts": chart_data(a), "id": f"run{i}"} for i, a in enumerate(analyses)
-    ]
+def render(analyses: list[Analysis], *, pair: RunComparison | None = None) -> str:
+    """The HTML for one run, or two runs overlaid (one set of charts and tables)."""
+    runs = views(analyses)
+    settings = [s for run in runs for s in run.analysis.settings]
     title = analyses[0].results.scenario_name
     if len(analyses) > 1:
         title = " vs ".join(a.results.run_id for a in analyses)
@@ -199,7 +522,14 @@ def render(
         .render(
             title=title,
             runs=runs,
-            cross_run=cross_run or [],
+            two=len(runs) > 1,
+            rows=memory_rows(runs, pair),
+            charts=chart_data(runs),
+            columns=COLUMNS,
+            legends=Legends(),
+            open_model=any(s.offered is not None for s in settings),
+            bases=sorted({s.cost.basis for s in settings}),
+            estimated_cost=any(s.cost.estimated for s in settings),
             pair=pair,
             min_delivered=MIN_DELIVERED,
             chart_library=chart_library(),
@@ -238,9 +568,8 @@ def write_report(inputs: list[str | Path], output: Path | None = None) -> Path:
         raise BadInput(f"report takes one results.json, or two to compare; got {len(inputs)}")
     paths = [results_path(item) for item in inputs]
     analyses = [analyse(read_results(path)) for path in paths]
-    cross_run = compare_runs(analyses[0], analyses[1]) if len(analyses) == 2 else None
     pair = compare_run_pair(analyses[0], analyses[1]) if len(analyses) == 2 else None
-    html = render(analyses, cross_run=cross_run, pair=pair)
+    html = render(analyses, pair=pair)
     target = output or default_output(paths)
     try:
         _write_atomically(target, html)

@@ -17,9 +17,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runner.analysis import BALANCED_COST_WEIGHT, analyse, exit_code
+from runner.analysis import (
+    BALANCED_COST_WEIGHT,
+    Analysis,
+    analyse,
+    compare_run_pair,
+    exit_code,
+    run_verdict,
+)
 from runner.cost import PRICES_US_EAST_1
-from runner.report import chart_data, write_report
+from runner.report import chart_data, pick_line, render, views, write_report
 from runner.results import (
     ErrorCount,
     Fidelity,
@@ -306,7 +313,7 @@ def test_given_a_p95_threshold_then_the_cost_chart_draws_it_only_near_the_points
     limit: float, drawn: bool
 ) -> None:
     # Points at p95 ≈ 20 and ≈ 98 ms: a 1,000 ms line would squash them into one corner.
-    data = chart_data(analyse(two_settings(thresholds={"p95_ms": limit})))
+    data = chart_data(views([analyse(two_settings(thresholds={"p95_ms": limit}))]))
     assert data["cost"]["p95_limit"] == (limit if drawn else None)
 
 
@@ -350,18 +357,31 @@ class Opened:
         self.page.goto(self.url)
         self.page.wait_for_selector("body[data-charts-ready]", timeout=15_000)
 
-    def cell(self, run: int, memory: int, field: str) -> str:
-        row = f"#run{run} table.summary tr[data-memory='{memory}']"
+    def cell(self, run: str, memory: int, field: str) -> str:
+        row = f"table.summary tr[data-memory='{memory}'][data-run='{run}']"
         return str(self.page.inner_text(f"{row} td[data-field='{field}']"))
 
-    def chart_points(self, canvas_id: str) -> list[int]:
-        """Data points per dataset of the Chart.js chart drawn on a canvas."""
+    def chart_points(self, chart: str) -> list[int]:
+        """Data points per dataset of the Chart.js chart drawn on canvas #chart-<chart>."""
         points: list[int] = self.page.evaluate(
             "(id) => Chart.getChart(document.getElementById(id)).data.datasets"
             ".map(d => d.data.filter(v => v !== null).length)",
-            canvas_id,
+            f"chart-{chart}",
         )
         return points
+
+    def chart(self, chart: str, expression: str) -> Any:
+        """`expression` evaluated with `chart` bound to the Chart.js chart #chart-<chart>."""
+        return self.page.evaluate(
+            f"(id) => {{ const chart = Chart.getChart(document.getElementById(id)); "
+            f"return {expression}; }}",
+            f"chart-{chart}",
+        )
+
+    def point_labels(self, chart: str) -> list[str]:
+        """The labels the page wrote beside the chart's points, in drawing order."""
+        labels: list[str] = self.chart(chart, "chart.$pointLabels.map(l => l.text)")
+        return labels
 
 
 def written(tmp_path: Path, results: Results, name: str = "run-a") -> Path:
@@ -379,18 +399,14 @@ def test_given_a_report_then_it_opens_with_no_errors_no_network_and_drawn_charts
     assert opened.console_errors == []
     assert opened.requests == [opened.url]  # the file itself, nothing else
     # Latency over time: mean + p95 per setting, 20 seconds each.
-    assert opened.chart_points("run0-timeline") == [20, 20, 20, 20]
-    assert opened.chart_points("run0-percentiles") == [9, 9]
-    assert opened.chart_points("run0-cost") == [1, 1]
-    recommended = opened.page.evaluate(
-        "Chart.getChart(document.getElementById('run0-cost')).data.datasets"
-        ".filter(d => d.label.includes('(recommended)')).map(d => d.label)"
-    )
-    assert recommended == ["1024 MB (recommended)"]
+    assert opened.chart_points("timeline") == [20, 20, 20, 20]
+    assert opened.chart_points("percentiles") == [9, 9]
+    assert opened.chart_points("cost") == [2]
+    assert opened.chart_points("memory") == [2, 2]
+    assert "1024 MB (recommended)" in opened.point_labels("cost")
     # Stage 2 starts 10 s into the load, 8 s into the window (2 s of warm-up before it).
-    boundaries = opened.page.evaluate(
-        "Object.values(Chart.getChart(document.getElementById('run0-timeline'))"
-        ".options.plugins.annotation.annotations).map(a => a.xMin)"
+    boundaries = opened.chart(
+        "timeline", "Object.values(chart.options.plugins.annotation.annotations).map(a => a.xMin)"
     )
     assert boundaries == [8]
     pdf = opened.page.pdf(format="A4")  # printable: print CSS, charts included
@@ -403,14 +419,14 @@ def test_given_a_report_then_table_values_equal_results_json(tmp_path: Path, bro
     opened = Opened(browser, write_report([path]))
     for step in data["steps"]:
         memory = step["memory_mb"]
-        assert opened.cell(0, memory, "requests") == str(step["requests"])
-        assert opened.cell(0, memory, "failures").startswith(str(step["failures"]))
+        assert opened.cell("A", memory, "requests") == str(step["requests"])
+        assert opened.cell("A", memory, "failures").startswith(str(step["failures"]))
         for statistic in ("p50", "p95", "p99", "mean"):
-            shown = opened.cell(0, memory, statistic).splitlines()[0]
+            shown = opened.cell("A", memory, statistic).splitlines()[0]
             assert shown == f"{step['latency'][statistic]:,.1f}"
-        assert opened.cell(0, memory, "cold_starts") == str(step["invocations"]["cold_starts"])
+        assert opened.cell("A", memory, "cold_starts") == str(step["invocations"]["cold_starts"])
         warm = opened.page.inner_text(
-            f"#run0 table.function tr[data-memory='{memory}'] td[data-field='warm']"
+            f"table.function tr[data-memory='{memory}'] td[data-field='warm']"
         )
         mean, p95 = (step["invocations"][f"warm_duration_ms_{s}"] for s in ("mean", "p95"))
         assert warm == f"{mean:,.1f} / {p95:,.1f}"
@@ -432,14 +448,14 @@ def test_given_script_in_every_user_supplied_field_then_it_is_text_and_never_run
     assert opened.dialogs == []
     assert opened.console_errors == []
     assert opened.page.evaluate("document.querySelectorAll('img').length") == 0
-    # The page's own scripts only: chart data (one per run), the library, the drawing code.
+    # The page's own scripts only: the chart data, the library, the drawing code.
     assert opened.page.evaluate("document.querySelectorAll('script').length") == 3
     body = opened.page.inner_text("body")
     assert body.count(XSS) >= 6
     assert opened.page.title() == f"memsweep: {XSS}"
 
 
-def test_given_two_runs_then_they_are_side_by_side_with_their_differences(
+def test_given_two_runs_then_one_report_sets_them_side_by_side_with_their_differences(
     tmp_path: Path, browser: Any
 ) -> None:
     before = written(tmp_path, two_settings(run_id="before"), "before")
@@ -455,16 +471,24 @@ def test_given_two_runs_then_they_are_side_by_side_with_their_differences(
     assert report == tmp_path / "after" / "compare-before.html"
     opened = Opened(browser, report)
     assert opened.console_errors == []
-    assert opened.page.locator("section.run").count() == 2
-    differences = opened.page.inner_text("#cross-run")
-    assert "after at 128 MB vs before at 128 MB: p95 " in differences and "higher" in differences
-    assert opened.chart_points("run1-percentiles") == [9, 9]
-    # It opens with whether the answer changed, then each size's Δ and Δ % per metric.
-    first = opened.page.locator("#cross-run [data-role=pair] .headline").inner_text()
+    # It opens with whether the answer changed.
+    first = opened.page.locator("[data-role=pair] .headline").inner_text()
     # 128 MB billed 75 ms after (was 55): 1024 MB at 8 ms is now the cheaper one.
     assert first == "The recommendation changed: 128 MB in before, 1024 MB in after."
-    row = opened.page.locator("table.pair tr[data-memory='128'][data-metric='p95_ms']")
-    assert "a change" in row.inner_text() and "+" in row.locator("td").nth(5).inner_text()
+    picks = opened.page.locator("[data-role=recommendation] [data-field=pick]").all_inner_texts()
+    assert [p.strip() for p in picks] == [
+        "A Recommendation: 128 MB",
+        "B Recommendation: 1024 MB",
+    ]
+    # Per size: A's row, B's row, then B - A with its interval and whether it is a change.
+    rows = opened.page.locator("table.summary tr[data-memory='128']")
+    assert [rows.nth(i).get_attribute("data-run") for i in range(3)] == ["A", "B", "B-A"]
+    p95 = opened.page.locator(
+        "table.summary tr[data-run='B-A'][data-memory='128'] [data-field=p95]"
+    )
+    assert p95.inner_text().startswith("+") and "a change" in p95.inner_text()
+    assert p95.get_attribute("data-significant") == "yes"
+    assert opened.chart_points("percentiles") == [9, 9, 9, 9]
 
 
 def test_given_a_run_that_failed_before_any_step_then_the_report_says_so(
@@ -540,3 +564,225 @@ def test_given_no_intervals_then_the_same_verdict_without_the_bootstrap() -> Non
     quick, full = analyse(results, intervals=False), analyse(results)
     assert exit_code(quick) == exit_code(full) == 1
     assert quick.comparisons == [] and all(not s.estimates for s in quick.settings)
+
+
+# --- the layout: Power Tuning's chart, labelled points, explained columns, 800 px, A B --------
+
+SIZES = (128, 256, 512, 1024)
+NARROW, WIDE = 800, 1440
+
+
+def four_sizes(run_id: str = "run-a", *, slower: float = 1.0, seed: int = 0) -> Results:
+    """128-1024 MB, each size about twice as fast as the one below; p95 ≤ 60 ms is met from
+    256 MB (p95 ≈ 51 ms) up, and 512 MB is the cheapest of those (1024 MB bills 8 ms on 1 GB)."""
+    medians = {128: 60.0, 256: 32.0, 512: 18.0, 1024: 12.0}
+    billed = {128: 55.0, 256: 28.0, 512: 14.0, 1024: 8.0}
+    return make_results(
+        [
+            make_step(
+                index=i,
+                memory=memory,
+                median_ms=medians[memory] * (slower if memory < 1024 else 1.0),
+                billed_ms=billed[memory] * (slower if memory < 512 else 1.0),
+                seed=seed,
+                requests=800,
+            )
+            for i, memory in enumerate(SIZES, start=1)
+        ],
+        run_id=run_id,
+        thresholds={"p95_ms": 60},
+    )
+
+
+@pytest.fixture(scope="module")
+def layout_runs() -> tuple[Analysis, Analysis]:
+    """A run of four sizes and a slower second run of the same, analysed once per module."""
+    return analyse(four_sizes()), analyse(four_sizes("run-b", slower=1.3, seed=3))
+
+
+@pytest.fixture(scope="module")
+def reports(
+    tmp_path_factory: pytest.TempPathFactory, layout_runs: tuple[Analysis, Analysis]
+) -> dict[str, Path]:
+    """The first run's report, and the report of both (`report A B`)."""
+    root = tmp_path_factory.mktemp("layout")
+    a, b = layout_runs
+    paths = {"one": root / "one.html", "two": root / "two.html"}
+    paths["one"].write_text(render([a]), encoding="utf-8")
+    paths["two"].write_text(render([a, b], pair=compare_run_pair(a, b)), encoding="utf-8")
+    return paths
+
+
+def open_at(browser: Any, path: Path, width: int) -> Opened:
+    opened = Opened(browser, path)
+    opened.page.set_viewport_size({"width": width, "height": 900})
+    opened.page.wait_for_function(f"document.documentElement.clientWidth === {width}")
+    return opened
+
+
+def page_height(opened: Opened) -> int:
+    height: int = opened.page.evaluate("document.documentElement.scrollHeight")
+    return height
+
+
+def test_given_verdicts_then_the_headline_names_the_pick_in_the_verdicts_own_words(
+    layout_runs: tuple[Analysis, Analysis],
+) -> None:
+    verdict = run_verdict(layout_runs[0])
+    assert pick_line(verdict) == "Recommendation: 512 MB"
+    close = verdict.model_copy(
+        update={"confidence": verdict.confidence.model_copy(update={"level": "too close to call"})}
+    )
+    assert pick_line(close) == "Recommendation: 512 MB (too close to call)"
+    none_meet = run_verdict(analyse(two_settings(thresholds={"p95_ms": 5}), intervals=False))
+    assert none_meet.recommended_mb is None
+    assert pick_line(none_meet) == "No recommendation"
+    degraded = none_meet.model_copy(
+        update={"headline": "No recommendation: step 2 (1024 MB) is degraded: host saturated."}
+    )
+    assert pick_line(degraded) == degraded.headline
+
+
+def test_given_a_sweep_then_the_memory_chart_draws_cost_and_p95_per_size_from_zero(
+    reports: dict[str, Path], browser: Any
+) -> None:
+    opened = open_at(browser, reports["one"], WIDE)
+    assert opened.console_errors == []
+    assert opened.chart("memory", "chart.data.labels") == [f"{m} MB" for m in SIZES]
+    # Two series (cost on the left axis, p95 on the right), one drawn point per size.
+    axes = opened.chart("memory", "chart.data.datasets.map(d => d.yAxisID)")
+    assert axes == ["y", "y1"]
+    drawn = opened.chart(
+        "memory",
+        "chart.data.datasets.map((d, i) => chart.getDatasetMeta(i).data"
+        ".filter(p => !p.skip && chart.chartArea.left <= p.x && p.x <= chart.chartArea.right"
+        " && chart.chartArea.top <= p.y && p.y <= chart.chartArea.bottom).length)",
+    )
+    assert drawn == [4, 4]
+    assert opened.chart("memory", "[chart.scales.y.min, chart.scales.y1.min]") == [0, 0]
+    labels = opened.point_labels("memory")
+    assert len(labels) == 8 and sum(t.startswith("$") for t in labels) == 4
+    assert sum(t.endswith(" ms") for t in labels) == 4
+    # The pick: a band over its size, its tick label says so, and the title names it.
+    band = opened.chart(
+        "memory",
+        "Object.values(chart.options.plugins.annotation.annotations)"
+        ".filter(a => a.type === 'box').map(a => (a.xMin + a.xMax) / 2)",
+    )
+    assert band == [SIZES.index(512)]
+    ticks = opened.chart("memory", "chart.scales.x.ticks.map(t => t.label)")
+    assert ticks[SIZES.index(512)] == ["512 MB", "▲ recommended"]
+    assert "recommended: 512 MB" in opened.chart("memory", "chart.options.plugins.title.text")
+    # Drawn: the canvas holds pixels of both series' colours.
+    coloured = opened.page.evaluate(
+        """() => { const c = document.getElementById('chart-memory');
+                   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                   let blue = 0, vermilion = 0;
+                   for (let i = 0; i < d.length; i += 4) {
+                     const [r, g, b] = [d[i], d[i + 1], d[i + 2]];
+                     if (r < 20 && g > 100 && g < 130 && b > 160) blue++;
+                     if (r > 200 && g > 80 && g < 110 && b < 20) vermilion++;
+                   }
+                   return [blue, vermilion]; }"""
+    )
+    assert min(coloured) > 200, coloured
+
+
+def test_given_a_sweep_then_every_scatter_point_is_labelled_with_its_size_on_axes_from_zero(
+    reports: dict[str, Path], browser: Any
+) -> None:
+    opened = open_at(browser, reports["one"], NARROW)
+    assert opened.chart("cost", "[chart.scales.x.min, chart.scales.y.min]") == [0, 0]
+    assert opened.point_labels("cost") == ["128 MB", "256 MB", "512 MB (recommended)", "1024 MB"]
+    # Every label inside the canvas, none over another.
+    boxes = opened.chart("cost", "chart.$pointLabels")
+    width, height = opened.chart("cost", "[chart.width, chart.height]")
+    for box in boxes:
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width and 0 <= box["y"] <= height
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            apart = (
+                a["x"] + a["width"] <= b["x"]
+                or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"]
+                or b["y"] + b["height"] <= a["y"]
+            )
+            assert apart, (a, b)
+
+
+def test_given_a_report_then_every_column_has_a_tooltip_and_a_legend_under_its_table(
+    reports: dict[str, Path], browser: Any
+) -> None:
+    opened = open_at(browser, reports["two"], WIDE)
+    unexplained = opened.page.evaluate(
+        """() => [...document.querySelectorAll('table')].flatMap(table => {
+             const block = table.closest('.scroll') || table;
+             const legend = block.nextElementSibling;
+             const text = legend && legend.matches('dl.legend') ? legend.textContent : '';
+             return [...table.querySelectorAll('thead th')].filter(th => {
+               const abbr = th.querySelector('abbr[title]');
+               const label = th.dataset.column === 'size'
+                 ? 'each memory size' : th.textContent.trim();
+               return !abbr || abbr.title.length < 15 || !text.includes(label);
+             }).map(th => table.className + ': ' + th.textContent.trim());
+           })"""
+    )
+    assert unexplained == []
+    legend = opened.page.inner_text(".scroll:has(table.steps) + dl.legend")
+    assert "overhead s" in legend and "Seconds from the previous step's load end" in legend
+    summary = opened.page.inner_text(".scroll:has(table.summary) + dl.legend")
+    assert "95 % confidence interval" in summary and "per one million requests" in summary
+
+
+@pytest.mark.parametrize("which", ["one", "two"])
+def test_given_an_800_px_window_then_the_page_does_not_overflow_and_the_summary_is_readable(
+    reports: dict[str, Path], browser: Any, which: str
+) -> None:
+    opened = open_at(browser, reports[which], NARROW)
+    page = opened.page
+    assert page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+    summary = page.locator(".scroll:has(table.summary)")
+    fits = summary.evaluate("s => s.scrollWidth <= s.clientWidth")
+    if which == "one":
+        assert fits  # one run's summary is fully visible at 800 px
+    else:
+        # Two runs side by side scroll in their own box; the size and run stay in view.
+        assert summary.evaluate("s => getComputedStyle(s).overflowX") == "auto"
+        summary.evaluate("s => { s.scrollLeft = s.scrollWidth; }")
+        first = page.locator("table.summary tbody tr[data-run='B'] td").first
+        box, frame = first.bounding_box(), summary.bounding_box()
+        assert box is not None and frame is not None and abs(box["x"] - frame["x"]) < 2
+        assert first.inner_text().strip() == "128 MB B"
+    for chart in ("memory", "cost", "percentiles", "timeline"):
+        assert opened.chart(chart, "chart.width") <= NARROW
+
+
+def test_given_two_runs_then_one_set_of_charts_overlays_a_and_b_and_is_shorter_than_two(
+    reports: dict[str, Path], browser: Any
+) -> None:
+    one = open_at(browser, reports["one"], WIDE)
+    two = open_at(browser, reports["two"], WIDE)
+    assert two.console_errors == []
+    assert two.page.locator("canvas").count() == 4
+    assert two.page.locator("table.summary").count() == 1
+    # Memory chart: cost and p95 for A and for B, each run its own colour and marker.
+    series = two.chart(
+        "memory",
+        "chart.data.datasets.map(d => [d.label.split(':')[0], d.borderColor, d.pointStyle])",
+    )
+    assert [s[0] for s in series] == ["A (run-a)", "A (run-a)", "B (run-b)", "B (run-b)"]
+    assert series[0][1:] == series[1][1:] and series[2][1:] == series[3][1:]
+    assert series[0][1] != series[2][1] and series[0][2] != series[2][2]
+    assert two.chart_points("memory") == [4, 4, 4, 4]
+    legend = two.chart("memory", "chart.legend.legendItems.map(i => i.text)")
+    assert any(t.startswith("A (run-a)") for t in legend)
+    assert any(t.startswith("B (run-b)") for t in legend)
+    assert two.chart("cost", "chart.data.datasets.map(d => d.label)") == ["A (run-a)", "B (run-b)"]
+    assert len(two.point_labels("cost")) == 8
+    # Both runs picked 512 MB: one band, named for both.
+    ticks = two.chart("memory", "chart.scales.x.ticks.map(t => t.label)")
+    assert ticks[SIZES.index(512)] == ["512 MB", "▲ A and B: recommended"]
+    # Two stacked reports would be twice as tall as one; the overlay adds far less.
+    assert page_height(two) < 1.5 * page_height(one), (page_height(two), page_height(one))
