@@ -783,6 +783,6 @@ def test_given_two_runs_then_one_set_of_charts_overlays_a_and_b_and_is_shorter_t
     assert len(two.point_labels("cost")) == 8
     # Both runs picked 512 MB: one band, named for both.
     ticks = two.chart("memory", "chart.scales.x.ticks.map(t => t.label)")
-    assert ticks[SIZES.index(512)] == ["512 MB", "▲ A and B: recommended"]
+    assert ticks[SIZES.index(512)] == ["512 MB", "▲ recommended", "by A and B"]
     # Two stacked reports would be twice as tall as one; the overlay adds far less.
     assert page_height(two) < 1.5 * page_height(one), (page_height(two), page_height(one))
