@@ -163,7 +163,7 @@ def test_given_an_unknown_command_then_exit_2_naming_it_with_the_commands() -> N
     assert done.returncode == 2
     line = one_error_line(done)
     assert "'valdate' is neither a command nor a scenario file" in line
-    assert "did you mean validate?" in line and "commands: local, report, run" in line
+    assert "did you mean validate?" in line and "commands: init, local, report, run" in line
 
 
 @pytest.mark.parametrize(
