@@ -327,8 +327,10 @@ class Swarm:
             # Locust's stop() polls in 1 s sleeps; the workers stop at its first message.
             # Let it finish while the next step changes memory and seeds, instead of waiting.
             self._stopping = gevent.spawn(runner.stop)
-            self._await_final_reports(data, workers)
-            self._write_locust_files(locust_files)
+            try:
+                self._await_final_reports(data, workers)
+            finally:  # also when a worker refused: its history greenlet ends here
+                self._write_locust_files(locust_files)
         return data
 
     def _hold(

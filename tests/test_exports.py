@@ -28,7 +28,7 @@ from tests.test_sweep import finish, start_run
 
 # 128 MB: p95 ≈ 98 ms; 256 MB (two repeats): ≈ 49 ms; 1024 MB: ≈ 20 ms (test_report.py).
 THRESHOLDS = {"p95_ms": 60, "error_rate": 0.01}
-REQUESTS = 400  # per step: few buckets, so the verdict's bootstrap stays quick
+REQUESTS = 200  # per step: few buckets, so the verdict's bootstrap stays quick
 
 
 def three_sizes() -> Results:
@@ -36,7 +36,7 @@ def three_sizes() -> Results:
         [
             make_step(index=1, memory=128, median_ms=60.0, billed_ms=55.0, requests=REQUESTS),
             make_step(index=2, memory=256, median_ms=30.0, billed_ms=28.0, requests=REQUESTS),
-            make_step(index=3, memory=256, median_ms=30.0, billed_ms=28.0, repeat=2, requests=300),
+            make_step(index=3, memory=256, median_ms=30.0, billed_ms=28.0, repeat=2, requests=150),
             make_step(index=4, memory=1024, median_ms=12.0, billed_ms=8.0, requests=REQUESTS),
         ],
         thresholds=THRESHOLDS,
@@ -109,7 +109,7 @@ def test_given_a_run_then_summary_csv_has_a_row_per_size_with_the_reports_figure
     # One repeat: the same p95 as the step in results.json; two: the repeats pooled.
     data = json.loads(results_json.read_text())
     assert float(rows[128]["p95_ms"]) == data["steps"][0]["latency"]["p95"]
-    assert int(rows[256]["requests"]) == REQUESTS + 300
+    assert int(rows[256]["requests"]) == REQUESTS + 150
     assert int(rows[256]["cold_starts"]) == 4
     assert rows[256]["verdict"] == "recommended"  # the cheapest meeting p95 ≤ 60 ms
     assert rows[1024]["verdict"] == "meets thresholds"
@@ -245,7 +245,7 @@ name: exports
 target: {{kind: url, url: "http://127.0.0.1:{port}/dev/DynamoDBManager"}}
 sweep: {{memory_mb: [256], settle_s: 0, warmup_s: 1}}
 load:
-  stages: [{{users: 2, duration_s: 3}}]
+  stages: [{{users: 2, duration_s: 2}}]
   think_time: {{min_s: 0.02, max_s: 0.05}}
 requests:
   - name: ping
