@@ -121,6 +121,46 @@ def moto_server_endpoint() -> Iterator[str]:
         server.stop()
 
 
+# The stack deployed once to one moto server for the whole session (an osls deploy costs
+# about 20 s of CI): test_stack reads it back, test_aws_target sweeps it, and the test marked
+# `removes_the_moto_stack` runs last and removes it.
+MOTO_STAGE = "awstest"
+MOTO_API_KEY = "moto-and-local-share-this-key-0123"
+
+
+@pytest.fixture(scope="session")
+def moto_stack() -> Iterator[dict[str, str]]:
+    """serverless.yml deployed by osls (the real deploy path) at 128 MB to a moto server."""
+    import boto3
+
+    from tests.test_stack import serverless
+
+    with moto_server_endpoint() as endpoint:
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        serverless("deploy", "--stage", MOTO_STAGE, "--param", "memory=128", env=env)
+        # moto's CloudFormation does not model AWS::ApiGateway::ApiKey: create the key the
+        # stack would have, under the name serverless.yml gives it.
+        boto3.client(
+            "apigateway",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_api_key(name=f"memsweep-{MOTO_STAGE}-key", value=MOTO_API_KEY, enabled=True)
+        yield env
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The test that removes the shared moto stack runs after every test that uses it."""
+    last = [item for item in items if item.get_closest_marker("removes_the_moto_stack")]
+    items[:] = [item for item in items if item not in last] + last
+
+
 def pytest_report_header() -> str:
     node_tools = (PROJECT_ROOT / "node_modules").is_dir()
     return f"memsweep project root: {PROJECT_ROOT} (node_modules present: {node_tools})"

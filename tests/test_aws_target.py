@@ -33,13 +33,12 @@ from runner.seeding import default_rate_limit
 from runner.stack import PROJECT_ROOT
 from runner.targets.aws import AwsStackTarget
 from runner.targets.base import RateLimit
-from tests.conftest import moto_server_endpoint
-from tests.test_stack import serverless
+from tests.conftest import MOTO_API_KEY, MOTO_STAGE
 from tests.test_sweep import finish, loading, start_run
 
-STAGE = "awstest"
+STAGE = MOTO_STAGE
 FUNCTION = f"memsweep-{STAGE}-LambdaFunctionOverHttps"
-API_KEY = "moto-and-local-share-this-key-0123"
+API_KEY = MOTO_API_KEY
 
 SCENARIO = """\
 name: aws target
@@ -53,24 +52,6 @@ requests:
     body: {{operation: ping}}
 workers: {{local: 1}}
 """
-
-
-@pytest.fixture(scope="module")
-def moto_stack() -> Iterator[dict[str, str]]:
-    with moto_server_endpoint() as endpoint:
-        env = {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-        serverless("deploy", "--stage", STAGE, "--param", "memory=128", env=env)
-        # moto's CloudFormation does not model AWS::ApiGateway::ApiKey: create the key the
-        # stack would have, under the name serverless.yml gives it.
-        client("apigateway", env).create_api_key(
-            name=f"memsweep-{STAGE}-key", value=API_KEY, enabled=True
-        )
-        yield env
 
 
 def client(service: Any, env: dict[str, str]) -> Any:

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,9 @@ import boto3
 import pytest
 
 from runner.stack import PROJECT_ROOT, node_tool, serverless_env
-from tests.conftest import moto_server_endpoint
+from tests.conftest import MOTO_STAGE
 
 SLS_TIMEOUT_S = 180
-STACK_STAGE = "citest"
 
 
 def serverless(
@@ -39,25 +37,53 @@ def serverless(
 
 
 def package(tmp: Path, *params: str) -> dict[str, Any]:
-    """`serverless package` into tmp (offline) and the CloudFormation template it wrote."""
-    arguments = ["package", "--package", str(tmp), "--stage", "dev", "--region", "us-east-1"]
+    """`serverless package` into tmp (offline) and the CloudFormation template it wrote.
+
+    osls stages its artifacts in the project's own .serverless directory, so packages built at
+    the same time each run in their own copy of the project (serverless.yml and handler.py:
+    the stack uses no plugins).
+    """
+    project = tmp / "project"
+    project.mkdir()
+    for name in ("serverless.yml", "handler.py"):
+        shutil.copy(PROJECT_ROOT / name, project / name)
+    arguments = ["package", "--package", str(tmp / "out"), "--stage", "dev"]
+    arguments += ["--region", "us-east-1"]
     for param in params:
         arguments += ["--param", param]
     # No credentials and no endpoint: packaging must not need AWS at all.
-    serverless(*arguments, env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+    serverless(*arguments, env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, cwd=project)
     template: dict[str, Any] = json.loads(
-        (tmp / "cloudformation-template-update-stack.json").read_text()
+        (tmp / "out" / "cloudformation-template-update-stack.json").read_text()
     )
     return template
 
 
+PACKAGES = {
+    "128": ("memory=128",),
+    "1024": ("memory=1024",),
+    "arm64": ("architecture=arm64",),
+    "default": (),
+}
+
+
 @pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+def package_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each parameter set packaged once, the four osls runs at the same time (CI time: each
+    is a mostly single-threaded node process of several seconds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dirs = {name: tmp_path_factory.mktemp(f"pkg{name}") for name in PACKAGES}
+    with ThreadPoolExecutor(len(PACKAGES)) as pool:
+        list(pool.map(lambda name: package(dirs[name], *PACKAGES[name]), PACKAGES))
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def templates(package_dirs: dict[str, Path]) -> dict[str, dict[str, Any]]:
     return {
-        "128": package(tmp_path_factory.mktemp("pkg128"), "memory=128"),
-        "1024": package(tmp_path_factory.mktemp("pkg1024"), "memory=1024"),
-        "arm64": package(tmp_path_factory.mktemp("pkgarm"), "architecture=arm64"),
-        "default": package(tmp_path_factory.mktemp("pkgdefault")),
+        name: json.loads((path / "out" / "cloudformation-template-update-stack.json").read_text())
+        for name, path in package_dirs.items()
     }
 
 
@@ -178,10 +204,15 @@ def test_given_the_template_then_it_outputs_what_the_aws_target_reads(
     assert outputs["ApiUrl"]["Value"]["Fn::Sub"].endswith("/dev/DynamoDBManager")
 
 
-def test_given_the_package_then_it_ships_handler_py_alone(tmp_path: Path) -> None:
-    package(tmp_path)
+def test_given_the_package_then_it_ships_handler_py_alone(package_dirs: dict[str, Path]) -> None:
     listing = subprocess.run(
-        [sys.executable, "-m", "zipfile", "-l", str(tmp_path / "memsweep.zip")],
+        [
+            sys.executable,
+            "-m",
+            "zipfile",
+            "-l",
+            str(package_dirs["default"] / "out" / "memsweep.zip"),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -191,18 +222,6 @@ def test_given_the_package_then_it_ships_handler_py_alone(tmp_path: Path) -> Non
 
 
 # --- deploy and remove against moto server --------------------------------------------------
-
-
-@pytest.fixture
-def moto_env() -> Iterator[dict[str, str]]:
-    with moto_server_endpoint() as endpoint:
-        yield {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-        }
 
 
 def aws(service: Any, env: dict[str, str]) -> Any:
@@ -215,26 +234,30 @@ def aws(service: Any, env: dict[str, str]) -> Any:
     )
 
 
-def test_given_moto_server_when_deployed_at_1024_mb_then_boto3_reads_it_back_and_remove_cleans_up(
-    moto_env: dict[str, str],
+def test_given_moto_server_when_deployed_then_boto3_reads_it_back(
+    moto_stack: dict[str, str],
 ) -> None:
-    serverless("deploy", "--stage", STACK_STAGE, "--param", "memory=1024", env=moto_env)
-
-    stack = aws("cloudformation", moto_env).describe_stacks(StackName=f"memsweep-{STACK_STAGE}")
+    # The shared deployment (conftest.moto_stack): osls deploy --param memory=128.
+    stack = aws("cloudformation", moto_stack).describe_stacks(StackName=f"memsweep-{MOTO_STAGE}")
     assert stack["Stacks"][0]["StackStatus"] in {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
-    function_name = f"memsweep-{STACK_STAGE}-LambdaFunctionOverHttps"
-    config = aws("lambda", moto_env).get_function_configuration(FunctionName=function_name)
-    assert config["MemorySize"] == 1024
+    function_name = f"memsweep-{MOTO_STAGE}-LambdaFunctionOverHttps"
+    config = aws("lambda", moto_stack).get_function_configuration(FunctionName=function_name)
+    assert config["MemorySize"] == 128
     assert config["Runtime"] == "python3.12"
     assert config["Environment"]["Variables"]["TABLE_NAME"] == "lambda-apigateway"
-    table = aws("dynamodb", moto_env).describe_table(TableName="lambda-apigateway")["Table"]
+    table = aws("dynamodb", moto_stack).describe_table(TableName="lambda-apigateway")["Table"]
     assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
-    apis = aws("apigateway", moto_env).get_rest_apis()["items"]
-    assert [api["name"] for api in apis] == [f"DynamoDBOperations-{STACK_STAGE}"]
+    apis = aws("apigateway", moto_stack).get_rest_apis()["items"]
+    assert [api["name"] for api in apis] == [f"DynamoDBOperations-{MOTO_STAGE}"]
 
-    serverless("remove", "--stage", STACK_STAGE, env=moto_env)
 
-    assert aws("lambda", moto_env).list_functions()["Functions"] == []
-    assert aws("dynamodb", moto_env).list_tables()["TableNames"] == []
-    stacks = aws("cloudformation", moto_env).list_stacks()["StackSummaries"]
+@pytest.mark.removes_the_moto_stack
+def test_given_the_deployed_stack_when_removed_then_nothing_is_left(
+    moto_stack: dict[str, str],
+) -> None:
+    serverless("remove", "--stage", MOTO_STAGE, env=moto_stack)
+
+    assert aws("lambda", moto_stack).list_functions()["Functions"] == []
+    assert aws("dynamodb", moto_stack).list_tables()["TableNames"] == []
+    stacks = aws("cloudformation", moto_stack).list_stacks()["StackSummaries"]
     assert all(s["StackStatus"] == "DELETE_COMPLETE" for s in stacks)
