@@ -354,7 +354,9 @@ def summary_markdown(analysis: Analysis, rows: list[Row]) -> str:
 def _markdown_row(row: Row) -> str:
     memory = f"**{row.memory_mb} MB**" if row.verdict == RECOMMENDED else f"{row.memory_mb} MB"
     # The table stays one line a size: why a size was not judged is in the warnings above.
-    verdict = _md(row.verdict + (f": {row.detail}" if row.verdict == FAILS else ""))
+    verdict = _md(row.verdict)
+    if row.verdict == FAILS and row.setting is not None:
+        verdict += ": " + ", ".join(_md(v.name) for v in row.setting.verdicts if not v.passed)
     s = row.setting
     if s is None:
         return f"| {memory} |" + f" {NO_VALUE} |" * 9 + f" {verdict} |"
