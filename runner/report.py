@@ -101,6 +101,8 @@ def chart_library() -> Markup:
 RUN_LETTERS = ("A", "B")
 RUN_COLOURS = ("#0072B2", "#D55E00")
 RUN_MARKERS = ("circle", "triangle")
+# A chart legend shows at most this much of a run id (the header gives it whole).
+CHART_RUN_ID_CHARS = 24
 
 
 @dataclass(frozen=True)
@@ -303,7 +305,11 @@ class RunView:
 
     @property
     def name(self) -> str:
-        return f"{self.letter} ({self.results.run_id})"
+        """The letter and run id, as chart legends show it (a long id cut short)."""
+        run_id = self.results.run_id
+        if len(run_id) > CHART_RUN_ID_CHARS:
+            run_id = run_id[: CHART_RUN_ID_CHARS - 1] + "…"
+        return f"{self.letter} ({run_id})"
 
     def setting(self, memory: int) -> Setting | None:
         return next((s for s in self.analysis.settings if s.memory_mb == memory), None)
