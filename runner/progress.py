@@ -25,12 +25,11 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from runner.plan import Plan
 from runner.results import Step
 
-# Seconds a step spends outside its configured load (seeding, the memory change, the workers'
-# final reports, reading the Lambda log), for the ETA until a step has been timed: measured at
-# 3-5 s per step for the local stack with 10 seed items (a short sweep in tests/test_sweep.py).
-STEP_OVERHEAD_GUESS_S = 4.0
+# A phase running past its estimate shows as this share of it done ("nearly"), never 100 %.
+NEARLY_DONE = 0.95
 # The live area redraws this often; the numbers in it change when workers report (every 3 s).
 REFRESH_PER_S = 4
 BAR_WIDTH = 30
@@ -42,17 +41,13 @@ StepPhase = Literal["seeding", "setting memory", "settling", "load"]
 class Planned:
     """The run's plan, known before anything starts: the bar and the ETA count its steps."""
 
-    steps: list[tuple[int, int]]  # (memory MB, repeat) in run order
-    repeats: int
-    settle_s: float
-    warmup_s: float
-    duration_s: float  # the load of one step, its warm-up included
+    plan: Plan  # its steps and how long each part should take (runner/plan.py)
     offered_per_s: float | None  # open model: the arrival rate; closed model: None
 
 
 @dataclass(frozen=True)
 class Note:
-    """A diagnostic: what is starting (the target, the workers)."""
+    """A diagnostic: what is starting (the target, the workers), an interrupt."""
 
     text: str
 
@@ -92,7 +87,8 @@ Event = Planned | Note | Phase | Load | StepDone
 
 @dataclass
 class _State:
-    plan: Planned | None = None
+    plan: Plan | None = None
+    offered_per_s: float | None = None
     note: str = ""
     index: int = 0  # the running step (1-based); 0 before the first
     memory_mb: int = 0
@@ -104,6 +100,9 @@ class _State:
     load: Load | None = None
     finished_s: list[float] = field(default_factory=list)  # wall time of each finished step
     run_started: float = field(default_factory=time.monotonic)
+    first_step: float | None = None  # monotonic: the end of the start-up
+    last_step_done: float | None = None  # monotonic
+    stopping: bool = False  # interrupted: no next step
 
 
 def step_line(step: Step, total: int) -> str:
@@ -135,6 +134,8 @@ def final_lines(sweep: Any, report: Path | None) -> list[tuple[str, str | None]]
             lines.append((f"Recommendation: {verdict.headline}", None))
         else:  # "No recommendation: ..." / "No memory size met the thresholds. ..."
             lines.append((verdict.headline, None))
+    elif sweep.results.status == "interrupted" and sweep.results.problems:
+        lines.append((f"No recommendation: {sweep.results.problems[-1]}.", None))
     return lines
 
 
@@ -198,14 +199,19 @@ class Progress:
         state = self.state
         now = time.monotonic()
         if isinstance(event, Planned):
-            state.plan = event
+            state.plan, state.offered_per_s = event.plan, event.offered_per_s
         elif isinstance(event, Note):
             state.note = event.text
             if self.live is None:
                 self._diagnostic(event.text)
+            elif state.index:  # once steps run, a note is news (an interrupt): it stays
+                state.stopping = True
+                self.live.console.print(Text(event.text), soft_wrap=True)
         elif isinstance(event, Phase):
             if event.index != state.index:
                 state.index, state.step_started = event.index, now
+                if state.first_step is None:
+                    state.first_step = now
                 state.load_started, state.load = None, None
             state.memory_mb, state.repeat = event.memory_mb, event.repeat
             state.phase, state.detail = event.phase, event.detail
@@ -219,6 +225,7 @@ class Progress:
         else:
             if state.index:
                 state.finished_s.append(now - state.step_started)
+            state.last_step_done = now
             state.phase, state.load_started, state.load = None, None, None
             total = len(state.plan.steps) if state.plan else event.step.index
             self._step_summary(step_line(event.step, total))
@@ -257,40 +264,46 @@ class Progress:
         if plan is None:
             return ""
         warmup = f", {plan.warmup_s:g} s warm-up" if plan.warmup_s else ""
-        return f" for {plan.duration_s:g} s{warmup}"
+        return f" for {plan.load_s:g} s{warmup}"
 
     # -- the live area ---------------------------------------------------------------------
 
     def _eta(self, now: float) -> tuple[float, float, float]:
-        """(done, total, remaining) seconds of the run's steps: planned, refined by measured."""
+        """(done, total, remaining) seconds of the run: the plan's estimates (start-up, each
+        step, the end), each step's replaced by the mean of the steps timed so far."""
         state, plan = self.state, self.state.plan
         if plan is None:
             return 0.0, 1.0, 0.0
-        planned = plan.settle_s + plan.duration_s + STEP_OVERHEAD_GUESS_S
-        per_step = sum(state.finished_s) / len(state.finished_s) if state.finished_s else planned
-        steps = len(plan.steps)
+        if state.first_step is not None:
+            start_total = start_done = state.first_step - state.run_started
+        else:
+            start_total = plan.start_s
+            start_done = min(now - state.run_started, NEARLY_DONE * plan.start_s)
         finished = len(state.finished_s)
-        running = now - state.step_started if state.phase is not None else 0.0
-        # A step running longer than the estimate is nearly done, not over 100 %.
-        current = min(running, per_step * 0.95) if state.phase is not None else 0.0
-        done = finished * per_step + current
-        total = steps * per_step
+        per_step = sum(state.finished_s) / finished if finished else plan.step_s
+        running = min(now - state.step_started, NEARLY_DONE * per_step) if state.phase else 0.0
+        end_done = 0.0
+        if finished >= len(plan.steps) and state.last_step_done is not None:
+            end_done = min(now - state.last_step_done, NEARLY_DONE * plan.end_s)
+        total = start_total + len(plan.steps) * per_step + plan.end_s
+        done = start_done + finished * per_step + running + end_done
         return done, total, max(0.0, total - done)
 
     def _phase_text(self, now: float) -> str:
         state, plan = self.state, self.state.plan
         if state.phase is None:
-            if plan is not None and state.finished_s and len(state.finished_s) >= len(plan.steps):
+            last = plan is not None and len(state.finished_s) >= len(plan.steps)
+            if state.finished_s and (last or state.stopping):
                 return "restoring the target, writing results and the report"
             if state.finished_s:
-                return "next step starting"
+                return "next step"
             return state.note or "starting"
         if state.phase == "load" and state.load_started is not None and plan is not None:
             elapsed = now - state.load_started
             if elapsed < plan.warmup_s:
                 return f"warm-up {elapsed:.0f}/{plan.warmup_s:g} s (not measured)"
-            if elapsed < plan.duration_s:
-                window = plan.duration_s - plan.warmup_s
+            if elapsed < plan.load_s:
+                window = plan.load_s - plan.warmup_s
                 return f"measuring {elapsed - plan.warmup_s:.0f}/{window:g} s"
             return "winding down"
         if state.phase == "load":
@@ -302,18 +315,22 @@ class Progress:
         if load is None or plan is None:
             return ""
         parts = []
-        if plan.offered_per_s is not None:
-            parts.append(f"offered {plan.offered_per_s:g}/s")
+        if state.offered_per_s is not None:
+            parts.append(f"offered {state.offered_per_s:g}/s")
         else:
             parts.append(f"users {load.users}")
         in_warmup = state.load_started is not None and now - state.load_started < plan.warmup_s
+        # Until the window has a second of reports: Locust's recent rate, marked "~" (it lags
+        # 2 s and counts the warm-up), or nothing while even that is still 0.
         if load.achieved_rps is not None:
             parts.append(f"achieved {load.achieved_rps:.1f} req/s")
+        elif load.locust_rps <= 0:
+            parts.append("achieved - req/s")
         elif in_warmup:
-            parts.append(f"{load.locust_rps:.1f} req/s in warm-up")
-        else:  # the window's first report is not in: Locust's recent rate, marked as such
+            parts.append(f"~{load.locust_rps:.1f} req/s in warm-up")
+        else:
             parts.append(f"achieved ~{load.locust_rps:.1f} req/s")
-        if plan.offered_per_s is not None:
+        if state.offered_per_s is not None:
             parts.append(f"dropped {load.dropped}")
         parts.append(f"p95 {load.p95_ms:.1f} ms" if load.p95_ms is not None else "p95 -")
         parts.append(f"errors {load.failures}")

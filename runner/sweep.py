@@ -25,7 +25,7 @@ from runner import __version__
 from runner.analysis import analyse, run_verdict
 from runner.errors import MemsweepError
 from runner.lambda_logs import Phases
-from runner.plan import plan_steps
+from runner.plan import describe_plan, plan_steps
 from runner.progress import Event, Load, Note, Phase, Planned, StepDone
 from runner.results import (
     ErrorCount,
@@ -111,6 +111,8 @@ class Sweep:
             self.options.progress(event)
 
     def _on_signal(self, name: str) -> None:
+        if not self.stop_requested:
+            self.say(Note(f"{name}: stopping; this step's results are kept, memory restored"))
         self.stop_requested = name
 
     def run(self) -> int:
@@ -125,11 +127,7 @@ class Sweep:
         load = self.scenario.load
         self.say(
             Planned(
-                steps=plan_steps(self.scenario),
-                repeats=self.scenario.sweep.repeats,
-                settle_s=self.scenario.sweep.settle_s,
-                warmup_s=min(self.scenario.sweep.warmup_s, load.duration_s),
-                duration_s=load.duration_s,
+                plan=describe_plan(self.scenario),
                 offered_per_s=None if isinstance(load, ClosedLoad) else load.rate_per_s,
             )
         )

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.progress import STEP_OVERHEAD_GUESS_S, Load, Phase, Planned, Progress, step_line
+from runner.plan import describe_plan
+from runner.progress import Load, Phase, Planned, Progress, step_line
 from runner.results import read_results
+from runner.scenario import parse_scenario
 from runner.stack import PROJECT_ROOT
 
 # One size, a short load: the fewest seconds that still show every phase of a step.
@@ -129,19 +131,21 @@ def test_given_a_terminal_then_one_status_area_updates_in_place_and_the_pick_is_
 PHASES = ("starting", "seeding", "setting memory", "warm-up", "measuring", "winding down")
 
 
+OPEN = """\
+name: open
+sweep: {memory_mb: [256, 512], settle_s: 0, warmup_s: 2}
+load: {model: open, rate_per_s: 20, duration_s: 10, max_in_flight: 10}
+requests: [{name: ping, body: {operation: ping}}]
+"""
+
+
 def test_given_a_step_past_its_load_then_it_is_winding_down_and_its_figures_stay() -> None:
     # GIVEN an open-model run of two steps, 10 s of load each with a 2 s warm-up
+    plan = describe_plan(parse_scenario(OPEN))
     progress = Progress(quiet=True)
     t0 = time.monotonic()
     for event in (
-        Planned(
-            steps=[(256, 1), (512, 1)],
-            repeats=1,
-            settle_s=0,
-            warmup_s=2,
-            duration_s=10,
-            offered_per_s=20,
-        ),
+        Planned(plan=plan, offered_per_s=20),
         Phase(index=1, memory_mb=256, repeat=1, phase="load"),
         Load(
             elapsed_s=0,
@@ -165,7 +169,9 @@ def test_given_a_step_past_its_load_then_it_is_winding_down_and_its_figures_stay
     assert measuring[1].endswith("measuring 3/8 s")
     assert past[1] == "step 1/2 · 256 MB · repeat 1/1 · winding down"
     assert past[2] == "offered 20/s · achieved 19.5 req/s · dropped 3 · p95 85.3 ms · errors 1"
-    # No step timed yet: the ETA is the plan's (two steps of load + overhead) less 11 s run.
-    left = 2 * (10 + STEP_OVERHEAD_GUESS_S) - 11
-    assert "0/2 steps done" in past[0] and f"ETA 0:{left:02.0f}" in past[0], past[0]
-    assert fraction == pytest.approx(11 / (2 * (10 + STEP_OVERHEAD_GUESS_S)), abs=0.01)
+    # AND the ETA is the plan's (start-up done, two steps, the end) less the 11 s run so far
+    total = 2 * plan.step_s + plan.end_s
+    eta = re.search(r"ETA (\d+):(\d\d)", past[0])
+    assert "0/2 steps done" in past[0] and eta, past[0]
+    assert abs(int(eta[1]) * 60 + int(eta[2]) - (total - 11)) <= 1, (past[0], total)
+    assert fraction == pytest.approx(11 / total, abs=0.02)
