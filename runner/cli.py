@@ -480,20 +480,30 @@ def _run_scenario(args: argparse.Namespace) -> int:
 
 def _report_after_run(results_path: Path) -> Path | None:
     """Every run ends with its report, also a failed or interrupted one (partial results),
-    and the files other tools read (summary.csv, JUnit XML, a Markdown summary)."""
+    and the files other tools read (summary.csv, JUnit XML, a Markdown summary). One failing
+    does not stop the other."""
     if not results_path.exists():
         return None
     from runner.exports import write_exports
     from runner.report import write_report
 
+    _after_run(
+        "the files for other tools (summary.csv, junit.xml, summary.md)",
+        write_exports,
+        results_path,
+    )
+    report: Path | None = _after_run("the report", lambda path: write_report([path]), results_path)
+    return report
+
+
+def _after_run(what: str, write: Callable[[Path], Any], results_path: Path) -> Any:
     try:
-        write_exports(results_path)
-        return write_report([results_path])
+        return write(results_path)
     except Exception as exc:  # the run's own outcome and exit code stand
         if os.environ.get("MEMSWEEP_DEBUG"):
             raise
         why = str(exc) if isinstance(exc, MemsweepError) else f"internal error: {exc!r}"
-        print(f"memsweep: the report was not written: {why}", file=sys.stderr)
+        print(f"memsweep: {what} not written: {why}", file=sys.stderr)
         return None
 
 
