@@ -704,27 +704,6 @@ def exit_code(analysis: Analysis) -> int:
     return 1 if analysis.recommendation.none_meet else 0
 
 
-def compare_runs(a: Analysis, b: Analysis) -> list[Comparison]:
-    """Run b against run a at each memory size both measured (e.g. before/after a change)."""
-    a_settings = {s.memory_mb: s for s in a.settings if s.requests}
-    out = []
-    for setting in b.settings:
-        before = a_settings.get(setting.memory_mb)
-        if before is None:
-            continue
-        for difference in compare_many(
-            before.histogram, setting.histogram, COMPARED_STATISTICS
-        ).values():
-            out.append(
-                Comparison(
-                    f"{a.results.run_id} at {setting.memory_mb} MB",
-                    f"{b.results.run_id} at {setting.memory_mb} MB",
-                    difference,
-                )
-            )
-    return out
-
-
 # Metrics `report A B` compares per size: latency with bootstrap intervals of the difference,
 # the rest as plain deltas (counts and prices have no resampling here).
 RUN_METRICS_WITH_INTERVALS = COMPARED_STATISTICS

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from runner.analysis import Analysis, Setting, Verdict, analyse
 from runner.errors import BadInput
-from runner.report import NO_VALUE, _write_atomically, ms
+from runner.report import NO_VALUE, ms, write_atomically
 from runner.results import Confidence, read_results
 
 SUMMARY_CSV = "summary.csv"
@@ -89,7 +89,7 @@ def write_exports(results_path: Path) -> list[Path]:
     for name, text in files.items():
         target = results_path.parent / name
         try:
-            _write_atomically(target, text)
+            write_atomically(target, text)
         except OSError as exc:
             raise BadInput(f"{target}: cannot write it: {exc.strerror or exc}") from None
         written.append(target)

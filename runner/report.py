@@ -578,7 +578,7 @@ def write_report(inputs: list[str | Path], output: Path | None = None) -> Path:
     html = render(analyses, pair=pair)
     target = output or default_output(paths)
     try:
-        _write_atomically(target, html)
+        write_atomically(target, html)
     except OSError as exc:
         raise BadInput(f"{target}: cannot write the report: {exc.strerror or exc}") from None
     return target
@@ -588,7 +588,7 @@ def write_report(inputs: list[str | Path], output: Path | None = None) -> Path:
 REPORT_MODE = 0o644
 
 
-def _write_atomically(target: Path, text: str) -> None:
+def write_atomically(target: Path, text: str) -> None:
     """Through a temporary file of our own (created exclusively, with a name nobody can
     guess), then renamed over the target: a link planted beside the report is never
     followed, and a reader never sees half a report."""
