@@ -224,6 +224,11 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     host = config["url"]
     MemsweepUser.host = host
     OpenModelUser.host = host
+    if isinstance(environment.runner, WorkerRunner) and RECORDER.measure_from > time.time():
+        # Locust's own statistics (its per-step CSVs) start with the measured window too: the
+        # master resets its copy as the warm-up ends; this drops what the worker counted in
+        # the warm-up and has not reported yet (up to 3 s of it).
+        gevent.spawn_later(RECORDER.measure_from - time.time(), environment.runner.stats.reset_all)
 
 
 def _between(low: float, high: float) -> Any:
