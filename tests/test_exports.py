@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +20,7 @@ import pytest
 from runner.analysis import analyse, run_verdict
 from runner.exports import SUMMARY_COLUMNS, write_exports
 from runner.results import Results, Trust, read_results, write_results
-from runner.stack import PROJECT_ROOT
 from tests.test_report import XSS, make_results, make_step
-from tests.test_sweep import finish, start_run
 
 # 128 MB: p95 ≈ 98 ms; 256 MB (two repeats): ≈ 49 ms; 1024 MB: ≈ 20 ms (test_report.py).
 THRESHOLDS = {"p95_ms": 60, "error_rate": 0.01}
@@ -223,85 +219,44 @@ def test_given_markup_and_control_characters_in_the_scenario_name_then_every_fil
 
 
 # --- a real run: the CLI writes the files, and Locust's own CSVs --------------------------------
+# Checked on test_sweep.py's two-worker sweep (one real run fewer in CI), which calls this.
 
-STUB = """\
-import http.server, sys
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-    def log_message(self, *args):
-        pass
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"""
-URL_SCENARIO = """\
-name: exports
-target: {{kind: url, url: "http://127.0.0.1:{port}/dev/DynamoDBManager"}}
-sweep: {{memory_mb: [256], settle_s: 0, warmup_s: 1}}
-load:
-  stages: [{{users: 2, duration_s: 2}}]
-  think_time: {{min_s: 0.02, max_s: 0.05}}
-requests:
-  - name: ping
-    body: {{operation: ping}}
-thresholds: {{p95_ms: 1000}}
-workers: {{local: 1}}
-"""
 LOCUST_FILES = ("_stats.csv", "_stats_history.csv", "_failures.csv", "_exceptions.csv")
 
 
-def test_given_a_real_run_then_its_directory_has_the_exports_and_locust_csvs_with_memory(
-    tmp_path: Path,
-) -> None:
-    stub = subprocess.Popen(
-        [sys.executable, "-c", STUB], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT
-    )
-    try:
-        assert stub.stdout is not None
-        port = int(stub.stdout.readline())
-        path = tmp_path / "url.yaml"
-        path.write_text(URL_SCENARIO.format(port=port))
-        code, output = finish(start_run(path, tmp_path))
-    finally:
-        stub.kill()
-        stub.wait()
-    assert code == 0, output
-    run = tmp_path / "reports" / "test"
-    results = read_results(run / "results.json")
-    (step,) = results.steps
+def check_a_real_runs_directory(run: Path, results: Results) -> None:
+    """A run's exports hold its figures; Locust's files have their header and memory_mb."""
+    rows = {row["memory_mb"]: row for row in csv_rows(run / "summary.csv")}
+    assert sorted(rows) == sorted(str(step.memory_mb) for step in results.steps)
+    cases = junit_cases(run / "junit.xml")
+    assert cases and all(case.is_passed for case in cases.values())
+    assert results.verdict is not None and results.verdict.recommended_mb is not None
+    pick = results.verdict.recommended_mb
+    assert rows[str(pick)]["verdict"] == "recommended"
+    assert f"**Recommendation: {pick} MB.**" in (run / "summary.md").read_text()
+    for step in results.steps:
+        row = rows[str(step.memory_mb)]
+        assert int(row["requests"]) == step.requests > 0  # one repeat: the step's own figures
+        assert float(row["p95_ms"]) == step.latency.p95
 
-    # The CLI wrote the exports beside results.json, with the same figures.
-    (row,) = csv_rows(run / "summary.csv")
-    assert (row["memory_mb"], row["verdict"]) == ("256", "recommended")
-    assert int(row["requests"]) == step.requests > 0
-    assert float(row["p95_ms"]) == step.latency.p95
-    assert all(case.is_passed for case in junit_cases(run / "junit.xml").values())
-    assert "**Recommendation: 256 MB.**" in (run / "summary.md").read_text()
-
-    # Locust's files: every CSV has its header and a memory_mb column, also with no rows.
-    base = run / "locust" / "step01-256mb-r1"
-    assert sorted(step.locust_files) == sorted(
-        [f"{base}{suffix}" for suffix in LOCUST_FILES] + [f"{base}_stats.json"]
-    )
-    tables = {}
-    for suffix in LOCUST_FILES:
-        with open(f"{base}{suffix}", newline="") as handle:
-            reader = csv.DictReader(handle)
-            assert reader.fieldnames and reader.fieldnames[0] == "memory_mb", suffix
-            tables[suffix] = list(reader)
-            assert all(r["memory_mb"] == "256" for r in tables[suffix])
-    assert tables["_failures.csv"] == [] and tables["_exceptions.csv"] == []
-    aggregated = tables["_stats.csv"][-1]
-    assert aggregated["Name"] == "Aggregated" and int(aggregated["Request Count"]) > 0
-    # Counted from the end of the warm-up: the history starts there, and ends with the totals.
-    history = tables["_stats_history.csv"]
-    assert int(history[0]["Timestamp"]) >= int(step.window_start)
-    assert history[-1]["Total Request Count"] == aggregated["Request Count"]
-    entries = json.loads(Path(f"{base}_stats.json").read_text())
-    assert entries and all(entry["memory_mb"] == 256 for entry in entries)
+        # Locust's files: every CSV has its header and a memory_mb column, also with no rows.
+        base = run / "locust" / f"step{step.index:02d}-{step.memory_mb}mb-r{step.repeat}"
+        assert sorted(step.locust_files) == sorted(
+            [f"{base}{suffix}" for suffix in LOCUST_FILES] + [f"{base}_stats.json"]
+        )
+        tables = {}
+        for suffix in LOCUST_FILES:
+            with open(f"{base}{suffix}", newline="") as handle:
+                reader = csv.DictReader(handle)
+                assert reader.fieldnames and reader.fieldnames[0] == "memory_mb", suffix
+                tables[suffix] = list(reader)
+                assert all(r["memory_mb"] == str(step.memory_mb) for r in tables[suffix])
+        assert tables["_failures.csv"] == [] and tables["_exceptions.csv"] == []
+        aggregated = tables["_stats.csv"][-1]
+        assert aggregated["Name"] == "Aggregated" and int(aggregated["Request Count"]) > 0
+        # Counted from the end of the warm-up: the history starts there, ends with the totals.
+        history = tables["_stats_history.csv"]
+        assert int(history[0]["Timestamp"]) >= int(step.window_start)
+        assert history[-1]["Total Request Count"] == aggregated["Request Count"]
+        entries = json.loads(Path(f"{base}_stats.json").read_text())
+        assert entries and all(entry["memory_mb"] == step.memory_mb for entry in entries)

@@ -165,6 +165,10 @@ def test_given_a_short_sweep_with_two_workers_then_valid_results_for_each_memory
     assert data["schema_version"] == 2
     assert data["verdict"]["exit_code"] == 0 and data["verdict"]["recommended_mb"] in (512, 1024)
     assert data["scenario_text"].startswith("name: short sweep")
+    # summary.csv, junit.xml, summary.md and Locust's own CSVs beside it.
+    from tests.test_exports import check_a_real_runs_directory
+
+    check_a_real_runs_directory(run_dir, results)
 
 
 def test_given_a_remote_worker_joining_by_command_line_then_it_carries_the_load(
