@@ -17,6 +17,7 @@ import pytest
 from runner.progress import step_line
 from runner.results import read_results
 from runner.stack import PROJECT_ROOT
+from tests.test_exports import check_a_real_runs_directory
 from tests.test_local_stack import alive, wait_until
 
 SHORT = """\
@@ -166,8 +167,6 @@ def test_given_a_short_sweep_with_two_workers_then_valid_results_for_each_memory
     assert data["verdict"]["exit_code"] == 0 and data["verdict"]["recommended_mb"] in (512, 1024)
     assert data["scenario_text"].startswith("name: short sweep")
     # summary.csv, junit.xml, summary.md and Locust's own CSVs beside it.
-    from tests.test_exports import check_a_real_runs_directory
-
     check_a_real_runs_directory(run_dir, results)
 
 
