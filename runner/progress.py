@@ -122,7 +122,8 @@ def step_line(step: Step, total: int) -> str:
 
 
 def final_lines(sweep: Any, report: Path | None) -> list[tuple[str, str | None]]:
-    """The run's last lines as (text, link): results, report, confidence, the recommendation."""
+    """The run's last lines as (text, the URI in it to link): results, report, confidence, and
+    the recommendation last."""
     lines: list[tuple[str, str | None]] = [(f"results: {Path(sweep.results_path).resolve()}", None)]
     if report is not None:
         uri = Path(report).resolve().as_uri()
@@ -232,15 +233,26 @@ class Progress:
 
     def done(self, sweep: Any, report: Path | None) -> None:
         """The run's final lines, after every step's own: the recommendation is the last."""
+        was_live = self.live is not None
         self._stop_live()
         lines = final_lines(sweep, report)
         if self.stdout_is_tty and not self.quiet:
-            console = Console(file=self.out)
-            for text, link in lines:
-                console.print(Text(text, style=Style(link=link) if link else ""), soft_wrap=True)
+            self._print_linked(Console(file=self.out), lines)
             return
+        if was_live:  # stdout is a file or a pipe: the terminal gets the answer too
+            self._print_linked(self.console, lines)
         for text, _ in lines:
             print(text, file=self.out, flush=True)
+
+    @staticmethod
+    def _print_linked(console: Console, lines: list[tuple[str, str | None]]) -> None:
+        """The plain text, the report's file:// URI also a terminal link (OSC 8)."""
+        for text, link in lines:
+            line = Text(text)
+            if link:
+                start = text.index(link)
+                line.stylize(Style(link=link), start, start + len(link))
+            console.print(line, soft_wrap=True)
 
     # -- output ----------------------------------------------------------------------------
 

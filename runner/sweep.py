@@ -49,6 +49,9 @@ from runner.trust import HostSnapshot, cpu_delivery, host_snapshot, judge
 
 # A step whose requests mostly failed to connect means the target is down, not slow.
 TARGET_DOWN_SHARE = 0.5
+# The live rate waits for this much of the window in the workers' reports (they come every
+# 3 s): a shorter span would swing with each report.
+MIN_RATE_SPAN_S = 0.5
 _CONNECTION_ERRORS = re.compile(r"(Connection|Refused|Reset|Timeout|timed out|EOF|Broken)", re.I)
 
 
@@ -420,7 +423,7 @@ def load_tick(state: dict[str, Any]) -> Load:
         requests=requests,
         failures=failures,
         dropped=data.dropped,
-        achieved_rps=requests / span if span >= 1.0 else None,
+        achieved_rps=requests / span if span >= MIN_RATE_SPAN_S else None,
         p95_ms=data.total.get_value_at_percentile(95) / 1000 if count else None,
         locust_rps=float(state["stats"]["rps"]),
     )
