@@ -313,10 +313,10 @@ class Progress:
         if state.phase == "load" and state.load_started is not None and plan is not None:
             elapsed = now - state.load_started
             if elapsed < plan.warmup_s:
-                return f"warm-up {elapsed:.0f}/{plan.warmup_s:g} s (not measured)"
+                return f"warm-up {int(elapsed)}/{plan.warmup_s:g} s (not measured)"
             if elapsed < plan.load_s:
                 window = plan.load_s - plan.warmup_s
-                return f"measuring {elapsed - plan.warmup_s:.0f}/{window:g} s"
+                return f"measuring {int(elapsed - plan.warmup_s)}/{window:g} s"
             return "winding down"
         if state.phase == "load":
             return "load starting"

@@ -160,8 +160,8 @@ def test_given_a_step_past_its_load_then_it_is_winding_down_and_its_figures_stay
     ):
         progress.update(event)
     # WHEN the status is drawn in the warm-up, in the window, and after the load's end
-    _, warmup = progress.status(t0 + 1)
-    _, measuring = progress.status(t0 + 5.2)
+    _, warmup = progress.status(t0 + 1.5)
+    _, measuring = progress.status(t0 + 5.5)
     fraction, past = progress.status(t0 + 11)
     # THEN the phase follows the clock, the load line shows offered vs achieved, drops, the
     # measured p95 as given and errors, and past the end it is "winding down", nothing left
