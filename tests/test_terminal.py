@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -55,6 +56,7 @@ def test_given_a_terminal_then_one_status_area_updates_in_place_and_the_pick_is_
     tmp_path: Path,
 ) -> None:
     # GIVEN a one-size sweep started in a 160x50 terminal
+    assert shutil.which("tmux"), "tmux is needed for this test: apt-get install tmux"
     (tmp_path / "scenario.yaml").write_text(SCENARIO)
     command = (
         f"{sys.executable} -m runner {tmp_path / 'scenario.yaml'} --out {tmp_path / 'reports'} "
