@@ -31,20 +31,9 @@ from runner.scenario import (
     with_overrides,
 )
 from runner.stack import PROJECT_ROOT
+from tests.test_scenario_hostile import GOOD  # a minimal valid scenario
 
 SCENARIOS = PROJECT_ROOT / "scenarios"
-
-GOOD = """\
-name: ok
-sweep:
-  memory_mb: [128, 1024]
-load:
-  stages:
-    - {users: 3, duration_s: 30}
-requests:
-  - name: list
-    body: {operation: list, payload: {}}
-"""
 
 
 def errors(text: str) -> list[str]:
