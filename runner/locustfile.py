@@ -1,10 +1,13 @@
 """The users memsweep's Locust workers run. Self-contained: stock `locust --worker -f -` works.
 
-The master passes each step's configuration as the custom argument `--memsweep-step` (JSON),
-which Locust forwards inside every spawn message, so it reaches workers atomically with the
-start of the step. Workers record every measured request into full-resolution HDR
-histograms (Locust's own percentiles keep ~2 significant figures) keyed by step id, and send
-the deltas with each report, so a late report can never land in the wrong step.
+The master passes each step's configuration (`StepConfig`) as the custom argument
+`--memsweep-step` (JSON), which Locust forwards inside every spawn message, so it reaches
+workers atomically with the start of the step. Workers record every measured request into
+full-resolution HDR histograms (Locust's own percentiles keep ~2 significant figures) keyed by
+step id, and send the deltas with each report (`WorkerReport`), so a late report can never land
+in the wrong step. Both ends import the types below; the master builds the config in one place
+(runner/swarm.py `build_step_config`) and the worker reads it as sent, with no defaults of its
+own.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 import uuid
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict, cast
 
 import gevent
 import locust.runners
@@ -37,7 +40,7 @@ HDR_DIGITS = 3
 _PROCESS_PREFIX = uuid.uuid4().hex[:10]
 _SEQUENCE = itertools.count(1)
 TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-PROTOCOL_VERSION = 2  # bumped when the step config or report format changes
+PROTOCOL_VERSION = 3  # bumped when the step config or report format changes
 # What the master and every worker must share: this file, byte for byte. A stock
 # `locust --worker -f -` fetches it from the master; `python -m runner worker` runs its own
 # installed copy, which the master's step config lets the worker check before it sends a byte.
@@ -75,6 +78,100 @@ def new_second_histogram() -> HdrHistogram:
     return _acyclic(HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, SECOND_DIGITS))
 
 
+# --- the master <-> worker protocol -------------------------------------------------------------
+# Standard library types only: a stock worker runs this file as the master sends it.
+
+
+class RequestConfig(TypedDict):
+    """One request of the mix, as the scenario's RequestSpec dumps it to JSON."""
+
+    name: str
+    weight: float
+    method: str
+    path: str | None  # None: the target's URL
+    body: Any  # JSON; strings may hold {{...}} templates
+    headers: dict[str, str]
+    expect_status: list[int]
+
+
+class ClosedStepLoad(TypedDict):
+    model: Literal["closed"]
+    think_time: list[float]  # [min_s, max_s]: each user's wait between its requests
+
+
+class OpenStepLoad(TypedDict):
+    model: Literal["open"]
+    rate_per_s: float  # for the whole swarm: each worker takes 1/workers of it
+    max_in_flight: int  # for the whole swarm, likewise
+    arrivals: Literal["poisson", "uniform"]
+
+
+class StepConfig(TypedDict):
+    """Everything a worker needs for one step; every field is always present."""
+
+    # What a worker checks before it sends a byte (`mismatch`).
+    protocol: int
+    locustfile_sha256: str
+    memsweep_version: str
+    step: str  # the step id its reports are keyed by
+    url: str  # the target's URL (scheme://host:port/path)
+    headers: dict[str, str]  # the target's headers (the API key)
+    requests: list[RequestConfig]
+    seeded: list[str]  # ids {{seeded}} picks from
+    load: ClosedStepLoad | OpenStepLoad
+    warmup_s: float
+    workers: int  # how many workers share the load
+    window: list[float]  # [from, until): the measured window, epoch seconds, master's clock
+
+
+class SecondRecord(TypedDict):
+    """One second of one worker's measured requests (latencies in ms)."""
+
+    n: int
+    failures: int
+    sum_ms: float
+    histogram: str  # HDR-encoded, SECOND_DIGITS significant figures
+
+
+class WorkerReport(TypedDict):
+    """What a worker adds to each Locust report (`data["memsweep"]`): deltas since the last."""
+
+    protocol: int
+    step: str
+    final: bool  # the worker's last report of the step (sent after `stop`)
+    total: str | None  # HDR-encoded; None when nothing was measured
+    by_name: dict[str, str]  # request name -> HDR-encoded
+    counts: dict[str, list[int]]  # request name -> [requests, failures]
+    errors: dict[str, int]  # "name\tkind" -> count
+    seconds: dict[str, SecondRecord]  # epoch second (as text) -> its record
+    dropped: int  # open model: arrivals over max_in_flight, in the measured window
+    unmeasured: int  # requests that started outside the measured window
+
+
+# Where a worker's report travels in Locust's own report message.
+REPORT_KEY = "memsweep"
+
+
+class _Second:
+    """One second being counted on a worker (the per-request path: kept lean)."""
+
+    __slots__ = ("failures", "histogram", "n", "sum_ms")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.failures = 0
+        self.sum_ms = 0.0
+        self.histogram = new_second_histogram()
+
+    def record(self) -> SecondRecord:
+        return {
+            "n": self.n,
+            "failures": self.failures,
+            "sum_ms": self.sum_ms,
+            "histogram": self.histogram.encode().decode(),
+        }
+
+
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser: Any) -> None:
     parser.add_argument(
@@ -86,7 +183,7 @@ class StepRecorder:
     """This worker's measurements for the current step, sent as deltas with each report."""
 
     def __init__(self) -> None:
-        self.config: dict[str, Any] = {}
+        self.config: StepConfig | None = None  # None until a step this worker may run
         self.refused = ""
         self.step = ""
         self.measure_from = 0.0
@@ -98,15 +195,21 @@ class StepRecorder:
         self.by_name: dict[str, HdrHistogram] = {}
         self.counts: dict[str, list[int]] = {}  # name -> [requests, failures]
         self.errors: dict[str, int] = {}  # "name\tkind" -> count
-        self.seconds: dict[int, list[Any]] = {}  # epoch second -> [n, failures, sum_ms, hist]
+        self.seconds: dict[int, _Second] = {}  # epoch second -> its counts
         self.dropped = 0
         self.unmeasured = 0
 
-    def configure(self, config: dict[str, Any]) -> None:
-        self.refused = mismatch(config)
-        self.config = config
-        self.step = str(config.get("step", ""))
-        self.measure_from, self.measure_until = measured_window(config)
+    def configure(self, sent: dict[str, Any]) -> None:
+        """Take the master's step config; one this worker may not run leaves it idle."""
+        self.refused = mismatch(sent)
+        self.step = str(sent.get("step", ""))  # a refused step is still reported, empty
+        if self.refused:
+            self.config = None
+            self.measure_from, self.measure_until = float("inf"), float("inf")
+        else:
+            # Same protocol and locustfile as the master's: it is a StepConfig, field for field.
+            self.config = cast(StepConfig, sent)
+            self.measure_from, self.measure_until = measured_window(self.config)
         self.reset()
 
     def record(self, name: str, response_ms: float, error: Any) -> None:
@@ -125,18 +228,18 @@ class StepRecorder:
         counts[0] += 1
         second = self.seconds.get(int(now))
         if second is None:
-            second = self.seconds[int(now)] = [0, 0, 0.0, new_second_histogram()]
-        second[0] += 1
-        second[2] += response_ms
-        second[3].record_value(value)
+            second = self.seconds[int(now)] = _Second()
+        second.n += 1
+        second.sum_ms += response_ms
+        second.histogram.record_value(value)
         if error is not None:
             counts[1] += 1
-            second[1] += 1
+            second.failures += 1
             key = f"{name}\t{describe_error(error)}"
             self.errors[key] = self.errors.get(key, 0) + 1
 
-    def report(self, *, final: bool) -> dict[str, Any]:
-        data = {
+    def report(self, *, final: bool) -> WorkerReport:
+        data: WorkerReport = {
             "protocol": PROTOCOL_VERSION,
             "step": self.step,
             "final": final,
@@ -144,10 +247,7 @@ class StepRecorder:
             "by_name": {name: hist.encode().decode() for name, hist in self.by_name.items()},
             "counts": self.counts,
             "errors": self.errors,
-            "seconds": {
-                str(sec): [n, failures, total_ms, hist.encode().decode()]
-                for sec, (n, failures, total_ms, hist) in self.seconds.items()
-            },
+            "seconds": {str(sec): second.record() for sec, second in self.seconds.items()},
             "dropped": self.dropped,
             "unmeasured": self.unmeasured,
         }
@@ -162,21 +262,20 @@ class StepRecorder:
 CLOCK_AGREEMENT_S = 1.0
 
 
-def measured_window(config: dict[str, Any]) -> tuple[float, float]:
+def measured_window(config: StepConfig) -> tuple[float, float]:
     """[from, until) in epoch seconds: the master's window when this clock agrees with its."""
-    warmup = float(config.get("warmup_s", 0.0))
-    local_from = time.time() + warmup
-    window = config.get("window")
-    if isinstance(window, list) and len(window) == 2:
-        start, end = float(window[0]), float(window[1])
-        if abs(start - local_from) <= CLOCK_AGREEMENT_S:
-            return start, end
-        return local_from, local_from + (end - start)
-    return local_from, float("inf")
+    local_from = time.time() + config["warmup_s"]
+    start, end = config["window"]
+    if abs(start - local_from) <= CLOCK_AGREEMENT_S:
+        return start, end
+    return local_from, local_from + (end - start)
 
 
 def mismatch(config: dict[str, Any]) -> str:
-    """Why this worker must not run a step the master configured, or "" if it may."""
+    """Why this worker must not run a step the master configured, or "" if it may.
+
+    The config comes from a master of any version, so this alone reads it defensively.
+    """
     if config.get("protocol") != PROTOCOL_VERSION:
         return (
             f"step protocol {config.get('protocol')!r} from the master, this worker speaks "
@@ -213,13 +312,15 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     raw = getattr(options, "memsweep_step", "") if options else ""
     if not raw:
         return
-    config = json.loads(raw)
-    RECORDER.configure(config)
-    if RECORDER.refused and isinstance(environment.runner, WorkerRunner):
-        # Tell the master at once; this worker's users stay idle (see MemsweepUser).
-        environment.runner.send_message("memsweep_refused", {"reason": RECORDER.refused})
-    think = config.get("think_time") or [0.0, 0.0]
-    low, high = float(think[0]), float(think[1])
+    RECORDER.configure(json.loads(raw))
+    config = RECORDER.config
+    if config is None:
+        if isinstance(environment.runner, WorkerRunner):
+            # Tell the master at once; this worker's users stay idle (see MemsweepUser).
+            environment.runner.send_message("memsweep_refused", {"reason": RECORDER.refused})
+        return
+    load = config["load"]
+    low, high = load["think_time"] if load["model"] == "closed" else (0.0, 0.0)
     MemsweepUser.wait_time = constant(low) if low == high else _between(low, high)
     host = config["url"]
     MemsweepUser.host = host
@@ -247,7 +348,7 @@ def _on_report(client_id: str, data: dict[str, Any]) -> None:
     runner = getattr(_on_report, "runner", None)
     # After `stop` the worker sends one last report: that one closes the step for it.
     final = runner is not None and runner.state == "stopped"
-    data["memsweep"] = RECORDER.report(final=final)
+    data[REPORT_KEY] = RECORDER.report(final=final)
 
 
 @events.init.add_listener
@@ -307,21 +408,21 @@ class Prepared:
     """One request of the mix with everything that does not change per request worked out
     once (the generator's own CPU per request is a benchmark figure: bench/PROFILE.md)."""
 
-    def __init__(self, spec: dict[str, Any], config: dict[str, Any]) -> None:
-        self.name = str(spec["name"])
-        self.method = str(spec.get("method", "POST"))
-        base = str(config.get("url", ""))
-        url = spec.get("path") or base
+    def __init__(self, spec: RequestConfig, config: StepConfig) -> None:
+        self.name = spec["name"]
+        self.method = spec["method"]
+        base = config["url"]
+        url = spec["path"] or base
         if not url.startswith(("http://", "https://")):
             url = "/".join(base.split("/", 3)[:3]) + url  # scheme://host:port + path
         self.url = url  # absolute: the target's URL carries a path (/dev/DynamoDBManager)
         self.headers = {
             "Content-Type": "application/json",
-            **config.get("headers", {}),
-            **spec.get("headers", {}),
+            **config["headers"],
+            **spec["headers"],
         }
-        self.expected = frozenset(spec.get("expect_status", [200]))
-        self.body = spec.get("body")
+        self.expected = frozenset(spec["expect_status"])
+        self.body = spec["body"]
         text = None if self.body is None else json.dumps(self.body)
         # A body without templates is the same bytes every time: serialise it once.
         self.fixed = None if text is None or TEMPLATE.search(text) else text
@@ -333,12 +434,15 @@ class Prepared:
 
 
 class _Mix:
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.requests = [Prepared(spec, config) for spec in config.get("requests", [])]
-        self.cumulative = list(
-            itertools.accumulate(float(r.get("weight", 1.0)) for r in config.get("requests", []))
-        )
-        self.templates = Templates(config.get("seeded", []))
+    def __init__(self, config: StepConfig | None) -> None:
+        """The step's request mix; empty for a step this worker refused."""
+        self.requests: list[Prepared] = []
+        self.cumulative: list[float] = []
+        self.templates = Templates([])
+        if config is not None:
+            self.requests = [Prepared(spec, config) for spec in config["requests"]]
+            self.cumulative = list(itertools.accumulate(r["weight"] for r in config["requests"]))
+            self.templates = Templates(config["seeded"])
 
     def pick(self) -> Prepared:
         if len(self.requests) == 1:
@@ -404,6 +508,13 @@ class MemsweepUser(FastHttpUser):
             gevent.sleep(1)
 
 
+def _open_load(config: StepConfig | None) -> OpenStepLoad | None:
+    if config is None:
+        return None
+    load = config["load"]
+    return load if load["model"] == "open" else None
+
+
 class OpenModelUser(FastHttpUser):
     """Open model: one per worker; starts requests at the arrival rate whatever the target does."""
 
@@ -412,17 +523,20 @@ class OpenModelUser(FastHttpUser):
     concurrency = 1000
 
     def on_start(self) -> None:
-        self.mix = _Mix(RECORDER.config)
         config = RECORDER.config
-        workers = max(1, int(config.get("workers", 1)))
-        self.rate = float(config.get("rate_per_s", 1.0)) / workers
-        self.cap = max(1, int(config.get("max_in_flight", 100)) // workers)
-        self.poisson = config.get("arrivals", "poisson") == "poisson"
+        self.mix = _Mix(config)
+        self.open = _open_load(config)
+        if config is None or self.open is None:  # a refused step: this user stays idle
+            return
+        workers = max(1, config["workers"])
+        self.rate = self.open["rate_per_s"] / workers
+        self.cap = max(1, self.open["max_in_flight"] // workers)
+        self.poisson = self.open["arrivals"] == "poisson"
         self.in_flight = Semaphore(self.cap)
 
     @task
     def arrivals(self) -> None:
-        if RECORDER.refused:
+        if RECORDER.refused or self.open is None:
             gevent.sleep(1)
             return
         next_at = time.monotonic()

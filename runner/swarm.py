@@ -18,10 +18,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gevent
 import locust
@@ -30,11 +30,24 @@ from locust.env import Environment
 from locust.exception import RPCError
 from locust.runners import STATE_MISSING, MasterRunner
 
-from runner import __version__, locustfile
+from runner import __version__, locustfile, swarm_rules
 from runner.children import detached_but_tied
 from runner.errors import BadInput, MemsweepError
-from runner.scenario import ClosedLoad, OpenLoad
+from runner.locustfile import (
+    REPORT_KEY,
+    ClosedStepLoad,
+    OpenStepLoad,
+    RequestConfig,
+    SecondRecord,
+    StepConfig,
+    WorkerReport,
+)
+from runner.scenario import ClosedLoad, OpenLoad, RequestSpec
 from runner.stats import decode, empty_histogram
+from runner.swarm_rules import ANY_ADDRESS, local_dial_host, newly_lost, owing_final_report
+
+if swarm_rules.STATE_MISSING != STATE_MISSING:  # the pure rules spell Locust's state themselves
+    raise ImportError(f"Locust's missing-worker state is now {STATE_MISSING!r}: update swarm_rules")
 
 LOCUSTFILE = Path(locustfile.__file__).resolve()
 # Locust marks a silent worker missing after ~3 heartbeats (measured 3.4-4.4 s).
@@ -45,12 +58,139 @@ READY_TIMEOUT_S = 15.0
 # A per-second histogram is reduced to its p95 this long after its second (reports come
 # every 3 s; LOCUST_FACTS.md).
 SEAL_AFTER_S = 10
-# Addresses that mean "every interface": a local worker cannot dial them, it dials loopback.
-ANY_ADDRESS = {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+# {{seeded}} picks from at most this many ids: they travel in every spawn message.
+SEEDED_SENT_MAX = 10_000
 
 
 class SwarmError(MemsweepError):
     exit_code = 3
+
+
+@dataclass(frozen=True)
+class StepTraffic:
+    """What the users send in a step: the target's URL and headers, the scenario's mix."""
+
+    url: str
+    headers: Mapping[str, str]
+    requests: Sequence[RequestSpec]
+    seeded: Sequence[str] = ()  # ids written before the step, for {{seeded}}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> StepTraffic:
+        """The same from the partial config dict callers built before StepTraffic existed
+        (url, headers, requests as RequestSpec dumps, seeded; its load keys come from `load`)."""
+        return cls(
+            url=str(config["url"]),
+            headers=dict(config.get("headers", {})),
+            requests=[RequestSpec.model_validate(spec) for spec in config.get("requests", [])],
+            seeded=list(config.get("seeded", [])),
+        )
+
+
+def build_step_config(
+    *,
+    step_id: str,
+    traffic: StepTraffic,
+    load: ClosedLoad | OpenLoad,
+    warmup_s: float,
+    workers: int,
+    window: tuple[float, float],
+) -> StepConfig:
+    """The one place a step's config for the workers is made (runner/locustfile.py reads it)."""
+    step_load: ClosedStepLoad | OpenStepLoad
+    if isinstance(load, OpenLoad):
+        step_load = {
+            "model": "open",
+            "rate_per_s": load.rate_per_s,
+            "max_in_flight": load.max_in_flight,
+            "arrivals": load.arrivals,
+        }
+    else:
+        step_load = {
+            "model": "closed",
+            "think_time": [load.think_time.min_s, load.think_time.max_s],
+        }
+    return {
+        # What a worker checks before it sends a byte (locustfile.mismatch).
+        "protocol": locustfile.PROTOCOL_VERSION,
+        "locustfile_sha256": locustfile.LOCUSTFILE_SHA256,
+        "memsweep_version": __version__,
+        "step": step_id,
+        "url": traffic.url,
+        "headers": dict(traffic.headers),
+        "requests": [_request_config(spec) for spec in traffic.requests],
+        "seeded": list(traffic.seeded[:SEEDED_SENT_MAX]),
+        "load": step_load,
+        "warmup_s": warmup_s,
+        "workers": workers,
+        "window": [window[0], window[1]],
+    }
+
+
+def _request_config(spec: RequestSpec) -> RequestConfig:
+    dumped = spec.model_dump(mode="json")  # the body as JSON text would hold it
+    return {
+        "name": spec.name,
+        "weight": spec.weight,
+        "method": spec.method,
+        "path": spec.path,
+        "body": dumped["body"],
+        "headers": dict(spec.headers),
+        "expect_status": list(dumped["expect_status"]),
+    }
+
+
+@dataclass(slots=True)
+class SecondStats:
+    """One second of a step, merged on the master from every worker's SecondRecord.
+
+    Its histogram is replaced by its p95 once sealed (SEAL_AFTER_S): the master's memory then
+    grows with seconds of load, not requests. Counts keep adding up after the seal.
+    """
+
+    n: int
+    failures: int
+    sum_ms: float
+    histogram: Any | None  # HdrHistogram until sealed
+    p95_ms: float | None = None  # set when sealed
+
+    @classmethod
+    def first(cls, record: SecondRecord) -> SecondStats:
+        return cls(
+            n=record["n"],
+            failures=record["failures"],
+            sum_ms=float(record["sum_ms"]),
+            histogram=decode(record["histogram"]),
+        )
+
+    def add(self, record: SecondRecord) -> None:
+        if self.histogram is not None:
+            self.histogram.add(decode(record["histogram"]))
+        self.n += record["n"]
+        self.failures += record["failures"]
+        self.sum_ms += record["sum_ms"]
+
+    def seal(self) -> None:
+        if self.histogram is not None:
+            self.p95_ms = self.histogram.get_value_at_percentile(95) / 1000
+            self.histogram = None
+
+    @property
+    def mean_ms(self) -> float:
+        return self.sum_ms / self.n
+
+    def current_p95_ms(self) -> float:
+        """Its p95 in ms: the sealed figure, or its histogram's as of now."""
+        if self.histogram is None:
+            assert self.p95_ms is not None  # sealed
+            return self.p95_ms
+        return float(self.histogram.get_value_at_percentile(95) / 1000)
+
+    def __iter__(self) -> Iterator[Any]:
+        """(n, failures, sum_ms, p95_ms): the list this record replaced, for the caller that still
+        unpacks it (`build_step`'s timeline, runner/sweep.py or runner/measure.py) until it
+        reads the fields; then this goes."""
+        return iter((self.n, self.failures, self.sum_ms, self.current_p95_ms()))
 
 
 @dataclass
@@ -62,8 +202,7 @@ class StepData:
     by_name: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, list[int]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
-    # epoch second -> [n, failures, sum_ms, histogram, or its p95 in ms once sealed]
-    seconds: dict[int, list[Any]] = field(default_factory=dict)
+    seconds: dict[int, SecondStats] = field(default_factory=dict)  # by epoch second
     dropped: int = 0
     per_worker: dict[str, int] = field(default_factory=dict)
     final_from: set[str] = field(default_factory=set)
@@ -81,43 +220,40 @@ class StepData:
     # up to then, for a live rate over the measured window.
     reported_at: dict[str, float] = field(default_factory=dict)
 
-    def add(self, worker: str, data: dict[str, Any]) -> None:
-        if data.get("total"):
-            self.total.add(decode(data["total"]))
-        for name, encoded in data.get("by_name", {}).items():
+    def add(self, worker: str, report: WorkerReport) -> None:
+        if report["total"]:
+            self.total.add(decode(report["total"]))
+        for name, encoded in report["by_name"].items():
             self.by_name.setdefault(name, empty_histogram()).add(decode(encoded))
         sent = 0
-        for name, (requests, failures) in data.get("counts", {}).items():
+        for name, (requests, failures) in report["counts"].items():
             counts = self.counts.setdefault(name, [0, 0])
             counts[0] += requests
             counts[1] += failures
             sent += requests
-        for key, count in data.get("errors", {}).items():
+        for key, count in report["errors"].items():
             self.errors[key] = self.errors.get(key, 0) + count
-        for second, (n, failures, total_ms, encoded) in data.get("seconds", {}).items():
-            bucket = self.seconds.get(int(second))
-            if bucket is None:
-                bucket = self.seconds[int(second)] = [0, 0, 0.0, decode(encoded)]
-            elif not isinstance(bucket[3], float):  # sealed: counts add up, its p95 stays
-                bucket[3].add(decode(encoded))
-            bucket[0] += n
-            bucket[1] += failures
-            bucket[2] += total_ms
-        self.dropped += int(data.get("dropped", 0))
+        for second, record in report["seconds"].items():
+            stats = self.seconds.get(int(second))
+            if stats is None:
+                self.seconds[int(second)] = SecondStats.first(record)
+            else:
+                stats.add(record)
+        self.dropped += report["dropped"]
         self.per_worker[worker] = self.per_worker.get(worker, 0) + sent
         self.reported_at[worker] = time.time()
-        if data.get("final"):
+        if report["final"]:
             self.final_from.add(worker)
 
     def seal(self, before: int) -> None:
-        """Replace the histograms of seconds before `before` by their p95.
+        """Reduce the seconds before `before` to their p95.
 
         Workers report every 3 s, so a second is complete long before SEAL_AFTER_S; keeping
         only a number for it bounds the master's memory by seconds of load, not requests.
         """
-        for second, bucket in self.seconds.items():
-            if second < before and not isinstance(bucket[3], float):
-                bucket[3] = bucket[3].get_value_at_percentile(95) / 1000
+        for second, stats in self.seconds.items():
+            if second < before:
+                stats.seal()
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -236,12 +372,12 @@ class Swarm:
         self.refusals[str(msg.node_id)] = str((msg.data or {}).get("reason", "no reason given"))
 
     def _on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
-        report = data.get("memsweep")
+        report = data.get(REPORT_KEY)
         if not report or report.get("protocol") != locustfile.PROTOCOL_VERSION:
-            return
+            return  # not a memsweep worker, or one of another version (it refuses the step)
         step = self.steps.get(report.get("step", ""))
         if step is not None:
-            step.add(client_id, report)
+            step.add(client_id, cast(WorkerReport, report))
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -249,7 +385,8 @@ class Swarm:
         self,
         *,
         step_id: str,
-        config: dict[str, Any],
+        traffic: StepTraffic | None = None,
+        config: Mapping[str, Any] | None = None,
         load: ClosedLoad | OpenLoad,
         warmup_s: float,
         progress: Progress | None = None,
@@ -257,31 +394,39 @@ class Swarm:
         on_load_start: Callable[[float], None] | None = None,
         memory_mb: int | None = None,
     ) -> StepData:
-        """Run the load of one step; returns what the workers measured."""
+        """Run the load of one step; returns what the workers measured.
+
+        `traffic` says what the users send; `config`, the partial dict callers passed before
+        StepTraffic existed, is still taken in its place (its load keys are ignored: `load`
+        carries them).
+        """
         runner, environment = self.runner, self.environment
         assert runner is not None and environment is not None and environment.parsed_options
+        if traffic is None:
+            if config is None:
+                raise TypeError("run_step needs traffic=StepTraffic(...)")
+            traffic = StepTraffic.from_config(config)
         self._ready_for_start()
         data = self.steps[step_id] = StepData(step=step_id)
         workers = sorted(runner.clients.keys())
-        config = {
-            **config,
-            "step": step_id,
-            "warmup_s": warmup_s,
-            "workers": len(workers),
-            # What a worker checks before it sends a byte (locustfile.mismatch).
-            "protocol": locustfile.PROTOCOL_VERSION,
-            "locustfile_sha256": locustfile.LOCUSTFILE_SHA256,
-            "memsweep_version": __version__,
-        }
         started = time.monotonic()
         data.load_started = time.time()
         data.measure_from = data.load_started + warmup_s
         data.measure_until = data.load_started + load.duration_s
-        # The window on the master's clock: workers on this host (or with a synced clock)
-        # count exactly the requests that start in it, so the function's invocations,
-        # attributed on the same clock, match them to the requests in flight at its edges.
-        config["window"] = [data.measure_from, data.measure_until]
-        environment.parsed_options.memsweep_step = json.dumps(config)
+        environment.parsed_options.memsweep_step = json.dumps(
+            build_step_config(
+                step_id=step_id,
+                traffic=traffic,
+                load=load,
+                warmup_s=warmup_s,
+                workers=len(workers),
+                # The window on the master's clock: workers on this host (or with a synced
+                # clock) count exactly the requests that start in it, so the function's
+                # invocations, attributed on the same clock, match them to the requests in
+                # flight at its edges.
+                window=(data.measure_from, data.measure_until),
+            )
+        )
         locust_files = self._start_locust_files(
             step_id, memory_mb=memory_mb, window_opens=data.measure_from, warmup_s=warmup_s
         )
@@ -376,42 +521,46 @@ class Swarm:
             gevent.sleep(min(POLL_S, max(0.0, end - time.monotonic())))
         return True
 
-    def _check_workers(self, data: StepData, workers: list[str]) -> None:
-        runner = self.runner
-        assert runner is not None
+    def _check_workers(
+        self, data: StepData, workers: list[str], *, final_deadline: float | None = None
+    ) -> None:
+        """Stop on a refusal; mark the workers lost by swarm_rules.newly_lost."""
         if self.refusals:
             refused = "; ".join(f"{worker}: {why}" for worker, why in self.refusals.items())
             raise SwarmError(
                 f"Locust worker(s) refused the step ({refused}); run the same memsweep "
                 f"version ({__version__}) on the master and every worker"
             )
-        for worker in workers:
-            node = runner.clients.get(worker)
-            if worker in data.lost_workers:
-                continue
-            if node is None:
-                data.lost_workers[worker] = "disconnected from the master"
-            elif node.state == STATE_MISSING:
-                data.lost_workers[worker] = "stopped sending heartbeats (missing)"
-            else:
-                continue
+        self._mark_lost(data, workers, final_deadline=final_deadline)
+
+    def _mark_lost(
+        self, data: StepData, workers: list[str], *, final_deadline: float | None
+    ) -> None:
+        runner = self.runner
+        assert runner is not None
+        lost = newly_lost(
+            expected=workers,
+            states={worker: node.state for worker, node in runner.clients.items()},
+            final_from=data.final_from,
+            lost=data.lost_workers.keys(),
+            now=time.monotonic(),
+            final_deadline=final_deadline,
+        )
+        for worker, why in lost.items():
+            data.lost_workers[worker] = why
             data.lost_at[worker] = time.time()
 
     def _await_final_reports(self, data: StepData, workers: list[str]) -> None:
         deadline = time.monotonic() + FINAL_REPORT_TIMEOUT_S
         while time.monotonic() < deadline:
-            waiting = sorted(set(workers) - data.final_from - set(data.lost_workers))
-            if not waiting:
+            owing = owing_final_report(
+                expected=workers, final_from=data.final_from, lost=data.lost_workers.keys()
+            )
+            if not owing:
                 return
-            # Only the ones still owing a report: after its final report a worker leaves
-            # runner.clients (client_stopped) and rejoins (client_ready), which is no loss.
-            # Checking every worker flagged such a one as "disconnected" (4 of ~25 runs of
-            # bench/master_scale.py; the locustfile now also sends the report first).
-            self._check_workers(data, waiting)
+            self._check_workers(data, workers, final_deadline=deadline)
             gevent.sleep(0.05)
-        for worker in set(workers) - data.final_from - set(data.lost_workers):
-            data.lost_workers[worker] = "sent no final report after the step"
-            data.lost_at[worker] = time.time()
+        self._mark_lost(data, workers, final_deadline=deadline)
 
     def _ready_for_start(self) -> None:
         """After a stop, workers leave and rejoin; a start before they are back is dropped."""
@@ -694,11 +843,6 @@ def _host_syntax(host: str) -> bool:
         return bool(HOST_NAME.fullmatch(host))
 
 
-def local_dial_host(bind_host: str) -> str:
-    """The address a worker on this machine dials to reach a master bound to `bind_host`."""
-    return ANY_ADDRESS.get(bind_host, bind_host)
-
-
 def _listen_probe(host: str, port: int) -> int:
     """Bind a TCP socket to host:port as the master will; returns the port bound."""
     import socket
@@ -754,4 +898,12 @@ def _free_port(host: str) -> int:
     return _listen_probe(host, 0)
 
 
-__all__ = ["StepData", "Swarm", "SwarmError"]
+__all__ = [
+    "SecondStats",
+    "StepData",
+    "StepTraffic",
+    "Swarm",
+    "SwarmError",
+    "build_step_config",
+    "local_dial_host",
+]

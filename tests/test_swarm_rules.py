@@ -1,71 +1,125 @@
-"""The master's rules about workers at the end of a step (runner/swarm.py `_await_final_reports`).
+"""The master's rules about its workers (runner/swarm_rules.py), called directly.
 
-Locust monkey-patches the standard library on import, so the swarm is driven in a child
-interpreter, against a stand-in for the Locust master holding only the client list the rules
-read; each case prints what the master concluded.
+runner/swarm.py applies them to Locust's client list while a step runs and after its stop.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from typing import Any
+from runner.swarm_rules import (
+    DISCONNECTED,
+    NO_FINAL_REPORT,
+    SILENT,
+    STATE_MISSING,
+    local_dial_host,
+    newly_lost,
+    owing_final_report,
+)
 
-import pytest
+WORKERS = ["a", "b"]
+NOW = 100.0
+# After the stop: the wait for final reports ends at DEADLINE (on the same clock as NOW).
+DEADLINE = 108.0
 
-from runner.stack import PROJECT_ROOT
 
-CASES = r"""
-import json
-from types import SimpleNamespace
-from runner import swarm
+# --- while the load runs ------------------------------------------------------------------------
 
-swarm.FINAL_REPORT_TIMEOUT_S = 0.3
-ready = SimpleNamespace(state="ready")
-results = {}
-for case, clients, final_from in [
+
+def test_given_every_worker_connected_and_heartbeating_then_none_is_lost() -> None:
+    states = {"a": "running", "b": "spawning"}
+    lost = newly_lost(expected=WORKERS, states=states, final_from=set(), lost=set(), now=NOW)
+    assert lost == {}
+
+
+def test_given_a_worker_gone_from_the_client_list_during_the_load_then_it_is_disconnected() -> None:
+    lost = newly_lost(
+        expected=WORKERS, states={"a": "running"}, final_from=set(), lost=set(), now=NOW
+    )
+    assert lost == {"b": DISCONNECTED}
+
+
+def test_given_a_worker_marked_missing_during_the_load_then_it_stopped_sending_heartbeats() -> None:
+    states = {"a": "running", "b": STATE_MISSING}
+    lost = newly_lost(expected=WORKERS, states=states, final_from=set(), lost=set(), now=NOW)
+    assert lost == {"b": SILENT}
+
+
+def test_given_a_worker_already_lost_then_it_is_not_reported_again() -> None:
+    lost = newly_lost(expected=WORKERS, states={}, final_from=set(), lost={"a"}, now=NOW)
+    assert lost == {"b": DISCONNECTED}
+
+
+# --- after the stop, waiting for final reports --------------------------------------------------
+
+
+def test_a_worker_that_left_after_its_final_report_is_not_lost() -> None:
     # After `stop`, a worker leaves runner.clients (client_stopped) and rejoins later.
-    ("left after its final report", {"a": ready}, {"a", "b"}),
-    ("left without its final report", {"a": ready}, {"a"}),
-    ("present but silent", {"a": ready, "b": ready}, set()),
-]:
-    master = swarm.Swarm(local_workers=0)
-    master.runner = SimpleNamespace(clients=clients)
-    data = swarm.StepData(step="s")
-    data.final_from = set(final_from)
-    master._await_final_reports(data, ["a", "b"])
-    results[case] = {"lost": data.lost_workers, "lost_at": sorted(data.lost_at)}
-print(json.dumps(results))
-"""
+    lost = newly_lost(
+        expected=WORKERS,
+        states={"a": "ready"},
+        final_from={"a", "b"},
+        lost=set(),
+        now=NOW,
+        final_deadline=DEADLINE,
+    )
+    assert lost == {}
 
 
-@pytest.fixture(scope="module")
-def concluded() -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-c", CASES], cwd=PROJECT_ROOT, capture_output=True, text=True,
-        timeout=60, check=True,
-    )  # fmt: skip
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+def test_a_worker_that_left_without_its_final_report_is_lost() -> None:
+    lost = newly_lost(
+        expected=WORKERS,
+        states={"a": "ready"},
+        final_from={"a"},
+        lost=set(),
+        now=NOW,
+        final_deadline=DEADLINE,
+    )
+    assert lost == {"b": DISCONNECTED}
 
 
-def test_a_worker_that_left_after_its_final_report_is_not_lost(concluded: dict[str, Any]) -> None:
-    assert concluded["left after its final report"] == {"lost": {}, "lost_at": []}
+def test_workers_that_stay_silent_are_not_lost_before_the_wait_ends() -> None:
+    states = {"a": "ready", "b": "ready"}
+    lost = newly_lost(
+        expected=WORKERS,
+        states=states,
+        final_from=set(),
+        lost=set(),
+        now=NOW,
+        final_deadline=DEADLINE,
+    )
+    assert lost == {}
 
 
-def test_a_worker_that_left_without_its_final_report_is_lost(concluded: dict[str, Any]) -> None:
-    assert concluded["left without its final report"] == {
-        "lost": {"b": "disconnected from the master"},
-        "lost_at": ["b"],
-    }
+def test_workers_that_stay_silent_are_lost_when_the_wait_ends() -> None:
+    states = {"a": "ready", "b": "ready"}
+    lost = newly_lost(
+        expected=WORKERS,
+        states=states,
+        final_from=set(),
+        lost=set(),
+        now=DEADLINE,
+        final_deadline=DEADLINE,
+    )
+    assert lost == {"a": NO_FINAL_REPORT, "b": NO_FINAL_REPORT}
 
 
-def test_workers_that_stay_silent_are_lost_when_the_wait_ends(concluded: dict[str, Any]) -> None:
-    assert concluded["present but silent"]["lost"] == {
-        "a": "sent no final report after the step",
-        "b": "sent no final report after the step",
-    }
+def test_when_the_wait_ends_then_workers_already_lost_or_reported_keep_their_state() -> None:
+    lost = newly_lost(
+        expected=["a", "b", "c"],
+        states={},
+        final_from={"a"},
+        lost={"b"},
+        now=DEADLINE + 1,
+        final_deadline=DEADLINE,
+    )
+    assert lost == {"c": NO_FINAL_REPORT}
 
+
+def test_the_master_waits_only_for_workers_owing_a_final_report() -> None:
+    owing = owing_final_report(expected=["c", "a", "b"], final_from={"a"}, lost={"b"})
+    assert owing == ["c"]
+
+
+# --- where local workers dial -------------------------------------------------------------------
 
 DIAL_CASES = {
     "0.0.0.0": "127.0.0.1",
@@ -78,17 +132,4 @@ DIAL_CASES = {
 
 
 def test_given_a_bind_address_then_local_workers_dial_where_the_master_listens() -> None:
-    # A child interpreter, as above: importing runner.swarm imports Locust.
-    code = (
-        "import json, sys; from runner.swarm import local_dial_host; "
-        "print(json.dumps({b: local_dial_host(b) for b in json.loads(sys.argv[1])}))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(list(DIAL_CASES))],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert json.loads(done.stdout) == DIAL_CASES
+    assert {bind: local_dial_host(bind) for bind in DIAL_CASES} == DIAL_CASES
