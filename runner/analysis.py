@@ -26,6 +26,7 @@ from runner.cost import (
     CostPerMillion,
     cold_start_cost,
     cost_per_million,
+    money,
 )
 from runner.errors import BadInput
 from runner.results import (
@@ -475,10 +476,6 @@ def _balanced(settings: Sequence[Setting]) -> Setting | None:
     return min(settings, key=lambda s: (score(s), s.cost.total))
 
 
-def _money(dollars: float) -> str:
-    return f"${dollars:,.2f}"
-
-
 def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommendation:
     degraded = [step for s in settings for step in s.degraded]
     if degraded:
@@ -540,19 +537,19 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
     if thresholds_set:
         headline = (
             f"Run {cheapest.memory_mb} MB: the cheapest setting that meets every threshold, "
-            f"at {_money(cheapest.cost.total)} per 1M warm requests (p95 {cheapest.p95:.1f} ms)."
+            f"at {money(cheapest.cost.total)} per 1M warm requests (p95 {cheapest.p95:.1f} ms)."
         )
     else:
         headline = (
             f"No thresholds were set. Cheapest: {cheapest.memory_mb} MB at "
-            f"{_money(cheapest.cost.total)} per 1M requests; balanced: {balanced.memory_mb} MB."
+            f"{money(cheapest.cost.total)} per 1M requests; balanced: {balanced.memory_mb} MB."
         )
     if fastest is not None and fastest is not cheapest:
         extra = fastest.cost.total - cheapest.cost.total
         gained = cheapest.p95 - fastest.p95
         explanation.append(
             f"The fastest, {fastest.memory_mb} MB, cuts p95 by {gained:.1f} ms for "
-            f"{_money(extra)} more per 1M requests."
+            f"{money(extra)} more per 1M requests."
         )
     explanation.append(_cold_sentence(cheapest))
     if cheapest.cost.estimated:
@@ -573,8 +570,8 @@ def _cold_sentence(setting: Setting) -> str:
         return f"{setting.memory_mb} MB had no cold start in its measured window."
     rate = f"{cold.per_million_requests_count:,.0f} cold starts per 1M requests at this load"
     text = (
-        f"Cold starts add {_money(cold.per_million)} per 1M requests at {setting.memory_mb} MB "
-        f"({rate}, {_money(cold.per_cold_start or 0.0)} each); ranked on steady state."
+        f"Cold starts add {money(cold.per_million)} per 1M requests at {setting.memory_mb} MB "
+        f"({rate}, {money(cold.per_cold_start or 0.0)} each); ranked on steady state."
     )
     if not cold.comparable:
         text += f" Only {cold.cold_starts} cold start(s) were measured: too few to compare sizes."

@@ -41,6 +41,15 @@ PRICES_US_EAST_1 = PriceTable(
 MILLION = 1_000_000
 
 
+def money(dollars: float) -> str:
+    """US dollars as people read them: the verdict's sentences, the report, summary.md.
+
+    Cents from $1 up; below, a tenth of a cent, so a cold-start cost or a difference between
+    sizes does not read $0.00 (one rule, so the headline and the tables cannot disagree).
+    """
+    return f"${dollars:,.2f}" if dollars >= 1 else f"${dollars:.3f}"
+
+
 @dataclass(frozen=True)
 class CostPerMillion:
     """US dollars per one million API requests, split by what bills them."""

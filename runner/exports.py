@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runner.analysis import Analysis, Setting, Verdict, analyse
+from runner.cost import money
 from runner.errors import BadInput
 from runner.report import NO_VALUE, ms, write_atomically
 from runner.results import Confidence, read_results
@@ -362,7 +363,7 @@ def _markdown_row(row: Row) -> str:
         return f"| {memory} |" + f" {NO_VALUE} |" * 9 + f" {verdict} |"
     dropped = f"{s.dropped_arrivals} of {s.offered}" if s.offered is not None else NO_VALUE
     cold = str(s.function.cold_starts) if s.function.invocations else NO_VALUE
-    cost = f"{s.cost.total:,.3f}" + (" (estimate)" if s.cost.estimated else "")
+    cost = _md(money(s.cost.total)) + (" (estimate)" if s.cost.estimated else "")
     errors = f"{s.failures} ({s.error_rate:.2%})" if s.requests else str(s.failures)
     return (
         f"| {memory} | {s.requests:,} | {s.rps:,.2f} | {ms(s.latency.p50)} "

@@ -8,6 +8,7 @@ fetch. Jinja autoescapes everything user-supplied; chart data reaches the script
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -31,8 +32,9 @@ from runner.analysis import (
     compare_run_pair,
     run_verdict,
 )
-from runner.cost import PRICES_US_EAST_1
+from runner.cost import PRICES_US_EAST_1, money
 from runner.errors import BadInput, SetupError
+from runner.lambda_facts import MB_PER_VCPU
 from runner.results import Results, RunVerdict, read_results
 from runner.stack import PROJECT_ROOT
 from runner.trust import MIN_DELIVERED
@@ -57,10 +59,6 @@ NO_VALUE = "\u2013"  # en dash, for a figure that was not measured
 
 def ms(value: float | None) -> str:
     return NO_VALUE if value is None or math.isinf(value) else f"{value:,.1f}"
-
-
-def money(dollars: float) -> str:
-    return f"${dollars:,.2f}" if dollars >= 1 else f"${dollars:.3f}"
 
 
 def percent(share: float) -> str:
@@ -234,7 +232,7 @@ COLUMNS: dict[str, Column] = {
         ),
         (
             "per_period",
-            "CPU per 20 ms period / memory/1769",
+            f"CPU per 20 ms period / memory/{MB_PER_VCPU}",
             "CPU per active 20 ms period (bounds), against the share the memory size buys.",
         ),
         ("throttled", "periods throttled", "Share of 20 ms periods in which the quota bound."),
@@ -246,7 +244,11 @@ COLUMNS: dict[str, Column] = {
         ("steal", "steal", "CPU time the hypervisor took from this machine."),
         ("pressure", "CPU pressure", "Share of time some task waited for a CPU (PSI)."),
         ("fidelity_mode", "how memory was applied", "cgroup v1/v2 quota, CPU-time pacing, or aws."),
-        ("share_nominal", "CPU share nominal", "memory/1769 of one CPU: what Lambda gives."),
+        (
+            "share_nominal",
+            "CPU share nominal",
+            f"memory/{MB_PER_VCPU} of one CPU: what Lambda gives.",
+        ),
         ("share_measured", "CPU share measured", "The share a calibration probe measured."),
         ("quota_correction", "quota correction", "Factor applied to the quota to hit nominal."),
         (
@@ -406,6 +408,10 @@ def _memory_chart(runs: Sequence[RunView], sizes: list[int]) -> dict[str, Any]:
                 "colour": run.colour,
                 "marker": run.marker,
                 "cost": [round(by_size[m].cost.total, 4) if m in by_size else None for m in sizes],
+                # The point labels, in the table's own words (cost.money).
+                "cost_labels": [
+                    money(by_size[m].cost.total) if m in by_size else None for m in sizes
+                ],
                 "p95": [round(by_size[m].p95, 3) if m in by_size else None for m in sizes],
                 "recommended": run.verdict.recommended_mb
                 if run.verdict.recommended_mb in by_size
@@ -502,6 +508,7 @@ def _percentile_label(q: float) -> str:
     return f"p{q:g}"
 
 
+@functools.cache  # compiling the template takes ~0.5 s; every report in a process reuses it
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),

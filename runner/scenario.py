@@ -34,11 +34,9 @@ from pydantic import (
 from pydantic.functional_validators import AfterValidator
 
 from runner.errors import BadInput
+from runner.lambda_facts import MAX_MEMORY_MB, MIN_MEMORY_MB
 from runner.redaction import REDACTED, redact_headers, secret_name
 
-# Lambda's memory range, MB.
-MIN_MEMORY_MB = 128
-MAX_MEMORY_MB = 10_240
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "scenarios" / "scenario.schema.json"
 
 # Templates allowed inside request bodies and seed items (runner/locustfile.py renders them;

@@ -24,8 +24,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-# 1,769 MB buys one full vCPU (AWS Lambda documentation, "Memory and computing power").
-MB_PER_VCPU = 1769
+# Re-exported: bench/fidelity.py reads it from here.
+from runner.lambda_facts import MB_PER_VCPU as MB_PER_VCPU
+
 # Lambda's throttling appears to work in 20 ms steps; a 100 ms period flattened the
 # 128/1024 MB ratio to 1.5-1.7 instead of the tutorial's 2.97 (EMULATOR_FACTS.md).
 CFS_PERIOD_US = 20_000

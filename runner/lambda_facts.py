@@ -1,0 +1,18 @@
+"""AWS Lambda's published numbers that memsweep relies on, in one place.
+
+Both sides import them: the scenario format checks a memory size against Lambda's range,
+and the local stack (runner/emulator) refuses sizes outside it and turns memory into a CPU
+share. Standard library only, no runner imports, so any module can import it without a cycle.
+"""
+
+from __future__ import annotations
+
+# "You can configure memory between 128 MB and 10,240 MB in 1-MB increments" (AWS Lambda
+# Developer Guide, "Configure Lambda function memory"; also "Lambda quotas": function memory
+# allocation 128 MB to 10,240 MB).
+MIN_MEMORY_MB = 128
+MAX_MEMORY_MB = 10_240
+# "At 1,769 MB, a function has the equivalent of one vCPU": CPU is allocated in proportion to
+# memory (same page). The local stack's CFS quota is memory/MB_PER_VCPU of one CPU
+# (runner/emulator/cgroups.py; docs/ARCHITECTURE.md, "Memory and CPU").
+MB_PER_VCPU = 1769

@@ -1,0 +1,154 @@
+"""Facts stated once: Lambda's numbers, how money reads, which templates exist.
+
+Each test checks that the places that use a fact agree with its one source (runner/
+lambda_facts.py, runner/cost.py `money`, runner/scenario.py's template names).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from runner import lambda_facts
+from runner.analysis import analyse
+from runner.cost import money
+from runner.emulator.cgroups import cpu_share
+from runner.emulator.server import check_memory
+from runner.errors import BadInput
+from runner.exports import summary_markdown, summary_rows
+from runner.report import render
+from runner.scenario import TEMPLATE, json_schema, parse_scenario
+from tests.test_report import make_results, make_step
+from tests.test_scenario_hostile import GOOD, body
+
+LOCUSTFILE = Path(__file__).resolve().parent.parent / "runner" / "locustfile.py"
+
+
+def test_given_a_run_then_the_headline_the_report_and_summary_md_show_the_same_money() -> None:
+    # GIVEN a run whose pick (1024 MB) costs dollars per 1M and whose cold starts add cents
+    # (2 cold starts in 200 requests, 308 ms each at 1 GB: $0.050 per 1M, once "$0.05")
+    steps = [
+        make_step(index=1, memory=128, median_ms=60.0, billed_ms=55.0, requests=200),
+        make_step(index=2, memory=1024, median_ms=12.0, billed_ms=8.0, requests=200),
+    ]
+    analysis = analyse(make_results(steps, thresholds={"p95_ms": 50}), intervals=False)
+    pick = analysis.recommendation.cheapest
+    assert pick is not None and pick.memory_mb == 1024
+    cost, cold = money(pick.cost.total), money(pick.cold.per_million)
+    assert pick.cost.total >= 1 and cold == "$0.050"
+    # WHEN the verdict's sentences, the HTML report and summary.md are written
+    page = render([analysis])
+    markdown = summary_markdown(analysis, summary_rows(analysis))
+    # THEN every one of them shows each figure as the report's table does
+    row = re.search(r'<tr data-memory="1024".*?</tr>', page, re.S)
+    assert row is not None
+    assert f'<td data-field="cost"><strong>{cost}</strong>' in row.group(0)
+    assert f'<td data-field="cold_cost">{cold}' in row.group(0)
+    assert f"at {cost} per 1M warm requests" in analysis.recommendation.headline
+    assert f"Cold starts add {cold} per 1M requests at 1024 MB" in " ".join(
+        analysis.recommendation.explanation
+    )
+    md_row = next(line for line in markdown.splitlines() if line.startswith("| **1024 MB**"))
+    escaped = cost.replace("$", "\\$")  # a bare $ pair is maths to GitHub's Markdown
+    assert f"| {escaped} |" in md_row and f"at {escaped} per 1M" in markdown
+
+
+@pytest.mark.parametrize(
+    ("memory_mb", "valid"),
+    [
+        (lambda_facts.MIN_MEMORY_MB - 1, False),
+        (lambda_facts.MIN_MEMORY_MB, True),
+        (lambda_facts.MAX_MEMORY_MB, True),
+        (lambda_facts.MAX_MEMORY_MB + 1, False),
+    ],
+)
+def test_given_a_size_at_the_edge_of_lambdas_range_then_scenario_and_local_stack_agree(
+    memory_mb: int, valid: bool
+) -> None:
+    # GIVEN a memory size just inside or outside the range runner/lambda_facts.py states
+    text = GOOD.replace("memory_mb: [128, 1024]", f"memory_mb: [{memory_mb}]")
+    # WHEN the scenario format and the local stack each check it
+    # THEN both accept it, or both refuse it with one clear error
+    if valid:
+        assert parse_scenario(text).sweep.memory_mb == [memory_mb]
+        assert check_memory(memory_mb) == memory_mb
+    else:
+        with pytest.raises(BadInput, match="memory_mb"):
+            parse_scenario(text)
+        with pytest.raises(BadInput, match="outside Lambda's range"):
+            check_memory(memory_mb)
+
+
+def test_given_the_editors_schema_then_its_memory_bounds_are_lambdas() -> None:
+    one, many = json_schema()["$defs"]["Sweep"]["properties"]["memory_mb"]["anyOf"]
+    bounds = (lambda_facts.MIN_MEMORY_MB, lambda_facts.MAX_MEMORY_MB)
+    assert (one["minimum"], one["maximum"]) == bounds
+    assert (many["items"]["minimum"], many["items"]["maximum"]) == bounds
+
+
+def test_given_mb_per_vcpu_then_the_local_stacks_cpu_share_is_one_cpu_there() -> None:
+    assert cpu_share(lambda_facts.MB_PER_VCPU) == 1.0
+    assert cpu_share(lambda_facts.MB_PER_VCPU // 2) == pytest.approx(0.5, abs=1e-3)
+
+
+def _locustfile_templates() -> tuple[str, set[str], set[str]]:
+    """The template pattern, names and name prefixes runner/locustfile.py renders.
+
+    Read from its source: importing it imports Locust, which monkey-patches this process.
+    """
+    tree = ast.parse(LOCUSTFILE.read_text())
+    pattern = next(
+        str(node.value.args[0].value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "TEMPLATE" for t in node.targets)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.args[0], ast.Constant)
+    )
+    value = next(
+        item
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and node.name == "Templates"
+        for item in node.body
+        if isinstance(item, ast.FunctionDef) and item.name == "value"
+    )
+    names: set[str] = set()
+    prefixes: set[str] = set()
+    for node in ast.walk(value):
+        if isinstance(node, ast.Compare) and isinstance(node.comparators[0], ast.Constant):
+            names.add(str(node.comparators[0].value))
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "startswith"
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            prefixes.add(str(node.args[0].value))
+    return pattern, names, prefixes
+
+
+def _accepted(template: str) -> bool:
+    try:
+        text = body(f'{{operation: echo, payload: {{v: "{template}"}}}}')
+        parse_scenario(text + "seed: {items: 1}\n")  # {{seeded}} needs seeded items
+    except BadInput:
+        return False
+    return True
+
+
+def test_given_the_template_names_then_the_scenario_accepts_exactly_what_workers_render() -> None:
+    # GIVEN what runner/locustfile.py finds and renders (it cannot import runner/scenario.py:
+    # a stock `locust --worker -f -` fetches that one file)
+    pattern, names, prefixes = _locustfile_templates()
+    assert pattern == TEMPLATE.pattern
+    assert names == {"uuid", "seq", "seeded"} and prefixes == {"int:"}
+    # WHEN the scenario format checks each name, a bounded int, and near misses
+    # THEN it accepts every name workers render and refuses the rest
+    for name in names:
+        assert _accepted(f"{{{{{name}}}}}"), name
+    assert _accepted("{{int:-5:5}}")
+    for near_miss in ("uuid4", "sequence", "int", "int:1", "random", "SEQ"):
+        assert not _accepted(f"{{{{{near_miss}}}}}"), near_miss
