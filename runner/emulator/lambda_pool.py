@@ -289,7 +289,7 @@ class LambdaPool:
     async def _start(self, slot: _Slot) -> None:
         try:
             # The Runtime API must listen before the sandbox starts: a refused first
-            # connection crashes awslambdaric at once (EMULATOR_FACTS.md trap 1).
+            # connection crashes awslambdaric at once (docs/ARCHITECTURE.md, section 4.3, trap 1).
             slot.server = await serve(
                 lambda request, connection: self._runtime_api(slot, request, connection),
                 host=_RUNTIME_HOST,
