@@ -1,7 +1,7 @@
 """A small HTTP/1.1 server core (asyncio protocol + httptools' parser) for the local stack.
 
 The API Gateway front and the Lambda Runtime API both run on it. Their per-request CPU is
-the local stack's throughput limit (EMULATOR_FACTS.md part 2: aiohttp spent 0.27-0.46 ms
+the local stack's throughput limit (docs/ARCHITECTURE.md, section 4.3: aiohttp spent 0.27-0.46 ms
 of CPU per invoke on two HTTP exchanges), so this keeps the path to a parser callback and
 one write. A handler may answer later (the Runtime API holds `GET /next` open until an
 invocation arrives); requests on one connection are answered in order, refusals included.
