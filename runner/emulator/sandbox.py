@@ -241,7 +241,7 @@ class Sandbox:
 
     def kill(self) -> None:
         # SIGINT does not stop a sandbox blocked in awslambdaric's native next() call
-        # (EMULATOR_FACTS.md): only SIGKILL is immediate.
+        # (docs/ARCHITECTURE.md, section 4.3, trap 3): only SIGKILL is immediate.
         if self.process is not None and self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
