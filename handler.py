@@ -73,7 +73,7 @@ _EXPRESSIONS = (
 )
 _NUMBER_RANGE = "1E-130 to 9.9999999999999999999999999999999999999E+125, positive or negative"
 
-# Built once per sandbox: a per-call resource costs ~11 ms of CPU (EMULATOR_FACTS.md), which
+# Built once per sandbox: a per-call resource costs ~11 ms of CPU (docs/ARCHITECTURE.md, 4.2), which
 # at 128 MB is most of the tutorial's latency. boto3 reads AWS_ENDPOINT_URL by itself, which
 # is how the local stack and the tests point it at dynalite.
 _DYNAMODB = boto3.resource(
