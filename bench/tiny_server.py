@@ -2,7 +2,7 @@
 
 Answers every request with a small JSON body after DELAY_MS (0: at once), and `GET /count`
 with how many requests it has answered. TCP_NODELAY on every connection (without it a
-keep-alive client meets delayed ACKs: LOCUST_FACTS.md). With DELAY_MS 0 it runs on uvloop,
+keep-alive client meets delayed ACKs: docs/ARCHITECTURE.md, 4.4). With DELAY_MS 0 it runs on uvloop,
 the fallback fast endpoint when nginx is missing; with a delay it runs on the stock asyncio
 loop, wakes 2 ms early and spins to the deadline (both loops' timers round to milliseconds).
 """
