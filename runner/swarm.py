@@ -1,11 +1,11 @@
 """The Locust swarm: one programmatic master, local worker processes, remote workers; per step.
 
-Built around what LOCUST_FACTS.md measured about one master driving the same workers through
-many steps: the master gets `parsed_locustfiles` (else `-f -` workers break it silently);
-stages are driven here, not by a headless LoadTestShape (which quits the workers); after a
-stop the master waits until every worker is ready again before the next start (a start in
-that window is dropped); per-step data is keyed by step id, so late reports can't leak; and
-lost workers are polled for (no event fires, and Locust itself would exit 0).
+Built around what was measured about one master driving the same workers through many steps
+(docs/ARCHITECTURE.md, section 4.4): the master gets `parsed_locustfiles` (else `-f -` workers
+break it silently); stages are driven here, not by a headless LoadTestShape (which quits the
+workers); after a stop the master waits until every worker is ready again before the next start
+(a start in that window is dropped); per-step data is keyed by step id, so late reports can't
+leak; and lost workers are polled for (no event fires, and Locust itself would exit 0).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ POLL_S = 0.25
 FINAL_REPORT_TIMEOUT_S = 8.0
 READY_TIMEOUT_S = 15.0
 # A per-second histogram is reduced to its p95 this long after its second (reports come
-# every 3 s; LOCUST_FACTS.md).
+# every 3 s; docs/ARCHITECTURE.md, section 4.4).
 SEAL_AFTER_S = 10
 # {{seeded}} picks from at most this many ids: they travel in every spawn message.
 SEEDED_SENT_MAX = 10_000
@@ -303,7 +303,7 @@ class Swarm:
         parser = get_parser(default_config_files=[])
         options = parser.parse_args(["-f", str(LOCUSTFILE), "--headless", "--memsweep-step", "{}"])
         # Not headless on the master: a headless master quits its workers at the end of a
-        # shape (LOCUST_FACTS.md trap 4); stages are driven here instead.
+        # shape (docs/ARCHITECTURE.md, section 4.4, trap 4); stages are driven here instead.
         options.headless = False
         self.environment = Environment(
             user_classes=[locustfile.MemsweepUser, locustfile.OpenModelUser],
