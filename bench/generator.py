@@ -25,7 +25,7 @@ from bench.endpoints import Endpoint, Window, fast_endpoint, measure_window, tin
 
 PROJECT_ROOT = os.fspath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER_CORE, LOCUST_CORE = 0, 1
-# LOCUST_FACTS.md: one FastHttpUser worker is CPU-bound at 50 users on this machine.
+# One FastHttpUser worker is CPU-bound at 50 users on this machine (docs/ARCHITECTURE.md, 4.4).
 USERS = 50
 WARM_S = 2.0  # users spawned, connections open, before the counted window
 # (rounds, measured seconds per run). --quick is what CI affords: one pair, side by side;
