@@ -30,7 +30,8 @@ FULL_REQUESTS = 1_000_000
 # --quick: a CI budget of ~15 s of load.
 QUICK_REQUESTS = 60_000
 SAMPLE_S = 0.5
-# A worker reports every 3 s (LOCUST_FACTS.md): wait that long for the master to have it all.
+# A worker reports every 3 s (docs/ARCHITECTURE.md, 4.4): wait that long for the master to have
+# it all.
 REPORT_LAG_S = 3.5
 STOP_TIMEOUT_S = 60.0
 
