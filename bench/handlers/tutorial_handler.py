@@ -1,9 +1,9 @@
 """The AWS tutorial's original LambdaFunctionOverHttps, kept unchanged as a fidelity fixture.
 
-It builds a boto3 resource on every call (~11 ms of CPU, docs/ARCHITECTURE.md, section 4.2), which is most
-of the tutorial's published 128 MB vs 1024 MB gap (327 ms vs 110 ms average). Benchmarks
-run it beside the hardened handler.py to show how much of "memory makes it faster" is this
-one line. Do not deploy it: any caller can name any table and pass any parameters.
+It builds a boto3 resource on every call (~11 ms of CPU, docs/ARCHITECTURE.md, section 4.2),
+which is most of the tutorial's published 128 MB vs 1024 MB gap (327 ms vs 110 ms average).
+Benchmarks run it beside the hardened handler.py to show how much of "memory makes it faster"
+is this one line. Do not deploy it: any caller can name any table and pass any parameters.
 """
 
 from __future__ import print_function
