@@ -2,8 +2,9 @@
 
 Lambda gives a function CPU in proportion to its memory (1,769 MB = one vCPU). Each sandbox
 gets a CFS quota of memory/1769 of one CPU per 20 ms period and a memory limit of its memory
-size. Init runs unthrottled, then the share applies (`EMULATOR_FACTS.md`: this reproduces
-the tutorial's 128/1024 MB cold starts, 2.7 s vs 0.40 s, where throttled init gave 5.2 s).
+size. Init runs unthrottled, then the share applies (docs/ARCHITECTURE.md, section 4.1: this
+reproduces the tutorial's 128/1024 MB cold starts, 2.7 s vs 0.40 s, where throttled init gave
+5.2 s).
 
 Three implementations behind one interface, picked by what the host allows:
 cgroup v1 (cpu + memory controllers), cgroup v2 (cpu.max + memory.max), or none, where the
@@ -28,7 +29,7 @@ from typing import Protocol
 from runner.lambda_facts import MB_PER_VCPU as MB_PER_VCPU
 
 # Lambda's throttling appears to work in 20 ms steps; a 100 ms period flattened the
-# 128/1024 MB ratio to 1.5-1.7 instead of the tutorial's 2.97 (EMULATOR_FACTS.md).
+# 128/1024 MB ratio to 1.5-1.7 instead of the tutorial's 2.97 (docs/ARCHITECTURE.md, 4.1).
 CFS_PERIOD_US = 20_000
 # The kernel's floor for cfs_quota_us.
 MIN_QUOTA_US = 1_000
@@ -328,9 +329,10 @@ def detect_limiter(preference: str = "auto") -> Limiter:
     return PacingLimiter()
 
 
-# A CPU-bound child measures the share it actually gets (EMULATOR_FACTS.md once read ~9 % at
-# 128 MB with HZ=250; on kernel 6.18 here, 3 s probes get memory/1769 within ±0.7 % at every
-# size from 128 to 1769 MB, with sched_cfs_bandwidth_slice_us at 5000 or 1000).
+# A CPU-bound child measures the share it actually gets (an early reading was ~9 % at 128 MB
+# with HZ=250, docs/ARCHITECTURE.md, 4.1; on kernel 6.18 here, 3 s probes get memory/1769
+# within ±0.7 % at every size from 128 to 1769 MB, with sched_cfs_bandwidth_slice_us at 5000
+# or 1000).
 # It also reports its own run-queue wait and its group's cpu.stat around the loop, so
 # calibration can tell a busy host (waiting to run) from the quota (throttled) apart.
 _SPIN = (
