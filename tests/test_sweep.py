@@ -23,7 +23,7 @@ from tests.test_local_stack import alive, wait_until
 SHORT = """\
 name: short sweep
 target: {{kind: local, calibrate: false}}
-sweep: {{memory_mb: [1024, 512], settle_s: 0, warmup_s: 1}}
+sweep: {{memory_mb: {sizes}, settle_s: 0, warmup_s: 1}}
 load:
   stages: [{{users: 4, duration_s: {duration}}}]
   think_time: {{min_s: 0.02, max_s: 0.05}}
@@ -42,10 +42,19 @@ workers: {{local: {workers}, wait_s: {wait}}}
 
 
 def scenario(
-    tmp_path: Path, *, duration: float = 3, workers: int = 2, wait: float = 30, extra: str = ""
+    tmp_path: Path,
+    *,
+    duration: float = 3,
+    workers: int = 2,
+    wait: float = 30,
+    extra: str = "",
+    sizes: str = "[1024, 512]",
 ) -> Path:
+    """The short sweep; one size (`sizes="[1024]"`) where a test needs no second step (CI time)."""
     path = tmp_path / "scenario.yaml"
-    path.write_text(SHORT.format(duration=duration, workers=workers, wait=wait, extra=extra))
+    path.write_text(
+        SHORT.format(duration=duration, workers=workers, wait=wait, extra=extra, sizes=sizes)
+    )
     return path
 
 
@@ -170,69 +179,45 @@ def test_given_a_short_sweep_with_two_workers_then_valid_results_for_each_memory
     check_a_real_runs_directory(run_dir, results)
 
 
-def test_given_a_remote_worker_joining_by_command_line_then_it_carries_the_load(
+def test_given_remote_workers_joining_by_command_line_then_each_carries_the_load(
     tmp_path: Path,
 ) -> None:
+    """`runner worker` and stock `locust --worker -f -` (which fetches the locustfile from the
+    master) join one run; each carries load and every request is counted once."""
     port = free_port()
     run = start_run(
-        scenario(tmp_path, workers=0), tmp_path, "--expect-workers", "1", "--master-port", str(port)
+        scenario(tmp_path, workers=0, sizes="[1024]"),
+        tmp_path,
+        "--expect-workers",
+        "2",
+        "--master-port",
+        str(port),
     )
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runner",
-            "worker",
-            "--master-host",
-            "127.0.0.1",
-            "--master-port",
-            str(port),
-        ],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    master = ["--master-host", "127.0.0.1", "--master-port", str(port)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", *command, *master],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for command, cwd in (
+            (["runner", "worker"], PROJECT_ROOT),
+            (["locust", "--worker", "-f", "-"], tmp_path),
+        )
+    ]
     try:
         code, stderr = finish(run)
     finally:
-        assert wait_until(lambda: worker.poll() is not None, 30), "worker did not exit"
+        exited = [wait_until(lambda w=w: w.poll() is not None, 30) for w in workers]
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
     assert code == 0, stderr
+    assert all(exited), "a worker did not exit after the run"
     step = results_of(tmp_path).steps[0]
-    assert len(step.workers) == 1 and step.workers[0].requests == step.requests > 0
-
-
-def test_given_a_stock_locust_worker_fetching_the_locustfile_then_it_works(
-    tmp_path: Path,
-) -> None:
-    port = free_port()
-    run = start_run(
-        scenario(tmp_path, workers=0), tmp_path, "--expect-workers", "1", "--master-port", str(port)
-    )
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "--worker",
-            "-f",
-            "-",
-            "--master-host",
-            "127.0.0.1",
-            "--master-port",
-            str(port),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        code, stderr = finish(run)
-    finally:
-        wait_until(lambda: worker.poll() is not None, 30)
-        if worker.poll() is None:
-            worker.kill()
-    assert code == 0, stderr
-    assert results_of(tmp_path).steps[0].requests > 0
+    assert len(step.workers) == 2 and all(w.requests > 0 for w in step.workers)
+    assert sum(w.requests for w in step.workers) == step.requests
 
 
 def test_given_workers_that_never_arrive_then_exit_3_with_one_clear_line(tmp_path: Path) -> None:
@@ -339,7 +324,7 @@ def test_given_ctrl_c_mid_sweep_then_partial_results_exit_130_and_no_orphans(
 
 
 def test_given_thresholds_no_setting_meets_then_exit_1(tmp_path: Path) -> None:
-    path = scenario(tmp_path, duration=2, extra="thresholds: {p50_ms: 0.001}")
+    path = scenario(tmp_path, duration=2, extra="thresholds: {p50_ms: 0.001}", sizes="[1024]")
     code, stderr = finish(start_run(path, tmp_path))
     assert code == 1, stderr
     assert results_of(tmp_path).status == "complete"
