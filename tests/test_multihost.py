@@ -302,8 +302,11 @@ def test_given_a_worker_sigkilled_mid_step_then_detected_in_10_s_named_and_exit_
     assert lost.lost_at is not None and lost.lost_at - killed_at <= DETECTION_BOUND_S
     assert step.window_end - killed_at <= DETECTION_BOUND_S + 1  # the step ends at detection
     assert lost.requests > 0  # its last reports are kept
+    assert "missing" in lost.detail or "disconnected" in lost.detail
+    assert any(lost.id in problem for problem in results_of(tmp_path).problems)
     assert f"Locust worker(s) lost: {lost.id}" in log_of(tmp_path)
-    assert lost.id in report_of(tmp_path)
+    report = report_of(tmp_path)
+    assert "This run failed" in report and f"lost: {lost.detail}" in report
     assert wait_until(lambda: gone(survivor), 20)
 
 
