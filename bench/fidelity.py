@@ -20,9 +20,9 @@ from bench.common import (
 )
 from bench.local_stack import local_stack
 from runner.emulator.cgroups import CALIBRATION_S, CFS_PERIOD_US, MB_PER_VCPU, cpu_share
-from runner.emulator.process import LocalStackProcess
 from runner.lambda_logs import reports_in
 from runner.stack import PROJECT_ROOT
+from runner.targets.local_client import LocalStackProcess
 
 TESTS_HANDLERS = PROJECT_ROOT / "tests" / "handlers"
 TUTORIAL_HANDLERS = PROJECT_ROOT / "bench" / "handlers"

@@ -32,9 +32,10 @@ from bench.common import (
     wrk,
     wrk_run,
 )
-from runner.emulator.process import LocalStackProcess
+from runner.control_api import StackReady
 from runner.lambda_logs import reports_in
 from runner.stack import PROJECT_ROOT
+from runner.targets.local_client import LocalStackProcess
 
 FULL_CPU_MB = 1769
 # The goal: the emulator's own CPU per request (front + Runtime API, one process) at most this
@@ -112,9 +113,7 @@ class Measured:
     steal_s: float  # CPU the hypervisor gave other guests
 
 
-def _local_roles(
-    snapshot: dict[int, ProcCpu], ready: dict[str, Any]
-) -> tuple[RoleCpu, dict[str, int]]:
+def _local_roles(snapshot: dict[int, ProcCpu], ready: StackReady) -> tuple[RoleCpu, dict[str, int]]:
     """The emulator's own CPU (its one process: front + Runtime API), its sandboxes', dynalite's."""
     emulator_pid = int(ready["pid"])
     emulator = snapshot.get(emulator_pid)

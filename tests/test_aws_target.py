@@ -25,7 +25,6 @@ from typing import Any
 import boto3
 import pytest
 
-from runner.emulator.process import LocalStackProcess
 from runner.lambda_logs import Phases
 from runner.results import read_results
 from runner.scenario import AwsTarget
@@ -33,6 +32,7 @@ from runner.seeding import default_rate_limit
 from runner.stack import PROJECT_ROOT
 from runner.targets.aws import AwsStackTarget
 from runner.targets.base import RateLimit
+from runner.targets.local_client import LocalStackProcess
 from tests.conftest import MOTO_API_KEY, MOTO_STAGE
 from tests.test_sweep import finish, loading, start_run
 

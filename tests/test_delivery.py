@@ -21,7 +21,7 @@ from runner.emulator.cgroups import (
     CgroupV1Limiter,
     calibrate,
 )
-from runner.emulator.process import LocalStackProcess
+from runner.targets.local_client import LocalStackProcess
 from tests.test_local_stack import (  # noqa: F401 (config_json is a fixture)
     HANDLERS_DIR,
     call,

@@ -20,8 +20,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from runner.emulator.dynamodb import Dynalite
-from runner.emulator.process import LocalStackProcess
 from runner.stack import TableDefinition
+from runner.targets.local_client import LocalStackProcess
 from tests.conftest import LambdaContext
 from tests.test_handler import call, proxy_event, scan_all
 from tests.test_local_stack import call as call_stack

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.emulator.process import LocalStackProcess
 from runner.stack import TableDefinition
+from runner.targets.local_client import LocalStackProcess
 from tests.conftest import LambdaContext, load_event
 from tests.test_local_stack import post, start_stack
 

@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from runner import cli
-from runner.emulator.process import LocalStackProcess
 from runner.errors import MemsweepError
 from runner.results import MAX_JSON_DEPTH, Step, write_results
 from runner.stack import PROJECT_ROOT
+from runner.targets.local_client import LocalStackProcess
 from tests.test_local_stack import config_json  # noqa: F401 - a fixture used below
 from tests.test_report import make_results, make_step, report_command
 

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from runner.emulator.apigw import MAX_HEADER_VALUES_BYTES, MAX_URL_BYTES
-from runner.emulator.process import LocalStackProcess
 from runner.errors import SetupError
+from runner.targets.local_client import LocalStackProcess
 from tests.test_local_stack import HANDLERS_DIR, config_json, start_stack
 
 __all__ = ["config_json"]  # a fixture, used by name

@@ -24,7 +24,7 @@ import pytest
 
 from runner.emulator.lambda_pool import MAX_REFUSALS_LOGGED
 from runner.emulator.peer import PeerCheck, holds_socket, proc_net_inode
-from runner.emulator.process import LocalStackProcess
+from runner.targets.local_client import LocalStackProcess
 from tests.test_local_stack import HANDLERS_DIR, call, config_json, log_lines, start_stack
 
 __all__ = ["config_json"]  # the session's resolved serverless.yml, shared with test_local_stack

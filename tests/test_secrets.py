@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.emulator.process import LocalStackProcess
 from runner.errors import BadInput
 from runner.redaction import REDACTED
 from runner.results import SCENARIO_TEXT_WITHHELD, read_results, redact_scenario_text
 from runner.scenario import UrlTarget, load_scenario
 from runner.stack import PROJECT_ROOT
+from runner.targets.local_client import LocalStackProcess
 from runner.targets.url import API_KEY_VARIABLE, UrlOnlyTarget
 from tests.test_local_stack import config_json, post  # noqa: F401 - config_json: a fixture
 from tests.test_report import make_results, make_step

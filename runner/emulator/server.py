@@ -23,6 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.control_api import (
+    CALIBRATE_PATH,
+    DELIVERY_PATH,
+    MEMORY_PATH,
+    RESET_TABLE_PATH,
+    STATUS_PATH,
+    TOKEN_HEADER,
+    StackReady,
+    StackStatus,
+)
 from runner.emulator import dynamodb
 from runner.emulator.apigw import (
     IDLE_TIMEOUT_S,
@@ -57,6 +67,12 @@ DEFAULT_TIMEOUT_S = 6.0
 # before decoding so a hostile body gets a 400 at once, not a RecursionError (and no answer).
 CONTROL_MAX_BODY = 64 * 1024
 CONTROL_MAX_DEPTH = 8
+# The control API's wire names as the HTTP parser gives them (bytes), from runner/control_api.py.
+_TOKEN_HEADER = TOKEN_HEADER.encode()
+_STATUS, _DELIVERY = STATUS_PATH.encode(), DELIVERY_PATH.encode()
+_MEMORY, _CALIBRATE, _RESET_TABLE = (
+    p.encode() for p in (MEMORY_PATH, CALIBRATE_PATH, RESET_TABLE_PATH)
+)
 
 
 @dataclass
@@ -181,7 +197,7 @@ class LocalStack:
         self._dynalite: dynamodb.Dynalite | None = None
         self._servers: list[asyncio.Server] = []
         self.pool: LambdaPool | None = None
-        self.ready: dict[str, Any] = {}
+        self.ready: StackReady | None = None  # set by start()
         self._tasks: set[asyncio.Task[None]] = set()
         self._table: TableDefinition | None = None  # for /reset-table
 
@@ -270,7 +286,7 @@ class LocalStack:
             **self.status(),
         }
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StackStatus:
         assert self.pool is not None
         refused = self.calibration.refused if self.calibration else ""
         return {
@@ -314,7 +330,7 @@ class LocalStack:
 
     def _control(self, request: Request, connection: Connection) -> None:
         # Constant-time: the answer's timing must not tell how much of a guess was right.
-        token = request.headers.get(b"x-memsweep-control", b"")
+        token = request.headers.get(_TOKEN_HEADER, b"")
         if not hmac.compare_digest(token, self.control_token.encode()):
             connection.respond(403, b'{"message":"Forbidden"}')
             return
@@ -323,13 +339,13 @@ class LocalStack:
             connection.respond(413, json.dumps({"message": message}).encode(), keep_alive=False)
             return
         actions = {
-            b"/memory": self._apply_memory,
-            b"/calibrate": self._apply_calibration,
-            b"/reset-table": self._reset_table,
+            _MEMORY: self._apply_memory,
+            _CALIBRATE: self._apply_calibration,
+            _RESET_TABLE: self._reset_table,
         }
-        if request.method == b"GET" and request.path == b"/status":
+        if request.method == b"GET" and request.path == _STATUS:
             connection.respond(200, json.dumps(self.status()).encode())
-        elif request.method == b"GET" and request.path == b"/delivery":
+        elif request.method == b"GET" and request.path == _DELIVERY:
             assert self.pool is not None
             connection.respond(200, json.dumps(self.pool.delivery()).encode())
         elif request.method == b"POST" and request.path in actions:
@@ -452,11 +468,11 @@ def lambda_log(given: Path | None) -> Path:
     return path
 
 
-def _describe(ready: Mapping[str, Any], *, key_given: bool = False) -> str:
+def _describe(ready: StackReady, *, key_given: bool = False) -> str:
     """The banner; a key the user gave (from a file, a variable) is not echoed to the terminal."""
-    share = ready.get("cpu_share_measured")
+    share = ready["cpu_share_measured"]
     share_text = f", measured CPU share {share:.3f}" if share is not None else ""
-    if ready.get("calibration_refused"):
+    if ready["calibration_refused"]:
         share_text += f"; calibration refused: {ready['calibration_refused']}"
     lines = [
         "memsweep local stack (API Gateway → Lambda → DynamoDB)",
@@ -483,6 +499,7 @@ async def serve_until_stopped(options: LocalStackOptions, *, json_ready: bool) -
         loop.add_signal_handler(signum, stopping.set)
     try:
         await stack.start()
+        assert stack.ready is not None
         key_given = options.api_key is not None
         banner = _describe(stack.ready, key_given=key_given)
         print(json.dumps(stack.ready) if json_ready else banner, flush=True)

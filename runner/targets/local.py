@@ -6,15 +6,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.emulator.process import LocalStackProcess
+from runner.control_api import StackReady, StackStatus
 from runner.errors import MemsweepError
 from runner.lambda_logs import Phases, attribute
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import LocalTarget
-from runner.targets.base import RateLimit
+from runner.targets.base import RateLimit, Target
+from runner.targets.local_client import LocalStackProcess
 
 
-class LocalStackTarget:
+class LocalStackTarget(Target):
     kind = "local"
 
     def __init__(
@@ -31,7 +32,7 @@ class LocalStackTarget:
         self.params = dict(params or {})
         self.log_path = Path(run_dir) / "lambda.log"
         self.stack: LocalStackProcess | None = None
-        self._status: dict[str, object] = {}
+        self._status: StackStatus | None = None  # as the stack last answered it
         # Where each step's log starts (marked before its seeding), so a step reads only
         # its own part of a log that grows for the whole run. Which invocation belongs to
         # which phase is decided per request (lambda_logs.attribute), not by these offsets.
@@ -60,7 +61,7 @@ class LocalStackTarget:
             args += ["--param", f"{name}={value}"]
         self.stack = LocalStackProcess(args)
         self.stack.start()
-        self._status = dict(self.stack.ready)
+        self._status = self.stack.ready
 
     def stop(self) -> None:
         if self.stack is not None:
@@ -82,22 +83,23 @@ class LocalStackTarget:
 
     def rate_limit(self) -> RateLimit | None:
         """The usage plan the stack enforces, as it resolved it from serverless.yml."""
-        plan = self.stack.ready.get("usage_plan") if self.stack else None
-        if not isinstance(plan, dict):
+        ready = self._ready()
+        plan = ready["usage_plan"] if ready is not None else None
+        if plan is None:
             return None
-        return RateLimit(rate=float(plan["rate"]), burst=float(plan["burst"]))
+        return RateLimit(rate=plan["rate"], burst=plan["burst"])
 
     def clear_table(self) -> bool:
         """Drop and re-create the table in the stack's own dynalite; False when the stack
         uses another DynamoDB endpoint (then the table is emptied through the API)."""
-        if self.stack is None or not self.stack.ready.get("dynalite_pid"):
+        ready = self._ready()
+        if self.stack is None or ready is None or not ready["dynalite_pid"]:
             return False
         self._status = self.stack.reset_table()
         return True
 
     def current_memory(self) -> int | None:
-        value = self._status.get("memory_mb")
-        return int(value) if isinstance(value, int) else None
+        return self._status["memory_mb"] if self._status is not None else None
 
     def restore(self) -> None:
         return None  # the local stack is the runner's own; it goes away with the run
@@ -133,23 +135,27 @@ class LocalStackTarget:
 
     def fidelity(self) -> Fidelity:
         status = self._status
+        if status is None:
+            return Fidelity(mode="unknown", level="full")
         return Fidelity(
-            mode=str(status.get("cgroup", "unknown")),
-            level="degraded" if status.get("fidelity") == "degraded" else "full",
-            cpu_share_nominal=_float(status.get("cpu_share_nominal")),
-            cpu_share_measured=_float(status.get("cpu_share_measured")),
-            cpu_quota_correction=_float(status.get("cpu_quota_correction")),
-            calibration_refused=str(status.get("calibration_refused") or ""),
+            mode=status["cgroup"],
+            level="degraded" if status["fidelity"] == "degraded" else "full",
+            cpu_share_nominal=status["cpu_share_nominal"],
+            cpu_share_measured=status["cpu_share_measured"],
+            cpu_quota_correction=status["cpu_quota_correction"],
+            calibration_refused=status["calibration_refused"],
         )
 
     def info(self) -> TargetInfo:
-        ready = self.stack.ready if self.stack else {}
+        ready = self._ready()
+        if ready is None:
+            return TargetInfo(kind="local", url="", description="local stack (not started)")
         return TargetInfo(
             kind="local",
-            url=str(ready.get("url", "")),
-            function=str(ready.get("function", "")) or None,
-            architecture=str(ready.get("architecture", "")) or None,
-            description=f"local stack ({ready.get('handler', '')}, {ready.get('cgroup', '')})",
+            url=ready["url"],
+            function=ready["function"] or None,
+            architecture=ready["architecture"] or None,
+            description=f"local stack ({ready['handler']}, {ready['cgroup']})",
         )
 
     def alive(self) -> str | None:
@@ -160,9 +166,9 @@ class LocalStackTarget:
             return f"the local stack exited (code {code})"
         return None
 
-
-def _float(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) else None
+    def _ready(self) -> StackReady | None:
+        """The stack's ready line; None before it started (or when it could not)."""
+        return self.stack.ready if self.stack is not None and self.stack.started else None
 
 
 __all__ = ["LocalStackTarget"]

@@ -1,8 +1,8 @@
-"""The local stack as a child process, driven through its control API.
+"""The runner's client of the local stack: a child process, driven through its control API.
 
 The runner's Locust master runs under gevent; the local stack runs asyncio. Keeping the
 stack in its own process keeps the two event loops apart and lets a crash of either be
-seen by the other.
+seen by the other. The wire (paths, token header, documents) is runner/control_api.py's.
 """
 
 from __future__ import annotations
@@ -20,6 +20,18 @@ from types import TracebackType
 from typing import Any
 
 from runner.children import detached_but_tied, first_line, stderr_tail
+from runner.control_api import (
+    CALIBRATE_PATH,
+    DELIVERY_PATH,
+    MEMORY_PATH,
+    RESET_TABLE_PATH,
+    STATUS_PATH,
+    TOKEN_HEADER,
+    StackReady,
+    StackStatus,
+    parse_ready,
+    parse_status,
+)
 from runner.errors import SetupError
 from runner.stack import PROJECT_ROOT
 
@@ -36,7 +48,7 @@ class LocalStackProcess:
         self.args = list(args)
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
-        self.ready: dict[str, Any] = {}
+        self._ready: StackReady | None = None
 
     def __enter__(self) -> LocalStackProcess:
         self.start()
@@ -64,19 +76,34 @@ class LocalStackProcess:
             why = stderr_tail(self.process)  # before stop(), which closes the pipes
             self.stop()
             raise SetupError(f"the local stack did not start: {why}")
-        self.ready = json.loads(line)
+        try:
+            self._ready = _ready_line(line)
+        except SetupError:
+            self.stop()
+            raise
+
+    @property
+    def started(self) -> bool:
+        return self._ready is not None
+
+    @property
+    def ready(self) -> StackReady:
+        """The stack's ready line, checked against StackReady when it arrived."""
+        if self._ready is None:
+            raise SetupError("the local stack has not started")
+        return self._ready
 
     @property
     def url(self) -> str:
-        return str(self.ready["url"])
+        return self.ready["url"]
 
     @property
     def api_key(self) -> str | None:
-        return self.ready.get("api_key")
+        return self.ready["api_key"]
 
     @property
     def log_path(self) -> str:
-        return str(self.ready["log"])
+        return self.ready["log"]
 
     @property
     def pid(self) -> int:
@@ -90,11 +117,12 @@ class LocalStackProcess:
         return headers
 
     def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The control API's JSON answer; SetupError with the stack's message if it refuses."""
         request = urllib.request.Request(
             self.ready["control_url"] + path,
             data=json.dumps(body).encode() if body is not None else None,
             method=method,
-            headers={"x-memsweep-control": self.ready["control_token"]},
+            headers={TOKEN_HEADER: self.ready["control_token"]},
         )
         try:
             with urllib.request.urlopen(request, timeout=CONTROL_TIMEOUT_S) as response:
@@ -105,29 +133,29 @@ class LocalStackProcess:
         except OSError as exc:
             raise SetupError(f"local stack unreachable ({path}): {exc}") from None
 
-    def status(self) -> dict[str, Any]:
-        status: dict[str, Any] = self._control("GET", "/status")
-        return status
+    def _status(self, method: str, path: str, body: dict[str, Any] | None = None) -> StackStatus:
+        answer = self._control(method, path, body)
+        return parse_status(answer, source=f"local stack {method} {path}")
+
+    def status(self) -> StackStatus:
+        return self._status("GET", STATUS_PATH)
 
     def delivery(self) -> dict[str, Any]:
         """Cumulative CPU delivery of the stack's sandboxes (lambda_pool.Delivery's fields)."""
-        delivery: dict[str, Any] = self._control("GET", "/delivery")
+        delivery: dict[str, Any] = self._control("GET", DELIVERY_PATH)
         return delivery
 
-    def calibrate(self, memory_sizes: list[int]) -> dict[str, Any]:
+    def calibrate(self, memory_sizes: list[int]) -> StackStatus:
         """Measure the CPU share of these sizes up front (cached by the stack)."""
-        status: dict[str, Any] = self._control("POST", "/calibrate", {"memory_mb": memory_sizes})
-        return status
+        return self._status("POST", CALIBRATE_PATH, {"memory_mb": memory_sizes})
 
-    def set_memory(self, memory_mb: int) -> dict[str, Any]:
+    def set_memory(self, memory_mb: int) -> StackStatus:
         """Drain, replace every sandbox at the new size; returns the new status."""
-        status: dict[str, Any] = self._control("POST", "/memory", {"memory_mb": memory_mb})
-        return status
+        return self._status("POST", MEMORY_PATH, {"memory_mb": memory_mb})
 
-    def reset_table(self) -> dict[str, Any]:
+    def reset_table(self) -> StackStatus:
         """Drop and re-create the table in the stack's dynalite (no API request spent)."""
-        status: dict[str, Any] = self._control("POST", "/reset-table", {})
-        return status
+        return self._status("POST", RESET_TABLE_PATH, {})
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         """Stop the stack (SIGTERM: it stops its sandboxes and dynalite); its exit code."""
@@ -146,3 +174,16 @@ class LocalStackProcess:
             if stream is not None:
                 stream.close()
         return returncode
+
+
+def _ready_line(line: bytes) -> StackReady:
+    """The stack's first line, parsed once: SetupError naming what is wrong with it."""
+    where = "the local stack's ready line"
+    try:
+        document = json.loads(line)
+    except ValueError:
+        raise SetupError(f"{where} is not JSON: {line[:80]!r}") from None
+    return parse_ready(document, source=where)
+
+
+__all__ = ["LocalStackProcess"]

@@ -1,0 +1,182 @@
+"""The local stack's control API: its paths, its token header and the documents it answers.
+
+Both ends import this module and nothing else of each other: the stack
+(runner/emulator/server.py) serves these paths and builds these documents; the runner's client
+(runner/targets/local_client.py) sends to them and parses each answer once, strictly, so a
+missing or mistyped key is one clear error where it arrives, not a silent default later.
+Standard library only (plus runner.errors), so either side imports it cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from typing import Any, TypedDict, cast
+
+from runner.errors import SetupError
+
+# The header carrying the token the stack printed on its ready line (compared in constant time).
+TOKEN_HEADER = "x-memsweep-control"
+
+# GET: read-only.
+STATUS_PATH = "/status"  # → StackStatus
+DELIVERY_PATH = "/delivery"  # → lambda_pool.Delivery (cumulative CPU delivery counters)
+# POST with a JSON body; each answers the StackStatus after the action.
+MEMORY_PATH = "/memory"  # {"memory_mb": int}: drain, replace every sandbox at this size
+CALIBRATE_PATH = "/calibrate"  # {"memory_mb": [int, …]}: measure these sizes' CPU share now
+RESET_TABLE_PATH = "/reset-table"  # {}: drop and re-create the table in the stack's dynalite
+# An error shows at most this much of a bad value: one line, whatever arrived.
+SHOWN_CHARS = 60
+
+
+class StackStatus(TypedDict):
+    """What `GET /status` and every POST answer: the function's size, its CPU fidelity, its pool."""
+
+    memory_mb: int
+    cgroup: str  # the limiter: cgroup-v1, cgroup-v2 or cpu-time-pacing
+    fidelity: str  # "full" or "degraded" (no enforced quota, or a refused calibration)
+    calibration_refused: str  # why the host could not show the quota delivers the share; "" if not
+    cpu_share_nominal: float  # memory / 1769, capped at one CPU
+    cpu_share_measured: float | None  # relative to an unthrottled probe; None: not calibrated
+    cpu_quota_correction: float  # the quota multiplier calibration applied (1.0: none)
+    sandboxes: int
+    idle_sandboxes: int
+    sandbox_pids: list[int]
+    cold_starts: int
+    invocations: int
+
+
+class UsagePlan(TypedDict):
+    """The usage plan's throttle, as the stack resolved it from serverless.yml."""
+
+    rate: float
+    burst: float
+
+
+class StackReady(StackStatus):
+    """The JSON line `runner local --json` prints once it serves: where it is, and its status."""
+
+    event: str  # "ready"
+    url: str  # the API's POST URL
+    api_key: str | None  # None: the route needs no key
+    control_url: str  # http://127.0.0.1:PORT, the control API's base
+    control_token: str  # sent as TOKEN_HEADER
+    log: str  # the Lambda log (REPORT lines) the runner reads
+    function: str
+    handler: str
+    architecture: str  # prices depend on it; the sandboxes run on this machine's CPU
+    integration: str  # "lambda-proxy" or "lambda"
+    table: str
+    dynamodb_endpoint: str
+    pid: int
+    dynalite_pid: int | None  # None: the stack uses another DynamoDB endpoint
+    usage_plan: UsagePlan | None  # None: no throttle (the runner paces its seeding to it)
+
+
+def parse_status(document: object, *, source: str) -> StackStatus:
+    """`document` as a StackStatus; SetupError naming `source` and the key if it is not one."""
+    return cast(StackStatus, _typed(document, StackStatus, source))
+
+
+def parse_ready(document: object, *, source: str) -> StackReady:
+    """`document` as a StackReady; SetupError naming `source` and the key if it is not one."""
+    return cast(StackReady, _typed(document, StackReady, source))
+
+
+def _typed(document: object, shape: Any, where: str) -> dict[str, Any]:
+    """The shape's keys from `document`, each checked against its declared type (JSON numbers
+    declared float become float); keys the shape does not declare are left out."""
+    if not isinstance(document, dict):
+        raise SetupError(f"{where}: expected a JSON object, got {_kind(document)}")
+    typed: dict[str, Any] = {}
+    for key, hint in typing.get_type_hints(shape).items():
+        if key not in document:
+            raise SetupError(f"{where}: {key} is missing")
+        value = document[key]
+        if not _conforms(value, hint):
+            raise SetupError(f"{where}: {key} is {_shown(value)}, expected {_describe(hint)}")
+        typed[key] = _value(value, hint, f"{where}: {key}")
+    return typed
+
+
+def _value(value: Any, hint: Any, where: str) -> Any:
+    """A conforming value as its declared type: the union arm it matches, float for a JSON
+    number declared float, a nested shape checked key by key."""
+    for arm in _arms(hint):
+        if _conforms(value, arm):
+            return _value(value, arm, where)
+    if hint is float:
+        return float(value)
+    if typing.is_typeddict(hint):
+        return _typed(value, hint, where)
+    return value
+
+
+def _arms(hint: Any) -> tuple[Any, ...]:
+    """A union's members (`int | None` → (int, NoneType)); () for anything else."""
+    return typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
+
+
+def _conforms(value: object, hint: Any) -> bool:
+    if _arms(hint):
+        return any(_conforms(value, arm) for arm in _arms(hint))
+    if hint is type(None):
+        return value is None
+    if isinstance(value, bool):  # JSON true/false is no number
+        return hint is bool
+    if hint is float:
+        return isinstance(value, (int, float))
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_conforms(v, item) for v in value)
+    if typing.is_typeddict(hint):
+        return isinstance(value, dict)  # its keys are checked by the caller's recursion
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    if _arms(hint):
+        return " or ".join(_describe(arm) for arm in _arms(hint))
+    if hint is type(None):
+        return "null"
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(item, "?")
+    if typing.is_typeddict(hint):
+        return "an object"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        hint, str(hint)
+    )
+
+
+def _shown(value: object) -> str:
+    """The value as JSON wrote it, cut to one short line, and what kind of value that is."""
+    text = json.dumps(value, default=repr)
+    if len(text) > SHOWN_CHARS:
+        text = text[: SHOWN_CHARS - 1] + "…"
+    return text if value is None else f"{text} ({_kind(value)})"
+
+
+def _kind(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
+__all__ = [
+    "CALIBRATE_PATH",
+    "DELIVERY_PATH",
+    "MEMORY_PATH",
+    "RESET_TABLE_PATH",
+    "STATUS_PATH",
+    "TOKEN_HEADER",
+    "StackReady",
+    "StackStatus",
+    "UsagePlan",
+    "parse_ready",
+    "parse_status",
+]

@@ -1,0 +1,123 @@
+"""The control API's documents, parsed as the runner's client parses them: strictly, once.
+
+The end-to-end tests (test_local_stack.py, test_delivery.py, …) check that the stack's real
+answers parse; these check what a wrong answer becomes: one line naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from runner.control_api import STATUS_PATH, parse_ready, parse_status
+from runner.errors import SetupError
+
+SOURCE = f"local stack GET {STATUS_PATH}"
+
+
+def good_status() -> dict[str, Any]:
+    """A status as the stack sends it (JSON through and through)."""
+    document: dict[str, Any] = json.loads(
+        json.dumps(
+            {
+                "memory_mb": 1024,
+                "cgroup": "cgroup-v1",
+                "fidelity": "full",
+                "calibration_refused": "",
+                "cpu_share_nominal": 1024 / 1769,
+                "cpu_share_measured": None,
+                "cpu_quota_correction": 1,  # a whole number arrives as a JSON integer
+                "sandboxes": 2,
+                "idle_sandboxes": 1,
+                "sandbox_pids": [101, 102],
+                "cold_starts": 2,
+                "invocations": 7,
+            }
+        )
+    )
+    return document
+
+
+def good_ready() -> dict[str, Any]:
+    return {
+        **good_status(),
+        "event": "ready",
+        "url": "http://127.0.0.1:1/dev/DynamoDBManager",
+        "api_key": None,
+        "control_url": "http://127.0.0.1:2",
+        "control_token": "t",
+        "log": "reports/x/lambda.log",
+        "function": "f",
+        "handler": "handler.lambda_handler",
+        "architecture": "x86_64",
+        "integration": "lambda-proxy",
+        "table": "lambda-apigateway",
+        "dynamodb_endpoint": "http://127.0.0.1:3",
+        "pid": 1,
+        "dynalite_pid": None,
+        "usage_plan": {"rate": 10, "burst": 5.0},
+    }
+
+
+def test_given_a_good_status_then_typed_numbers_as_declared_and_nothing_else() -> None:
+    document = {**good_status(), "unknown_extra": 1}
+
+    status = parse_status(document, source=SOURCE)
+
+    assert status == {**good_status(), "cpu_quota_correction": 1.0}
+    assert isinstance(status["cpu_quota_correction"], float)
+    assert "unknown_extra" not in status
+
+
+def test_given_a_status_without_a_key_then_one_line_naming_it() -> None:
+    document = good_status()
+    del document["cpu_share_nominal"]
+
+    with pytest.raises(SetupError) as raised:
+        parse_status(document, source=SOURCE)
+
+    assert str(raised.value) == "local stack GET /status: cpu_share_nominal is missing"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("cpu_share_nominal", "0.5", 'cpu_share_nominal is "0.5" (a string), expected a number'),
+        ("memory_mb", 1024.5, "memory_mb is 1024.5 (a number), expected an integer"),
+        ("sandboxes", True, "sandboxes is true (a boolean), expected an integer"),
+        ("cpu_share_measured", [], "cpu_share_measured is [] (a list), expected a number or null"),
+        (
+            "sandbox_pids",
+            [1, "2"],
+            'sandbox_pids is [1, "2"] (a list), expected a list of integers',
+        ),
+        ("fidelity", None, "fidelity is null, expected a string"),
+    ],
+)
+def test_given_a_status_with_a_mistyped_key_then_one_line_naming_key_value_and_type(
+    key: str, value: object, message: str
+) -> None:
+    document = {**good_status(), key: value}
+
+    with pytest.raises(SetupError) as raised:
+        parse_status(document, source=SOURCE)
+
+    assert str(raised.value).startswith(f"local stack GET /status: {message}")
+    assert "\n" not in str(raised.value)
+
+
+def test_given_a_status_that_is_no_object_then_one_line_saying_what_came() -> None:
+    with pytest.raises(SetupError, match=r"^local stack GET /status: expected a JSON object, got"):
+        parse_status(["memory_mb", 1024], source=SOURCE)
+
+
+def test_given_a_ready_line_then_its_status_and_nested_usage_plan_are_checked() -> None:
+    ready = parse_ready(good_ready(), source="ready line")
+    assert ready["usage_plan"] == {"rate": 10.0, "burst": 5.0}
+    assert ready["memory_mb"] == 1024  # a ready line is a status too
+
+    without_burst = {**good_ready(), "usage_plan": {"rate": 10}}
+    with pytest.raises(SetupError, match=r"^ready line: usage_plan: burst is missing$"):
+        parse_ready(without_burst, source="ready line")
