@@ -1391,7 +1391,9 @@ def with_overrides(
         data["sweep"]["repeats"] = repeats
         given["--repeats"] = str(repeats)
     load = data["load"]
-    length = scenario.load.duration_s
+    # The notes name the length the run will have: --duration's when given.
+    seconds = parse_duration(duration) if duration is not None else None
+    length = seconds if seconds is not None else scenario.load.duration_s
     if users is not None:
         given["--users"] = str(users)
         if isinstance(scenario.load, OpenLoad):
@@ -1424,8 +1426,7 @@ def with_overrides(
             load = {"model": "open", "rate_per_s": rate, "duration_s": length}
         else:
             load = {**load, "rate_per_s": rate}
-    if duration is not None:
-        seconds = parse_duration(duration)
+    if duration is not None and seconds is not None:
         given["--duration"] = duration
         if load["model"] == "open":
             load = {**load, "duration_s": seconds}

@@ -419,6 +419,10 @@ def test_given_the_other_load_model_then_a_note_says_what_replaced_it(
     text = capsys.readouterr().out
     assert "note: --rate 20 replaces the scenario's closed load (up to 10 users)" in text
     assert "expected requests: 2,400 per step" in text  # 20/s × 120 s, no warm-up
+    # With --duration too, the note names the length the run will have (it said 120 s).
+    argv = [str(SCENARIOS / "memory_sweep.yaml"), "--rate", "20", "--duration", "20s"]
+    assert main([*argv, "--dry-run"]) == 0
+    assert "with an open load: 20 req/s for 20 s," in capsys.readouterr().out
 
 
 def test_given_a_duration_on_a_staged_profile_then_its_stages_scale() -> None:
