@@ -17,6 +17,7 @@ from runner.errors import BadInput, MemsweepError
 
 if TYPE_CHECKING:
     from runner.scenario import Scenario
+    from runner.sweep import Sweep
 
 
 def prog_name() -> str:
@@ -452,7 +453,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
 
         preflight(scenario.target)
     from runner.progress import Progress
-    from runner.sweep import RunOptions, Sweep
+    from runner.sweep import Interrupted, RunOptions, Sweep
 
     with Progress(quiet=args.quiet) as progress:
         sweep = Sweep(
@@ -471,11 +472,28 @@ def _run_scenario(args: argparse.Namespace) -> int:
             ),
         )
         try:
-            code = sweep.run()
+            sweep.run()
+            code = _verdict(sweep)
+        except Interrupted as exc:  # the live area said why; the partial results are kept
+            code = exc.exit_code
         finally:
             report = _report_after_run(sweep.results_path)
             progress.done(sweep, report)  # the step lines, the files, the pick: the last line
     return code
+
+
+def _verdict(sweep: Sweep) -> int:
+    """The exit code of a run whose every step ran: the analysis's verdict, which results.json
+    keeps, so the report, the CI files and the exit code read one answer."""
+    from runner.analysis import analyse, run_verdict
+
+    try:
+        verdict = run_verdict(analyse(sweep.results))
+    except Exception as exc:  # a bug: results.json says the run failed, as for any other
+        sweep.record_failure(f"internal error: {exc!r}")
+        raise
+    sweep.record_verdict(verdict)
+    return verdict.exit_code
 
 
 def _report_after_run(results_path: Path) -> Path | None:

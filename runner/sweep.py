@@ -2,7 +2,9 @@
 
 Every step's results are written to results.json as soon as the step ends, so an interrupted
 or failed run leaves a valid partial file. Memory is restored in `finally`, whatever ends the
-run (an exception, SIGINT, SIGTERM).
+run (an exception, SIGINT, SIGTERM). A step's figures come from runner.measure, given what
+was read from the target; the verdict, and with it the exit code, is the caller's (cli.py),
+from the analysis, kept here by record_verdict.
 """
 
 from __future__ import annotations
@@ -22,37 +24,17 @@ from typing import Any
 import gevent
 
 from runner import __version__
-from runner.analysis import analyse, run_verdict
 from runner.errors import MemsweepError
 from runner.lambda_logs import Phases
+from runner.measure import Readings, load_tick, measure_step, step_window
 from runner.plan import describe_plan, plan_steps
-from runner.progress import Event, Load, Note, Phase, Planned, StepDone
-from runner.results import (
-    ErrorCount,
-    Fidelity,
-    Invocations,
-    OutsideWindow,
-    RequestStats,
-    Results,
-    Second,
-    Step,
-    Trust,
-    WorkerSeen,
-    write_results,
-)
+from runner.progress import Event, Note, Phase, Planned, StepDone
+from runner.results import Results, RunVerdict, Step, write_results
 from runner.scenario import ClosedLoad, Scenario
 from runner.seeding import seed_items
-from runner.stats import encode, latency
-from runner.swarm import StepData, Swarm
+from runner.swarm import Swarm
 from runner.targets import Target, make_target
-from runner.trust import HostSnapshot, cpu_delivery, host_snapshot, judge
-
-# A step whose requests mostly failed to connect means the target is down, not slow.
-TARGET_DOWN_SHARE = 0.5
-# The live rate waits for this much of the window in the workers' reports (they come every
-# 3 s): a shorter span would swing with each report.
-MIN_RATE_SPAN_S = 0.5
-_CONNECTION_ERRORS = re.compile(r"(Connection|Refused|Reset|Timeout|timed out|EOF|Broken)", re.I)
+from runner.trust import host_snapshot
 
 
 class RunFailed(MemsweepError):
@@ -118,15 +100,19 @@ class Sweep:
             self.say(Note(f"{name}: stopping; this step's results are kept, memory restored"))
         self.stop_requested = name
 
-    def run(self) -> int:
-        """Run the sweep; returns the exit code. results.json is written whatever happens."""
+    def run(self) -> None:
+        """Run every step, then record_verdict() takes the caller's verdict.
+
+        results.json is written whatever happens. A run that does not reach its end records
+        why, then raises (Interrupted: exit 130, the partial results kept).
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         handlers = [
             gevent.signal_handler(signal.SIGINT, self._on_signal, "SIGINT"),
             gevent.signal_handler(signal.SIGTERM, self._on_signal, "SIGTERM"),
         ]
-        target: Target | None = None
-        code = 3
+        code: int | None = 3  # kept when an exception of no known kind (a bug) ends the run
+        unrestored: str | None = None
         load = self.scenario.load
         self.say(
             Planned(
@@ -141,38 +127,18 @@ class Sweep:
                 first_memory_mb=plan_steps(self.scenario)[0][0],
             )
             self.say(Note(f"starting the {self.scenario.target.kind} target"))
-            target.start()
-            target.prepare(self.scenario.sweep.memory_mb)
-            self.results.target = target.info()
-            self._save()
-            workers = self.scenario.workers
-            local = self.options.local_workers
-            if local is None:
-                local = workers.local if workers.local is not None else (os.cpu_count() or 1)
-            remote = self.options.expect_remote
-            if remote is None:
-                remote = workers.expect_remote
-            self.say(Note(f"starting {local} local Locust worker(s), expecting {remote} remote"))
-            with Swarm(
-                local_workers=local,
-                expect_remote=remote,
-                wait_s=workers.wait_s,
-                bind_host=self.options.master_bind_host,
-                bind_port=self.options.master_port,
-                csv_dir=self.run_dir / "locust",
-            ) as swarm:
-                self._steps(target, swarm)
-            code = self._verdict()
+            with target:
+                try:
+                    self._run_on(target)
+                finally:
+                    unrestored = self._restore(target)
+            code = None  # every step ran: the verdict decides
             # A run whose every step was measured is complete, even when a step is degraded
             # (exit 3): the verdict says why there is no pick; "failed" is for runs that broke.
             measured = all(step.valid for step in self.results.steps)
-            self.results.status = "complete" if code in (0, 1) or measured else "failed"
-        except Interrupted as exc:
-            self.results.status = "interrupted"
-            self.results.problems.append(str(exc))
-            code = 130
+            self.results.status = "complete" if measured else "failed"
         except MemsweepError as exc:
-            self.results.status = "failed"
+            self.results.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
             self.results.problems.append(str(exc))
             code = exc.exit_code
             raise
@@ -181,24 +147,64 @@ class Sweep:
             self.results.problems.append(f"internal error: {exc!r}")
             raise
         finally:
-            if target is not None:
-                self._restore(target)
-                target.stop()
+            if unrestored is not None:  # after the line saying why the run ended
+                self.results.problems.append(unrestored)
             for handler in handlers:
                 handler.cancel()
             self.results.exit_code = code
             self.results.finished_at = time.time()
             self._save()
-        return code
 
-    def _restore(self, target: Target) -> None:
+    def record_verdict(self, verdict: RunVerdict) -> None:
+        """Keep the verdict in results.json, so the exit code, the report and any script
+        reading the file never disagree."""
+        self.results.verdict = verdict
+        lost = sorted({w.id for step in self.results.steps for w in step.workers if w.lost})
+        if verdict.exit_code == 3 and lost:
+            self.results.problems.append(f"worker(s) lost: {', '.join(lost)}")
+        self.results.exit_code = verdict.exit_code
+        self._save()
+
+    def record_failure(self, problem: str) -> None:
+        """A run that broke after its last step (exit 3), kept in results.json."""
+        self.results.status = "failed"
+        self.results.problems.append(problem)
+        self.results.exit_code = 3
+        self._save()
+
+    def _run_on(self, target: Target) -> None:
+        """Everything between starting the target and restoring it: the workers and the steps."""
+        target.prepare(self.scenario.sweep.memory_mb)
+        self.results.target = target.info()
+        self._save()
+        workers = self.scenario.workers
+        local = self.options.local_workers
+        if local is None:
+            local = workers.local if workers.local is not None else (os.cpu_count() or 1)
+        remote = self.options.expect_remote
+        if remote is None:
+            remote = workers.expect_remote
+        self.say(Note(f"starting {local} local Locust worker(s), expecting {remote} remote"))
+        with Swarm(
+            local_workers=local,
+            expect_remote=remote,
+            wait_s=workers.wait_s,
+            bind_host=self.options.master_bind_host,
+            bind_port=self.options.master_port,
+            csv_dir=self.run_dir / "locust",
+        ) as swarm:
+            self._steps(target, swarm)
+
+    def _restore(self, target: Target) -> str | None:
+        """Put the original memory back; the problem to record if that failed."""
         try:
             target.restore()
             if self.results.target.original_memory_mb is not None:
                 self.results.target.restored = True
         except Exception as exc:  # noqa: BLE001 - reported, and the run still ends cleanly
             self.results.target.restored = False
-            self.results.problems.append(f"could not restore the original memory: {exc}")
+            return f"could not restore the original memory: {exc}"
+        return None
 
     def _steps(self, target: Target, swarm: Swarm) -> None:
         plan = plan_steps(self.scenario)
@@ -239,7 +245,6 @@ class Sweep:
                 target,
                 swarm,
                 index=index,
-                total=len(plan),
                 memory=memory,
                 repeat=repeat,
                 seeded=seeded,
@@ -270,7 +275,6 @@ class Sweep:
         swarm: Swarm,
         *,
         index: int,
-        total: int,
         memory: int,
         repeat: int,
         seeded: list[str],
@@ -327,65 +331,24 @@ class Sweep:
             on_load_start=load_started,
             memory_mb=memory,
         )
-        started = data.load_started
-        ended = data.load_ended or time.time()
-        if data.measure_until:
-            ended = min(ended, data.measure_until)  # workers count no request started later
-        delivery_closed = target.delivery()
-        host_closed = host_snapshot(ended)
-        window_start = started + warmup
-        delivery_opened = opened.get("delivery")
-        cpu = (
-            cpu_delivery(delivery_opened, delivery_closed)
-            if delivery_opened is not None and delivery_closed is not None
-            else None
-        )
-        host_opened: HostSnapshot | None = opened.get("host")
-        trust = judge(
-            memory_mb=memory,
-            cpu=cpu,
-            generator_cpu=data.worker_cpu,
-            host_before=host_opened,
-            host_after=host_closed,
-        )
-        fidelity = target.fidelity()
-        if fidelity.calibration_refused:
-            trust.causes.append(f"CPU calibration refused: {fidelity.calibration_refused}")
-            trust.degraded = True
-        invocations, outside = target.invocations(
-            Phases(load_started=started, window_start=window_start, window_end=ended)
-        )
+        phases = step_window(data, warmup_s=warmup, now=time.time())
+        readings = _read_window(target, phases, opened=opened)
         previous_end = self.results.steps[-1].window_end if self.results.steps else None
-        step = build_step(
+        started = phases.load_started
+        step = measure_step(
             data,
+            readings,
             index=index,
-            memory=memory,
+            memory_mb=memory,
             repeat=repeat,
-            started=started,
+            phases=phases,
             overhead_s=started - previous_end if previous_end else None,
-            window_start=window_start,
-            window_end=ended,
-            invocations=invocations,
-            outside=outside,
-            trust=trust,
-            fidelity=fidelity,
             open_model=not isinstance(load, ClosedLoad),
             locust_files=swarm.step_files(step_id),
             interrupted=bool(self.stop_requested),
         )
         swarm.forget(step_id)  # in results.json now; the master keeps no step it is done with
         return step
-
-    def _verdict(self) -> int:
-        # The report's analysis decides, and results.json keeps its verdict, so the exit
-        # code, the report and any script reading the file never disagree.
-        verdict = run_verdict(analyse(self.results))
-        self.results.verdict = verdict
-        code = verdict.exit_code
-        lost = sorted({w.id for step in self.results.steps for w in step.workers if w.lost})
-        if code == 3 and lost:
-            self.results.problems.append(f"worker(s) lost: {', '.join(lost)}")
-        return code
 
     def _check_stop(self) -> None:
         if self.stop_requested:
@@ -401,138 +364,21 @@ class Sweep:
         write_results(self.results, self.results_path)
 
 
-def load_tick(state: dict[str, Any]) -> Load:
-    """The running step's numbers from the master's merged, full-resolution data.
-
-    Requests, errors and the p95 cover the measured window only (the workers count nothing
-    else), so the live figures converge on the step's final ones; Locust's own p95 is rounded
-    to two significant figures (12000 ms for 11 500) and includes the warm-up.
-    """
-    data: StepData = state["data"]
-    requests = sum(counts[0] for counts in data.counts.values())
-    failures = sum(counts[1] for counts in data.counts.values())
-    # Each worker's count is complete up to its latest report (every 3 s, staggered): their
-    # mean is when the merged count stands, as each worker carries an equal share.
-    times = list(data.reported_at.values())
-    reported = sum(times) / len(times) if times else 0.0
-    span = min(reported, data.measure_until or reported) - data.measure_from
-    count = data.total.get_total_count()
-    return Load(
-        elapsed_s=float(state["elapsed_s"]),
-        users=int(state["users"]),
-        requests=requests,
-        failures=failures,
-        dropped=data.dropped,
-        achieved_rps=requests / span if span >= MIN_RATE_SPAN_S else None,
-        p95_ms=data.total.get_value_at_percentile(95) / 1000 if count else None,
-        locust_rps=float(state["stats"]["rps"]),
-    )
-
-
-def build_step(
-    data: StepData,
-    *,
-    index: int,
-    memory: int,
-    repeat: int,
-    started: float,
-    overhead_s: float | None,
-    window_start: float,
-    window_end: float,
-    invocations: Invocations,
-    outside: OutsideWindow,
-    trust: Trust,
-    fidelity: Fidelity | None,
-    open_model: bool,
-    locust_files: list[str],
-    interrupted: bool,
-) -> Step:
-    requests = sum(counts[0] for counts in data.counts.values())
-    failures = sum(counts[1] for counts in data.counts.values())
-    measured = max(1e-9, window_end - window_start)
-    errors = []
-    connection_failures = 0
-    for key, count in sorted(data.errors.items(), key=lambda item: -item[1]):
-        name, _, kind = key.partition("\t")
-        errors.append(ErrorCount(request=name, kind=kind, count=count))
-        if _CONNECTION_ERRORS.search(kind):
-            connection_failures += count
-    timeline = []
-    for second in sorted(data.seconds):
-        n, fails, total_ms, p95 = data.seconds[second]
-        timeline.append(
-            Second(
-                t=int(second - window_start),
-                requests=n,
-                failures=fails,
-                mean_ms=total_ms / n,
-                p95_ms=p95 if isinstance(p95, float) else p95.get_value_at_percentile(95) / 1000,
-                users=data.users_at.get(second),
-            )
-        )
-    workers = [
-        WorkerSeen(
-            id=worker,
-            requests=sent,
-            lost=worker in data.lost_workers,
-            lost_at=data.lost_at.get(worker),
-            detail=data.lost_workers.get(worker, ""),
-        )
-        for worker, sent in sorted(data.per_worker.items())
-    ]
-    for worker, why in data.lost_workers.items():
-        if worker not in data.per_worker:
-            workers.append(
-                WorkerSeen(id=worker, lost=True, lost_at=data.lost_at.get(worker), detail=why)
-            )
-    problems = [f"worker {w.id} lost: {w.detail}" for w in workers if w.lost]
-    if requests and connection_failures / requests >= TARGET_DOWN_SHARE:
-        problems.append(
-            f"the target stopped answering: {connection_failures} of {requests} requests "
-            "failed to connect"
-        )
-    elif requests and failures == requests:
-        problems.append(f"the target failed every request ({errors[0].kind})")
-    elif not requests and not interrupted:
-        # Nothing to measure is not a measurement: never let an empty step pass as valid.
-        problems.append("no request completed in the measured window")
-    if interrupted:
-        problems.append("step cut short by an interrupt")
-    return Step(
-        index=index,
-        memory_mb=memory,
-        repeat=repeat,
-        started_at=started,
-        overhead_s=overhead_s,
-        window_start=window_start,
-        window_end=window_end,
-        requests=requests,
-        failures=failures,
-        rps=requests / measured,
-        dropped_arrivals=data.dropped,
-        offered=requests + data.dropped if open_model else None,
-        latency=latency(data.total),
-        histogram=encode(data.total),
-        per_request=[
-            RequestStats(
-                name=name,
-                requests=data.counts.get(name, [0, 0])[0],
-                failures=data.counts.get(name, [0, 0])[1],
-                latency=latency(hist),
-                histogram=encode(hist),
-            )
-            for name, hist in sorted(data.by_name.items())
-        ],
-        errors=errors,
-        timeline=timeline,
+def _read_window(target: Target, phases: Phases, *, opened: dict[str, Any]) -> Readings:
+    """What measure_step takes from the target and the host, read as the window closes (the
+    CPU accounting first); on AWS, invocations() polls CloudWatch Logs for the window."""
+    delivery_closed = target.delivery()
+    host_closed = host_snapshot(phases.window_end)
+    fidelity = target.fidelity()
+    invocations, outside = target.invocations(phases)
+    return Readings(
+        delivery_opened=opened.get("delivery"),
+        delivery_closed=delivery_closed,
+        host_opened=opened.get("host"),
+        host_closed=host_closed,
+        fidelity=fidelity,
         invocations=invocations,
         outside=outside,
-        trust=trust,
-        workers=workers,
-        fidelity=fidelity,
-        valid=not problems,
-        problems=problems,
-        locust_files=locust_files,
     )
 
 

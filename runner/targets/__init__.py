@@ -9,7 +9,8 @@ from runner.targets.base import Target
 def make_target(
     spec: LocalTarget | AwsTarget | UrlTarget, *, run_dir: str, first_memory_mb: int | None = None
 ) -> Target:
-    """The target a scenario names (imports only what that kind needs).
+    """The target a scenario names, not started: `with target:` starts and stops it (imports
+    only what that kind needs).
 
     first_memory_mb: the size the sweep starts at; a local stack starts there, so it does not
     calibrate a size the sweep never runs (128 MB, serverless.yml's, takes ~2.5 s).
@@ -18,7 +19,11 @@ def make_target(
     if isinstance(spec, LocalTarget):
         from runner.targets.local import LocalStackTarget
 
-        target = LocalStackTarget(spec, run_dir=run_dir, memory_mb=first_memory_mb)
+        # The base's context manager and defaults, until local.py's class derives from Target.
+        class _LocalStack(LocalStackTarget, Target):
+            pass
+
+        target = _LocalStack(spec, run_dir=run_dir, memory_mb=first_memory_mb)
     elif isinstance(spec, AwsTarget):
         from runner.targets.aws import AwsStackTarget
 

@@ -24,7 +24,7 @@ from runner.errors import BadInput, MemsweepError
 from runner.lambda_logs import Phases, attribute
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import AwsTarget
-from runner.targets.base import RateLimit
+from runner.targets.base import RateLimit, Target
 
 # Lambda refuses a configuration change while another is in progress.
 CONFLICT_RETRIES = 8
@@ -183,7 +183,7 @@ def _default_rate_limit(why: str) -> RateLimit:
     return limit
 
 
-class AwsStackTarget:
+class AwsStackTarget(Target):
     kind = "aws"
 
     def __init__(self, spec: AwsTarget) -> None:
@@ -341,9 +341,6 @@ class AwsStackTarget:
                 )
         return throttles
 
-    def stop(self) -> None:
-        return None
-
     @property
     def url(self) -> str:
         return self._url
@@ -382,23 +379,11 @@ class AwsStackTarget:
                 f"{memory_mb} MB"
             )
 
-    def current_memory(self) -> int | None:
-        return self.configured_memory
-
     def restore(self) -> None:
         if self.original_memory is not None and self.configured_memory != self.original_memory:
             self.set_memory(self.original_memory)
 
-    def prepare(self, memory_sizes: list[int]) -> None:
-        return None
-
-    def mark(self, at: float) -> None:
-        return None
-
-    # -- metrics -------------------------------------------------------------------------------
-
-    def delivery(self) -> dict[str, Any] | None:
-        return None  # Lambda's own CPU is what it is: nothing to check it against
+    # -- metrics (no delivery(): Lambda's own CPU is what it is, nothing to check it against) --
 
     def invocations(self, phases: Phases) -> tuple[Invocations, OutsideWindow]:
         """From before the load to after the window (REPORT lines land when calls end)."""
@@ -452,6 +437,3 @@ class AwsStackTarget:
             description=f"CloudFormation stack {self.stack_name} in {self.region}",
             original_memory_mb=self.original_memory,
         )
-
-    def alive(self) -> str | None:
-        return None

@@ -2,55 +2,91 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
 
 from runner.lambda_logs import Phases
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 
 
-class Target(Protocol):
+class Target(ABC):
+    """Where the load goes and how memory is changed; a context manager.
+
+    `with target:` starts it and stops it whatever happens (also when start() fails half way):
+    whatever starts a process owns stopping it. The defaults suit a target with nothing to do
+    at that point (no process, no memory to restore, no CPU accounting).
+    """
+
     kind: str
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
 
     def start(self) -> None:
         """Bring the target up (or find it) and remember its original configuration."""
+        return None
 
     def stop(self) -> None:
         """Release what start() acquired; never raises."""
+        return None
 
     @property
+    @abstractmethod
     def url(self) -> str: ...
 
     def headers(self) -> dict[str, str]:
         """Headers every request needs (the API key)."""
+        return {}
 
+    @abstractmethod
     def set_memory(self, memory_mb: int) -> None:
         """Apply a memory size and return once it is live (no load before that)."""
 
-    def current_memory(self) -> int | None: ...
-
     def restore(self) -> None:
         """Put the original memory size back; safe to call twice."""
+        return None
 
     def prepare(self, memory_sizes: list[int]) -> None:
         """Work that would otherwise fall between steps (e.g. measuring CPU shares)."""
+        return None
 
     def mark(self, at: float) -> None:
         """Note where a step's logs begin (before its seeding): the target reads from there."""
+        return None
 
+    @abstractmethod
     def invocations(self, phases: Phases) -> tuple[Invocations, OutsideWindow]:
         """The step's invocations whose requests arrived in its measured window, and the
         others counted by phase (lambda_logs.attribute)."""
 
     def delivery(self) -> dict[str, Any] | None:
         """Cumulative CPU accounting of the function's sandboxes (local stack), else None."""
+        return None
 
+    @abstractmethod
     def fidelity(self) -> Fidelity: ...
 
+    @abstractmethod
     def info(self) -> TargetInfo: ...
 
     def alive(self) -> str | None:
         """None if the target still serves, else why not."""
+        return None
 
 
 @dataclass(frozen=True)

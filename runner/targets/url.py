@@ -6,12 +6,12 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any
 
 from runner.errors import BadInput
 from runner.lambda_logs import Phases
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import UrlTarget
+from runner.targets.base import Target
 
 # Where a key comes from when the scenario names none: a variable keeps it out of `ps`, the
 # shell history and the scenario file (which results.json and the report echo, redacted).
@@ -75,19 +75,12 @@ def check_api_key(key: str, where: str) -> str:
     return key
 
 
-class UrlOnlyTarget:
+class UrlOnlyTarget(Target):
     kind = "url"
 
     def __init__(self, spec: UrlTarget) -> None:
         self.spec = spec
-        self._memory: int | None = None
         self._api_key = api_key(spec)
-
-    def start(self) -> None:
-        return None
-
-    def stop(self) -> None:
-        return None
 
     @property
     def url(self) -> str:
@@ -97,26 +90,11 @@ class UrlOnlyTarget:
         return {"x-api-key": self._api_key} if self._api_key else {}
 
     def set_memory(self, memory_mb: int) -> None:
-        self._memory = memory_mb  # a label: nothing to change
-
-    def current_memory(self) -> int | None:
-        return self._memory
-
-    def restore(self) -> None:
-        return None
-
-    def prepare(self, memory_sizes: list[int]) -> None:
-        return None
-
-    def mark(self, at: float) -> None:
-        return None
+        """A label: nothing to change."""
 
     def invocations(self, phases: Phases) -> tuple[Invocations, OutsideWindow]:
         source = "none: a url target has no access to the function's logs"
         return Invocations(source=source), OutsideWindow()
-
-    def delivery(self) -> dict[str, Any] | None:
-        return None
 
     def fidelity(self) -> Fidelity:
         return Fidelity(mode="none", level="none")
@@ -125,6 +103,3 @@ class UrlOnlyTarget:
         return TargetInfo(
             kind="url", url=self.url, description="memory sizes are labels only (no control)"
         )
-
-    def alive(self) -> str | None:
-        return None

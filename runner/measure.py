@@ -1,0 +1,226 @@
+"""A step's figures from what was read while it ran: the workers' StepData and the readings.
+
+Pure: it takes values and returns a results Step (or a live Load line). The sweep reads the
+target (CPU accounting, fidelity, the function's logs, which on AWS means polling CloudWatch)
+and the host, and passes what it read; nothing here touches a target, a process or a clock.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from runner.lambda_logs import Phases
+from runner.progress import Load
+from runner.results import (
+    ErrorCount,
+    Fidelity,
+    Invocations,
+    OutsideWindow,
+    RequestStats,
+    Second,
+    Step,
+    Trust,
+    WorkerSeen,
+)
+from runner.stats import encode, latency
+from runner.swarm import StepData
+from runner.trust import HostSnapshot, cpu_delivery, judge
+
+# A step whose requests mostly failed to connect means the target is down, not slow.
+TARGET_DOWN_SHARE = 0.5
+# The live rate waits for this much of the window in the workers' reports (they come every
+# 3 s): a shorter span would swing with each report.
+MIN_RATE_SPAN_S = 0.5
+_CONNECTION_ERRORS = re.compile(r"(Connection|Refused|Reset|Timeout|timed out|EOF|Broken)", re.I)
+
+
+@dataclass(frozen=True)
+class Readings:
+    """What the sweep read for one step, beside the workers' data: each covers its window."""
+
+    delivery_opened: dict[str, Any] | None  # the target's CPU accounting as the window opened
+    delivery_closed: dict[str, Any] | None  # ... and as it closed (None: the target has none)
+    host_opened: HostSnapshot | None
+    host_closed: HostSnapshot | None
+    fidelity: Fidelity
+    invocations: Invocations  # those whose request arrived in the window
+    outside: OutsideWindow  # the others, counted by phase
+
+
+def step_window(data: StepData, *, warmup_s: float, now: float) -> Phases:
+    """The step's phases: load start, the window's start (after the warm-up) and its end."""
+    started = data.load_started
+    ended = data.load_ended or now
+    if data.measure_until:
+        ended = min(ended, data.measure_until)  # workers count no request started later
+    return Phases(load_started=started, window_start=started + warmup_s, window_end=ended)
+
+
+def load_tick(state: dict[str, Any]) -> Load:
+    """The running step's numbers from the master's merged, full-resolution data.
+
+    Requests, errors and the p95 cover the measured window only (the workers count nothing
+    else), so the live figures converge on the step's final ones; Locust's own p95 is rounded
+    to two significant figures (12000 ms for 11 500) and includes the warm-up.
+    """
+    data: StepData = state["data"]
+    requests = sum(counts[0] for counts in data.counts.values())
+    failures = sum(counts[1] for counts in data.counts.values())
+    # Each worker's count is complete up to its latest report (every 3 s, staggered): their
+    # mean is when the merged count stands, as each worker carries an equal share.
+    times = list(data.reported_at.values())
+    reported = sum(times) / len(times) if times else 0.0
+    span = min(reported, data.measure_until or reported) - data.measure_from
+    count = data.total.get_total_count()
+    return Load(
+        elapsed_s=float(state["elapsed_s"]),
+        users=int(state["users"]),
+        requests=requests,
+        failures=failures,
+        dropped=data.dropped,
+        achieved_rps=requests / span if span >= MIN_RATE_SPAN_S else None,
+        p95_ms=data.total.get_value_at_percentile(95) / 1000 if count else None,
+        locust_rps=float(state["stats"]["rps"]),
+    )
+
+
+def step_trust(data: StepData, readings: Readings, *, memory_mb: int) -> Trust:
+    """Whether the step's figures may be believed, from what was measured in its window."""
+    opened, closed = readings.delivery_opened, readings.delivery_closed
+    cpu = cpu_delivery(opened, closed) if opened is not None and closed is not None else None
+    trust = judge(
+        memory_mb=memory_mb,
+        cpu=cpu,
+        generator_cpu=data.worker_cpu,
+        host_before=readings.host_opened,
+        host_after=readings.host_closed,
+    )
+    if readings.fidelity.calibration_refused:
+        trust.causes.append(f"CPU calibration refused: {readings.fidelity.calibration_refused}")
+        trust.degraded = True
+    return trust
+
+
+def measure_step(
+    data: StepData,
+    readings: Readings,
+    *,
+    index: int,
+    memory_mb: int,
+    repeat: int,
+    phases: Phases,
+    overhead_s: float | None,
+    open_model: bool,
+    locust_files: list[str],
+    interrupted: bool,
+) -> Step:
+    """The step as results.json keeps it: figures, trust, workers, and why it is not valid."""
+    requests = sum(counts[0] for counts in data.counts.values())
+    failures = sum(counts[1] for counts in data.counts.values())
+    measured = max(1e-9, phases.window_end - phases.window_start)
+    errors, connection_failures = _errors(data)
+    workers = _workers(data)
+    problems = [f"worker {w.id} lost: {w.detail}" for w in workers if w.lost]
+    if requests and connection_failures / requests >= TARGET_DOWN_SHARE:
+        problems.append(
+            f"the target stopped answering: {connection_failures} of {requests} requests "
+            "failed to connect"
+        )
+    elif requests and failures == requests:
+        problems.append(f"the target failed every request ({errors[0].kind})")
+    elif not requests and not interrupted:
+        # Nothing to measure is not a measurement: never let an empty step pass as valid.
+        problems.append("no request completed in the measured window")
+    if interrupted:
+        problems.append("step cut short by an interrupt")
+    return Step(
+        index=index,
+        memory_mb=memory_mb,
+        repeat=repeat,
+        started_at=phases.load_started,
+        overhead_s=overhead_s,
+        window_start=phases.window_start,
+        window_end=phases.window_end,
+        requests=requests,
+        failures=failures,
+        rps=requests / measured,
+        dropped_arrivals=data.dropped,
+        offered=requests + data.dropped if open_model else None,
+        latency=latency(data.total),
+        histogram=encode(data.total),
+        per_request=_per_request(data),
+        errors=errors,
+        timeline=_timeline(data, window_start=phases.window_start),
+        invocations=readings.invocations,
+        outside=readings.outside,
+        trust=step_trust(data, readings, memory_mb=memory_mb),
+        workers=workers,
+        fidelity=readings.fidelity,
+        valid=not problems,
+        problems=problems,
+        locust_files=locust_files,
+    )
+
+
+def _errors(data: StepData) -> tuple[list[ErrorCount], int]:
+    """The errors by request and kind, most frequent first, and how many failed to connect."""
+    errors = []
+    connection_failures = 0
+    for key, count in sorted(data.errors.items(), key=lambda item: -item[1]):
+        name, _, kind = key.partition("\t")
+        errors.append(ErrorCount(request=name, kind=kind, count=count))
+        if _CONNECTION_ERRORS.search(kind):
+            connection_failures += count
+    return errors, connection_failures
+
+
+def _timeline(data: StepData, *, window_start: float) -> list[Second]:
+    timeline = []
+    for second in sorted(data.seconds):
+        n, fails, total_ms, p95 = data.seconds[second]
+        timeline.append(
+            Second(
+                t=int(second - window_start),
+                requests=n,
+                failures=fails,
+                mean_ms=total_ms / n,
+                p95_ms=p95 if isinstance(p95, float) else p95.get_value_at_percentile(95) / 1000,
+                users=data.users_at.get(second),
+            )
+        )
+    return timeline
+
+
+def _workers(data: StepData) -> list[WorkerSeen]:
+    """Every worker that reported, and every one lost (also one lost before it reported)."""
+    workers = [
+        WorkerSeen(
+            id=worker,
+            requests=sent,
+            lost=worker in data.lost_workers,
+            lost_at=data.lost_at.get(worker),
+            detail=data.lost_workers.get(worker, ""),
+        )
+        for worker, sent in sorted(data.per_worker.items())
+    ]
+    for worker, why in data.lost_workers.items():
+        if worker not in data.per_worker:
+            workers.append(
+                WorkerSeen(id=worker, lost=True, lost_at=data.lost_at.get(worker), detail=why)
+            )
+    return workers
+
+
+def _per_request(data: StepData) -> list[RequestStats]:
+    return [
+        RequestStats(
+            name=name,
+            requests=data.counts.get(name, [0, 0])[0],
+            failures=data.counts.get(name, [0, 0])[1],
+            latency=latency(hist),
+            histogram=encode(hist),
+        )
+        for name, hist in sorted(data.by_name.items())
+    ]
