@@ -45,11 +45,12 @@ from runner.emulator.apigw import (
     Route,
     Throttle,
 )
-from runner.emulator.cgroups import Calibration, Limiter, calibrate, detect_limiter
+from runner.emulator.cgroups import Calibration, Limiter, calibrate, cpu_share, detect_limiter
 from runner.emulator.http import Connection, Limits, Request, bound_port, serve
 from runner.emulator.lambda_pool import DEFAULT_CONCURRENCY, LambdaPool
 from runner.emulator.sandbox import FunctionConfig
 from runner.errors import BadInput, SetupError
+from runner.lambda_facts import MAX_MEMORY_MB, MIN_MEMORY_MB
 from runner.stack import (
     PROJECT_ROOT,
     SERVERLESS_YML,
@@ -58,9 +59,6 @@ from runner.stack import (
     table_definition,
 )
 
-# Lambda's memory range (MB).
-MIN_MEMORY_MB = 128
-MAX_MEMORY_MB = 10_240
 # The Serverless Framework's default function timeout (s).
 DEFAULT_TIMEOUT_S = 6.0
 # The control API's requests are a memory size or a list of them: small and flat. Bounded
@@ -295,7 +293,7 @@ class LocalStack:
             # A refused calibration: the host could not show that the quota delivers the share.
             "fidelity": "degraded" if refused else self.limiter.fidelity,
             "calibration_refused": refused,
-            "cpu_share_nominal": min(1.0, self.pool.memory_mb / 1769),
+            "cpu_share_nominal": min(1.0, cpu_share(self.pool.memory_mb)),
             "cpu_share_measured": self.calibration.relative_share if self.calibration else None,
             "cpu_quota_correction": self.pool.cpu_correction,
             "sandboxes": self.pool.sandboxes,
