@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from runner.lambda_logs import Phases
 from runner.progress import Load
@@ -34,6 +34,25 @@ TARGET_DOWN_SHARE = 0.5
 # 3 s): a shorter span would swing with each report.
 MIN_RATE_SPAN_S = 0.5
 _CONNECTION_ERRORS = re.compile(r"(Connection|Refused|Reset|Timeout|timed out|EOF|Broken)", re.I)
+
+
+ProblemKind = Literal["worker lost", "target down", "target failed", "no requests", "interrupted"]
+# A step with one of these stops the sweep: the next steps would meet the same broken target.
+STOPS_THE_SWEEP: tuple[ProblemKind, ...] = ("target down", "target failed")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a step is not valid: a kind to decide on, a detail to show (results.json keeps the
+    detail, as a step's `problems`)."""
+
+    kind: ProblemKind
+    detail: str
+
+
+class Measured(NamedTuple):
+    step: Step
+    problems: list[Problem]  # the step's `problems`, typed
 
 
 @dataclass(frozen=True)
@@ -115,27 +134,34 @@ def measure_step(
     open_model: bool,
     locust_files: list[str],
     interrupted: bool,
-) -> Step:
-    """The step as results.json keeps it: figures, trust, workers, and why it is not valid."""
+) -> Measured:
+    """The step as results.json keeps it (figures, trust, workers), and why it is not valid."""
     requests = sum(counts[0] for counts in data.counts.values())
     failures = sum(counts[1] for counts in data.counts.values())
     measured = max(1e-9, phases.window_end - phases.window_start)
     errors, connection_failures = _errors(data)
     workers = _workers(data)
-    problems = [f"worker {w.id} lost: {w.detail}" for w in workers if w.lost]
+    problems = [
+        Problem("worker lost", f"worker {w.id} lost: {w.detail}") for w in workers if w.lost
+    ]
     if requests and connection_failures / requests >= TARGET_DOWN_SHARE:
         problems.append(
-            f"the target stopped answering: {connection_failures} of {requests} requests "
-            "failed to connect"
+            Problem(
+                "target down",
+                f"the target stopped answering: {connection_failures} of {requests} requests "
+                "failed to connect",
+            )
         )
     elif requests and failures == requests:
-        problems.append(f"the target failed every request ({errors[0].kind})")
+        problems.append(
+            Problem("target failed", f"the target failed every request ({errors[0].kind})")
+        )
     elif not requests and not interrupted:
         # Nothing to measure is not a measurement: never let an empty step pass as valid.
-        problems.append("no request completed in the measured window")
+        problems.append(Problem("no requests", "no request completed in the measured window"))
     if interrupted:
-        problems.append("step cut short by an interrupt")
-    return Step(
+        problems.append(Problem("interrupted", "step cut short by an interrupt"))
+    step = Step(
         index=index,
         memory_mb=memory_mb,
         repeat=repeat,
@@ -159,9 +185,10 @@ def measure_step(
         workers=workers,
         fidelity=readings.fidelity,
         valid=not problems,
-        problems=problems,
+        problems=[problem.detail for problem in problems],
         locust_files=locust_files,
     )
+    return Measured(step, problems)
 
 
 def _errors(data: StepData) -> tuple[list[ErrorCount], int]:

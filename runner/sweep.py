@@ -26,10 +26,17 @@ import gevent
 from runner import __version__
 from runner.errors import MemsweepError
 from runner.lambda_logs import Phases
-from runner.measure import Readings, load_tick, measure_step, step_window
+from runner.measure import (
+    STOPS_THE_SWEEP,
+    Measured,
+    Readings,
+    load_tick,
+    measure_step,
+    step_window,
+)
 from runner.plan import describe_plan, plan_steps
 from runner.progress import Event, Note, Phase, Planned, StepDone
-from runner.results import Results, RunVerdict, Step, write_results
+from runner.results import Results, RunVerdict, write_results
 from runner.scenario import ClosedLoad, Scenario
 from runner.seeding import seed_items
 from runner.swarm import Swarm
@@ -241,7 +248,7 @@ class Sweep:
             if self.scenario.sweep.settle_s > 0:
                 self.say(Phase(index=index, memory_mb=memory, repeat=repeat, phase="settling"))
             self._sleep(self.scenario.sweep.settle_s)
-            step = self._one_step(
+            step, problems = self._one_step(
                 target,
                 swarm,
                 index=index,
@@ -265,8 +272,9 @@ class Sweep:
                     f"step {index}: Locust worker(s) lost: {', '.join(lost)} "
                     f"({step.workers[[w.id for w in step.workers].index(lost[0])].detail})"
                 )
-            if step.problems and any("target" in problem for problem in step.problems):
-                raise RunFailed(f"step {index}: {step.problems[0]}")
+            broken = [problem for problem in problems if problem.kind in STOPS_THE_SWEEP]
+            if broken:
+                raise RunFailed(f"step {index}: {broken[0].detail}")
             self._check_stop()
 
     def _one_step(
@@ -278,7 +286,7 @@ class Sweep:
         memory: int,
         repeat: int,
         seeded: list[str],
-    ) -> Step:
+    ) -> Measured:
         scenario = self.scenario
         load = scenario.load
         step_id = f"step{index:02d}-{memory}mb-r{repeat}"
@@ -335,7 +343,7 @@ class Sweep:
         readings = _read_window(target, phases, opened=opened)
         previous_end = self.results.steps[-1].window_end if self.results.steps else None
         started = phases.load_started
-        step = measure_step(
+        measured = measure_step(
             data,
             readings,
             index=index,
@@ -348,7 +356,7 @@ class Sweep:
             interrupted=bool(self.stop_requested),
         )
         swarm.forget(step_id)  # in results.json now; the master keeps no step it is done with
-        return step
+        return measured
 
     def _check_stop(self) -> None:
         if self.stop_requested:
