@@ -29,7 +29,7 @@ TUTORIAL_HANDLERS = PROJECT_ROOT / "bench" / "handlers"
 # The tutorial's Postman run: 327 ms average at 128 MB vs 110 ms at 1024 MB.
 TUTORIAL_RATIO = 327 / 110
 # The tutorial called API Gateway over the internet; this models that path's fixed cost
-# (EMULATOR_FACTS.md: 60 ms added to both settings gave 2.7-3.7 with a 20 ms CFS period).
+# (docs/ARCHITECTURE.md, 4.1: 60 ms added to both settings gave 2.7-3.7 with a 20 ms CFS period).
 NETWORK_MS = 60.0
 LIST_BODY = json.dumps(
     {"operation": "list", "tableName": "lambda-apigateway", "payload": {}}
