@@ -396,15 +396,24 @@ def _charted(setting: Setting) -> bool:
     return bool(setting.requests) and setting.latency.p95 is not None
 
 
+def _degraded_sizes(run: RunView) -> set[int]:
+    """Sizes with a step measured on a starved host or invalid: their points say so on the
+    charts too, not only in the tables."""
+    steps = run.analysis.results.steps
+    return {step.memory_mb for step in steps if not step.valid or step.trust.degraded}
+
+
 def _memory_chart(runs: Sequence[RunView], sizes: list[int]) -> dict[str, Any]:
     """Power Tuning's view: memory on x, cost and p95 each on its own axis from zero."""
     series = []
     for run in runs:
         by_size = {s.memory_mb: s for s in run.analysis.settings if _charted(s)}
+        degraded = _degraded_sizes(run)
         series.append(
             {
                 "run": run.index,
                 "label": run.name if len(runs) > 1 else "",
+                "degraded": [m in degraded and m in by_size for m in sizes],
                 "colour": run.colour,
                 "marker": run.marker,
                 "cost": [round(by_size[m].cost.total, 4) if m in by_size else None for m in sizes],
@@ -441,6 +450,7 @@ def _cost_chart(runs: Sequence[RunView]) -> dict[str, Any]:
                         "y": round(s.cost.total, 4),
                         "mb": s.memory_mb,
                         "recommended": s.memory_mb == run.verdict.recommended_mb,
+                        "degraded": s.memory_mb in _degraded_sizes(run),
                     }
                     for s in run.analysis.settings
                     if _charted(s)

@@ -36,6 +36,7 @@ from runner.results import (
     Second,
     Step,
     TargetInfo,
+    Trust,
     WorkerSeen,
     write_results,
 )
@@ -786,3 +787,22 @@ def test_given_two_runs_then_one_set_of_charts_overlays_a_and_b_and_is_shorter_t
     assert ticks[SIZES.index(512)] == ["512 MB", "▲ recommended", "by A and B"]
     # Two stacked reports would be twice as tall as one; the overlay adds far less.
     assert page_height(two) < 1.5 * page_height(one), (page_height(two), page_height(one))
+
+
+def test_given_a_degraded_step_then_its_points_say_so_on_both_charts(
+    tmp_path: Path, browser: Any
+) -> None:
+    """A figure measured on a starved host is marked where it is drawn, not only in a table."""
+    results = four_sizes()
+    starved = results.steps[3].model_copy(
+        update={"trust": Trust(degraded=True, causes=["host saturated: 6% of the CPU"])}
+    )
+    results = results.model_copy(update={"steps": [*results.steps[:3], starved]})
+    opened = open_at(browser, write_report([written(tmp_path, results)]), WIDE)
+    assert opened.console_errors == []
+    ticks = opened.chart("memory", "chart.scales.x.ticks.map(t => t.label)")
+    assert ticks[SIZES.index(1024)] == ["1024 MB", "⚠ degraded"]
+    assert ticks[SIZES.index(256)] == "256 MB"
+    marked = [label for label in opened.point_labels("memory") if label.endswith(" ⚠")]
+    assert len(marked) == 2  # its cost and its p95
+    assert "1024 MB ⚠ degraded" in opened.point_labels("cost")
