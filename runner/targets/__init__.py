@@ -19,11 +19,7 @@ def make_target(
     if isinstance(spec, LocalTarget):
         from runner.targets.local import LocalStackTarget
 
-        # The base's context manager and defaults, until local.py's class derives from Target.
-        class _LocalStack(LocalStackTarget, Target):
-            pass
-
-        target = _LocalStack(spec, run_dir=run_dir, memory_mb=first_memory_mb)
+        target = LocalStackTarget(spec, run_dir=run_dir, memory_mb=first_memory_mb)
     elif isinstance(spec, AwsTarget):
         from runner.targets.aws import AwsStackTarget
 
