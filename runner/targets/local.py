@@ -98,12 +98,6 @@ class LocalStackTarget(Target):
         self._status = self.stack.reset_table()
         return True
 
-    def current_memory(self) -> int | None:
-        return self._status["memory_mb"] if self._status is not None else None
-
-    def restore(self) -> None:
-        return None  # the local stack is the runner's own; it goes away with the run
-
     def prepare(self, memory_sizes: list[int]) -> None:
         """Calibrate every size of the sweep before the first step, not between steps."""
         if self.stack is not None and self.spec.calibrate:
