@@ -14,7 +14,7 @@ from typing import Any
 
 from runner.scenario import ClosedLoad, RequestSpec, Stage, ThinkTime
 from runner.stats import latency
-from runner.swarm import Swarm
+from runner.swarm import StepTraffic, Swarm
 
 # The same POST as bench/bare_locustfile.py (an echo request for the handler).
 ECHO = {"operation": "echo", "payload": {"k": "v"}}
@@ -30,20 +30,20 @@ def main() -> None:
         stages=[Stage(users=args["users"], duration_s=args["seconds"])],
         think_time=ThinkTime(min_s=args.get("think_s", 0.0), max_s=args.get("think_s", 0.0)),
     )
-    # As runner/sweep.py builds a step's configuration.
-    config = {
-        "url": args["url"],
-        "headers": {"x-api-key": "bench"},
-        "requests": [RequestSpec(name="echo", body=ECHO).model_dump(mode="json")],
-        "seeded": [],
-        "model": "closed",
-        "think_time": [load.think_time.min_s, load.think_time.max_s],
-    }
+    # What runner/sweep.py gives the swarm for a step (swarm.build_step_config builds the rest).
+    traffic = StepTraffic(
+        url=args["url"],
+        headers={"x-api-key": "bench"},
+        requests=[RequestSpec(name="echo", body=ECHO)],
+    )
     with Swarm(local_workers=args["workers"]) as swarm:
         say(event="ready", master=os.getpid(), workers=[p.pid for p in swarm.processes])
         for index in range(args.get("steps", 1)):
             data = swarm.run_step(
-                step_id=f"bench{index}", config=config, load=load, warmup_s=args.get("warmup_s", 0)
+                step_id=f"bench{index}",
+                traffic=traffic,
+                load=load,
+                warmup_s=args.get("warmup_s", 0),
             )
             summary = latency(data.total)
             say(

@@ -206,14 +206,14 @@ def _errors(data: StepData) -> tuple[list[ErrorCount], int]:
 def _timeline(data: StepData, *, window_start: float) -> list[Second]:
     timeline = []
     for second in sorted(data.seconds):
-        n, fails, total_ms, p95 = data.seconds[second]
+        stats = data.seconds[second]
         timeline.append(
             Second(
                 t=int(second - window_start),
-                requests=n,
-                failures=fails,
-                mean_ms=total_ms / n,
-                p95_ms=p95 if isinstance(p95, float) else p95.get_value_at_percentile(95) / 1000,
+                requests=stats.n,
+                failures=stats.failures,
+                mean_ms=stats.mean_ms,
+                p95_ms=stats.current_p95_ms(),
                 users=data.users_at.get(second),
             )
         )

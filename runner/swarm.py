@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -74,17 +74,6 @@ class StepTraffic:
     headers: Mapping[str, str]
     requests: Sequence[RequestSpec]
     seeded: Sequence[str] = ()  # ids written before the step, for {{seeded}}
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> StepTraffic:
-        """The same from the partial config dict callers built before StepTraffic existed
-        (url, headers, requests as RequestSpec dumps, seeded; its load keys come from `load`)."""
-        return cls(
-            url=str(config["url"]),
-            headers=dict(config.get("headers", {})),
-            requests=[RequestSpec.model_validate(spec) for spec in config.get("requests", [])],
-            seeded=list(config.get("seeded", [])),
-        )
 
 
 def build_step_config(
@@ -185,12 +174,6 @@ class SecondStats:
             assert self.p95_ms is not None  # sealed
             return self.p95_ms
         return float(self.histogram.get_value_at_percentile(95) / 1000)
-
-    def __iter__(self) -> Iterator[Any]:
-        """(n, failures, sum_ms, p95_ms): the list this record replaced, for the caller that still
-        unpacks it (`build_step`'s timeline, runner/sweep.py or runner/measure.py) until it
-        reads the fields; then this goes."""
-        return iter((self.n, self.failures, self.sum_ms, self.current_p95_ms()))
 
 
 @dataclass
@@ -385,8 +368,7 @@ class Swarm:
         self,
         *,
         step_id: str,
-        traffic: StepTraffic | None = None,
-        config: Mapping[str, Any] | None = None,
+        traffic: StepTraffic,
         load: ClosedLoad | OpenLoad,
         warmup_s: float,
         progress: Progress | None = None,
@@ -394,18 +376,10 @@ class Swarm:
         on_load_start: Callable[[float], None] | None = None,
         memory_mb: int | None = None,
     ) -> StepData:
-        """Run the load of one step; returns what the workers measured.
-
-        `traffic` says what the users send; `config`, the partial dict callers passed before
-        StepTraffic existed, is still taken in its place (its load keys are ignored: `load`
-        carries them).
-        """
+        """Run the load of one step (`traffic`: what the users send); returns what the
+        workers measured."""
         runner, environment = self.runner, self.environment
         assert runner is not None and environment is not None and environment.parsed_options
-        if traffic is None:
-            if config is None:
-                raise TypeError("run_step needs traffic=StepTraffic(...)")
-            traffic = StepTraffic.from_config(config)
         self._ready_for_start()
         data = self.steps[step_id] = StepData(step=step_id)
         workers = sorted(runner.clients.keys())

@@ -39,7 +39,7 @@ from runner.progress import Event, Note, Phase, Planned, StepDone
 from runner.results import Results, RunVerdict, write_results
 from runner.scenario import ClosedLoad, Scenario
 from runner.seeding import seed_items
-from runner.swarm import Swarm
+from runner.swarm import StepTraffic, Swarm
 from runner.targets import Target, make_target
 from runner.trust import host_snapshot
 
@@ -290,21 +290,13 @@ class Sweep:
         scenario = self.scenario
         load = scenario.load
         step_id = f"step{index:02d}-{memory}mb-r{repeat}"
-        config: dict[str, Any] = {
-            "url": target.url,
-            "headers": target.headers(),
-            "requests": [spec.model_dump(mode="json") for spec in scenario.requests],
-            "seeded": seeded[:10_000],
-            "model": load.model,
-        }
-        if isinstance(load, ClosedLoad):
-            config["think_time"] = [load.think_time.min_s, load.think_time.max_s]
-            duration = load.duration_s
-        else:
-            config.update(
-                rate_per_s=load.rate_per_s, max_in_flight=load.max_in_flight, arrivals=load.arrivals
-            )
-            duration = load.duration_s
+        traffic = StepTraffic(
+            url=target.url,
+            headers=target.headers(),
+            requests=scenario.requests,
+            seeded=seeded,  # swarm.build_step_config caps what it sends
+        )
+        duration = load.duration_s
         warmup = min(scenario.sweep.warmup_s, duration)
         last_tick = [0.0]
         # Cumulative counters read as the window opens and as it closes: the step's trust
@@ -331,7 +323,7 @@ class Sweep:
 
         data = swarm.run_step(
             step_id=step_id,
-            config=config,
+            traffic=traffic,
             load=load,
             warmup_s=warmup,
             progress=progress,
