@@ -248,7 +248,8 @@ def _cmdline(pid: int) -> str:
 def test_given_the_target_dies_mid_step_then_errors_are_counted_and_exit_3(
     tmp_path: Path,
 ) -> None:
-    run = start_run(scenario(tmp_path, duration=10), tmp_path)
+    # One size: the sweep stops at the step whose target died (no second step to measure).
+    run = start_run(scenario(tmp_path, duration=8, sizes="[1024]"), tmp_path)
     stack: list[int] = []
 
     def local_stack_running() -> bool:
