@@ -16,3 +16,11 @@ MAX_MEMORY_MB = 10_240
 # memory (same page). The local stack's CFS quota is memory/MB_PER_VCPU of one CPU
 # (runner/emulator/cgroups.py; docs/ARCHITECTURE.md, "Memory and CPU").
 MB_PER_VCPU = 1769
+
+# The axes a sweep can move beside memory (issue 17). API Gateway's two API types for a Lambda
+# proxy: a REST API (payload format 1.0, API keys and usage plans) and an HTTP API (payload
+# format 2.0, cheaper, no API keys). Lambda's two instruction set architectures.
+API_TYPES = ("rest", "http")
+ARCHITECTURES = ("x86_64", "arm64")
+DEFAULT_API = "rest"  # what a memory-only scenario measures (the tutorial's REST API)
+DEFAULT_ARCHITECTURE = "x86_64"

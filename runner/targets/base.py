@@ -58,8 +58,36 @@ class Target(ABC):
         """Apply a memory size and return once it is live (no load before that)."""
 
     def restore(self) -> None:
-        """Put the original memory size back; safe to call twice."""
+        """Put the original configuration back (memory, architecture, handler); safe to call
+        twice."""
         return None
+
+    # --- the axes beside memory (issue 17) -------------------------------------------------
+    # A sweep point is (memory, api, architecture, handler). Before the first step the sweep
+    # asks `refuses` about every value the plan needs, so a run that cannot be done stops
+    # (exit 2) before any load; then for each step it calls set_api, set_architecture,
+    # set_handler (only for the axes the scenario sweeps) and set_memory, in that order.
+
+    def refuses(self, axis: str, value: str) -> str | None:
+        """None if this target can run `value` on `axis` ("api", "architecture" or
+        "handler"), else one line saying why not (e.g. arm64 on the local stack)."""
+        if axis == "api" and value == "rest":
+            return None
+        return f"the {self.kind} target cannot change {axis} (asked for {value})"
+
+    def set_api(self, api: str) -> None:
+        """Send the following load to this API type's URL (`url` follows)."""
+        if api != "rest":
+            raise ValueError(f"the {self.kind} target has no {api} API")
+
+    def set_architecture(self, architecture: str) -> None:
+        """Apply an instruction set architecture and return once it is live."""
+        raise ValueError(f"the {self.kind} target cannot change its architecture")
+
+    def set_handler(self, handler: str) -> None:
+        """Run this `module.function` from now on and return once it is live (new sandboxes:
+        the next requests cold-start, as after a deploy)."""
+        raise ValueError(f"the {self.kind} target cannot change its handler")
 
     def prepare(self, memory_sizes: list[int]) -> None:
         """Work that would otherwise fall between steps (e.g. measuring CPU shares)."""
