@@ -9,9 +9,11 @@ Standard library only (plus runner.errors), so either side imports it cheaply.
 
 from __future__ import annotations
 
+import ast
 import json
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from runner.errors import SetupError
@@ -26,6 +28,9 @@ DELIVERY_PATH = "/delivery"  # → lambda_pool.Delivery (cumulative CPU delivery
 MEMORY_PATH = "/memory"  # {"memory_mb": int}: drain, replace every sandbox at this size
 CALIBRATE_PATH = "/calibrate"  # {"memory_mb": [int, …]}: measure these sizes' CPU share now
 RESET_TABLE_PATH = "/reset-table"  # {}: drop and re-create the table in the stack's dynalite
+# {"handler": "module.function"}: drain, replace every sandbox running this handler (checked
+# first with handler_problem: an unknown one is refused, nothing is retired)
+HANDLER_PATH = "/handler"
 # An error shows at most this much of a bad value: one line, whatever arrived.
 SHOWN_CHARS = 60
 
@@ -34,6 +39,7 @@ class StackStatus(TypedDict):
     """What `GET /status` and every POST answer: the function's size, its CPU fidelity, its pool."""
 
     memory_mb: int
+    handler: str  # module.function the sandboxes run (POST /handler changes it)
     cgroup: str  # the limiter: cgroup-v1, cgroup-v2 or cpu-time-pacing
     fidelity: str  # "full" or "degraded" (no enforced quota, or a refused calibration)
     calibration_refused: str  # why the host could not show the quota delivers the share; "" if not
@@ -54,17 +60,25 @@ class UsagePlan(TypedDict):
     burst: float
 
 
+class ApiUrls(TypedDict):
+    """The POST URL of each API type the stack serves (two listeners: on AWS, two hosts)."""
+
+    rest: str  # REST API, payload format 1.0: http://HOST:PORT/STAGE/DynamoDBManager
+    http: str  # HTTP API, payload format 2.0, stage $default: http://HOST:PORT2/DynamoDBManager
+
+
 class StackReady(StackStatus):
     """The JSON line `runner local --json` prints once it serves: where it is, and its status."""
 
     event: str  # "ready"
-    url: str  # the API's POST URL
+    url: str  # the REST API's POST URL (what a memory-only scenario measures): urls["rest"]
+    urls: ApiUrls
     api_key: str | None  # None: the route needs no key
     control_url: str  # http://127.0.0.1:PORT, the control API's base
     control_token: str  # sent as TOKEN_HEADER
     log: str  # the Lambda log (REPORT lines) the runner reads
     function: str
-    handler: str
+    code_dir: str  # where handler modules are looked up (absolute)
     architecture: str  # prices depend on it; the sandboxes run on this machine's CPU
     integration: str  # "lambda-proxy" or "lambda"
     table: str
@@ -72,6 +86,44 @@ class StackReady(StackStatus):
     pid: int
     dynalite_pid: int | None  # None: the stack uses another DynamoDB endpoint
     usage_plan: UsagePlan | None  # None: no throttle (the runner paces its seeding to it)
+
+
+def handler_problem(handler: str, code_dir: Path) -> str | None:
+    """None if `handler` names a function defined at the top of a module in `code_dir`, else
+    one line saying what is wrong. Read, never imported: nothing of the module runs here.
+
+    The name is read as awslambdaric reads it: split at the last dot, "/" in the module part
+    standing for a package level (docs/ARCHITECTURE.md, section 4.3).
+    """
+    module, dot, function = handler.rpartition(".")
+    parts = module.replace("/", ".").split(".")
+    if not dot or not function.isidentifier() or not all(p.isidentifier() for p in parts):
+        return f"handler {handler!r} is not module.function (e.g. handler.lambda_handler)"
+    base = code_dir.joinpath(*parts)
+    source = next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+    if source is None:
+        return f"handler {handler}: no module {module} in {code_dir} (looked for {base}.py)"
+    try:
+        tree = ast.parse(source.read_bytes(), filename=str(source))
+    except (SyntaxError, ValueError) as exc:
+        return f"handler {handler}: {source} does not parse: {exc}"
+    if function not in _top_level_names(tree):
+        return f"handler {handler}: {source} defines no {function} at module level"
+    return None
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    """Names a module binds at its top level: functions, classes, assignments, imports."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
 
 
 def parse_status(document: object, *, source: str) -> StackStatus:
@@ -170,13 +222,16 @@ def _kind(value: object) -> str:
 __all__ = [
     "CALIBRATE_PATH",
     "DELIVERY_PATH",
+    "HANDLER_PATH",
     "MEMORY_PATH",
     "RESET_TABLE_PATH",
     "STATUS_PATH",
     "TOKEN_HEADER",
+    "ApiUrls",
     "StackReady",
     "StackStatus",
     "UsagePlan",
+    "handler_problem",
     "parse_ready",
     "parse_status",
 ]

@@ -7,11 +7,12 @@ answers parse; these check what a wrong answer becomes: one line naming the key.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runner.control_api import STATUS_PATH, parse_ready, parse_status
+from runner.control_api import STATUS_PATH, handler_problem, parse_ready, parse_status
 from runner.errors import SetupError
 
 SOURCE = f"local stack GET {STATUS_PATH}"
@@ -23,6 +24,7 @@ def good_status() -> dict[str, Any]:
         json.dumps(
             {
                 "memory_mb": 1024,
+                "handler": "handler.lambda_handler",
                 "cgroup": "cgroup-v1",
                 "fidelity": "full",
                 "calibration_refused": "",
@@ -45,12 +47,16 @@ def good_ready() -> dict[str, Any]:
         **good_status(),
         "event": "ready",
         "url": "http://127.0.0.1:1/dev/DynamoDBManager",
+        "urls": {
+            "rest": "http://127.0.0.1:1/dev/DynamoDBManager",
+            "http": "http://127.0.0.1:4/DynamoDBManager",
+        },
         "api_key": None,
         "control_url": "http://127.0.0.1:2",
         "control_token": "t",
         "log": "reports/x/lambda.log",
         "function": "f",
-        "handler": "handler.lambda_handler",
+        "code_dir": "/srv/code",
         "architecture": "x86_64",
         "integration": "lambda-proxy",
         "table": "lambda-apigateway",
@@ -121,3 +127,66 @@ def test_given_a_ready_line_then_its_status_and_nested_usage_plan_are_checked() 
     without_burst = {**good_ready(), "usage_plan": {"rate": 10}}
     with pytest.raises(SetupError, match=r"^ready line: usage_plan: burst is missing$"):
         parse_ready(without_burst, source="ready line")
+
+
+def test_given_a_ready_line_without_the_http_apis_url_then_one_line_naming_it() -> None:
+    ready = parse_ready(good_ready(), source="ready line")
+    assert ready["urls"]["http"] == "http://127.0.0.1:4/DynamoDBManager"
+
+    without_http = {**good_ready(), "urls": {"rest": good_ready()["url"]}}
+    with pytest.raises(SetupError, match=r"^ready line: urls: http is missing$"):
+        parse_ready(without_http, source="ready line")
+
+
+# --- which handler POST /handler (and the local target's refuses) accepts --------------------
+
+
+@pytest.fixture
+def code_dir(tmp_path: Path) -> Path:
+    (tmp_path / "handler.py").write_text(
+        "import boto3\nfrom json import dumps as render\nTABLE = 1\n"
+        "def lambda_handler(event, context):\n    return 1\n"
+        "async def later(event, context):\n    return 2\n"
+    )
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "sub" / "mod.py").write_text("def run(event, context):\n    pass\n")
+    (tmp_path / "pkg" / "__init__.py").write_text("handler = print\n")
+    (tmp_path / "broken.py").write_text("def lambda_handler(:\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        "handler.lambda_handler",
+        "handler.later",
+        "handler.render",  # bound by an import: awslambdaric finds it too
+        "pkg.sub.mod.run",
+        "pkg/sub/mod.run",  # awslambdaric reads "/" in the module part as a package level
+        "pkg.handler",  # a package's __init__.py
+    ],
+)
+def test_given_a_function_the_code_dir_defines_then_no_problem(
+    code_dir: Path, handler: str
+) -> None:
+    assert handler_problem(handler, code_dir) is None
+
+
+@pytest.mark.parametrize(
+    ("handler", "message"),
+    [
+        ("lambda_handler", "handler 'lambda_handler' is not module.function"),
+        ("handler.", "handler 'handler.' is not module.function"),
+        ("../etc.passwd", "handler '../etc.passwd' is not module.function"),
+        ("missing.lambda_handler", "handler missing.lambda_handler: no module missing in "),
+        ("handler.nothing", "handler.py defines no nothing at module level"),
+        ("broken.lambda_handler", "broken.py does not parse"),
+    ],
+)
+def test_given_an_unknown_or_malformed_handler_then_one_line_saying_why(
+    code_dir: Path, handler: str, message: str
+) -> None:
+    problem = handler_problem(handler, code_dir)
+
+    assert problem is not None and message in problem
+    assert "\n" not in problem

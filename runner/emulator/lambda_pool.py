@@ -4,8 +4,8 @@ Like Lambda: one in-flight invocation per sandbox; an idle sandbox is reused (mo
 used first, so warm ones stay warm); with none idle a new sandbox is started (a cold start,
 its Init Duration measured from process start to its first `GET /next`) up to the
 concurrency limit, beyond which the invocation is throttled. A sandbox that crashes, runs
-out of memory or times out is killed and its invocation fails. Changing memory drains the
-in-flight calls and replaces every sandbox.
+out of memory or times out is killed and its invocation fails. Changing memory or the
+handler drains the in-flight calls and replaces every sandbox.
 
 Each sandbox gets its own Runtime API listener, so a request's socket says which sandbox
 sent it, and a listener serves only its sandbox's own process (peer.py says how and why):
@@ -512,6 +512,15 @@ class LambdaPool:
         """Replace every sandbox: in-flight calls finish first, new calls get new sandboxes."""
         self.function = replace(self.function, memory_mb=memory_mb)
         self.cpu_correction = 1.0
+        await self._replace_sandboxes(drain_timeout_s)
+
+    async def set_handler(self, handler: str, *, drain_timeout_s: float | None = None) -> None:
+        """Run `handler` from now on: like a deploy, every sandbox is replaced (in-flight calls
+        finish on the old code) and the next calls cold-start with the new one."""
+        self.function = replace(self.function, handler=handler)
+        await self._replace_sandboxes(drain_timeout_s)
+
+    async def _replace_sandboxes(self, drain_timeout_s: float | None) -> None:
         old = list(self._slots)
         for slot in old:
             slot.retiring = True

@@ -1,9 +1,12 @@
-"""The local stack as one process: DynamoDB + Lambda pool + API Gateway front + control API.
+"""The local stack as one process: DynamoDB + Lambda pool + API Gateway fronts + control API.
 
 `python -m runner local` runs `serve()` until SIGINT/SIGTERM. The function, its route, its
 environment and the table all come from serverless.yml (resolved by the framework), so the
-local stack runs what a deployment would run. A small control API on its own loopback port
-(token-protected) lets the runner change the memory size between steps and read status.
+local stack runs what a deployment would run. Both API types are served at once, each on its
+own listener as on AWS (two hosts): the REST API (apigw.py, payload format 1.0) and the HTTP
+API (httpapi.py, payload format 2.0), one pool behind both. A small control API on its own
+loopback port (token-protected) lets the runner change the memory size and the handler
+between steps and read status.
 """
 
 from __future__ import annotations
@@ -19,19 +22,21 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from runner.control_api import (
     CALIBRATE_PATH,
     DELIVERY_PATH,
+    HANDLER_PATH,
     MEMORY_PATH,
     RESET_TABLE_PATH,
     STATUS_PATH,
     TOKEN_HEADER,
     StackReady,
     StackStatus,
+    handler_problem,
 )
 from runner.emulator import dynamodb
 from runner.emulator.apigw import (
@@ -47,6 +52,8 @@ from runner.emulator.apigw import (
 )
 from runner.emulator.cgroups import Calibration, Limiter, calibrate, cpu_share, detect_limiter
 from runner.emulator.http import Connection, Limits, Request, bound_port, serve
+from runner.emulator.httpapi import INTEGRATION_TIMEOUT_S as HTTP_INTEGRATION_TIMEOUT_S
+from runner.emulator.httpapi import HttpApiFront
 from runner.emulator.lambda_pool import DEFAULT_CONCURRENCY, LambdaPool
 from runner.emulator.sandbox import FunctionConfig
 from runner.errors import BadInput, SetupError
@@ -68,15 +75,16 @@ CONTROL_MAX_DEPTH = 8
 # The control API's wire names as the HTTP parser gives them (bytes), from runner/control_api.py.
 _TOKEN_HEADER = TOKEN_HEADER.encode()
 _STATUS, _DELIVERY = STATUS_PATH.encode(), DELIVERY_PATH.encode()
-_MEMORY, _CALIBRATE, _RESET_TABLE = (
-    p.encode() for p in (MEMORY_PATH, CALIBRATE_PATH, RESET_TABLE_PATH)
+_MEMORY, _CALIBRATE, _RESET_TABLE, _HANDLER = (
+    p.encode() for p in (MEMORY_PATH, CALIBRATE_PATH, RESET_TABLE_PATH, HANDLER_PATH)
 )
 
 
 @dataclass
 class LocalStackOptions:
     host: str = "127.0.0.1"
-    port: int = 0
+    port: int = 0  # the REST API's listener
+    http_port: int = 0  # the HTTP API's listener
     stage: str = "dev"
     memory_mb: int | None = None  # None: serverless.yml's memorySize
     api_key: str | None = None  # None: a new random key
@@ -85,6 +93,9 @@ class LocalStackOptions:
     integration: str | None = None  # "lambda-proxy" or "lambda"; None: serverless.yml's
     timeout_s: float | None = None  # function timeout; None: serverless.yml's
     integration_timeout_s: float = INTEGRATION_TIMEOUT_S
+    # The HTTP API's; None: 30 s, or integration_timeout_s when that is not REST's default
+    # (one --integration-timeout shortens both fronts' for a test).
+    http_integration_timeout_s: float | None = None
     request_timeout_s: float = REQUEST_TIMEOUT_S  # a client's time to send one request
     idle_timeout_s: float = IDLE_TIMEOUT_S  # an idle keep-alive connection's life
     concurrency: int = DEFAULT_CONCURRENCY
@@ -104,7 +115,8 @@ class StackDefinition:
     """What the local stack runs, read from the resolved serverless config."""
 
     function: FunctionConfig
-    route: Route
+    route: Route  # the REST API's
+    http_route: Route  # the HTTP API's
     table: TableDefinition
     throttle: Throttle | None
 
@@ -156,12 +168,39 @@ def stack_definition(config: Mapping[str, Any], options: LocalStackOptions) -> S
         api_key_required=bool(http.get("private", False)),
         integration="lambda" if integration == "lambda" else "lambda-proxy",
     )
+    http_route = _http_api_route(fn, route)
     plan = (provider.get("apiGateway") or {}).get("usagePlan") or {}
     limits = plan.get("throttle") if isinstance(plan, dict) else None
     throttle = None
     if options.usage_plan_throttle and limits:
         throttle = Throttle(rate=float(limits["rateLimit"]), burst=float(limits["burstLimit"]))
-    return StackDefinition(function=function, route=route, table=table, throttle=throttle)
+    return StackDefinition(
+        function=function, route=route, http_route=http_route, table=table, throttle=throttle
+    )
+
+
+def _http_api_route(function: Mapping[str, Any], rest: Route) -> Route:
+    """The HTTP API's route: the function's `httpApi` event if serverless.yml has one, else
+    the REST route's method and path (the local stack serves both API types either way).
+
+    Protected as the REST route is: the deployed HTTP API checks the same key with a Lambda
+    authorizer, since HTTP APIs have no API keys.
+    """
+    method, path = rest.method, rest.path
+    for event in function.get("events", []):
+        spec = event.get("httpApi") if isinstance(event, dict) else None
+        if isinstance(spec, str) and " " in spec:  # the short form: "POST /DynamoDBManager"
+            method, _, path = spec.partition(" ")
+        elif isinstance(spec, dict) and spec.get("path"):
+            method, path = str(spec.get("method", method)), str(spec["path"])
+        else:
+            continue
+        break
+    return Route(
+        method=method.upper(),
+        path="/" + path.strip("/"),
+        api_key_required=rest.api_key_required,
+    )
 
 
 def _environment_value(name: str, value: Any, table: TableDefinition) -> str:
@@ -196,6 +235,7 @@ class LocalStack:
         self._servers: list[asyncio.Server] = []
         self.pool: LambdaPool | None = None
         self.ready: StackReady | None = None  # set by start()
+        self.code_dir: Path | None = None  # where POST /handler looks up modules
         self._tasks: set[asyncio.Task[None]] = set()
         self._table: TableDefinition | None = None  # for /reset-table
 
@@ -248,8 +288,25 @@ class LocalStack:
             idle_timeout_s=options.idle_timeout_s,
             shed=True,  # clients hoarding connections must not starve sandboxes and control
         )
+        http_timeout = options.http_integration_timeout_s or (
+            HTTP_INTEGRATION_TIMEOUT_S
+            if options.integration_timeout_s == INTEGRATION_TIMEOUT_S
+            else options.integration_timeout_s
+        )
+        http_front = HttpApiFront(
+            self.pool,
+            route=definition.http_route,
+            api_key=self.api_key,
+            # Its own bucket: on AWS each API has its own throttle.
+            throttle=replace(definition.throttle) if definition.throttle else None,
+            integration_timeout_s=http_timeout,
+            added_latency_ms=options.added_latency_ms,
+        )
         front_server = await serve(
             front.handle, host=options.host, port=options.port, limits=front_limits
+        )
+        http_server = await serve(
+            http_front.handle, host=options.host, port=options.http_port, limits=front_limits
         )
         control_limits = Limits(
             max_body=CONTROL_MAX_BODY,
@@ -257,17 +314,27 @@ class LocalStack:
             idle_timeout_s=options.idle_timeout_s,
         )
         control_server = await serve(self._control, host="127.0.0.1", port=0, limits=control_limits)
-        self._servers = [front_server, control_server]
-        port = bound_port(front_server)
+        self._servers = [front_server, http_server, control_server]
+        self.code_dir = function.code_dir
+        rest_url = (
+            f"http://{options.host}:{bound_port(front_server)}/{options.stage}"
+            f"{definition.route.path}"
+        )
         self.ready = {
             "event": "ready",
-            "url": f"http://{options.host}:{port}/{options.stage}{definition.route.path}",
+            "url": rest_url,
+            "urls": {
+                "rest": rest_url,
+                # The $default stage: no stage name in the path.
+                "http": f"http://{options.host}:{bound_port(http_server)}"
+                f"{definition.http_route.path}",
+            },
             "api_key": self.api_key if definition.route.api_key_required else None,
             "control_url": f"http://127.0.0.1:{bound_port(control_server)}",
             "control_token": self.control_token,
             "log": str(log_path),
             "function": function.name,
-            "handler": function.handler,
+            "code_dir": str(function.code_dir),
             # Only prices depend on it here: the sandboxes run on this machine's CPU.
             "architecture": str(config.get("provider", {}).get("architecture") or "x86_64"),
             "integration": definition.route.integration,
@@ -289,6 +356,7 @@ class LocalStack:
         refused = self.calibration.refused if self.calibration else ""
         return {
             "memory_mb": self.pool.memory_mb,
+            "handler": self.pool.function.handler,
             "cgroup": self.limiter.mode,
             # A refused calibration: the host could not show that the quota delivers the share.
             "fidelity": "degraded" if refused else self.limiter.fidelity,
@@ -308,6 +376,15 @@ class LocalStack:
         check_memory(memory_mb)
         await self.pool.set_memory(memory_mb)
         await self._calibrate()
+
+    async def set_handler(self, handler: str) -> None:
+        """Run `handler` from now on: checked first (an unknown one changes nothing), then
+        every sandbox is replaced, so the next requests cold-start with it."""
+        assert self.pool is not None and self.code_dir is not None
+        problem = handler_problem(handler, self.code_dir)
+        if problem is not None:
+            raise BadInput(problem)
+        await self.pool.set_handler(handler)
 
     async def _calibrate(self) -> None:
         """Measure (and correct) the CPU share the current memory size gets on this host."""
@@ -340,6 +417,7 @@ class LocalStack:
             _MEMORY: self._apply_memory,
             _CALIBRATE: self._apply_calibration,
             _RESET_TABLE: self._reset_table,
+            _HANDLER: self._apply_handler,
         }
         if request.method == b"GET" and request.path == _STATUS:
             connection.respond(200, json.dumps(self.status()).encode())
@@ -380,6 +458,12 @@ class LocalStack:
         if isinstance(memory, bool) or not isinstance(memory, int):
             raise BadInput(f"memory_mb must be an integer, got {memory!r}")
         await self.set_memory(memory)
+
+    async def _apply_handler(self, document: Any) -> None:
+        handler = document["handler"]
+        if not isinstance(handler, str):
+            raise BadInput(f"handler must be a string (module.function), got {handler!r}")
+        await self.set_handler(handler)
 
     async def _apply_calibration(self, document: Any) -> None:
         """Measure the given sizes now, so later memory changes don't pay for it."""
@@ -474,12 +558,13 @@ def _describe(ready: StackReady, *, key_given: bool = False) -> str:
         share_text += f"; calibration refused: {ready['calibration_refused']}"
     lines = [
         "memsweep local stack (API Gateway → Lambda → DynamoDB)",
-        f"  URL:      POST {ready['url']}",
+        f"  REST API: POST {ready['urls']['rest']}",
+        f"  HTTP API: POST {ready['urls']['http']}  (payload format 2.0)",
         "  API key:  not required"
         if not ready["api_key"]
         else "  API key:  yours (set, not shown): send it as the x-api-key header"
         if key_given
-        else f"  API key:  {ready['api_key']}  (send it as the x-api-key header)",
+        else f"  API key:  {ready['api_key']}  (send it as the x-api-key header, to either API)",
         f"  Lambda:   {ready['function']} ({ready['handler']}), {ready['memory_mb']} MB, "
         f"{ready['cgroup']} (fidelity {ready['fidelity']}{share_text})",
         f"  DynamoDB: {ready['dynamodb_endpoint']} table {ready['table']}",

@@ -1,18 +1,27 @@
-"""The local stack as a target: started as a child process, memory set through its control API."""
+"""The local stack as a target: started as a child process, memory and handler set through its
+control API, either API type's URL. The architecture is this host's: the other one is refused."""
 
 from __future__ import annotations
 
+import contextlib
+import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.control_api import StackReady, StackStatus
-from runner.errors import MemsweepError
+from runner.control_api import StackReady, StackStatus, handler_problem
+from runner.errors import BadInput, MemsweepError
+from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
 from runner.lambda_logs import Phases, attribute
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import LocalTarget
+from runner.stack import PROJECT_ROOT
 from runner.targets.base import RateLimit, Target
 from runner.targets.local_client import LocalStackProcess
+
+# The instruction set the sandboxes run on: this host's CPU, whatever serverless.yml says.
+_MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+HOST_ARCHITECTURE = _MACHINES.get(platform.machine().lower(), platform.machine().lower())
 
 
 class LocalStackTarget(Target):
@@ -37,6 +46,8 @@ class LocalStackTarget(Target):
         # its own part of a log that grows for the whole run. Which invocation belongs to
         # which phase is decided per request (lambda_logs.attribute), not by these offsets.
         self._marks: list[tuple[float, int]] = []
+        self._api = DEFAULT_API  # which front's URL the load goes to (set_api)
+        self._started_handler: str | None = None  # restore() puts it back
 
     def start(self) -> None:
         args = [
@@ -62,6 +73,7 @@ class LocalStackTarget(Target):
         self.stack = LocalStackProcess(args)
         self.stack.start()
         self._status = self.stack.ready
+        self._started_handler = self.stack.ready["handler"]
 
     def stop(self) -> None:
         if self.stack is not None:
@@ -70,8 +82,9 @@ class LocalStackTarget(Target):
 
     @property
     def url(self) -> str:
+        """The URL of the API type set_api chose (the REST API until then)."""
         assert self.stack is not None
-        return self.stack.url
+        return self.stack.urls["http" if self._api == "http" else "rest"]
 
     def headers(self) -> dict[str, str]:
         assert self.stack is not None
@@ -80,6 +93,69 @@ class LocalStackTarget(Target):
     def set_memory(self, memory_mb: int) -> None:
         assert self.stack is not None
         self._status = self.stack.set_memory(memory_mb)
+
+    # --- the axes beside memory -------------------------------------------------------------
+
+    def refuses(self, axis: str, value: str) -> str | None:
+        """Both API types and any handler in the code directory; only this host's
+        architecture, since speed is what a sweep measures."""
+        if axis == "api":
+            if value in API_TYPES:
+                return None
+            return f"api {value!r}: the local stack serves {' and '.join(API_TYPES)} APIs"
+        if axis == "architecture":
+            if value == HOST_ARCHITECTURE:
+                return None
+            if value in ARCHITECTURES:
+                return (
+                    f"architecture {value}: the local stack runs the function on this host's "
+                    f"{HOST_ARCHITECTURE} CPU, so it cannot measure {value} speed; sweep the "
+                    "architecture on AWS (target kind aws)"
+                )
+            return f"architecture {value!r} is not Lambda's: {' or '.join(ARCHITECTURES)}"
+        if axis == "handler":
+            return handler_problem(value, self._code_dir())
+        return super().refuses(axis, value)
+
+    def set_api(self, api: str) -> None:
+        problem = self.refuses("api", api)
+        if problem is not None:
+            raise BadInput(problem)
+        self._api = api
+
+    def set_architecture(self, architecture: str) -> None:
+        """Nothing to apply for this host's architecture; the other is refused."""
+        problem = self.refuses("architecture", architecture)
+        if problem is not None:
+            raise BadInput(problem)
+
+    def set_handler(self, handler: str) -> None:
+        """Every sandbox is replaced; the next requests cold-start with `handler`."""
+        assert self.stack is not None
+        problem = self.refuses("handler", handler)
+        if problem is not None:
+            raise BadInput(problem)
+        self._status = self.stack.set_handler(handler)
+
+    def restore(self) -> None:
+        """The REST API and the handler the stack started with; nothing to do once it stopped."""
+        self._api = DEFAULT_API
+        started = self._started_handler
+        if self.stack is None or self._status is None or started is None:
+            return
+        if self._status["handler"] != started and self.alive() is None:
+            # The stack may die meanwhile: then it runs nothing to put back.
+            with contextlib.suppress(MemsweepError):
+                self._status = self.stack.set_handler(started)
+
+    def _code_dir(self) -> Path:
+        """Where the stack looks up handler modules (as the child resolves --code-dir)."""
+        ready = self._ready()
+        if ready is not None:
+            return Path(ready["code_dir"])
+        return (PROJECT_ROOT / (self.spec.code_dir or ".")).resolve()
+
+    # --- capabilities -----------------------------------------------------------------------
 
     def rate_limit(self) -> RateLimit | None:
         """The usage plan the stack enforces, as it resolved it from serverless.yml."""
@@ -144,12 +220,13 @@ class LocalStackTarget(Target):
         ready = self._ready()
         if ready is None:
             return TargetInfo(kind="local", url="", description="local stack (not started)")
+        status = self._status or ready
         return TargetInfo(
             kind="local",
-            url=ready["url"],
+            url=self.url,
             function=ready["function"] or None,
             architecture=ready["architecture"] or None,
-            description=f"local stack ({ready['handler']}, {ready['cgroup']})",
+            description=f"local stack ({status['handler']}, {ready['cgroup']})",
         )
 
     def alive(self) -> str | None:

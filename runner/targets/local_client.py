@@ -23,10 +23,12 @@ from runner.children import detached_but_tied, first_line, stderr_tail
 from runner.control_api import (
     CALIBRATE_PATH,
     DELIVERY_PATH,
+    HANDLER_PATH,
     MEMORY_PATH,
     RESET_TABLE_PATH,
     STATUS_PATH,
     TOKEN_HEADER,
+    ApiUrls,
     StackReady,
     StackStatus,
     parse_ready,
@@ -95,7 +97,13 @@ class LocalStackProcess:
 
     @property
     def url(self) -> str:
+        """The REST API's URL."""
         return self.ready["url"]
+
+    @property
+    def urls(self) -> ApiUrls:
+        """Each API type's URL: "rest" (payload format 1.0) and "http" (2.0)."""
+        return self.ready["urls"]
 
     @property
     def api_key(self) -> str | None:
@@ -152,6 +160,11 @@ class LocalStackProcess:
     def set_memory(self, memory_mb: int) -> StackStatus:
         """Drain, replace every sandbox at the new size; returns the new status."""
         return self._status("POST", MEMORY_PATH, {"memory_mb": memory_mb})
+
+    def set_handler(self, handler: str) -> StackStatus:
+        """Drain, replace every sandbox running `handler` (module.function); the stack refuses
+        an unknown one with one line and changes nothing."""
+        return self._status("POST", HANDLER_PATH, {"handler": handler})
 
     def reset_table(self) -> StackStatus:
         """Drop and re-create the table in the stack's dynalite (no API request spent)."""
