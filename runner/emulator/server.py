@@ -559,12 +559,13 @@ def _describe(ready: StackReady, *, key_given: bool = False) -> str:
     lines = [
         "memsweep local stack (API Gateway → Lambda → DynamoDB)",
         f"  REST API: POST {ready['urls']['rest']}",
-        f"  HTTP API: POST {ready['urls']['http']}  (payload format 2.0)",
         "  API key:  not required"
         if not ready["api_key"]
         else "  API key:  yours (set, not shown): send it as the x-api-key header"
         if key_given
-        else f"  API key:  {ready['api_key']}  (send it as the x-api-key header, to either API)",
+        else f"  API key:  {ready['api_key']}  (send it as the x-api-key header)",
+        # After the key: the key's line stays third, where scripts reading the banner find it.
+        f"  HTTP API: POST {ready['urls']['http']}  (payload format 2.0, same key)",
         f"  Lambda:   {ready['function']} ({ready['handler']}), {ready['memory_mb']} MB, "
         f"{ready['cgroup']} (fidelity {ready['fidelity']}{share_text})",
         f"  DynamoDB: {ready['dynamodb_endpoint']} table {ready['table']}",
