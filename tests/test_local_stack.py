@@ -17,7 +17,6 @@ import pytest
 
 from runner.errors import SetupError
 from runner.lambda_logs import parse_report, reports_in
-from runner.stack import PROJECT_ROOT
 from runner.targets.local_client import LocalStackProcess
 from tests.conftest import load_event
 
@@ -519,9 +518,7 @@ def test_given_the_tutorials_original_handler_then_the_non_proxy_integration_ser
         config_json,
         tmp_path,
         "--handler",
-        "tutorial_handler.lambda_handler",
-        "--code-dir",
-        str(PROJECT_ROOT / "bench" / "handlers"),
+        "tutorial_handler.lambda_handler",  # in the project's root, the default code dir
         "--integration",
         "lambda",
         "--memory",
@@ -600,3 +597,14 @@ def test_given_a_stack_that_cannot_start_then_setup_error_says_why() -> None:
         LocalStackProcess(["--cgroup", "bogus"]).start()
     assert "the local stack did not start" in str(raised.value)
     assert "invalid choice: 'bogus'" in str(raised.value)
+
+
+def test_given_a_handler_the_code_dir_lacks_then_the_stack_refuses_to_start_naming_it(
+    config_json: Path,
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(SetupError) as raised:
+        start_stack(config_json, tmp_path, "--handler", "handler.lambda_handlr")
+    assert "the local stack did not start" in str(raised.value)
+    assert "handler handler.lambda_handlr:" in str(raised.value)
+    assert "defines no lambda_handlr at module level" in str(raised.value)

@@ -248,6 +248,10 @@ class LocalStack:
                 resolved_config, params=options.params, stage=options.stage
             )
         definition = stack_definition(config, options)
+        # Refused before anything starts: a sandbox would only fail its import, call by call.
+        problem = handler_problem(definition.function.handler, definition.function.code_dir)
+        if problem is not None:
+            raise BadInput(problem)
         self._table = definition.table
         self.limiter.cleanup_stale()
 
