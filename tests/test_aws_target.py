@@ -1,4 +1,5 @@
-"""The aws target against a moto server: memory set per step and always restored.
+"""The aws target against a moto server: memory, architecture and handler set per step and
+always restored; the API type's URL read from the stack.
 
 The stack is deployed to moto with osls (the real deploy path). moto cannot invoke Lambda
 functions, so the load goes to a local stack through the target's `url` override (what a
@@ -27,12 +28,13 @@ import pytest
 
 from runner.lambda_logs import Phases
 from runner.results import read_results
-from runner.scenario import AwsTarget
+from runner.scenario import AwsTarget, UrlTarget
 from runner.seeding import default_rate_limit
 from runner.stack import PROJECT_ROOT
-from runner.targets.aws import AwsStackTarget
+from runner.targets.aws import AwsStackTarget, AwsTargetError
 from runner.targets.base import RateLimit
 from runner.targets.local_client import LocalStackProcess
+from runner.targets.url import UrlOnlyTarget
 from tests.conftest import MOTO_API_KEY, MOTO_STAGE
 from tests.test_sweep import finish, loading, start_run
 
@@ -501,3 +503,234 @@ def test_given_access_denied_to_usage_plans_then_the_default_plan_and_one_line(
     assert "AccessDeniedException" in lines[0] and "Traceback" not in lines[0]
     assert "grant apigateway:GET" in lines[0]
     assert "serverless.yml's default usage plan (100 requests/s, burst 200)" in lines[0]
+
+
+# -- the axes beside memory: architecture, handler, API type (issue 17) -------------------------
+
+OTHER_HANDLER = "handler.other_entry_point"  # well formed, and its module is in the package
+
+
+@pytest.fixture
+def moto_applies_architectures() -> Iterator[None]:
+    """moto 5.2 ignores UpdateFunctionCode's Architectures, which AWS applies (UpdateFunctionCode
+    reference: "Architectures: the instruction set architecture that the function supports").
+    The moto server runs in this process: its function model is given that one rule, the rest
+    of the call (the package read from S3, CodeSha256) is moto's own."""
+    from moto.awslambda.models import LambdaFunction
+
+    original = LambdaFunction.update_function_code
+
+    def update_function_code(self: LambdaFunction, updated_spec: dict[str, Any]) -> dict[str, Any]:
+        if updated_spec.get("Architectures") and not updated_spec.get("DryRun"):
+            self.architectures = updated_spec["Architectures"]
+        return original(self, updated_spec)
+
+    LambdaFunction.update_function_code = update_function_code  # type: ignore[method-assign]
+    yield
+    LambdaFunction.update_function_code = original  # type: ignore[method-assign]
+
+
+def live(env: dict[str, str]) -> tuple[int, str, str, str]:
+    """Memory, architecture, handler and code hash as GetFunction reads them back."""
+    configuration = client("lambda", env).get_function(FunctionName=FUNCTION)["Configuration"]
+    return (
+        int(configuration["MemorySize"]),
+        configuration["Architectures"][0],
+        configuration["Handler"],
+        configuration["CodeSha256"],
+    )
+
+
+def run_like_the_sweep(target: AwsStackTarget, body: Any) -> None:
+    """What Sweep.run does around its steps: `with target:`, the steps, restore in finally."""
+    with target:
+        try:
+            body(target)
+        finally:
+            target.restore()
+
+
+def test_given_arm64_and_another_handler_then_both_go_live_and_a_normal_end_restores_them(
+    aws_env: dict[str, str], moto_applies_architectures: None
+) -> None:
+    memory, architecture, handler, code = live(aws_env)
+    assert (memory, architecture, handler) == (128, "x86_64", "handler.lambda_handler")
+    target = AwsStackTarget(AwsTarget(kind="aws", stack="memsweep", stage=STAGE))
+    seen: list[tuple[int, str, str, str]] = []
+
+    def steps(target: AwsStackTarget) -> None:
+        target.set_architecture("arm64")
+        target.set_handler(OTHER_HANDLER)
+        target.set_memory(256)
+        seen.append(live(aws_env))
+        assert target.info().architecture == "arm64"
+
+    run_like_the_sweep(target, steps)
+    # The same package (same CodeSha256) runs on arm64, with the other handler, at 256 MB.
+    assert seen == [(256, "arm64", OTHER_HANDLER, code)]
+    assert live(aws_env) == (128, "x86_64", "handler.lambda_handler", code)
+    assert target.info().architecture == "x86_64"
+    target.restore()  # twice: nothing left to do
+    assert live(aws_env) == (128, "x86_64", "handler.lambda_handler", code)
+
+
+def test_given_an_exception_mid_run_then_architecture_and_handler_are_restored(
+    aws_env: dict[str, str], moto_applies_architectures: None
+) -> None:
+    original = live(aws_env)
+    target = AwsStackTarget(AwsTarget(kind="aws", stack="memsweep", stage=STAGE))
+
+    def steps(target: AwsStackTarget) -> None:
+        target.set_handler(OTHER_HANDLER)
+        target.set_architecture("arm64")
+        assert live(aws_env)[1:3] == ("arm64", OTHER_HANDLER)
+        raise RuntimeError("the step broke")
+
+    with pytest.raises(RuntimeError, match="the step broke"):
+        run_like_the_sweep(target, steps)
+    assert live(aws_env) == original
+
+
+CHANGE_THEN_WAIT = f"""
+import time
+from runner.scenario import AwsTarget
+from runner.targets.aws import AwsStackTarget
+
+target = AwsStackTarget(AwsTarget(kind="aws", stack="memsweep", stage="{STAGE}"))
+with target:
+    try:
+        target.set_architecture("arm64")
+        target.set_handler("{OTHER_HANDLER}")
+        print("changed", flush=True)
+        time.sleep(60)
+    finally:
+        target.restore()
+        print("restored", flush=True)
+"""
+
+
+def test_given_sigint_after_the_changes_then_the_child_restores_them_before_it_exits(
+    aws_env: dict[str, str], moto_applies_architectures: None
+) -> None:
+    original = live(aws_env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHANGE_THEN_WAIT],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **aws_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "changed\n", child.stderr and child.stderr.read()
+        assert live(aws_env)[1:3] == ("arm64", OTHER_HANDLER)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+        child.wait()
+    assert out == "restored\n", err
+    assert "KeyboardInterrupt" in err  # it was the signal that ended it
+    assert live(aws_env) == original
+
+
+def test_given_values_no_lambda_takes_then_refuses_says_why_in_one_line(
+    aws_env: dict[str, str],
+) -> None:
+    target = started_target()
+    assert target.refuses("architecture", "arm64") is None  # the package is found and matches
+    assert target.refuses("architecture", "x86_64") is None
+    assert target.refuses("architecture", "arm") == (
+        "architecture 'arm': must be one of x86_64, arm64"
+    )
+    assert target.refuses("handler", OTHER_HANDLER) is None
+    assert target.refuses("handler", "handler") == (
+        "handler 'handler': must be module.function (e.g. handler.lambda_handler), a Python "
+        "module in the deployed package and a function in it"
+    )
+    assert target.refuses("handler", "nosuchmodule.lambda_handler") == (
+        f"handler nosuchmodule.lambda_handler: nosuchmodule.py is not in {FUNCTION}'s deployed "
+        "package: add it to serverless.yml's package.patterns and redeploy"
+    )
+    assert target.refuses("api", "rest") is None
+    assert target.refuses("api", "grpc") == "api 'grpc': must be one of rest, http"
+    with pytest.raises(ValueError, match="must be one of"):
+        target.set_architecture("sparc")
+
+
+@contextlib.contextmanager
+def small_stack(env: dict[str, str], stage: str, outputs: dict[str, str]) -> Iterator[None]:
+    """A stack named like serverless's (memsweep-<stage>) with these outputs and no resource
+    of the function's: what an older or hand-made deploy looks like."""
+    cloudformation = client("cloudformation", env)
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    name = f"memsweep-{stage}"
+    cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template))
+    try:
+        yield
+    finally:
+        cloudformation.delete_stack(StackName=name)
+
+
+@pytest.mark.parametrize(
+    "http_outputs",
+    [
+        {"HttpApiRouteUrl": "https://http.example.com/DynamoDBManager"},  # serverless.yml's
+        {"HttpApiUrl": "https://http.example.com"},  # osls's alone: the API's base
+    ],
+)
+def test_given_a_stack_with_an_http_api_then_set_api_switches_the_url_both_ways(
+    aws_env: dict[str, str], http_outputs: dict[str, str]
+) -> None:
+    rest = "https://rest.example.com/httptest/DynamoDBManager"
+    outputs = {"FunctionName": FUNCTION, "ApiUrl": rest, **http_outputs}
+    with small_stack(aws_env, "httptest", outputs):
+        target = AwsStackTarget(AwsTarget(kind="aws", stack="memsweep", stage="httptest"))
+        with target:
+            assert target.refuses("api", "http") is None
+            target.set_api("http")
+            assert target.url == "https://http.example.com/DynamoDBManager"
+            assert target.info().url == target.url
+            target.set_api("rest")
+            assert target.url == rest
+
+
+def test_given_a_stack_without_http_api_or_package_then_those_axes_are_refused(
+    aws_env: dict[str, str],
+) -> None:
+    outputs = {"FunctionName": FUNCTION, "ApiUrl": "https://rest.example.com/old/DynamoDBManager"}
+    with small_stack(aws_env, "old", outputs):
+        target = AwsStackTarget(AwsTarget(kind="aws", stack="memsweep", stage="old"))
+        with target:
+            assert target.refuses("api", "http") == (
+                "stack memsweep-old has no HTTP API (no HttpApiUrl output): redeploy with the "
+                "current serverless.yml (`npx serverless deploy --stage old --region us-east-1`)"
+            )
+            refused = target.refuses("architecture", "arm64")
+            assert refused is not None and "\n" not in refused
+            assert refused.startswith("architecture arm64 needs the function's package: stack ")
+            assert "no S3Bucket/S3Key package" in refused
+            assert target.refuses("handler", "nosuchmodule.lambda_handler") is None  # unknown
+            with pytest.raises(AwsTargetError, match="no HTTP API"):
+                target.set_api("http")
+
+
+def test_given_a_url_target_then_every_axis_but_the_rest_api_is_refused_in_one_line() -> None:
+    target = UrlOnlyTarget(UrlTarget(kind="url", url="https://api.example.com/x"))
+    assert target.refuses("api", "rest") is None
+    assert target.refuses("api", "http") == (
+        "api http: a url target is a bare URL and cannot switch API types; point target.url at "
+        "that API's URL in a scenario of its own"
+    )
+    assert target.refuses("architecture", "arm64") == (
+        "architecture arm64: a url target is a bare URL and cannot change its architecture; "
+        "sweep architecture on the local or aws target"
+    )
+    assert target.refuses("handler", "handler.lambda_handler") == (
+        "handler handler.lambda_handler: a url target is a bare URL and cannot change its "
+        "handler; sweep handler on the local or aws target"
+    )

@@ -1,18 +1,28 @@
-"""A stack deployed to AWS with `npx serverless deploy`: memory set with the Lambda API.
+"""A stack deployed to AWS with `npx serverless deploy`: memory, architecture and handler set
+with the Lambda API, the load sent to its REST or its HTTP API.
 
 boto3 with its normal credential chain (AWS_ENDPOINT_URL is honoured, which is how the
 tests run it against a moto server). The stack is found by name in CloudFormation
 (outputs, falling back to its resources); the API key's value is read from API Gateway.
-Memory changes wait until LastUpdateStatus is Successful (no load before the update is
-live) and retry ResourceConflictException with backoff; the original memory size is put
-back by `restore()`, which the sweep calls in `finally` and on SIGINT/SIGTERM.
+Every change waits until LastUpdateStatus is Successful (no load before the update is
+live) and retries ResourceConflictException with backoff; the original memory size,
+architecture and handler are put back by `restore()`, which the sweep calls in `finally`
+(so also after an exception, SIGINT or SIGTERM).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
+import json
 import os
+import re
 import sys
 import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound, WaiterError
 
 from runner.errors import BadInput, MemsweepError
+from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
 from runner.lambda_logs import Phases, attribute
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import AwsTarget
@@ -29,6 +40,8 @@ from runner.targets.base import RateLimit, Target
 # Lambda refuses a configuration change while another is in progress.
 CONFLICT_RETRIES = 8
 CONFLICT_BACKOFF_S = 0.5
+# An update is polled once a second (GetFunctionConfiguration's LastUpdateStatus) for at most
+# this many polls: about 5 minutes, botocore's own bound for FunctionUpdatedV2 (1 s x 300).
 UPDATE_WAIT_S = 300
 # CloudWatch Logs ingests with a lag: re-read a window until its count stops changing.
 LOG_SETTLE_POLLS = 6
@@ -67,6 +80,18 @@ REFUSED_CREDENTIALS = {
 # (MethodSetting reference; "~1" escapes "/" in patch paths, so a key may carry it).
 SEED_METHOD = "POST"
 ALL_METHODS = "*/*"
+
+# The route both APIs serve (serverless.yml: `path: DynamoDBManager`). serverless.yml's outputs
+# ApiUrl and HttpApiRouteUrl are the routes' full URLs; osls's own outputs name the APIs' bases:
+# ServiceEndpoint (REST, https://<id>.execute-api.<region>.amazonaws.com/<stage>) and
+# HttpApiUrl (HTTP, https://<id>.execute-api.<region>.amazonaws.com: its $default stage has
+# no path). A stack deployed before the HTTP API has none of the HTTP ones.
+ROUTE_PATH = "DynamoDBManager"
+# What Lambda accepts as a Python handler: `module.function`, the module a dotted or slashed
+# path in the package (awslambdaric turns "/" into "."); Handler is at most 128 characters
+# (UpdateFunctionConfiguration reference).
+HANDLER_PATTERN = re.compile(r"[A-Za-z_]\w*(?:[./][A-Za-z_]\w*)*\.[A-Za-z_]\w*")
+MAX_HANDLER_CHARS = 128
 
 
 class AwsTargetError(MemsweepError):
@@ -183,6 +208,45 @@ def _default_rate_limit(why: str) -> RateLimit:
     return limit
 
 
+@dataclass(frozen=True)
+class Package:
+    """The deployment package `serverless deploy` gave the function, as its stack's template
+    names it, checked to be the code the function runs."""
+
+    bucket: str
+    key: str
+    version: str | None  # the S3 object version, when the bucket keeps versions
+    files: frozenset[str]  # the names in the zip
+
+
+def _resolve(value: Any, resources: dict[str, str]) -> str | None:
+    """A template value that is a literal or a {"Ref": logical id} of a resource; else None."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and set(value) == {"Ref"} and isinstance(value["Ref"], str):
+        return resources.get(value["Ref"])
+    return None
+
+
+def handler_module_files(handler: str) -> tuple[str, str]:
+    """The files in a package that can hold a handler's module: `a.b.f` → a/b.py or
+    a/b/__init__.py."""
+    module = handler.rsplit(".", 1)[0].replace(".", "/")
+    return f"{module}.py", f"{module}/__init__.py"
+
+
+def handler_problem(handler: str) -> str | None:
+    """Why a value cannot be a Python handler name, or None."""
+    if len(handler) > MAX_HANDLER_CHARS:
+        return f"handler {handler[:40]!r}...: longer than Lambda's {MAX_HANDLER_CHARS} characters"
+    if not HANDLER_PATTERN.fullmatch(handler):
+        return (
+            f"handler {handler!r}: must be module.function (e.g. handler.lambda_handler), "
+            "a Python module in the deployed package and a function in it"
+        )
+    return None
+
+
 class AwsStackTarget(Target):
     kind = "aws"
 
@@ -196,22 +260,34 @@ class AwsStackTarget(Target):
         self.lambda_client = session.client("lambda", config=config)
         self.apigateway = session.client("apigateway", config=config)
         self.logs = session.client("logs", config=config)
+        self.s3 = session.client("s3", config=config)
         self.function = ""
+        self._stack: tuple[dict[str, str], dict[str, str]] | None = None  # outputs, resources
         self._url = ""
+        self._urls: dict[str, str] = {}  # by API type: what set_api switches between
+        self.api = DEFAULT_API
         self._api_key: str | None = None
         self._api_key_id: str | None = None
         self._api_id: str | None = None
         self._method_key = ""
         self._rate_limit: tuple[RateLimit | None] | None = None
+        self._package: Package | str | None = None  # str: why there is none
+        # The configuration found at start() (None before), what is live now, and whether
+        # anything was asked to change (restore() has nothing to do until then).
         self.original_memory: int | None = None
-        self.architecture: str | None = None
+        self.original_architecture: str | None = None
+        self.original_handler: str | None = None
+        self.original_code_sha256: str | None = None
         self.configured_memory: int | None = None
+        self.architecture: str | None = None
+        self.handler: str | None = None
+        self._changed = False
 
     # -- discovery -----------------------------------------------------------------------------
 
     def start(self) -> None:
         try:
-            outputs, resources = self._describe_stack()
+            outputs, resources = self._read_stack()
             self.function = outputs.get("FunctionName") or resources.get(
                 "LambdaFunctionOverHttpsLambdaFunction", ""
             )
@@ -222,15 +298,14 @@ class AwsStackTarget(Target):
                 )
             api_id = resources.get("ApiGatewayRestApi")
             self._api_id = api_id
-            stack_url = outputs.get("ApiUrl") or (
-                f"https://{api_id}.execute-api.{self.region}.amazonaws.com/"
-                f"{self.spec.stage}/DynamoDBManager"
-                if api_id
-                else ""
-            )
+            stack_url = self._rest_url(outputs, api_id)
             self._url = self.spec.url or stack_url
             if not self._url:
                 raise AwsTargetError(f"stack {self.stack_name}: no ApiUrl output or REST API")
+            self._urls = {"rest": self._url}
+            http_url = self._http_url(outputs, resources)
+            if http_url:
+                self._urls["http"] = http_url
             self._method_key = _method_key(stack_url, self.spec.stage)
             self._api_key_id, self._api_key = self._find_api_key(
                 outputs.get("ApiKeyId") or resources.get("ApiGatewayApiKey1")
@@ -240,9 +315,45 @@ class AwsStackTarget(Target):
             )
             self.original_memory = int(configuration["MemorySize"])
             self.configured_memory = self.original_memory
-            self.architecture = (configuration.get("Architectures") or ["x86_64"])[0]
+            self.original_architecture = (configuration.get("Architectures") or ["x86_64"])[0]
+            self.architecture = self.original_architecture
+            self.original_handler = str(configuration.get("Handler") or "")
+            self.handler = self.original_handler
+            self.original_code_sha256 = str(configuration.get("CodeSha256") or "")
         except (ClientError, BotoCoreError) as exc:
             raise AwsTargetError(f"AWS: finding stack {self.stack_name}: {exc}") from None
+
+    def _rest_url(self, outputs: dict[str, str], api_id: str | None) -> str:
+        if outputs.get("ApiUrl"):
+            return outputs["ApiUrl"]
+        if outputs.get("ServiceEndpoint"):
+            return f"{outputs['ServiceEndpoint'].rstrip('/')}/{ROUTE_PATH}"
+        if api_id:
+            return (
+                f"https://{api_id}.execute-api.{self.region}.amazonaws.com/"
+                f"{self.spec.stage}/{ROUTE_PATH}"
+            )
+        return ""
+
+    def _http_url(self, outputs: dict[str, str], resources: dict[str, str]) -> str:
+        """The HTTP API's route: HttpApiRouteUrl (serverless.yml's output), else HttpApiUrl
+        (osls's, the API's base) or the HttpApi resource's id, with the route appended."""
+        if outputs.get("HttpApiRouteUrl"):
+            return outputs["HttpApiRouteUrl"]
+        base = outputs.get("HttpApiUrl", "")
+        if not base and resources.get("HttpApi"):
+            base = f"https://{resources['HttpApi']}.execute-api.{self.region}.amazonaws.com"
+        if not base:
+            return ""
+        if urlsplit(base).path.strip("/"):
+            return base  # already a route's URL
+        return f"{base.rstrip('/')}/{ROUTE_PATH}"
+
+    def _read_stack(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The stack's outputs and its resources (logical → physical id), read once."""
+        if self._stack is None:
+            self._stack = self._describe_stack()
+        return self._stack
 
     def _describe_stack(self) -> tuple[dict[str, str], dict[str, str]]:
         try:
@@ -348,30 +459,13 @@ class AwsStackTarget(Target):
     def headers(self) -> dict[str, str]:
         return {"x-api-key": self._api_key} if self._api_key else {}
 
-    # -- memory --------------------------------------------------------------------------------
+    # -- memory, architecture, handler ---------------------------------------------------------
 
     def set_memory(self, memory_mb: int) -> None:
-        for attempt in range(CONFLICT_RETRIES + 1):
-            try:
-                self.lambda_client.update_function_configuration(
-                    FunctionName=self.function, MemorySize=memory_mb
-                )
-                break
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code")
-                if code != "ResourceConflictException" or attempt == CONFLICT_RETRIES:
-                    raise AwsTargetError(
-                        f"AWS: setting {self.function} to {memory_mb} MB: {exc}"
-                    ) from None
-                time.sleep(CONFLICT_BACKOFF_S * 2**attempt)
-        try:
-            self.lambda_client.get_waiter("function_updated").wait(
-                FunctionName=self.function,
-                WaiterConfig={"Delay": 1, "MaxAttempts": UPDATE_WAIT_S},
-            )
-        except WaiterError as exc:
-            raise AwsTargetError(f"AWS: {self.function} did not finish updating: {exc}") from None
-        configuration = self.lambda_client.get_function_configuration(FunctionName=self.function)
+        self._changed = True
+        what = f"setting {self.function} to {memory_mb} MB"
+        self._update(what, self.lambda_client.update_function_configuration, MemorySize=memory_mb)
+        configuration = self._wait_live(what)
         self.configured_memory = int(configuration["MemorySize"])
         if self.configured_memory != memory_mb:
             raise AwsTargetError(
@@ -379,9 +473,279 @@ class AwsStackTarget(Target):
                 f"{memory_mb} MB"
             )
 
+    def set_architecture(self, architecture: str) -> None:
+        """The same package deployed again with another instruction set (UpdateFunctionCode
+        with Architectures: a change of code, so new execution environments follow)."""
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture {architecture!r}: must be one of {ARCHITECTURES}")
+        if architecture == self.architecture:
+            return
+        package = self.package()
+        self._changed = True
+        self._deploy(package, architecture)
+
+    def set_handler(self, handler: str) -> None:
+        problem = handler_problem(handler)
+        if problem:
+            raise ValueError(problem)
+        if handler == self.handler:
+            return
+        self._changed = True
+        what = f"setting {self.function}'s handler to {handler}"
+        self._update(what, self.lambda_client.update_function_configuration, Handler=handler)
+        self.handler = str(self._wait_live(what).get("Handler") or "")
+        if self.handler != handler:
+            raise AwsTargetError(f"AWS: {self.function} runs {self.handler} after {what}")
+
     def restore(self) -> None:
-        if self.original_memory is not None and self.configured_memory != self.original_memory:
-            self.set_memory(self.original_memory)
+        """Put back the memory, architecture and handler found at start(), whichever differ
+        from the function's live configuration now (read, not remembered: a change cut short
+        by SIGINT is undone too). Safe to call twice: the second call finds nothing to do.
+        Every setting is tried even when one fails; the error names each that failed."""
+        if not self._changed or self.original_memory is None:
+            return
+        failed: list[str] = []
+        try:
+            live = self._wait_live(f"restoring {self.function}")
+            fields: dict[str, Any] = {}
+            if int(live["MemorySize"]) != self.original_memory:
+                fields["MemorySize"] = self.original_memory
+            if self.original_handler and live.get("Handler") != self.original_handler:
+                fields["Handler"] = self.original_handler
+            if fields:
+                what = f"restoring {self.function}'s {' and '.join(sorted(fields))}"
+                self._update(what, self.lambda_client.update_function_configuration, **fields)
+                live = self._wait_live(what)
+            self.configured_memory = int(live["MemorySize"])
+            self.handler = str(live.get("Handler") or "")
+            if self.configured_memory != self.original_memory:
+                failed.append(f"memory is {self.configured_memory} MB")
+            if self.original_handler and self.handler != self.original_handler:
+                failed.append(f"handler is {self.handler}")
+        except AwsTargetError as exc:
+            failed.append(str(exc))
+        try:
+            live_architecture = self._live_architecture()
+            if self.original_architecture and live_architecture != self.original_architecture:
+                self._deploy(self.package(), self.original_architecture)
+        except AwsTargetError as exc:
+            failed.append(str(exc))
+        if failed:
+            raise AwsTargetError(
+                f"AWS: {self.function} not fully restored to {self._original()}: "
+                + "; ".join(failed)
+            )
+
+    def _original(self) -> str:
+        return f"{self.original_memory} MB, {self.original_architecture}, {self.original_handler}"
+
+    def _live_architecture(self) -> str:
+        try:
+            configuration = self.lambda_client.get_function_configuration(
+                FunctionName=self.function
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise AwsTargetError(f"AWS: reading {self.function}: {exc}") from None
+        self.architecture = (configuration.get("Architectures") or ["x86_64"])[0]
+        return self.architecture
+
+    def _deploy(self, package: Package, architecture: str) -> None:
+        what = f"deploying {self.function}'s package for {architecture}"
+        version = {"S3ObjectVersion": package.version} if package.version else {}
+        self._update(
+            what,
+            self.lambda_client.update_function_code,
+            S3Bucket=package.bucket,
+            S3Key=package.key,
+            Architectures=[architecture],
+            **version,
+        )
+        configuration = self._wait_live(what)
+        self.architecture = (configuration.get("Architectures") or ["x86_64"])[0]
+        if self.architecture != architecture:
+            raise AwsTargetError(f"AWS: {self.function} runs {self.architecture} after {what}")
+        if self.original_code_sha256 and configuration.get("CodeSha256") not in (
+            None,
+            self.original_code_sha256,
+        ):
+            raise AwsTargetError(
+                f"AWS: {self.function}'s code changed (CodeSha256 {configuration['CodeSha256']}, "
+                f"was {self.original_code_sha256}) after {what}"
+            )
+
+    def _update(self, what: str, call: Callable[..., Any], **fields: Any) -> None:
+        """One Lambda update, retried while another update is in progress."""
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                call(FunctionName=self.function, **fields)
+                return
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code != "ResourceConflictException" or attempt == CONFLICT_RETRIES:
+                    raise AwsTargetError(f"AWS: {what}: {exc}") from None
+                time.sleep(CONFLICT_BACKOFF_S * 2**attempt)
+            except BotoCoreError as exc:
+                raise AwsTargetError(f"AWS: {what}: {exc}") from None
+
+    def _wait_live(self, what: str) -> dict[str, Any]:
+        """Wait until the last update is live (LastUpdateStatus Successful; at most
+        UPDATE_WAIT_S polls a second apart), then the function's configuration."""
+        try:
+            self.lambda_client.get_waiter("function_updated").wait(
+                FunctionName=self.function,
+                WaiterConfig={"Delay": 1, "MaxAttempts": UPDATE_WAIT_S},
+            )
+            configuration: dict[str, Any] = dict(
+                self.lambda_client.get_function_configuration(FunctionName=self.function)
+            )
+        except WaiterError as exc:
+            raise AwsTargetError(
+                f"AWS: {self.function} did not finish updating ({what}): {exc}"
+            ) from None
+        except (ClientError, BotoCoreError) as exc:
+            raise AwsTargetError(f"AWS: {what}: {exc}") from None
+        return configuration
+
+    # -- the package UpdateFunctionCode is given -------------------------------------------------
+
+    def package(self) -> Package:
+        """The function's deployment package, found once (AwsTargetError: why there is none).
+
+        Changing the architecture needs UpdateFunctionCode with the code the function already
+        runs. Two places hold it: GetFunction's Code.Location, a presigned URL to download it
+        (then re-upload as ZipFile, at most 50 MB, and moto's Location is not a real address),
+        and the S3Bucket/S3Key that the stack's template gives the function: the artifact
+        `serverless deploy` uploaded to its deployment bucket. The second is used: Lambda reads
+        it straight from S3 (no upload, no size limit beyond Lambda's own), on AWS and on moto
+        alike, with s3:GetObject on the deployment bucket, which whoever deployed it has. It is
+        read once here and its SHA-256 checked against the function's CodeSha256, so a
+        function whose code changed since the deploy (e.g. `serverless deploy function`) is
+        refused rather than quietly given the stack's older package; the object version is
+        pinned when the bucket keeps versions. The zip's names also tell whether a handler's
+        module is in the package (refuses).
+        """
+        if self._package is None:
+            try:
+                self._package = self._find_package()
+            except AwsTargetError as exc:
+                self._package = str(exc)
+        if isinstance(self._package, str):
+            raise AwsTargetError(self._package)
+        return self._package
+
+    def _find_package(self) -> Package:
+        redeploy = (
+            f"redeploy with `npx serverless deploy --stage {self.spec.stage} "
+            f"--region {self.region}`"
+        )
+        _, resources = self._read_stack()
+        try:
+            body = self.cloudformation.get_template(StackName=self.stack_name)["TemplateBody"]
+        except (ClientError, BotoCoreError) as exc:
+            raise AwsTargetError(
+                f"AWS: reading stack {self.stack_name}'s template: {exc}"
+            ) from None
+        try:
+            template = json.loads(body) if isinstance(body, str) else body
+        except json.JSONDecodeError:
+            raise AwsTargetError(
+                f"stack {self.stack_name}'s template is not JSON (not deployed by serverless?): "
+                "cannot find the function's package"
+            ) from None
+        logical = next((k for k, v in resources.items() if v == self.function), "")
+        code = (((template.get("Resources") or {}).get(logical) or {}).get("Properties") or {}).get(
+            "Code"
+        ) or {}
+        bucket = _resolve(code.get("S3Bucket"), resources)
+        key = _resolve(code.get("S3Key"), resources)
+        if not bucket or not key:
+            raise AwsTargetError(
+                f"stack {self.stack_name}: the template gives {logical or self.function} no "
+                f"S3Bucket/S3Key package (Code: {sorted(code)}): {redeploy}"
+            )
+        where = f"s3://{bucket}/{key}"
+        try:
+            got = self.s3.get_object(Bucket=bucket, Key=key)
+            data: bytes = got["Body"].read()
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise AwsTargetError(
+                f"the function's package {where} cannot be read ({error.get('Code')}): "
+                f"grant s3:GetObject on it, or {redeploy}"
+            ) from None
+        except BotoCoreError as exc:
+            raise AwsTargetError(f"AWS: reading the package {where}: {exc}") from None
+        sha256 = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        if self.original_code_sha256 and sha256 != self.original_code_sha256:
+            raise AwsTargetError(
+                f"{self.function} does not run its stack's package {where} (CodeSha256 "
+                f"{self.original_code_sha256}, the package's {sha256}: changed since the "
+                f"deploy?): {redeploy}"
+            )
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                files = frozenset(archive.namelist())
+        except zipfile.BadZipFile:
+            raise AwsTargetError(f"the function's package {where} is not a zip file") from None
+        version = got.get("VersionId")
+        return Package(
+            bucket=bucket,
+            key=key,
+            version=str(version) if version and version != "null" else None,
+            files=files,
+        )
+
+    # -- the axes: what this target can run, which API the load goes to -------------------------
+
+    def refuses(self, axis: str, value: str) -> str | None:
+        """Format first (no AWS call); once started, what the stack can do: an HTTP API among
+        its outputs, a package to redeploy for another architecture, the handler's module in
+        that package."""
+        if axis == "api":
+            if value not in API_TYPES:
+                return f"api {value!r}: must be one of {', '.join(API_TYPES)}"
+            if value == "rest":
+                return None
+            if self.function and "http" not in self._urls:
+                return (
+                    f"stack {self.stack_name} has no HTTP API (no HttpApiUrl output): redeploy "
+                    f"with the current serverless.yml (`npx serverless deploy --stage "
+                    f"{self.spec.stage} --region {self.region}`)"
+                )
+            return None
+        if axis == "architecture":
+            if value not in ARCHITECTURES:
+                return f"architecture {value!r}: must be one of {', '.join(ARCHITECTURES)}"
+            if self.function and value != self.original_architecture:
+                try:
+                    self.package()
+                except AwsTargetError as exc:
+                    return f"architecture {value} needs the function's package: {exc}"
+            return None
+        if axis == "handler":
+            problem = handler_problem(value)
+            if problem or not self.function or value == self.original_handler:
+                return problem
+            try:
+                files = self.package().files
+            except AwsTargetError:
+                return None  # cannot look inside: Lambda says so at the first request
+            if not files.intersection(handler_module_files(value)):
+                module = handler_module_files(value)[0]
+                return (
+                    f"handler {value}: {module} is not in {self.function}'s deployed package: "
+                    "add it to serverless.yml's package.patterns and redeploy"
+                )
+            return None
+        return f"the aws target has no axis {axis!r}"
+
+    def set_api(self, api: str) -> None:
+        if api not in self._urls:
+            raise AwsTargetError(
+                self.refuses("api", api) or f"stack {self.stack_name} has no {api} API"
+            )
+        self.api = api
+        self._url = self._urls[api]
 
     # -- metrics (no delivery(): Lambda's own CPU is what it is, nothing to check it against) --
 

@@ -92,6 +92,20 @@ class UrlOnlyTarget(Target):
     def set_memory(self, memory_mb: int) -> None:
         """A label: nothing to change."""
 
+    def refuses(self, axis: str, value: str) -> str | None:
+        """Only what a bare URL is: one REST endpoint whose function it cannot reach."""
+        if axis == "api" and value == "rest":
+            return None
+        if axis == "api":
+            return (
+                f"api {value}: a url target is a bare URL and cannot switch API types; point "
+                "target.url at that API's URL in a scenario of its own"
+            )
+        return (
+            f"{axis} {value}: a url target is a bare URL and cannot change its {axis}; sweep "
+            f"{axis} on the local or aws target"
+        )
+
     def invocations(self, phases: Phases) -> tuple[Invocations, OutsideWindow]:
         source = "none: a url target has no access to the function's logs"
         return Invocations(source=source), OutsideWindow()
