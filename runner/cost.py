@@ -2,18 +2,21 @@
 
 Prices are AWS's public on-demand list prices for us-east-1 (the table's date says when they
 were read). Lambda compute is billed per GB-second of billed duration at 1 ms granularity
-(cold starts bill their INIT phase too since 1 August 2025); requests per million; API
-Gateway REST per million requests (first tier); DynamoDB on-demand per million read and
-write request units. Where a step measured billed durations and consumed capacity, the cost
-uses them; otherwise the figure is marked as an estimate and says what it assumed.
+(cold starts bill their INIT phase too since 1 August 2025), at the x86_64 or arm64 price;
+requests per million; API Gateway per million requests of its API type (REST or HTTP, first
+tier; an HTTP API meters a request in 512 KB increments); DynamoDB on-demand per million read
+and write request units. Where a step measured billed durations and consumed capacity, the
+cost uses them; otherwise the figure is marked as an estimate and says what it assumed.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 Architecture = Literal["x86_64", "arm64"]
+ApiType = Literal["rest", "http"]  # runner.lambda_facts.API_TYPES
 
 
 @dataclass(frozen=True)
@@ -25,15 +28,40 @@ class PriceTable:
     api_gateway_rest_per_million: float
     dynamodb_per_million_wru: float
     dynamodb_per_million_rru: float
+    api_gateway_http_per_million: float
+    http_api_metering_bytes: int  # an HTTP API request is metered in increments of this size
+
+    def api_gateway_per_million(self, api: ApiType) -> float:
+        """The price of 1M requests (each within one metering increment) of an API type."""
+        if api == "rest":
+            return self.api_gateway_rest_per_million
+        if api == "http":
+            return self.api_gateway_http_per_million
+        raise ValueError(f"API type {api!r}: must be rest or http")
 
 
-# AWS pricing pages for Lambda, API Gateway and DynamoDB (on-demand), us-east-1.
+# AWS pricing pages for Lambda, API Gateway and DynamoDB (on-demand), us-east-1, read on as_of.
 PRICES_US_EAST_1 = PriceTable(
-    as_of="2026-11-27",
+    as_of="2026-12-01",
     region="us-east-1",
+    # https://aws.amazon.com/lambda/pricing/: x86 $0.0000166667 per GB-s for the first 6 billion
+    # GB-s a month, Arm $0.0000133334 for the first 7.5 billion (the first tier: a sweep's
+    # functions are far below either); $0.20 per 1M requests, both architectures.
     lambda_gb_second={"x86_64": 0.0000166667, "arm64": 0.0000133334},
     lambda_per_million_requests=0.20,
+    # https://aws.amazon.com/api-gateway/pricing/ (and AWS's whitepaper "Best Practices for
+    # Designing Amazon API Gateway Private APIs and Private Integration", Cost optimization,
+    # which tabulates it): REST APIs $3.50 per 1M for the first 333 million requests a month
+    # ($2.80 for the next 667 million); HTTP APIs $1.00 per 1M for the first 300 million ($0.90
+    # above), and "HTTP APIs are metered in 512 KB increments": a request over 512 KB counts
+    # as more than one (KB = 1,024 bytes; AWS does not say which bytes: memsweep counts the
+    # request's and its response's together, the larger reading). Cost per 1M is priced at the
+    # first tier: the tier a bill reaches depends on the month's whole volume, not on a sweep.
     api_gateway_rest_per_million=3.50,
+    api_gateway_http_per_million=1.00,
+    http_api_metering_bytes=512 * 1024,
+    # https://aws.amazon.com/dynamodb/pricing/on-demand/: $0.625 per 1M write request units,
+    # $0.125 per 1M read request units.
     dynamodb_per_million_wru=0.625,
     dynamodb_per_million_rru=0.125,
 )
@@ -78,6 +106,19 @@ def lambda_compute_cost(
     return gb_seconds * prices.lambda_gb_second[architecture]
 
 
+def http_api_requests_metered(
+    request_bytes: float | None, *, prices: PriceTable = PRICES_US_EAST_1
+) -> int:
+    """How many requests an HTTP API bills for one request of this size (request plus
+    response, bytes): one per started 512 KB increment, at least one. None (size unknown):
+    one."""
+    if request_bytes is None:
+        return 1
+    if request_bytes < 0 or not math.isfinite(request_bytes):
+        raise ValueError(f"request size {request_bytes!r} bytes: must be a finite size >= 0")
+    return max(1, math.ceil(request_bytes / prices.http_api_metering_bytes))
+
+
 def cost_per_million(
     *,
     memory_mb: int,
@@ -86,6 +127,8 @@ def cost_per_million(
     write_units_per_request: float | None,
     duration_ms_fallback: float | None = None,
     architecture: Architecture = "x86_64",
+    api: ApiType = "rest",
+    request_bytes_mean: float | None = None,
     prices: PriceTable = PRICES_US_EAST_1,
 ) -> CostPerMillion:
     """Cost of one million requests from a step's measurements.
@@ -94,6 +137,9 @@ def cost_per_million(
     included). Without it, `duration_ms_fallback` (e.g. the client-side mean latency, an
     over-estimate) is used and the figure is an estimate. Capacity units per request come
     from handler.py's log line; without them DynamoDB is counted as zero and estimated.
+    api: the API type the requests went through (REST by default, the tutorial's).
+    request_bytes_mean: an HTTP API's mean request plus response size in bytes, for its
+    512 KB metering (http_api_requests_metered); without it each request counts once.
     """
     notes = []
     estimated = False
@@ -115,10 +161,23 @@ def cost_per_million(
             + write_units_per_request * prices.dynamodb_per_million_wru
         )
         notes.append("DynamoDB from consumed capacity")
+    api_gateway = prices.api_gateway_per_million(api)
+    if api == "http":
+        metered = http_api_requests_metered(request_bytes_mean, prices=prices)
+        api_gateway *= metered
+        increment = f"{prices.http_api_metering_bytes // 1024} KB"
+        if request_bytes_mean is None:
+            notes.append(f"HTTP API: each request metered as one (under {increment} assumed)")
+        else:
+            notes.append(
+                f"HTTP API: requests of {request_bytes_mean / 1024:,.1f} KB on average "
+                f"(request + response) metered as {metered:g} each ({increment} increments, "
+                "every request assumed of the mean size)"
+            )
     return CostPerMillion(
         lambda_compute=compute * MILLION,
         lambda_requests=prices.lambda_per_million_requests,
-        api_gateway=prices.api_gateway_rest_per_million,
+        api_gateway=api_gateway,
         dynamodb=dynamodb,
         estimated=estimated,
         basis="; ".join(notes) + f"; {prices.region} prices as of {prices.as_of}",
