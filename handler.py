@@ -274,9 +274,19 @@ def _to_decimals(value: Any, depth: int = 1) -> Any:
     return value
 
 
+def _is_proxy_event(event: Any) -> bool:
+    """API Gateway's proxy event: REST (v1, `httpMethod`) or HTTP API (v2, `version` "2.0")."""
+    return (
+        isinstance(event, Mapping)
+        and "requestContext" in event
+        and ("httpMethod" in event or event.get("version") == "2.0")
+    )
+
+
 def parse_request(event: Any) -> dict[str, Any]:
-    """The tutorial's request document, from a proxy event or a direct event."""
-    if isinstance(event, Mapping) and "httpMethod" in event and "requestContext" in event:
+    """The tutorial's request document, from a proxy event (a REST API's payload format 1.0
+    or an HTTP API's 2.0: the body is carried the same way) or a direct event."""
+    if _is_proxy_event(event):
         body = event.get("body")
         if body is None or body == "":
             raise BadRequest("request body is empty: send a JSON object with an 'operation'")
@@ -688,7 +698,10 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
     context_info = event.get("requestContext") if isinstance(event, dict) else None
     if isinstance(context_info, dict):
         log["apiRequestId"] = context_info.get("requestId")
-        log["requestTimeEpoch"] = context_info.get("requestTimeEpoch")
+        # REST (v1) names it requestTimeEpoch; an HTTP API's payload 2.0 names it timeEpoch.
+        log["requestTimeEpoch"] = context_info.get("requestTimeEpoch") or context_info.get(
+            "timeEpoch"
+        )
     capacity = {"read": 0.0, "write": 0.0}
     try:
         request = parse_request(event)

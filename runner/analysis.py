@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
-from pydantic import ValidationError
 
 from runner.cost import (
     Architecture,
@@ -28,16 +27,17 @@ from runner.cost import (
     cost_per_million,
     money,
 )
-from runner.errors import BadInput
+from runner.lambda_facts import DEFAULT_API, DEFAULT_ARCHITECTURE
 from runner.results import (
     Confidence,
     DegradedStep,
     Latency,
+    RecommendedPoint,
     Results,
     RunVerdict,
     Step,
 )
-from runner.scenario import Thresholds
+from runner.scenario import AXES, ClosedLoad, Point, Scenario, Thresholds, point_label
 from runner.stats import (
     Batch,
     Difference,
@@ -98,9 +98,10 @@ class FunctionSide:
 
 @dataclass(eq=False)
 class Setting:
-    """One memory size: its steps (repeats) pooled."""
+    """One sweep point (a memory size, and the other axes' values a sweep moves): its steps
+    (repeats) pooled."""
 
-    memory_mb: int
+    point: Point
     steps: list[Step]
     requests: int
     failures: int
@@ -117,6 +118,15 @@ class Setting:
     verdicts: list[Verdict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     degraded: list[DegradedStep] = field(default_factory=list)
+
+    @property
+    def memory_mb(self) -> int:
+        return self.point.memory_mb
+
+    @property
+    def label(self) -> str:
+        """ "512 MB", or "512 MB · HTTP API" when the sweep moves the API type."""
+        return point_label(self.point)
 
     @property
     def rps(self) -> float:
@@ -195,48 +205,53 @@ class Recommendation:
 @dataclass
 class Analysis:
     results: Results
-    settings: list[Setting]  # ascending memory
+    settings: list[Setting]  # by point_order: the other axes, then ascending memory
     recommendation: Recommendation
     comparisons: list[Comparison]  # adjacent settings, per statistic
     thresholds: Thresholds
-    architecture: Architecture
+    architecture: Architecture  # the target's (a point may name its own)
     warmup_s: float
     stage_ends_s: list[float]  # load stage boundaries, seconds since load start
     confidence: Confidence | None = None  # None when intervals were skipped
+    effects: list[AxisEffect] = field(default_factory=list)  # what each swept axis moves
 
 
 def analyse(results: Results, *, intervals: bool = True) -> Analysis:
     """intervals=False skips the bootstrap (intervals, significance): the exit code needs
     only the point figures, and the report computes the rest once."""
     scenario = results.scenario
-    thresholds = _thresholds(results)
+    thresholds = scenario.thresholds
     architecture: Architecture = "arm64" if results.target.architecture == "arm64" else "x86_64"
-    by_memory: dict[int, list[Step]] = {}
+    by_point: dict[Point, list[Step]] = {}
     for step in results.steps:
-        by_memory.setdefault(step.memory_mb, []).append(step)
+        by_point.setdefault(step.point, []).append(step)
     units = _units_per_request(results.steps)
     settings = [
         _setting(
-            memory,
+            point,
             steps,
             thresholds=thresholds,
             architecture=architecture,
             units=units,
             intervals=intervals,
         )
-        for memory, steps in sorted(by_memory.items())
+        for point, steps in sorted(
+            by_point.items(), key=lambda item: point_order(item[0], scenario)
+        )
     ]
     comparisons = [
-        Comparison(f"{a.memory_mb} MB", f"{b.memory_mb} MB", difference)
-        for a, b in itertools.pairwise(settings if intervals else [])
+        Comparison(a.label, b.label, difference)
+        for a, b in (neighbours(settings) if intervals else [])
         for difference in compare_many(
             a.histogram, b.histogram, COMPARED_STATISTICS, deff_a=a.deff, deff_b=b.deff
         ).values()
     ]
-    sweep = scenario.get("sweep") or {}
     # An open model always has a threshold: the drop rate (scenario.Thresholds).
     thresholds_set = _any_threshold(thresholds) or any(s.offered is not None for s in settings)
     recommendation = recommend(settings, thresholds_set=thresholds_set)
+    effects = axis_effects(settings)
+    if len(effects) > 1:  # which axis matters is the news when more than memory moved
+        recommendation.explanation.append(effects_sentence(effects))
     return Analysis(
         results=results,
         settings=settings,
@@ -244,30 +259,141 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
         comparisons=comparisons,
         thresholds=thresholds,
         architecture=architecture,
-        warmup_s=float(sweep.get("warmup_s") or 0.0),
+        warmup_s=scenario.sweep.warmup_s,
         stage_ends_s=_stage_ends(scenario),
         confidence=(
-            how_sure(settings, recommendation, thresholds, repeats=_repeats(results))
+            how_sure(settings, recommendation, thresholds, repeats=scenario.sweep.repeats)
             if intervals
             else None
         ),
+        effects=effects,
     )
 
 
-def _repeats(results: Results) -> int:
-    sweep = results.scenario.get("sweep") or {}
-    value = sweep.get("repeats")
-    return int(value) if isinstance(value, int) and value > 0 else 1
+def point_order(point: Point, scenario: Scenario) -> tuple[int, int, int, int]:
+    """Settings in this order: grouped by architecture, handler and API type in the order the
+    scenario lists them (its first value is each axis's baseline), memory rising within a group
+    (a memory-only sweep: memory rising)."""
+    planned = scenario.sweep.planned_points()
+
+    def rank(axis: str) -> int:
+        listed = list(dict.fromkeys(getattr(p, axis) for p in planned))
+        value = getattr(point, axis)
+        return listed.index(value) if value in listed else len(listed)
+
+    return (rank("architecture"), rank("handler"), rank("api"), point.memory_mb)
 
 
-def _thresholds(results: Results) -> Thresholds:
-    try:
-        return Thresholds.model_validate(results.scenario.get("thresholds") or {})
-    except ValidationError as exc:
-        raise BadInput(
-            f"results {results.run_id}: scenario.thresholds is not readable: "
-            f"{exc.errors()[0]['msg']}"
-        ) from None
+def _others(point: Point, axis: str) -> tuple[Any, ...]:
+    """The point's values on every axis but `axis` (memory included)."""
+    values = {"memory_mb": point.memory_mb, **{a: getattr(point, a) for a in AXES}}
+    return tuple(value for name, value in values.items() if name != axis)
+
+
+def neighbours(settings: Sequence[Setting]) -> list[tuple[Setting, Setting]]:
+    """The pairs whose differences the report tests: settings that differ on one axis only,
+    next to each other on it (128 vs 256 MB, not 128 vs 1024; REST vs HTTP at one size)."""
+    pairs: list[tuple[Setting, Setting]] = []
+    for axis in ("memory_mb", *AXES):
+        groups: dict[tuple[Any, ...], list[Setting]] = {}
+        for setting in settings:  # already in point_order: memory rising within a group
+            if axis == "memory_mb" or getattr(setting.point, axis) is not None:
+                groups.setdefault(_others(setting.point, axis), []).append(setting)
+        for group in groups.values():
+            pairs += itertools.pairwise(group)
+    return pairs
+
+
+AXIS_VALUE_NAMES = {"rest": "REST API", "http": "HTTP API"}
+
+
+@dataclass(frozen=True)
+class AxisEffect:
+    """What moving one axis does, everything else held: the mean over the matched pairs of
+    valid settings (the same other values, memory included) of b minus a."""
+
+    axis: str  # "memory_mb", "api", "architecture" or "handler"
+    a: str  # from: "REST API", "128 MB"
+    b: str  # to: "HTTP API", "1024 MB"
+    cost_delta: float  # dollars per 1M requests (steady state)
+    p95_delta_ms: float
+    pairs: int  # matched pairs averaged
+
+    @property
+    def change(self) -> str:
+        return f"{self.a} → {self.b}"
+
+    def cost_words(self) -> str:
+        if abs(self.cost_delta) < 0.0005:
+            return f"{self.change} leaves the bill unchanged"
+        if self.axis == "memory_mb":
+            return f"{self.change} changes it by {_signed_money(self.cost_delta)}"
+        verb = "saves" if self.cost_delta < 0 else "costs"
+        extra = "" if self.cost_delta < 0 else " more"
+        return f"{self.b} instead of {self.a} {verb} {money(abs(self.cost_delta))}{extra} per 1M"
+
+    def latency_words(self) -> str:
+        direction = "lower" if self.p95_delta_ms < 0 else "higher"
+        return f"{self.change}: p95 {abs(self.p95_delta_ms):.1f} ms {direction}"
+
+
+def _signed_money(dollars: float) -> str:
+    return ("-" if dollars < 0 else "+") + money(abs(dollars))
+
+
+def _value_name(axis: str, value: Any) -> str:
+    if axis == "memory_mb":
+        return f"{value} MB"
+    return AXIS_VALUE_NAMES.get(str(value), str(value))
+
+
+def axis_effects(settings: Sequence[Setting]) -> list[AxisEffect]:
+    """For each axis the sweep moved: from its first value (memory: the smallest) to each
+    other (memory: the largest), the mean change in cost and p95 over matched pairs of valid
+    settings; ordered by how much each moves the bill."""
+    usable = [s for s in settings if s.valid and s.latency.p95 is not None]
+    effects: list[AxisEffect] = []
+    for axis in ("memory_mb", *AXES):
+        values = list(dict.fromkeys(getattr(s.point, axis) for s in settings))
+        if None in values or len(values) < 2:
+            continue
+        if axis == "memory_mb":
+            values = [min(values), max(values)]
+        by_others: dict[tuple[Any, ...], dict[Any, Setting]] = {}
+        for setting in usable:
+            by_others.setdefault(_others(setting.point, axis), {})[getattr(setting.point, axis)] = (
+                setting
+            )
+        base = values[0]
+        for other in values[1:]:
+            pairs = [(g[base], g[other]) for g in by_others.values() if base in g and other in g]
+            if not pairs:
+                continue
+            effects.append(
+                AxisEffect(
+                    axis=axis,
+                    a=_value_name(axis, base),
+                    b=_value_name(axis, other),
+                    cost_delta=sum(b.cost.total - a.cost.total for a, b in pairs) / len(pairs),
+                    p95_delta_ms=sum(b.p95 - a.p95 for a, b in pairs) / len(pairs),
+                    pairs=len(pairs),
+                )
+            )
+    return sorted(effects, key=lambda e: -abs(e.cost_delta))
+
+
+def effects_sentence(effects: Sequence[AxisEffect]) -> str:
+    """ "What moves the bill: HTTP API instead of REST API saves $2.50 per 1M; 128 MB → 1024 MB
+    changes it by +$0.07. What moves latency: ..." (largest first)."""
+    by_latency = sorted(effects, key=lambda e: -abs(e.p95_delta_ms))
+    return (
+        "What moves the bill: "
+        + "; ".join(e.cost_words() for e in effects)
+        + ". What moves latency most: "
+        + "; ".join(e.latency_words() for e in by_latency[:2])
+        + " (steady-state cost per 1M requests; the mean over settings that differ on that "
+        "axis only)."
+    )
 
 
 def _any_threshold(thresholds: Thresholds) -> bool:
@@ -275,13 +401,12 @@ def _any_threshold(thresholds: Thresholds) -> bool:
     return bool(thresholds.model_dump(exclude_none=True, exclude={"max_drop_rate"}))
 
 
-def _stage_ends(scenario: dict[str, Any]) -> list[float]:
-    load = scenario.get("load") or {}
-    ends, elapsed = [], 0.0
-    for stage in load.get("stages") or []:
-        elapsed += float(stage.get("duration_s") or 0)
-        ends.append(elapsed)
-    return ends
+def _stage_ends(scenario: Scenario) -> list[float]:
+    """Where the closed model's stages end, in seconds from the load's start (none for an open
+    model: one rate throughout)."""
+    if not isinstance(scenario.load, ClosedLoad):
+        return []
+    return list(itertools.accumulate(stage.duration_s for stage in scenario.load.stages))
 
 
 def _units_per_request(steps: Sequence[Step]) -> tuple[float, float] | None:
@@ -301,7 +426,7 @@ def _units_per_request(steps: Sequence[Step]) -> tuple[float, float] | None:
 
 
 def _setting(
-    memory: int,
+    point: Point,
     steps: list[Step],
     *,
     thresholds: Thresholds,
@@ -328,8 +453,10 @@ def _setting(
         sum(inv.warm_billed_ms_total for inv in invocations) / warm_count if warm_count else None
     )
     offered = [step.offered for step in steps if step.offered is not None]
+    memory = point.memory_mb
+    architecture = point.architecture or architecture
     setting = Setting(
-        memory_mb=memory,
+        point=point,
         steps=steps,
         requests=requests,
         failures=sum(step.failures for step in steps),
@@ -350,6 +477,7 @@ def _setting(
             write_units_per_request=units[1] if units else None,
             duration_ms_fallback=summary.mean,
             architecture=architecture,
+            api=point.api or "rest",
         ),
         cold=cold_start_cost(
             memory_mb=memory,
@@ -359,9 +487,14 @@ def _setting(
             warm_billed_ms_mean=warm_billed,
             architecture=architecture,
         ),
-        problems=[problem for step in steps for problem in step.problems],
+        problems=[problem.detail for step in steps for problem in step.problems],
         degraded=[
-            DegradedStep(step=step.index, memory_mb=memory, cause="; ".join(step.trust.causes))
+            DegradedStep(
+                step=step.index,
+                memory_mb=memory,
+                label=point_label(point),
+                cause="; ".join(step.trust.causes),
+            )
             for step in steps
             if step.trust.degraded
         ],
@@ -488,8 +621,7 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
             balanced=None,
             thresholds_set=thresholds_set,
             headline=(
-                f"No recommendation: step {first.step} ({first.memory_mb} MB) is degraded: "
-                f"{first.cause}."
+                f"No recommendation: step {first.step} ({first.shown}) is degraded: {first.cause}."
             ),
             explanation=[
                 f"{len(degraded)} degraded step(s), each with its measured cause above. Re-run "
@@ -505,7 +637,7 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
     invalid = [s for s in settings if not s.valid]
     for s in invalid:
         explanation.append(
-            f"{s.memory_mb} MB is left out: {'; '.join(s.problems) or 'no valid measurement'}"
+            f"{s.label} is left out: {'; '.join(s.problems) or 'no valid measurement'}"
         )
     if not valid:
         return Recommendation(
@@ -513,21 +645,21 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
             fastest=None,
             balanced=None,
             thresholds_set=thresholds_set,
-            headline="No recommendation: no memory size has a valid measurement.",
+            headline=f"No recommendation: no {_noun(settings)} has a valid measurement.",
             explanation=explanation,
         )
     if thresholds_set and not meeting:
         for s in valid:
             failed = [f"{v.name} (measured {v.measured})" for v in s.verdicts if not v.passed]
-            explanation.append(f"{s.memory_mb} MB failed " + ", ".join(failed))
+            explanation.append(f"{s.label} failed " + ", ".join(failed))
         balanced = _balanced(valid)
         return Recommendation(
             cheapest=None,
             fastest=fastest,
             balanced=balanced,
             thresholds_set=True,
-            headline="No memory size met the thresholds."
-            + (f" The fastest was {fastest.memory_mb} MB." if fastest else ""),
+            headline=f"No {_noun(settings)} met the thresholds."
+            + (f" The fastest was {fastest.label}." if fastest else ""),
             explanation=explanation,
         )
     pool = meeting if thresholds_set else valid
@@ -536,19 +668,19 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
     assert cheapest is not None and balanced is not None  # pool is not empty here
     if thresholds_set:
         headline = (
-            f"Run {cheapest.memory_mb} MB: the cheapest setting that meets every threshold, "
+            f"Run {cheapest.label}: the cheapest setting that meets every threshold, "
             f"at {money(cheapest.cost.total)} per 1M warm requests (p95 {cheapest.p95:.1f} ms)."
         )
     else:
         headline = (
-            f"No thresholds were set. Cheapest: {cheapest.memory_mb} MB at "
-            f"{money(cheapest.cost.total)} per 1M requests; balanced: {balanced.memory_mb} MB."
+            f"No thresholds were set. Cheapest: {cheapest.label} at "
+            f"{money(cheapest.cost.total)} per 1M requests; balanced: {balanced.label}."
         )
     if fastest is not None and fastest is not cheapest:
         extra = fastest.cost.total - cheapest.cost.total
         gained = cheapest.p95 - fastest.p95
         explanation.append(
-            f"The fastest, {fastest.memory_mb} MB, cuts p95 by {gained:.1f} ms for "
+            f"The fastest, {fastest.label}, cuts p95 by {gained:.1f} ms for "
             f"{money(extra)} more per 1M requests."
         )
     explanation.append(_cold_sentence(cheapest))
@@ -567,10 +699,10 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
 def _cold_sentence(setting: Setting) -> str:
     cold = setting.cold
     if not cold.cold_starts:
-        return f"{setting.memory_mb} MB had no cold start in its measured window."
+        return f"{setting.label} had no cold start in its measured window."
     rate = f"{cold.per_million_requests_count:,.0f} cold starts per 1M requests at this load"
     text = (
-        f"Cold starts add {money(cold.per_million)} per 1M requests at {setting.memory_mb} MB "
+        f"Cold starts add {money(cold.per_million)} per 1M requests at {setting.label} "
         f"({rate}, {money(cold.per_cold_start or 0.0)} each); ranked on steady state."
     )
     if not cold.comparable:
@@ -601,7 +733,7 @@ def how_sure(
         return Confidence(
             level="by cost only",
             statement=(
-                f"{pick.memory_mb} MB is the cheapest at steady state; no latency threshold "
+                f"{pick.label} is the cheapest at steady state; no latency threshold "
                 "was set, so no resampling decides it."
             ),
         )
@@ -616,13 +748,13 @@ def how_sure(
         share = _meets_share(other, limits)
         if share > 1 - SURE:
             too_close.append(
-                f"{other.memory_mb} vs {pick.memory_mb} MB: too close to call: "
-                f"{other.memory_mb} MB meets {rule} in {share:.0%} of resamples"
+                f"{_versus(other, pick)}: too close to call: "
+                f"{other.label} meets {rule} in {share:.0%} of resamples"
             )
             needed.append(_repeats_to_separate(other, limits, repeats))
     if pick_share < SURE:
         needed.append(_repeats_to_separate(pick, limits, repeats))
-    statement = f"{pick.memory_mb} MB meets {rule} in {pick_share:.0%} of resamples"
+    statement = f"{pick.label} meets {rule} in {pick_share:.0%} of resamples"
     if too_close:
         level = "too close to call"
         statement += "; " + "; ".join(too_close)
@@ -645,6 +777,19 @@ def how_sure(
         too_close=too_close,
         repeats_needed=repeats_needed if repeats_needed and repeats_needed > repeats else None,
     )
+
+
+def _versus(a: Setting, b: Setting) -> str:
+    """ "256 vs 512 MB" (memory-only, as people say it), else both labels in full."""
+    if a.point.model_copy(update={"memory_mb": b.memory_mb}) == b.point and a.label.endswith(" MB"):
+        return f"{a.memory_mb} vs {b.label}"
+    return f"{a.label} vs {b.label}"
+
+
+def _noun(settings: Sequence[Setting]) -> str:
+    """What the run compared, in the verdict's words."""
+    moved = any(s.point != Point(memory_mb=s.memory_mb) for s in settings)
+    return "setting" if moved else "memory size"
 
 
 def _meets_share(setting: Setting, limits: dict[str, float]) -> float:
@@ -681,15 +826,30 @@ def run_verdict(analysis: Analysis) -> RunVerdict:
     confidence = analysis.confidence or Confidence(
         level="none", statement="intervals were not computed"
     )
+    pick = recommendation.cheapest
+    moved = _noun(analysis.settings) == "setting"
     return RunVerdict(
-        recommended_mb=recommendation.cheapest.memory_mb if recommendation.cheapest else None,
-        met={str(s.memory_mb): s.meets for s in analysis.settings},
+        recommended=None if pick is None else recommended_point(pick.point, analysis.results),
+        recommended_mb=pick.memory_mb if pick else None,
+        met={(s.label if moved else str(s.memory_mb)): s.meets for s in analysis.settings},
         degraded_steps=recommendation.degraded,
         confidence=confidence,
         headline=recommendation.headline,
         fastest_mb=recommendation.fastest.memory_mb if recommendation.fastest else None,
         balanced_mb=recommendation.balanced.memory_mb if recommendation.balanced else None,
         exit_code=exit_code(analysis),
+    )
+
+
+def recommended_point(point: Point, results: Results) -> RecommendedPoint:
+    """A point with every axis filled in: what the sweep did not move is the target's."""
+    target = results.target
+    architecture = point.architecture or target.architecture or DEFAULT_ARCHITECTURE
+    return RecommendedPoint(
+        memory_mb=point.memory_mb,
+        api=point.api or DEFAULT_API,
+        architecture="arm64" if architecture == "arm64" else "x86_64",
+        handler=point.handler or target.handler,
     )
 
 
@@ -709,7 +869,7 @@ RUN_METRICS_PLAIN = ("rps", "cost_per_1m")
 
 @dataclass(frozen=True)
 class RunDifference:
-    memory_mb: int
+    point: Point
     metric: str
     a: float | None
     b: float | None
@@ -718,6 +878,10 @@ class RunDifference:
     high: float | None
     significant: bool | None  # None: no interval for this metric
     margin: float | None = None  # smallest |delta| called a change between these runs
+
+    @property
+    def memory_mb(self) -> int:
+        return self.point.memory_mb
 
     @property
     def delta_pct(self) -> float | None:
@@ -732,8 +896,8 @@ class RunComparison:
 
     a_run: str
     b_run: str
-    recommendation_a: int | None
-    recommendation_b: int | None
+    recommendation_a: Point | None
+    recommendation_b: Point | None
     warnings: list[str]
     differences: list[RunDifference]
 
@@ -743,8 +907,8 @@ class RunComparison:
 
     @property
     def headline(self) -> str:
-        def name(memory: int | None) -> str:
-            return f"{memory} MB" if memory is not None else "no recommendation"
+        def name(point: Point | None) -> str:
+            return point_label(point) if point is not None else "no recommendation"
 
         if self.changed:
             return (
@@ -757,12 +921,20 @@ class RunComparison:
         return {
             "a": self.a_run,
             "b": self.b_run,
-            "recommendation": {"a": self.recommendation_a, "b": self.recommendation_b},
+            "recommendation": {  # memory sizes, as schema 2's readers expect
+                "a": self.recommendation_a.memory_mb if self.recommendation_a else None,
+                "b": self.recommendation_b.memory_mb if self.recommendation_b else None,
+            },
+            "recommended": {  # the picks on every axis the runs swept
+                "a": point_label(self.recommendation_a) if self.recommendation_a else None,
+                "b": point_label(self.recommendation_b) if self.recommendation_b else None,
+            },
             "changed": self.changed,
             "warnings": self.warnings,
             "differences": [
                 {
                     "memory_mb": d.memory_mb,
+                    "point": point_label(d.point),
                     "metric": d.metric,
                     "a": d.a,
                     "b": d.b,
@@ -803,12 +975,12 @@ def _delivered_share(setting: Setting) -> float | None:
 
 def _delivery_warnings(a: Analysis, b: Analysis) -> list[str]:
     out = []
-    before = {s.memory_mb: _delivered_share(s) for s in a.settings}
+    before = {s.point: _delivered_share(s) for s in a.settings}
     for setting in b.settings:
-        old, new = before.get(setting.memory_mb), _delivered_share(setting)
+        old, new = before.get(setting.point), _delivered_share(setting)
         if old and new and abs(new / old - 1) > DELIVERY_SHIFT:
             out.append(
-                f"{setting.memory_mb} MB: the sandboxes got {old:.3f} of a CPU per period in "
+                f"{setting.label}: the sandboxes got {old:.3f} of a CPU per period in "
                 f"{a.results.run_id} and {new:.3f} in {b.results.run_id}: latency differences "
                 "at this size may come from the host, not the code"
             )
@@ -832,18 +1004,18 @@ def compare_run_pair(a: Analysis, b: Analysis) -> RunComparison:
         rb.target.url.split("/")[2:3],
     ):
         warnings.append(f"targets differ ({ra.target.kind} vs {rb.target.kind})")
-    if ra.host.get("hostname") != rb.host.get("hostname"):
+    if ra.host.hostname != rb.host.hostname:
         warnings.append("different hosts: only figures measured side by side are comparable")
     for analysis in (a, b):
         for step in analysis.recommendation.degraded:
             warnings.append(
-                f"{analysis.results.run_id}: step {step.step} ({step.memory_mb} MB) is degraded"
+                f"{analysis.results.run_id}: step {step.step} ({step.shown}) is degraded"
             )
     warnings += _delivery_warnings(a, b)
     differences: list[RunDifference] = []
-    before = {s.memory_mb: s for s in a.settings if s.requests}
+    before = {s.point: s for s in a.settings if s.requests}  # the same point in both runs
     for setting in b.settings:
-        old = before.get(setting.memory_mb)
+        old = before.get(setting.point)
         if old is None or not setting.requests:
             continue
         tested = compare_many(
@@ -862,7 +1034,7 @@ def compare_run_pair(a: Analysis, b: Analysis) -> RunComparison:
             margin = RUN_TO_RUN_MARGIN * abs(va) if single and va is not None else 0.0
             differences.append(
                 RunDifference(
-                    memory_mb=setting.memory_mb,
+                    point=setting.point,
                     metric=f"{metric}_ms",
                     a=va,
                     b=vb,
@@ -880,13 +1052,13 @@ def compare_run_pair(a: Analysis, b: Analysis) -> RunComparison:
             ("cost_per_1m", old.cost.total, setting.cost.total),
         ):
             differences.append(
-                RunDifference(setting.memory_mb, metric, va, vb, vb - va, None, None, None)
+                RunDifference(setting.point, metric, va, vb, vb - va, None, None, None)
             )
     return RunComparison(
         a_run=ra.run_id,
         b_run=rb.run_id,
-        recommendation_a=a.recommendation.cheapest.memory_mb if a.recommendation.cheapest else None,
-        recommendation_b=b.recommendation.cheapest.memory_mb if b.recommendation.cheapest else None,
+        recommendation_a=a.recommendation.cheapest.point if a.recommendation.cheapest else None,
+        recommendation_b=b.recommendation.cheapest.point if b.recommendation.cheapest else None,
         warnings=warnings,
         differences=differences,
     )

@@ -111,11 +111,7 @@ def summary_rows(analysis: Analysis) -> list[Row]:
 
 
 def _planned(analysis: Analysis) -> list[int]:
-    sweep = analysis.results.scenario.get("sweep") or {}
-    sizes = sweep.get("memory_mb") if isinstance(sweep, dict) else None
-    if not isinstance(sizes, list):
-        return []
-    return sorted({size for size in sizes if type(size) is int})
+    return sorted(set(analysis.results.scenario.sweep.memory_mb))
 
 
 def _row(setting: Setting, *, pick: bool, analysis: Analysis) -> Row:
@@ -230,7 +226,7 @@ def junit_xml(analysis: Analysis, rows: list[Row]) -> str:
         skipped=str(counts["skipped"]),
         time=f"{elapsed:.3f}",
         timestamp=started,
-        hostname=_xml_text(str(results.host.get("hostname") or "unknown")),
+        hostname=_xml_text(results.host.hostname or "unknown"),
     )
     properties = ET.SubElement(suite, "properties")
     recommendation = analysis.recommendation
@@ -386,7 +382,7 @@ def _warnings(analysis: Analysis, rows: list[Row]) -> list[str]:
     out = []
     if results.status != "complete":
         out.append(f"The run is {results.status}: the figures cover only the steps measured.")
-    out += results.problems
+    out += [problem.detail for problem in results.problems]
     for degraded in analysis.recommendation.degraded:
         out.append(f"Step {degraded.step} ({degraded.memory_mb} MB) is degraded: {degraded.cause}")
     for row in rows:

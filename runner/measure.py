@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from runner.lambda_logs import Phases
 from runner.progress import Load
@@ -18,12 +18,15 @@ from runner.results import (
     Fidelity,
     Invocations,
     OutsideWindow,
+    Problem,
+    ProblemKind,
     RequestStats,
     Second,
     Step,
     Trust,
     WorkerSeen,
 )
+from runner.scenario import Point
 from runner.stats import encode, latency
 from runner.swarm import StepData
 from runner.trust import HostSnapshot, cpu_delivery, judge
@@ -36,18 +39,8 @@ MIN_RATE_SPAN_S = 0.5
 _CONNECTION_ERRORS = re.compile(r"(Connection|Refused|Reset|Timeout|timed out|EOF|Broken)", re.I)
 
 
-ProblemKind = Literal["worker lost", "target down", "target failed", "no requests", "interrupted"]
 # A step with one of these stops the sweep: the next steps would meet the same broken target.
 STOPS_THE_SWEEP: tuple[ProblemKind, ...] = ("target down", "target failed")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Why a step is not valid: a kind to decide on, a detail to show (results.json keeps the
-    detail, as a step's `problems`)."""
-
-    kind: ProblemKind
-    detail: str
 
 
 class Measured(NamedTuple):
@@ -127,7 +120,7 @@ def measure_step(
     readings: Readings,
     *,
     index: int,
-    memory_mb: int,
+    point: Point,
     repeat: int,
     phases: Phases,
     overhead_s: float | None,
@@ -142,28 +135,37 @@ def measure_step(
     errors, connection_failures = _errors(data)
     workers = _workers(data)
     problems = [
-        Problem("worker lost", f"worker {w.id} lost: {w.detail}") for w in workers if w.lost
+        Problem(kind="worker lost", detail=f"worker {w.id} lost: {w.detail}")
+        for w in workers
+        if w.lost
     ]
     if requests and connection_failures / requests >= TARGET_DOWN_SHARE:
         problems.append(
             Problem(
-                "target down",
-                f"the target stopped answering: {connection_failures} of {requests} requests "
-                "failed to connect",
+                kind="target down",
+                detail=f"the target stopped answering: {connection_failures} of {requests} "
+                "requests failed to connect",
             )
         )
     elif requests and failures == requests:
         problems.append(
-            Problem("target failed", f"the target failed every request ({errors[0].kind})")
+            Problem(
+                kind="target failed", detail=f"the target failed every request ({errors[0].kind})"
+            )
         )
     elif not requests and not interrupted:
         # Nothing to measure is not a measurement: never let an empty step pass as valid.
-        problems.append(Problem("no requests", "no request completed in the measured window"))
+        problems.append(
+            Problem(kind="no requests", detail="no request completed in the measured window")
+        )
     if interrupted:
-        problems.append(Problem("interrupted", "step cut short by an interrupt"))
+        problems.append(Problem(kind="interrupted", detail="step cut short by an interrupt"))
     step = Step(
         index=index,
-        memory_mb=memory_mb,
+        memory_mb=point.memory_mb,
+        api=point.api,
+        architecture=point.architecture,
+        handler=point.handler,
         repeat=repeat,
         started_at=phases.load_started,
         overhead_s=overhead_s,
@@ -181,11 +183,11 @@ def measure_step(
         timeline=_timeline(data, window_start=phases.window_start),
         invocations=readings.invocations,
         outside=readings.outside,
-        trust=step_trust(data, readings, memory_mb=memory_mb),
+        trust=step_trust(data, readings, memory_mb=point.memory_mb),
         workers=workers,
         fidelity=readings.fidelity,
         valid=not problems,
-        problems=[problem.detail for problem in problems],
+        problems=problems,
         locust_files=locust_files,
     )
     return Measured(step, problems)

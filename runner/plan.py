@@ -1,4 +1,4 @@
-"""The run's plan: which (memory, repeat) steps run, in what order, how long, how many requests.
+"""The run's plan: which (point, repeat) steps run, in what order, how long, how many requests.
 
 Shared by the sweep (which runs it), `validate` and `--dry-run` (which print it) and the
 live terminal (whose whole-run bar and ETA count its steps and their estimated length).
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import pairwise
 
-from runner.scenario import ClosedLoad, Scenario
+from runner.scenario import ClosedLoad, Point, Scenario, point_label
 
 # Per-step time outside the load, measured on local sweeps here (5 s and 30 s steps): the
 # local stack swaps every sandbox for the new size and Locust stops its users in 1-3 s. On
@@ -28,21 +28,21 @@ END_S = 4.0
 SEED_ITEMS_PER_S = 80.0
 
 
-def plan_steps(scenario: Scenario) -> list[tuple[int, int]]:
-    """(memory, repeat) in run order. as-listed: each size's repeats together; interleaved:
-    the whole list once per repeat, so a drift in the host or the cloud hits every size."""
-    sizes = scenario.sweep.memory_mb
+def plan_steps(scenario: Scenario) -> list[tuple[Point, int]]:
+    """(point, repeat) in run order. as-listed: each point's repeats together; interleaved:
+    the whole list once per repeat, so a drift in the host or the cloud hits every point."""
+    points = scenario.sweep.planned_points()
     repeats = range(1, scenario.sweep.repeats + 1)
     if scenario.sweep.order == "interleaved":
-        return [(memory, repeat) for repeat in repeats for memory in sizes]
-    return [(memory, repeat) for memory in sizes for repeat in repeats]
+        return [(point, repeat) for repeat in repeats for point in points]
+    return [(point, repeat) for point in points for repeat in repeats]
 
 
 @dataclass(frozen=True)
 class Plan:
     """What a run will do, estimated before it starts."""
 
-    steps: list[tuple[int, int]]  # (memory MB, repeat), in run order
+    steps: list[tuple[Point, int]]  # (point, repeat), in run order
     repeats: int
     target: str
     load_s: float  # each step's load, warm-up included
@@ -77,9 +77,9 @@ class Plan:
         count = len(self.steps)
         out = [f"plan: {count} step{'s' if count != 1 else ''} on the {self.target} target"]
         width = len(str(count))
-        for index, (memory, repeat) in enumerate(self.steps, start=1):
+        for index, (point, repeat) in enumerate(self.steps, start=1):
             again = f", repeat {repeat}/{self.repeats}" if self.repeats > 1 else ""
-            out.append(f"  {index:>{width}}. {memory} MB{again}")
+            out.append(f"  {index:>{width}}. {point_label(point)}{again}")
         out.append(f"load: {self.model} model, {self.load_text}")
         window = f"{_duration(self.load_s)} of load"
         if self.warmup_s:

@@ -61,6 +61,7 @@ class Phase:
     repeat: int
     phase: StepPhase
     detail: str = ""
+    label: str = ""  # the step's point ("512 MB · HTTP API"); "" is "<memory_mb> MB"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,7 +92,7 @@ class _State:
     offered_per_s: float | None = None
     note: str = ""
     index: int = 0  # the running step (1-based); 0 before the first
-    memory_mb: int = 0
+    label: str = ""  # the running step's point
     repeat: int = 0
     phase: StepPhase | None = None
     detail: str = ""
@@ -109,13 +110,13 @@ def step_line(step: Step, total: int) -> str:
     """A finished step in one line: what stays on screen, and what a pipe gets."""
     p95 = f"{step.latency.p95:.1f} ms" if step.latency.p95 is not None else "-"
     line = (
-        f"step {step.index}/{total} {step.memory_mb} MB r{step.repeat}: {step.requests} "
+        f"step {step.index}/{total} {step.label} r{step.repeat}: {step.requests} "
         f"requests, {step.rps:.1f} req/s, p95 {p95}, {step.failures} errors, "
         f"{step.invocations.cold_starts} cold starts"
     )
     if step.offered is not None:
         line += f", dropped {step.dropped_arrivals} of {step.offered} offered"
-    causes = step.problems + step.trust.causes
+    causes = [problem.detail for problem in step.problems] + step.trust.causes
     if causes:
         line += "  [degraded: " + "; ".join(causes) + "]"
     return line
@@ -136,7 +137,7 @@ def final_lines(sweep: Any, report: Path | None) -> list[tuple[str, str | None]]
         else:  # "No recommendation: ..." / "No memory size met the thresholds. ..."
             lines.append((verdict.headline, None))
     elif sweep.results.status == "interrupted" and sweep.results.problems:
-        lines.append((f"No recommendation: {sweep.results.problems[-1]}.", None))
+        lines.append((f"No recommendation: {sweep.results.problems[-1].detail}.", None))
     return lines
 
 
@@ -214,7 +215,8 @@ class Progress:
                 if state.first_step is None:
                     state.first_step = now
                 state.load_started, state.load = None, None
-            state.memory_mb, state.repeat = event.memory_mb, event.repeat
+            state.label = event.label or f"{event.memory_mb} MB"
+            state.repeat = event.repeat
             state.phase, state.detail = event.phase, event.detail
             if event.phase == "load":
                 state.load_started = now
@@ -269,7 +271,7 @@ class Progress:
     def _step_name(self) -> str:
         state = self.state
         total = len(state.plan.steps) if state.plan else "?"
-        return f"step {state.index}/{total} {state.memory_mb} MB r{state.repeat}"
+        return f"step {state.index}/{total} {state.label} r{state.repeat}"
 
     def _load_plan(self) -> str:
         plan = self.state.plan
@@ -363,7 +365,7 @@ class Progress:
         else:
             repeats = f"/{plan.repeats}" if plan else ""
             lines.append(
-                f"step {state.index}/{steps} · {state.memory_mb} MB · repeat "
+                f"step {state.index}/{steps} · {state.label} · repeat "
                 f"{state.repeat}{repeats} · {self._phase_text(now)}"
             )
         load = self._load_text(now) if state.phase == "load" else ""

@@ -30,16 +30,18 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from runner.errors import BadInput
 from runner.redaction import REDACTED, SECRET_NAME, redact_url, secret_name
-from runner.scenario import Thresholds
+from runner.scenario import ApiType, Architecture, HandlerName, Point, Scenario, point_label
 
 # 2: one measured window for every figure (invocations outside it are counted apart), the
 # step's trust record (delivered CPU, load generator), dropped load, and the run's verdict.
-SCHEMA_VERSION = 2
+# 3: typed records where 2 kept free text or loose dicts: the scenario is a Scenario, the host
+# a HostRecord, problems are Problem(kind, detail). A version 2 file is read by moving its
+# text problems and host over (read_results); its figures are the same.
+SCHEMA_VERSION = 3
 
 
 # --- bounds on what a results file may hold --------------------------------------------------
@@ -263,9 +265,55 @@ class Fidelity(_Model):
     calibration_refused: str = ""  # why the CPU calibration could not be trusted, if so
 
 
+ProblemKind = Literal[
+    # a step's (runner/measure.py)
+    "worker lost",
+    "target down",
+    "target failed",
+    "no requests",
+    "interrupted",
+    # the run's (runner/sweep.py)
+    "stopped",  # a known failure ended the run (its one-line message is the detail)
+    "internal error",  # a bug ended the run
+    "not restored",  # the target's original configuration could not be put back
+    "workers lost",  # the run's lost workers, named when the verdict is exit 3
+    "after the run",  # the run broke after its last step (e.g. the report)
+    "recorded",  # read from a schema 2 file, which kept only the text
+]
+
+
+class Problem(_Model):
+    """Why a step is not valid, or what went wrong with the run: a kind to decide on (the
+    sweep stops on some, the terminal groups by it), a detail to show."""
+
+    kind: ProblemKind
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+def details(problems: list[Problem]) -> list[str]:
+    return [problem.detail for problem in problems]
+
+
+class HostRecord(_Model):
+    """The machine that ran the master (comparisons warn when two runs' differ)."""
+
+    hostname: str
+    platform: str = ""
+    python: str = ""
+    cpus: int | None = None
+
+
 class Step(_Model):
     index: int
     memory_mb: Memory
+    # The axes beside memory this step set (issue 17); None: the scenario does not sweep it
+    # (the target's own API, architecture and handler, as in a memory-only sweep).
+    api: ApiType | None = None
+    architecture: Architecture | None = None
+    handler: HandlerName | None = None
     repeat: int
     started_at: Epoch  # load started
     # From the previous step's load end to this one's load start (memory change, settle,
@@ -289,8 +337,21 @@ class Step(_Model):
     workers: list[WorkerSeen] = Field(default_factory=list)
     fidelity: Fidelity | None = None
     valid: bool = True
-    problems: list[str] = Field(default_factory=list)
+    problems: list[Problem] = Field(default_factory=list)
     locust_files: list[str] = Field(default_factory=list)
+
+    @property
+    def point(self) -> Point:
+        return Point(
+            memory_mb=self.memory_mb,
+            api=self.api,
+            architecture=self.architecture,
+            handler=self.handler,
+        )
+
+    @property
+    def label(self) -> str:
+        return point_label(self.point)
 
 
 class TargetInfo(_Model):
@@ -298,6 +359,7 @@ class TargetInfo(_Model):
     url: str
     function: str | None = None
     architecture: str | None = None  # x86_64 or arm64 (prices differ); None: x86_64 assumed
+    handler: str | None = None  # module.function the target ran at the start; None: unknown
     description: str = ""
     original_memory_mb: Memory | None = None
     restored: bool | None = None
@@ -312,6 +374,11 @@ class DegradedStep(_Model):
     step: int
     memory_mb: Memory
     cause: str
+    label: str = ""  # the step's point, when the sweep moves more than memory
+
+    @property
+    def shown(self) -> str:
+        return self.label or f"{self.memory_mb} MB"
 
 
 class Confidence(_Model):
@@ -325,11 +392,24 @@ class Confidence(_Model):
     repeats_needed: int | None = None  # to separate the closest call, at this noise
 
 
+class RecommendedPoint(_Model):
+    """The pick on every axis: what to deploy. An axis the sweep did not move holds the
+    target's value (the REST API; its architecture; its handler, null when unknown)."""
+
+    memory_mb: Memory
+    api: ApiType
+    architecture: Architecture
+    handler: str | None
+
+
 class RunVerdict(_Model):
     """The run's answer, so CI and scripts never re-derive it."""
 
-    recommended_mb: Memory | None  # cheapest size meeting every threshold, or null
-    met: dict[str, bool]  # memory size (a JSON key) -> met every threshold
+    recommended: RecommendedPoint | None = None  # the pick on every axis, or null
+    recommended_mb: Memory | None  # its memory size (cheapest meeting every threshold), or null
+    # A setting -> met every threshold. Its key: the memory size ("512") when the sweep moves
+    # memory only, else its label ("512 MB · HTTP API").
+    met: dict[str, bool]
     degraded_steps: list[DegradedStep] = Field(default_factory=list)
     confidence: Confidence
     headline: str
@@ -346,72 +426,29 @@ class Results(_Model):
     created_at: Epoch
     finished_at: Epoch | None = None
     scenario_name: str
-    scenario: dict[str, Any]
+    scenario: Scenario  # as it ran (overrides applied), secrets redacted
     scenario_text: str
     scenario_path: str
     versions: dict[str, str]
-    host: dict[str, Any]
+    host: HostRecord
     target: TargetInfo
     steps: list[Step] = Field(default_factory=list)
-    problems: list[str] = Field(default_factory=list)
+    problems: list[Problem] = Field(default_factory=list)
     verdict: RunVerdict | None = None
 
     # Secrets are taken out when the results are built, and again when a file is read (one
     # written before this redaction existed must not put its key in a new report).
-    @field_validator("scenario")
+    @field_validator("scenario", mode="before")
     @classmethod
-    def _scenario_without_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
-        redacted: dict[str, Any] = redact_scenario(value)
-        return redacted
+    def _scenario_without_secrets(cls, value: Any) -> Any:
+        if isinstance(value, Scenario):
+            value = value.model_dump(mode="json")
+        return redact_scenario(value)
 
     @field_validator("scenario_text")
     @classmethod
     def _text_without_secrets(cls, value: str) -> str:
         return redact_scenario_text(value)
-
-    @model_validator(mode="after")
-    def _scenario_readable(self) -> Results:
-        """The parts of the scenario echo the report reads have the shape it expects."""
-        _check_echo(self.scenario)
-        return self
-
-
-def _number(value: Any, where: str, *, positive: bool = False) -> None:
-    if value is None:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value < 0 or (positive and value <= 0):
-        kind = "a positive" if positive else "a non-negative"
-        raise ValueError(f"scenario.{where}: must be {kind} number, got {value!r}"[:200])
-
-
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError(f"scenario.{where}: must be a mapping, got {type(value).__name__}")
-    return value
-
-
-def _check_echo(scenario: dict[str, Any]) -> None:
-    sweep = _mapping(scenario.get("sweep"), "sweep")
-    _number(sweep.get("warmup_s"), "sweep.warmup_s")
-    repeats = sweep.get("repeats")
-    if repeats is not None and (type(repeats) is not int or not 1 <= repeats <= MAX_COUNT):
-        raise ValueError(f"scenario.sweep.repeats: must be a whole number from 1, got {repeats!r}")
-    try:  # the analysis applies them: refused here, where the file's path is known
-        Thresholds.model_validate(_mapping(scenario.get("thresholds"), "thresholds"))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise ValueError(f"scenario.thresholds.{field}: {first['msg']}") from None
-    stages = _mapping(scenario.get("load"), "load").get("stages")
-    if stages is None:
-        return
-    if not isinstance(stages, list):
-        raise ValueError("scenario.load.stages: must be a list")
-    for i, stage in enumerate(stages):
-        _number(_mapping(stage, f"load.stages[{i}]").get("duration_s"), f"load.stages[{i}]")
 
 
 def write_results(results: Results, path: Path) -> None:
@@ -520,7 +557,9 @@ def read_results(path: str | Path) -> Results:
             f"{file}: written by an older memsweep (schema 1), whose function-side figures "
             "mixed the warm-up into the measured window; re-run the scenario to compare it"
         )
-    if version != SCHEMA_VERSION:
+    if version == 2:
+        data = _from_schema_2(data)
+    elif version != SCHEMA_VERSION:
         raise BadInput(
             f"{file}: results schema version {_shown(version)}, this memsweep reads version "
             f"{SCHEMA_VERSION}; re-run the scenario or use the memsweep that wrote it"
@@ -538,6 +577,30 @@ def read_results(path: str | Path) -> Results:
             f"{file}: not a valid results file: {where or '(top level)'}: {message}{shown} "
             f"({exc.error_count()} problem(s))"
         ) from None
+
+
+def _from_schema_2(data: dict[str, Any]) -> dict[str, Any]:
+    """A version 2 document as version 3: the same figures; its problems were text (kind
+    unknown: "recorded") and its host a loose mapping (the fields 3 keeps)."""
+
+    def typed(problems: Any) -> Any:
+        if not isinstance(problems, list):
+            return problems  # refused by the model, naming the field
+        return [{"kind": "recorded", "detail": p} if isinstance(p, str) else p for p in problems]
+
+    data = {**data, "schema_version": SCHEMA_VERSION, "problems": typed(data.get("problems", []))}
+    host = data.get("host")
+    if isinstance(host, dict):
+        data["host"] = {key: host[key] for key in HostRecord.model_fields if key in host}
+    steps = data.get("steps")
+    if isinstance(steps, list):
+        data["steps"] = [
+            {**step, "problems": typed(step.get("problems", []))}
+            if isinstance(step, dict)
+            else step
+            for step in steps
+        ]
+    return data
 
 
 def _shown(value: Any) -> str:

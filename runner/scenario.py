@@ -210,8 +210,64 @@ Target = Annotated[
 MemoryMb = Annotated[int, Field(ge=MIN_MEMORY_MB, le=MAX_MEMORY_MB)]
 
 
+ApiType = Literal["rest", "http"]
+Architecture = Literal["x86_64", "arm64"]
+# Python's module.function, as Lambda's Handler setting names it (a package path is dotted).
+HANDLER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+HandlerName = Annotated[str, Field(pattern=HANDLER_PATTERN, max_length=128)]
+AXES = ("api", "architecture", "handler")  # swept beside memory_mb
+
+
+class Point(_Model):
+    """One explicit sweep point: a memory size and, for each other axis, a value (left out:
+    the target's own, e.g. the REST API)."""
+
+    memory_mb: MemoryMb = Field(..., description="memory size of this point", examples=[512])
+    api: ApiType | None = Field(
+        None, description="rest (REST API) or http (HTTP API)", examples=["http"]
+    )
+    architecture: Architecture | None = Field(
+        None, description="x86_64 or arm64 (arm64 runs on AWS only)", examples=["arm64"]
+    )
+    handler: HandlerName | None = Field(
+        None,
+        description="the function's handler, module.function",
+        examples=["tutorial_handler.lambda_handler"],
+    )
+
+
+def _axis(value: Any) -> Any:
+    """`api: http` is `api: [http]`; left out (None) is not swept."""
+    return value if value is None or isinstance(value, list) else [value]
+
+
+def _points_give_memory(data: Any) -> Any:
+    """With an explicit list of points, memory_mb is theirs (in first-seen order): a file
+    gives either the lists or the points, never both."""
+    if not isinstance(data, dict) or data.get("points") is None:
+        return data
+    given = [key for key in ("api", "architecture", "handler") if data.get(key) is not None]
+    if given:
+        raise ValueError(
+            f"give either points or the {given[0]} list, not both (points name every axis)"
+        )
+    points = data["points"]
+    if not isinstance(points, list):
+        return data  # the type check names it
+    sizes = list(
+        dict.fromkeys(p["memory_mb"] for p in points if isinstance(p, dict) and "memory_mb" in p)
+    )
+    if data.get("memory_mb") is None:
+        return {**data, "memory_mb": sizes}
+    if _one_item(data["memory_mb"]) != sizes:
+        raise ValueError("give either points or memory_mb, not both (points name every size)")
+    return data
+
+
 class Sweep(_Model):
-    """Which memory sizes are measured, how often and in what order."""
+    """Which settings are measured, how often and in what order: memory sizes and, beside
+    them, optionally API types, architectures and handlers (every combination is a point), or
+    an explicit list of points."""
 
     memory_mb: Annotated[
         list[MemoryMb], BeforeValidator(_one_item, json_schema_input_type=MemoryMb | list[MemoryMb])
@@ -239,6 +295,42 @@ class Sweep(_Model):
         examples=[10],
     )
 
+    api: Annotated[
+        list[ApiType] | None, BeforeValidator(_axis, json_schema_input_type=ApiType | list[ApiType])
+    ] = Field(
+        None,
+        min_length=1,
+        description="API types to measure beside memory: rest (REST API, $3.50 per 1M) and/or "
+        "http (HTTP API, $1.00 per 1M); left out: the target's REST API",
+        examples=[["rest", "http"]],
+    )
+    architecture: Annotated[
+        list[Architecture] | None,
+        BeforeValidator(_axis, json_schema_input_type=Architecture | list[Architecture]),
+    ] = Field(
+        None,
+        min_length=1,
+        description="instruction set architectures to measure: x86_64 and/or arm64 (arm64 only "
+        "on the aws target: the local stack runs on this machine's CPU)",
+        examples=[["x86_64", "arm64"]],
+    )
+    handler: Annotated[
+        list[HandlerName] | None,
+        BeforeValidator(_axis, json_schema_input_type=HandlerName | list[HandlerName]),
+    ] = Field(
+        None,
+        min_length=1,
+        description="handler variants to measure (module.function in the deployed package)",
+        examples=[["handler.lambda_handler", "tutorial_handler.lambda_handler"]],
+    )
+    points: list[Point] | None = Field(
+        None,
+        min_length=1,
+        description="an explicit list of points instead of every combination of the lists "
+        "(then memory_mb, api, architecture and handler are left out)",
+        examples=[[{"memory_mb": 128, "api": "rest"}, {"memory_mb": 1024, "api": "http"}]],
+    )
+
     @field_validator("memory_mb")
     @classmethod
     def _unique(cls, value: list[int]) -> list[int]:
@@ -246,6 +338,67 @@ class Sweep(_Model):
         if duplicates:
             raise ValueError(f"lists {duplicates[0]} more than once (use repeats)")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _points_or_lists(cls, data: Any) -> Any:
+        return _points_give_memory(data)
+
+    @field_validator("api", "architecture", "handler")
+    @classmethod
+    def _unique_values(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            duplicates = sorted({v for v in value if value.count(v) > 1})
+            if duplicates:
+                raise ValueError(f"lists {duplicates[0]} more than once")
+        return value
+
+    @field_validator("points")
+    @classmethod
+    def _unique_points(cls, value: list[Point] | None) -> list[Point] | None:
+        if value is not None:
+            for i, point in enumerate(value):
+                if point in value[:i]:
+                    raise ValueError(f"lists point {i + 1} twice ({point_label(point)})")
+        return value
+
+    @property
+    def swept_axes(self) -> list[str]:
+        """The axes beside memory this sweep moves (an explicit point list: those it names)."""
+        if self.points is not None:
+            return [a for a in AXES if any(getattr(p, a) is not None for p in self.points)]
+        return [a for a in AXES if getattr(self, a) is not None]
+
+    def planned_points(self) -> list[Point]:
+        """Every point once, in run order. The product changes the costliest axes least often
+        (architecture and handler need a code update on AWS), memory fastest."""
+        if self.points is not None:
+            return list(self.points)
+        none: list[None] = [None]  # an axis not swept: the target's own value
+        architectures: list[Architecture | None] = (
+            [*self.architecture] if self.architecture else [*none]
+        )
+        handlers: list[str | None] = [*self.handler] if self.handler else [*none]
+        apis: list[ApiType | None] = [*self.api] if self.api else [*none]
+        return [
+            Point(memory_mb=memory, api=api, architecture=architecture, handler=handler)
+            for architecture in architectures
+            for handler in handlers
+            for api in apis
+            for memory in self.memory_mb
+        ]
+
+
+def point_label(point: Point) -> str:
+    """ "512 MB", or with the other axes the point names: "512 MB · HTTP API · arm64"."""
+    parts = [f"{point.memory_mb} MB"]
+    if point.api is not None:
+        parts.append("HTTP API" if point.api == "http" else "REST API")
+    if point.architecture is not None:
+        parts.append(point.architecture)
+    if point.handler is not None:
+        parts.append(point.handler)
+    return " · ".join(parts)
 
 
 class Stage(_Model):
@@ -885,6 +1038,8 @@ _UNITS = (
 _PATTERNS = {
     r"^https?://\S+$": "must be an http:// or https:// URL without spaces",
     r"^(/|https?://)": "must start with / (a path on the target's host) or http(s):// (a URL)",
+    HANDLER_PATTERN: "must be module.function, as Lambda's Handler setting names it "
+    "(e.g. handler.lambda_handler)",
 }
 
 
@@ -954,7 +1109,16 @@ def _sections() -> dict[str, list[str]]:
                 walk(member, inner, f"{inner} ({key}: {tags[0]})" if tags else inner)
 
     walk(Scenario, "", "the top level")
-    return where
+    # A key a section repeats inside itself (sweep's memory_mb in sweep.points) is named once,
+    # at the outer section.
+    return {
+        key: [
+            label
+            for label in labels
+            if not any(label.startswith(other + ".") for other in labels if other != label)
+        ]
+        for key, labels in where.items()
+    }
 
 
 def _bare(annotation: Any) -> Any:

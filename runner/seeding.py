@@ -190,8 +190,12 @@ class Seeder:
         concurrency: int = CONCURRENCY,
         should_stop: Callable[[], bool] = lambda: False,
         stats: SeedStats | None = None,
+        table_name: str | None = None,
     ) -> None:
         self.url = URL(url)
+        # Named in every body when the scenario's requests name it: the tutorial's original
+        # handler (the handler axis) has no default table and fails a body without one.
+        self.table = {"tableName": table_name} if table_name else {}
         self.headers = {"Content-Type": "application/json", **headers}
         self.pacer = Pacer(paced_rate(limit))
         self.retry = retry or RetryPolicy()
@@ -219,7 +223,7 @@ class Seeder:
         operation = body.get("operation", "?")
         first = time.monotonic()
         retries = 0
-        payload = json.dumps(body)
+        payload = json.dumps({**body, **self.table})
         while True:
             sent_at = self.pacer.wait()
             self.stats.requests += 1
@@ -334,6 +338,7 @@ def seed_table(
     *,
     should_stop: Callable[[], bool] = lambda: False,
     render: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    table_name: str | None = None,
 ) -> SeedResult:
     """Reset (directly when the target can, else through the API) and create the items.
 
@@ -359,6 +364,7 @@ def seed_table(
         limit=rate_limit_of(target),
         should_stop=should_stop,
         stats=result.stats,
+        table_name=table_name,
     ) as seeder:
         if seed.reset and not result.stats.cleared_directly:
             seeder.clear_through_api()
@@ -371,7 +377,20 @@ def seed_items(
     scenario: Scenario, target: Target, *, should_stop: Callable[[], bool] = lambda: False
 ) -> list[str]:
     """Reset and seed the table before a step; the ids written (for `{{seeded}}`)."""
-    return seed_table(scenario.seed, target, should_stop=should_stop).ids
+    return seed_table(
+        scenario.seed, target, should_stop=should_stop, table_name=requests_table(scenario)
+    ).ids
+
+
+def requests_table(scenario: Scenario) -> str | None:
+    """The table the scenario's requests name (`tableName` in their bodies), if they name
+    exactly one: seeding writes where the load reads."""
+    names = {
+        spec.body.get("tableName")
+        for spec in scenario.requests
+        if isinstance(spec.body, dict) and isinstance(spec.body.get("tableName"), str)
+    }
+    return names.pop() if len(names) == 1 else None
 
 
 def _json_object(text: bytes, operation: str) -> dict[str, Any]:

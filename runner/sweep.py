@@ -9,6 +9,7 @@ from the analysis, kept here by record_verdict.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -16,7 +17,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import gevent
 
 from runner import __version__
-from runner.errors import MemsweepError
+from runner.errors import BadInput, MemsweepError
 from runner.lambda_logs import Phases
 from runner.measure import (
     STOPS_THE_SWEEP,
@@ -36,8 +37,8 @@ from runner.measure import (
 )
 from runner.plan import describe_plan, plan_steps
 from runner.progress import Event, Note, Phase, Planned, StepDone
-from runner.results import Results, RunVerdict, write_results
-from runner.scenario import ClosedLoad, Scenario
+from runner.results import HostRecord, Problem, ProblemKind, Results, RunVerdict, write_results
+from runner.scenario import AXES, ClosedLoad, Point, Scenario, point_label
 from runner.seeding import seed_items
 from runner.swarm import StepTraffic, Swarm
 from runner.targets import Target, make_target
@@ -62,7 +63,6 @@ class RunOptions:
     quiet: bool = False
     progress: Callable[[Event], None] | None = None
     run_id: str = ""
-    extra_problems: list[str] = field(default_factory=list)
 
 
 def new_run_id(scenario: Scenario) -> str:
@@ -85,16 +85,16 @@ class Sweep:
             status="running",
             created_at=time.time(),
             scenario_name=scenario.name,
-            scenario=scenario.model_dump(mode="json"),
+            scenario=scenario,
             scenario_text=scenario_text,
             scenario_path=scenario_path,
             versions=_versions(),
-            host={
-                "hostname": socket.gethostname(),
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-            },
+            host=HostRecord(
+                hostname=socket.gethostname(),
+                platform=platform.platform(),
+                python=platform.python_version(),
+                cpus=os.cpu_count(),
+            ),
             target={"kind": scenario.target.kind, "url": ""},
         )
 
@@ -131,7 +131,7 @@ class Sweep:
             target = make_target(
                 self.scenario.target,
                 run_dir=str(self.run_dir),
-                first_memory_mb=plan_steps(self.scenario)[0][0],
+                first_memory_mb=plan_steps(self.scenario)[0][0].memory_mb,
             )
             self.say(Note(f"starting the {self.scenario.target.kind} target"))
             with target:
@@ -146,16 +146,19 @@ class Sweep:
             self.results.status = "complete" if measured else "failed"
         except MemsweepError as exc:
             self.results.status = "interrupted" if isinstance(exc, Interrupted) else "failed"
-            self.results.problems.append(str(exc))
+            kind: ProblemKind = "interrupted" if isinstance(exc, Interrupted) else "stopped"
+            self.results.problems.append(Problem(kind=kind, detail=str(exc)))
             code = exc.exit_code
             raise
         except Exception as exc:
             self.results.status = "failed"
-            self.results.problems.append(f"internal error: {exc!r}")
+            self.results.problems.append(
+                Problem(kind="internal error", detail=f"internal error: {exc!r}")
+            )
             raise
         finally:
             if unrestored is not None:  # after the line saying why the run ended
-                self.results.problems.append(unrestored)
+                self.results.problems.append(Problem(kind="not restored", detail=unrestored))
             for handler in handlers:
                 handler.cancel()
             self.results.exit_code = code
@@ -168,19 +171,21 @@ class Sweep:
         self.results.verdict = verdict
         lost = sorted({w.id for step in self.results.steps for w in step.workers if w.lost})
         if verdict.exit_code == 3 and lost:
-            self.results.problems.append(f"worker(s) lost: {', '.join(lost)}")
+            detail = f"worker(s) lost: {', '.join(lost)}"
+            self.results.problems.append(Problem(kind="workers lost", detail=detail))
         self.results.exit_code = verdict.exit_code
         self._save()
 
     def record_failure(self, problem: str) -> None:
         """A run that broke after its last step (exit 3), kept in results.json."""
         self.results.status = "failed"
-        self.results.problems.append(problem)
+        self.results.problems.append(Problem(kind="after the run", detail=problem))
         self.results.exit_code = 3
         self._save()
 
     def _run_on(self, target: Target) -> None:
         """Everything between starting the target and restoring it: the workers and the steps."""
+        _check_axes(target, plan_steps(self.scenario))
         target.prepare(self.scenario.sweep.memory_mb)
         self.results.target = target.info()
         self._save()
@@ -215,19 +220,15 @@ class Sweep:
 
     def _steps(self, target: Target, swarm: Swarm) -> None:
         plan = plan_steps(self.scenario)
-        for index, (memory, repeat) in enumerate(plan, start=1):
+        for index, (point, repeat) in enumerate(plan, start=1):
             self._check_stop()
             target.mark(time.time())  # this step's logs start here, its seeding included
-            items = self.scenario.seed.items
-            self.say(
-                Phase(
-                    index=index,
-                    memory_mb=memory,
-                    repeat=repeat,
-                    phase="seeding",
-                    detail=f"{items} items" if items else "",
-                )
+            label = point_label(point)
+            phase = functools.partial(
+                Phase, index=index, memory_mb=point.memory_mb, repeat=repeat, label=label
             )
+            items = self.scenario.seed.items
+            self.say(phase(phase="seeding", detail=f"{items} items" if items else ""))
             # Seed while the previous step's sandboxes are warm, then change memory: the
             # measured load meets fresh sandboxes, as after a real configuration change (the
             # tutorial's cold-start spike), and seeding adds no cold starts between steps.
@@ -235,26 +236,13 @@ class Sweep:
                 self.scenario, target, should_stop=lambda: bool(self.stop_requested)
             )
             self._check_stop()  # an interrupt cuts seeding short: never measure a half seed
-            self.say(
-                Phase(
-                    index=index,
-                    memory_mb=memory,
-                    repeat=repeat,
-                    phase="setting memory",
-                    detail=f"to {memory} MB",
-                )
-            )
-            target.set_memory(memory)
+            self.say(phase(phase="setting memory", detail=f"to {label}"))
+            _apply(target, point)
             if self.scenario.sweep.settle_s > 0:
-                self.say(Phase(index=index, memory_mb=memory, repeat=repeat, phase="settling"))
+                self.say(phase(phase="settling"))
             self._sleep(self.scenario.sweep.settle_s)
             step, problems = self._one_step(
-                target,
-                swarm,
-                index=index,
-                memory=memory,
-                repeat=repeat,
-                seeded=seeded,
+                target, swarm, index=index, point=point, repeat=repeat, seeded=seeded
             )
             self.results.steps.append(step)
             self._save()
@@ -283,12 +271,13 @@ class Sweep:
         swarm: Swarm,
         *,
         index: int,
-        memory: int,
+        point: Point,
         repeat: int,
         seeded: list[str],
     ) -> Measured:
         scenario = self.scenario
         load = scenario.load
+        memory = point.memory_mb
         step_id = f"step{index:02d}-{memory}mb-r{repeat}"
         traffic = StepTraffic(
             url=target.url,
@@ -315,7 +304,15 @@ class Sweep:
             opened["host"] = host_snapshot(time.time())
 
         def load_started(at: float) -> None:
-            self.say(Phase(index=index, memory_mb=memory, repeat=repeat, phase="load"))
+            self.say(
+                Phase(
+                    index=index,
+                    memory_mb=memory,
+                    repeat=repeat,
+                    phase="load",
+                    label=point_label(point),
+                )
+            )
             if warmup > 0:
                 gevent.spawn_later(warmup, window_opens)
             else:
@@ -339,7 +336,7 @@ class Sweep:
             data,
             readings,
             index=index,
-            memory_mb=memory,
+            point=point,
             repeat=repeat,
             phases=phases,
             overhead_s=started - previous_end if previous_end else None,
@@ -362,6 +359,29 @@ class Sweep:
 
     def _save(self) -> None:
         write_results(self.results, self.results_path)
+
+
+def _check_axes(target: Target, plan: list[tuple[Point, int]]) -> None:
+    """Refuse, before any load, a value of an axis beside memory that this target cannot run
+    (arm64 on the local stack, the HTTP API of a stack deployed without one)."""
+    for axis in AXES:
+        values = dict.fromkeys(getattr(point, axis) for point, _ in plan)
+        for value in values:
+            why = None if value is None else target.refuses(axis, value)
+            if why is not None:
+                raise BadInput(f"sweep.{axis}: {value}: {why}")
+
+
+def _apply(target: Target, point: Point) -> None:
+    """Configure the target for a point, each swept axis in turn, memory last; each call
+    returns once its change is live."""
+    if point.api is not None:
+        target.set_api(point.api)
+    if point.architecture is not None:
+        target.set_architecture(point.architecture)
+    if point.handler is not None:
+        target.set_handler(point.handler)
+    target.set_memory(point.memory_mb)
 
 
 def _read_window(target: Target, phases: Phases, *, opened: dict[str, Any]) -> Readings:

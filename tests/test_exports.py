@@ -116,8 +116,7 @@ def test_given_a_run_then_summary_csv_has_a_row_per_size_with_the_reports_figure
 def test_given_a_run_that_failed_before_any_step_then_every_file_still_has_its_header(
     tmp_path: Path,
 ) -> None:
-    results = make_results([], status="failed", thresholds={"p95_ms": 100})
-    results.scenario["sweep"]["memory_mb"] = [128, 1024]
+    results = make_results([], status="failed", thresholds={"p95_ms": 100}, planned=[128, 1024])
     files = exported(tmp_path, results)
     rows = csv_rows(files["summary.csv"])
     assert [(row["memory_mb"], row["verdict"]) for row in rows] == [
@@ -157,8 +156,9 @@ def test_given_degraded_invalid_and_unmeasured_sizes_then_each_says_why_it_was_n
         update={"trust": Trust(degraded=True, causes=[cause])}
     )
     invalid = make_step(index=2, memory=512, median_ms=20.0, valid=False, requests=REQUESTS)
-    results = make_results([degraded, invalid], thresholds=THRESHOLDS, status="interrupted")
-    results.scenario["sweep"]["memory_mb"] = [128, 512, 2048]
+    results = make_results(
+        [degraded, invalid], thresholds=THRESHOLDS, status="interrupted", planned=[128, 512, 2048]
+    )
     files = exported(tmp_path, results)
 
     rows = {row["memory_mb"]: row for row in csv_rows(files["summary.csv"])}

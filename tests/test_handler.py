@@ -128,6 +128,24 @@ def test_given_proxy_events_from_fixtures_then_create_and_base64_list_work(
     assert listed["Items"] == [{"id": "1", "name": "Bob"}]
 
 
+def test_given_an_http_api_v2_event_then_its_body_is_the_request_and_its_time_is_logged(
+    handler_module: ModuleType,
+    table: TableDefinition,
+    context: LambdaContext,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Payload format 2.0 (AWS's documented example) has no httpMethod: the body is still the
+    request, and requestContext.timeEpoch is the arrival time the runner windows by."""
+    event = load_event("httpapi-v2-event.json")
+    event["body"] = json.dumps({"operation": "echo", "payload": {"k": "v"}})
+    capsys.readouterr()
+    status, echoed = call(handler_module, event, context)
+    assert (status, echoed) == (200, {"k": "v"})
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["requestTimeEpoch"] == event["requestContext"]["timeEpoch"]
+    assert line["apiRequestId"] == event["requestContext"]["requestId"]
+
+
 def test_given_fractional_numbers_in_a_direct_event_then_stored_exactly_and_returned_as_numbers(
     handler_module: ModuleType, table: TableDefinition, context: LambdaContext
 ) -> None:

@@ -91,16 +91,16 @@ def set_path(*path: Any, value: Any) -> Mutate:
 
 # (id, mutation of a valid document, or raw text; words the one line must hold)
 CASES: list[tuple[str, Mutate | str, str]] = [
-    ("400-digit number", "{" + '"schema_version": 2, "n": ' + "9" * 400 + "}", "400 digits"),
+    ("400-digit number", "{" + '"schema_version": 3, "n": ' + "9" * 400 + "}", "400 digits"),
     (
         "100k nesting",
-        '{"schema_version": 2, "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"schema_version": 3, "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
         "nested 100,001 levels deep",
     ),
     ("date of 1e300", set_path("created_at", value=1e300), "created_at"),
-    ("NaN", '{"schema_version": 2, "created_at": NaN}', "NaN is not a number memsweep writes"),
-    ("Infinity", '{"schema_version": 2, "x": -Infinity}', "-Infinity is not a number"),
-    ("1e999", '{"schema_version": 2, "x": 1e999}', "1e999 is out of range"),
+    ("NaN", '{"schema_version": 3, "created_at": NaN}', "NaN is not a number memsweep writes"),
+    ("Infinity", '{"schema_version": 3, "x": -Infinity}', "-Infinity is not a number"),
+    ("1e999", '{"schema_version": 3, "x": 1e999}', "1e999 is out of range"),
     ("zero memory", set_path("steps", 0, "memory_mb", value=0), "steps.0.memory_mb"),
     ("negative memory", set_path("steps", 1, "memory_mb", value=-128), "steps.1.memory_mb"),
     ("negative count", set_path("steps", 0, "requests", value=-5), "steps.0.requests"),
@@ -148,7 +148,7 @@ CASES: list[tuple[str, Mutate | str, str]] = [
     (
         "stage duration a string",
         set_path("scenario", "load", "stages", 0, "duration_s", value="long"),
-        "scenario.load.stages[0]",
+        "scenario.load.closed.stages.0.duration_s",
     ),
 ]
 
@@ -195,13 +195,16 @@ def test_given_a_device_or_fifo_then_refused_without_blocking(tmp_path: Path, sp
 def test_given_a_depth_at_the_limit_then_it_is_read_past_it_refused(tmp_path: Path) -> None:
     document = valid_document()
     deep: Any = "x"
-    for _ in range(MAX_JSON_DEPTH - 2):  # the top level and host are the other two
+    # A request body is the one place a results file nests freely: the top level, the
+    # scenario, its requests and the request are the other four levels.
+    for _ in range(MAX_JSON_DEPTH - 4):
         deep = [deep]
-    document["host"]["deep"] = deep
+    body = document["scenario"]["requests"][0]
+    body["body"] = deep
     path = tmp_path / "results.json"
     path.write_text(json.dumps(document))
     assert report_command(path).returncode == 0
-    document["host"]["deep"] = [deep]
+    body["body"] = [deep]
     path.write_text(json.dumps(document))
     done = report_command(path)
     assert done.returncode == 2 and f"nested {MAX_JSON_DEPTH + 1} levels deep" in done.stderr

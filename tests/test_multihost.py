@@ -303,7 +303,7 @@ def test_given_a_worker_sigkilled_mid_step_then_detected_in_10_s_named_and_exit_
     assert step.window_end - killed_at <= DETECTION_BOUND_S + 1  # the step ends at detection
     assert lost.requests > 0  # its last reports are kept
     assert "missing" in lost.detail or "disconnected" in lost.detail
-    assert any(lost.id in problem for problem in results_of(tmp_path).problems)
+    assert any(lost.id in problem.detail for problem in results_of(tmp_path).problems)
     assert f"Locust worker(s) lost: {lost.id}" in log_of(tmp_path)
     report = report_of(tmp_path)
     assert "This run failed" in report and f"lost: {lost.detail}" in report
@@ -365,7 +365,8 @@ def test_given_the_target_killed_mid_step_then_errors_by_type_and_exit_3(
     assert step.failures > 0 and not step.valid
     kinds = {error.kind for error in step.errors}
     assert any("Connection" in kind or "Refused" in kind for kind in kinds), kinds
-    assert any("target stopped answering" in problem for problem in step.problems)
+    down = [problem for problem in step.problems if problem.kind == "target down"]
+    assert down and "target stopped answering" in down[0].detail
     assert "the target stopped answering" in report_of(tmp_path)
     # Memory restore is the target's job; a url target has none to restore (the local and
     # aws targets' restores are tested in test_sweep.py and test_aws_target.py).

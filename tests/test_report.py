@@ -30,7 +30,9 @@ from runner.report import chart_data, pick_line, render, views, write_report
 from runner.results import (
     ErrorCount,
     Fidelity,
+    HostRecord,
     Invocations,
+    Problem,
     RequestStats,
     Results,
     Second,
@@ -38,6 +40,7 @@ from runner.results import (
     TargetInfo,
     Trust,
     WorkerSeen,
+    read_results,
     write_results,
 )
 from runner.stack import PROJECT_ROOT
@@ -124,7 +127,9 @@ def make_step(
         workers=[WorkerSeen(id="worker-a", requests=requests)],
         fidelity=Fidelity(mode="cgroup-v1", level="full", cpu_share_nominal=memory / 1769),
         valid=valid,
-        problems=[] if valid else ["worker worker-b lost: missing"],
+        problems=[]
+        if valid
+        else [Problem(kind="worker lost", detail="worker worker-b lost: missing")],
     )
 
 
@@ -135,15 +140,22 @@ def make_results(
     name: str = "tutorial",
     run_id: str = "run-a",
     status: str = "complete",
+    planned: list[int] | None = None,
 ) -> Results:
     scenario = {
-        "name": name,
-        "sweep": {"memory_mb": sorted({s.memory_mb for s in steps}), "warmup_s": 2.0},
+        # The run's own name is scenario_name (below), which a hand-written file may fill
+        # with anything; this echo must be a scenario memsweep would run.
+        "name": "tutorial",
+        "sweep": {
+            "memory_mb": planned or sorted({s.memory_mb for s in steps}) or [128],
+            "warmup_s": 2.0,
+        },
         "load": {
             "model": "closed",
             "stages": [{"users": 5, "duration_s": 10}, {"users": 10, "duration_s": 12}],
         },
         "thresholds": thresholds or {},
+        "requests": [{"name": "read", "body": {"operation": "read"}}],
     }
     return Results(
         run_id=run_id,
@@ -156,7 +168,7 @@ def make_results(
         scenario_text=f"name: {name}\n",
         scenario_path="scenarios/test.yaml",
         versions={"memsweep": "0.1.0"},
-        host={"hostname": "test"},
+        host=HostRecord(hostname="test"),
         target=TargetInfo(kind="local", url="http://127.0.0.1:1/dev/x"),
         steps=steps,
     )
@@ -440,11 +452,11 @@ def test_given_script_in_every_user_supplied_field_then_it_is_text_and_never_run
         index=1, memory=128, median_ms=20, failures=3, name=XSS, error_kind=f"HTTP 500: {XSS}"
     )
     step.workers = [WorkerSeen(id=XSS, requests=1, lost=True, detail=XSS)]
-    step.problems = [XSS]
+    step.problems = [Problem(kind="worker lost", detail=XSS)]
     step.valid = False
     results = make_results([step], name=XSS, status="failed")
     results.scenario_text = f"name: '{XSS}'\n"
-    results.problems = [XSS]
+    results.problems = [Problem(kind="stopped", detail=XSS)]
     opened = Opened(browser, write_report([written(tmp_path, results)]))
     assert opened.dialogs == []
     assert opened.console_errors == []
@@ -496,7 +508,9 @@ def test_given_a_run_that_failed_before_any_step_then_the_report_says_so(
     tmp_path: Path, browser: Any
 ) -> None:
     results = make_results([], status="failed", thresholds={"p95_ms": 100})
-    results.problems = ["the local stack did not start: port in use"]
+    results.problems = [
+        Problem(kind="stopped", detail="the local stack did not start: port in use")
+    ]
     opened = Opened(browser, write_report([written(tmp_path, results)]))
     text = opened.page.inner_text("body")
     assert "This run failed" in text and "port in use" in text
@@ -535,9 +549,10 @@ def test_given_a_run_directory_then_report_writes_report_html_and_prints_its_pat
         ("[1, 2]", "not a memsweep results file"),
         ('{"schema_version": 0, "run_id": "x"}', "results schema version 0"),
         ('{"schema_version": 1, "run_id": "x"}', "older memsweep (schema 1)"),
-        ('{"schema_version": 2, "run_id": "x"}', "not a valid results file: status"),
+        ('{"schema_version": 4, "run_id": "x"}', "results schema version 4, this memsweep"),
+        ('{"schema_version": 3, "run_id": "x"}', "not a valid results file: status"),
     ],
-    ids=["missing", "truncated", "not-an-object", "odd-version", "v1", "missing-field"],
+    ids=["missing", "truncated", "not-an-object", "odd-version", "v1", "newer", "missing-field"],
 )
 def test_given_a_bad_results_file_then_one_clear_line_and_exit_2(
     tmp_path: Path, content: str | None, expected: str
@@ -551,6 +566,28 @@ def test_given_a_bad_results_file_then_one_clear_line_and_exit_2(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0]
     assert not (tmp_path / "report.html").exists()
+
+
+def test_given_a_schema_2_file_then_it_reads_with_its_text_problems_kept(tmp_path: Path) -> None:
+    """Version 2 kept problems as text and the host as a loose mapping; its figures are
+    version 3's, so the file is read, not refused."""
+    results = two_settings(status="failed")
+    results.steps[0].problems = [Problem(kind="worker lost", detail="worker b lost: missing")]
+    results.problems = [Problem(kind="stopped", detail="the target stopped answering")]
+    old = results.model_dump(mode="json")
+    old["schema_version"] = 2
+    old["problems"] = ["the target stopped answering"]
+    old["steps"][0]["problems"] = ["worker b lost: missing"]
+    old["host"] = {"hostname": "test", "platform": "Linux", "cpus": 2, "load": [0.5]}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(old))
+    read = read_results(path)
+    assert read.schema_version == 3 and read.host == HostRecord(
+        hostname="test", platform="Linux", cpus=2
+    )
+    assert read.problems == [Problem(kind="recorded", detail="the target stopped answering")]
+    assert [p.detail for p in read.steps[0].problems] == ["worker b lost: missing"]
+    assert read.steps[1:] == results.steps[1:] and read.scenario == results.scenario
 
 
 def test_given_three_results_files_then_refused_clearly(tmp_path: Path) -> None:

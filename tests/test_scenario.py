@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from runner.errors import BadInput
+from runner.plan import describe_plan, plan_steps
 from runner.scenario import (
     SCHEMA_PATH,
     AwsTarget,
     json_schema,
     load_scenario,
     parse_scenario,
+    point_label,
     with_target,
 )
 from runner.stack import PROJECT_ROOT
@@ -211,7 +213,87 @@ BAD = [
         replace("memory_mb: [128, 1024]", "memory_mb: [128, 1024]\n  order: random"),
         'sweep.order: must be `as-listed` or `interleaved`, got "random"',
     ),
+    (
+        "api-typo",
+        replace("memory_mb: [128, 1024]", "memory_mb: [128, 1024]\n  api: [rest, htp]"),
+        'x.yaml:4: sweep.api[1]: must be `rest` or `http` (did you mean http?), got "htp"',
+    ),
+    (
+        "handler-without-function",
+        replace("memory_mb: [128, 1024]", "memory_mb: [128, 1024]\n  handler: handler"),
+        "sweep.handler[0]: must be module.function, as Lambda's Handler setting names it",
+    ),
+    (
+        "architecture-twice",
+        replace("memory_mb: [128, 1024]", "memory_mb: [128, 1024]\n  architecture: [arm64, arm64]"),
+        "sweep.architecture: lists arm64 more than once",
+    ),
+    (
+        "points-and-lists",
+        replace("memory_mb: [128, 1024]", "points: [{memory_mb: 128, api: http}]\n  api: rest"),
+        "sweep: give either points or the api list, not both",
+    ),
+    (
+        "points-and-other-sizes",
+        replace("memory_mb: [128, 1024]", "memory_mb: 512\n  points: [{memory_mb: 128}]"),
+        "sweep: give either points or memory_mb, not both",
+    ),
+    (
+        "point-twice",
+        replace(
+            "memory_mb: [128, 1024]",
+            "points: [{memory_mb: 128, api: http}, {memory_mb: 128, api: http}]",
+        ),
+        "sweep.points: lists point 2 twice (128 MB · HTTP API)",
+    ),
 ]
+
+
+def test_given_axes_beside_memory_then_the_plan_is_their_product_costliest_changes_least() -> None:
+    scenario = parse_scenario(
+        replace(
+            "memory_mb: [128, 1024]",
+            "memory_mb: [128, 1024]\n  api: [rest, http]\n  handler: [a.f, b.f]\n  repeats: 2",
+        )
+    )
+    steps = plan_steps(scenario)
+    assert len(steps) == 2 * 2 * 2 * 2
+    labels = [f"{point_label(point)} r{repeat}" for point, repeat in steps]
+    assert labels[:3] == [
+        "128 MB · REST API · a.f r1",
+        "128 MB · REST API · a.f r2",
+        "1024 MB · REST API · a.f r1",
+    ]
+    # The handler (a code update on AWS) changes once, half way; memory changes every point.
+    assert [point.handler for point, _ in steps] == ["a.f"] * 8 + ["b.f"] * 8
+    assert scenario.sweep.swept_axes == ["api", "handler"]
+    assert describe_plan(scenario).lines()[1].strip() == "1. 128 MB · REST API · a.f, repeat 1/2"
+
+
+def test_given_explicit_points_then_they_run_as_listed_and_memory_is_theirs() -> None:
+    scenario = parse_scenario(
+        replace(
+            "memory_mb: [128, 1024]",
+            "points:\n    - {memory_mb: 1024, api: http}\n    - {memory_mb: 128}\n"
+            "    - {memory_mb: 1024, architecture: arm64}",
+        )
+    )
+    assert scenario.sweep.memory_mb == [1024, 128]
+    assert [point_label(p) for p, _ in plan_steps(scenario)] == [
+        "1024 MB · HTTP API",
+        "128 MB",
+        "1024 MB · arm64",
+    ]
+    assert scenario.sweep.swept_axes == ["api", "architecture"]
+    # results.json stores the scenario as it ran and reads it back the same
+    again = type(scenario).model_validate(scenario.model_dump(mode="json"))
+    assert again == scenario
+
+
+def test_given_a_memory_only_scenario_then_points_name_memory_alone() -> None:
+    scenario = parse_scenario(GOOD)
+    assert [point_label(p) for p, _ in plan_steps(scenario)] == ["128 MB", "1024 MB"]
+    assert scenario.sweep.swept_axes == []
 
 
 def test_there_are_at_least_twenty_bad_scenarios() -> None:

@@ -37,6 +37,8 @@ def secret(label: str) -> str:
 
 SCENARIO_WITH_SECRETS = """\
 name: secrets  # a comment
+sweep: {{memory_mb: 128}}
+load: {{stages: {{users: 1, duration_s: 5}}}}
 target:
   kind: url
   url: "https://example.invalid/x"
@@ -84,13 +86,16 @@ def test_given_results_built_with_secrets_then_neither_echo_holds_them(tmp_path:
     )
     dumped = built.model_dump_json()
     assert not [value for value in values if value in dumped]
-    assert built.scenario["requests"][0]["headers"]["X-Plain"] == "shown-value"
+    assert built.scenario.requests[0].headers["X-Plain"] == "shown-value"
 
 
 def test_given_credentials_in_the_target_url_then_no_echo_shows_them() -> None:
     password, token = secret("password"), secret("token")
     url = f"https://someone:{password}@api.example.com/dev/items?token={token}&page=2"
-    text = f"name: creds\ntarget:\n  kind: url\n  url: '{url}'\n"
+    text = (
+        f"name: creds\ntarget:\n  kind: url\n  url: '{url}'\nsweep: {{memory_mb: 128}}\n"
+        "load: {stages: {users: 1, duration_s: 5}}\nrequests: [{name: read}]\n"
+    )
     results = make_results([make_step(index=1, memory=128, median_ms=10.0)])
     built = results.model_validate(
         {
@@ -104,7 +109,7 @@ def test_given_credentials_in_the_target_url_then_no_echo_shows_them() -> None:
     assert password not in dumped and token not in dumped
     # Where the run went is still said: host, path and plain parameters stay.
     assert built.target.url == "https://not-shown@api.example.com/dev/items?token=not-shown&page=2"
-    assert built.scenario["target"]["url"] == built.target.url
+    assert built.scenario.target.url == built.target.url  # type: ignore[union-attr]
     assert built.target.url in built.scenario_text
 
 

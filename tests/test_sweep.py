@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from runner.progress import step_line
-from runner.results import read_results
+from runner.results import Problem, read_results
 from runner.stack import PROJECT_ROOT
 from tests.test_exports import check_a_real_runs_directory
 from tests.test_local_stack import alive, wait_until
@@ -294,7 +294,10 @@ def test_given_ctrl_c_mid_sweep_then_partial_results_exit_130_and_no_orphans(
     results = results_of(tmp_path)
     assert results.status == "interrupted" and results.exit_code == 130
     assert results.steps and results.steps[0].requests > 0
-    assert "step cut short by an interrupt" in results.steps[0].problems
+    assert (
+        Problem(kind="interrupted", detail="step cut short by an interrupt")
+        in results.steps[0].problems
+    )
     assert "This run was interrupted" in report_of(tmp_path, stderr)
     assert wait_until(lambda: not any(alive(pid) for pid in descendants), 20), [
         (pid, _cmdline(pid)) for pid in descendants if alive(pid)
@@ -363,7 +366,8 @@ workers: {{local: 1}}
     assert code == 3, stderr
     step = results_of(tmp_path).steps[0]
     assert step.requests == 0 and not step.valid
-    assert "no request completed in the measured window" in step.problems
+    assert [p.kind for p in step.problems] == ["no requests"]
+    assert "no request completed in the measured window" in step.problems[0].detail
     assert "No recommendation" in report_of(tmp_path, stderr)
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from runner.analysis import analyse, compare_run_pair, exit_code, run_verdict
 from runner.results import CpuDelivery, Invocations, Results, Second, Trust, write_results
+from runner.scenario import Thresholds
 from runner.stats import Batch, design_effect
 from tests.test_report import make_results, make_step, two_settings
 
@@ -83,7 +84,9 @@ def test_given_a_cheaper_size_near_the_limit_then_it_is_too_close_to_call() -> N
     )
     p95 = analyse(results).settings[0].latency.p95
     assert p95 is not None
-    results.scenario["thresholds"] = {"p95_ms": p95 + 0.5}
+    results.scenario = results.scenario.model_copy(
+        update={"thresholds": Thresholds(p95_ms=p95 + 0.5)}
+    )
     analysis = analyse(results)
     confidence = analysis.confidence
     assert confidence is not None
