@@ -113,9 +113,16 @@ def handler_problem(handler: str, code_dir: Path) -> str | None:
 
 
 def _top_level_names(tree: ast.Module) -> set[str]:
-    """Names a module binds at its top level: functions, classes, assignments, imports."""
+    """Names a module binds at its top level: functions, classes, assignments, imports, also
+    inside a top-level if/try/with (e.g. a fallback import)."""
     names: set[str] = set()
-    for node in tree.body:
+    nodes = list(tree.body)
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, (ast.If, ast.Try, ast.With)):
+            nodes += [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
+            nodes += [n for h in getattr(node, "handlers", []) for n in h.body]
+            continue
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):

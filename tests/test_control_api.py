@@ -152,6 +152,10 @@ def code_dir(tmp_path: Path) -> Path:
     (tmp_path / "pkg" / "sub" / "mod.py").write_text("def run(event, context):\n    pass\n")
     (tmp_path / "pkg" / "__init__.py").write_text("handler = print\n")
     (tmp_path / "broken.py").write_text("def lambda_handler(:\n")
+    (tmp_path / "fallback.py").write_text(
+        "try:\n    from fast import handle\nexcept ImportError:\n"
+        "    def handle(event, context):\n        return 0\n"
+    )
     return tmp_path
 
 
@@ -164,6 +168,7 @@ def code_dir(tmp_path: Path) -> Path:
         "pkg.sub.mod.run",
         "pkg/sub/mod.run",  # awslambdaric reads "/" in the module part as a package level
         "pkg.handler",  # a package's __init__.py
+        "fallback.handle",  # bound inside a top-level try
     ],
 )
 def test_given_a_function_the_code_dir_defines_then_no_problem(
