@@ -1549,7 +1549,19 @@ def with_overrides(
     given: dict[str, str] = {}  # option -> the value as typed, for messages
     notes: list[str] = []
     if memory is not None:
-        data["sweep"]["memory_mb"] = parse_memory_list(memory)
+        sizes = parse_memory_list(memory)
+        points = data["sweep"].get("points")
+        if points is not None:
+            # An explicit point list: --memory keeps the points at these sizes.
+            kept = [point for point in points if point["memory_mb"] in sizes]
+            if not kept:
+                raise BadInput(
+                    f"--memory {memory}: no point of sweep.points has that size (they have "
+                    f"{', '.join(str(m) for m in scenario.sweep.memory_mb)} MB)"
+                )
+            data["sweep"]["points"], data["sweep"]["memory_mb"] = kept, None
+        else:
+            data["sweep"]["memory_mb"] = sizes
         given["--memory"] = memory
     if repeats is not None:
         data["sweep"]["repeats"] = repeats

@@ -104,7 +104,7 @@ class Sweep:
 
     def _on_signal(self, name: str) -> None:
         if not self.stop_requested:
-            self.say(Note(f"{name}: stopping; this step's results are kept, memory restored"))
+            self.say(Note(f"{name}: stopping; this step's results are kept, settings restored"))
         self.stop_requested = name
 
     def run(self) -> None:
@@ -208,14 +208,15 @@ class Sweep:
             self._steps(target, swarm)
 
     def _restore(self, target: Target) -> str | None:
-        """Put the original memory back; the problem to record if that failed."""
+        """Put the original configuration back (memory, and every axis the sweep moved); the
+        problem to record if that failed."""
         try:
             target.restore()
             if self.results.target.original_memory_mb is not None:
                 self.results.target.restored = True
         except Exception as exc:  # noqa: BLE001 - reported, and the run still ends cleanly
             self.results.target.restored = False
-            return f"could not restore the original memory: {exc}"
+            return f"could not restore the original configuration: {exc}"
         return None
 
     def _steps(self, target: Target, swarm: Swarm) -> None:

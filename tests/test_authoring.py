@@ -21,6 +21,7 @@ from runner.scenario import (
     ClosedLoad,
     LocalTarget,
     OpenLoad,
+    Point,
     Scenario,
     UrlTarget,
     _models_in,
@@ -429,6 +430,24 @@ def test_given_a_duration_on_a_staged_profile_then_its_stages_scale() -> None:
     scenario, notes = with_overrides(load_scenario(SCENARIOS / "memory_sweep.yaml"), duration="1m")
     assert isinstance(scenario.load, ClosedLoad) and not notes
     assert [(s.duration_s, s.ramp_s) for s in scenario.load.stages] == [(15, 0), (15, 15), (30, 0)]
+
+
+def test_given_memory_on_a_points_scenario_then_it_keeps_the_points_at_those_sizes() -> None:
+    text = (
+        "name: ok\nsweep: {points: [{memory_mb: 128, api: http}, {memory_mb: 1024}, "
+        "{memory_mb: 128}]}\nload: {stages: {users: 2, duration_s: 10}}\nrequests: {name: list}\n"
+    )
+    scenario, _ = with_overrides(parse_scenario(text), memory="128")
+    assert scenario.sweep.points == [Point(memory_mb=128, api="http"), Point(memory_mb=128)]
+    assert scenario.sweep.memory_mb == [128]
+    with pytest.raises(BadInput, match=r"--memory 512: no point of sweep\.points has that size"):
+        with_overrides(parse_scenario(text), memory="512")
+
+
+def test_given_memory_on_a_product_of_axes_then_the_other_axes_stay() -> None:
+    scenario, _ = with_overrides(load_scenario(SCENARIOS / "whole_bill.yaml"), memory="256")
+    assert [point.memory_mb for point in scenario.sweep.planned_points()] == [256] * 4
+    assert scenario.sweep.swept_axes == ["api", "handler"]
 
 
 def test_given_a_rate_on_an_open_load_then_only_the_rate_changes() -> None:

@@ -23,16 +23,22 @@ from tests.test_local_stack import alive, wait_until
 SHORT = """\
 name: short sweep
 target: {{kind: local, calibrate: false}}
-sweep: {{memory_mb: {sizes}, settle_s: 0, warmup_s: 1}}
+sweep: {{memory_mb: {sizes}, settle_s: 0, warmup_s: 1{axes}}}
 load:
   stages: [{{users: 4, duration_s: {duration}}}]
   think_time: {{min_s: 0.02, max_s: 0.05}}
 requests:
   - name: create
     weight: 2
-    body: {{operation: create, payload: {{Item: {{id: "{{{{uuid}}}}", n: "{{{{int:1:9}}}}"}}}}}}
+    body:
+      operation: create
+      tableName: lambda-apigateway
+      payload: {{Item: {{id: "{{{{uuid}}}}", n: "{{{{int:1:9}}}}"}}}}
   - name: read
-    body: {{operation: read, payload: {{Key: {{id: "{{{{seeded}}}}"}}}}}}
+    body:
+      operation: read
+      tableName: lambda-apigateway
+      payload: {{Key: {{id: "{{{{seeded}}}}"}}}}
   - name: ping
     body: {{operation: ping}}
 seed: {{items: 10}}
@@ -49,11 +55,15 @@ def scenario(
     wait: float = 30,
     extra: str = "",
     sizes: str = "[1024, 512]",
+    axes: str = "",
 ) -> Path:
-    """The short sweep; one size (`sizes="[1024]"`) where a test needs no second step (CI time)."""
+    """The short sweep; one size (`sizes="[1024]"`) where a test needs no second step (CI time);
+    `axes` adds sweep keys beside memory_mb (", api: [rest, http]")."""
     path = tmp_path / "scenario.yaml"
     path.write_text(
-        SHORT.format(duration=duration, workers=workers, wait=wait, extra=extra, sizes=sizes)
+        SHORT.format(
+            duration=duration, workers=workers, wait=wait, extra=extra, sizes=sizes, axes=axes
+        )
     )
     return path
 
@@ -114,6 +124,12 @@ def report_of(tmp_path: Path, stderr: str) -> str:
     return path.read_text()
 
 
+def results_explanation(results: Any) -> list[str]:
+    from runner.analysis import analyse
+
+    return analyse(results, intervals=False).recommendation.explanation
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -126,11 +142,18 @@ def children_of(pid: int) -> list[int]:
     return [int(line) for line in out.split()]
 
 
-def test_given_a_short_sweep_with_two_workers_then_valid_results_for_each_memory_size(
+# The whole bill's axes beside memory (issue 17): 2 sizes x 2 API types x 2 handlers, the
+# tutorial's original handler beside the hardened one (it needs tableName in every body).
+WHOLE_BILL_AXES = (
+    ", api: [rest, http], handler: [handler.lambda_handler, tutorial_handler.lambda_handler]"
+)
+
+
+def test_given_a_sweep_over_memory_api_and_handler_then_valid_results_for_every_point(
     tmp_path: Path,
 ) -> None:
-    run = start_run(scenario(tmp_path), tmp_path)
-    code, stderr = finish(run)
+    run = start_run(scenario(tmp_path, axes=WHOLE_BILL_AXES), tmp_path)
+    code, stderr = finish(run, timeout=300)
     assert code == 0, stderr
     results = results_of(tmp_path)
     assert results.status == "complete" and results.exit_code == 0
@@ -139,19 +162,26 @@ def test_given_a_short_sweep_with_two_workers_then_valid_results_for_each_memory
     run_dir = (tmp_path / "reports" / "test").resolve()
     assert results.verdict is not None
     assert stdout_of(run).splitlines() == [
-        step_line(results.steps[0], 2),
-        step_line(results.steps[1], 2),
+        *(step_line(step, 8) for step in results.steps),
         f"results: {run_dir / 'results.json'}",
         f"report: {(run_dir / 'report.html').as_uri()}",
         f"confidence: {results.verdict.confidence.statement}",
         f"Recommendation: {results.verdict.headline}",
     ]
-    assert step_line(results.steps[0], 2).startswith("step 1/2 1024 MB r1: ")
+    assert step_line(results.steps[0], 8).startswith(
+        "step 1/8 1024 MB · REST API · handler.lambda_handler r1: "
+    )
     diagnostics = stderr_of(run).splitlines()
-    assert len([line for line in diagnostics if "load running" in line]) == 2, diagnostics
+    assert len([line for line in diagnostics if "load running" in line]) == 8, diagnostics
     assert not [line for line in diagnostics if "req/s" in line or "p95" in line], diagnostics
     assert results.target.architecture == "x86_64"  # serverless.yml's, for the prices
-    assert [step.memory_mb for step in results.steps] == [1024, 512]
+    # Memory changes every step, the API every two, the handler (a code update on AWS) once.
+    assert [(step.memory_mb, step.api, step.handler) for step in results.steps] == [
+        (memory, api, handler)
+        for handler in ("handler.lambda_handler", "tutorial_handler.lambda_handler")
+        for api in ("rest", "http")
+        for memory in (1024, 512)
+    ]
     for step in results.steps:
         assert step.valid, step.problems
         assert step.requests > 0 and step.failures == 0
@@ -164,16 +194,28 @@ def test_given_a_short_sweep_with_two_workers_then_valid_results_for_each_memory
         assert {r.name for r in step.per_request} == {"create", "read", "ping"}
         assert step.timeline and sum(s.requests for s in step.timeline) == step.requests
         assert step.invocations.count >= step.requests * 0.9
-        assert step.invocations.write_units > 0
+        if step.handler == "handler.lambda_handler":  # the tutorial's reports no capacity
+            assert step.invocations.write_units > 0
         assert step.fidelity is not None and step.fidelity.level in ("full", "degraded")
         assert any(f.endswith("_stats.csv") for f in step.locust_files)
     assert "results:" in stderr
     html = report_of(tmp_path, stderr)
-    assert "Summary per memory size" in html and 'data-memory="512"' in html
+    assert 'data-memory="512"' in html and "512 MB · HTTP API · tutorial_handler" in html
     # The file itself: plain JSON, versioned, with the verdict and the scenario as written.
     data = json.loads((tmp_path / "reports" / "test" / "results.json").read_text())
-    assert data["schema_version"] == 2
-    assert data["verdict"]["exit_code"] == 0 and data["verdict"]["recommended_mb"] in (512, 1024)
+    assert data["schema_version"] == 3
+    verdict = data["verdict"]
+    assert verdict["exit_code"] == 0 and verdict["recommended_mb"] in (512, 1024)
+    # The pick on every axis; the API type's price gap ($2.50 per 1M) decides it here.
+    recommended = verdict["recommended"]
+    assert recommended["memory_mb"] == verdict["recommended_mb"]
+    assert (recommended["api"], recommended["architecture"]) == ("http", "x86_64")
+    assert recommended["handler"] in ("handler.lambda_handler", "tutorial_handler.lambda_handler")
+    assert len(verdict["met"]) == 8
+    assert any(
+        "HTTP API instead of REST API saves $2.50 per 1M" in line
+        for line in results_explanation(results)
+    )
     assert data["scenario_text"].startswith("name: short sweep")
     # summary.csv, junit.xml, summary.md and Locust's own CSVs beside it.
     check_a_real_runs_directory(run_dir, results)
@@ -232,6 +274,22 @@ def test_given_workers_that_never_arrive_then_exit_3_with_one_clear_line(tmp_pat
     assert "0 arrived within 2 s" in lines[0]
     assert "Traceback" not in stderr
     assert results_of(tmp_path).status == "failed"
+
+
+def test_given_arm64_on_the_local_stack_then_exit_2_in_one_line_before_any_load(
+    tmp_path: Path,
+) -> None:
+    """The local stack runs on this machine's CPU: it cannot measure an arm64 function, and
+    says so before a single request (the x86_64 point is not run either)."""
+    path = scenario(tmp_path, workers=0, sizes="[1024]", axes=", architecture: [x86_64, arm64]")
+    code, stderr = finish(start_run(path, tmp_path))
+    assert code == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("memsweep:")]
+    assert len(lines) == 1 and lines[0].startswith("memsweep: sweep.architecture: arm64: "), lines
+    assert "on AWS" in lines[0] and "Traceback" not in stderr
+    results = results_of(tmp_path)
+    assert results.status == "failed" and results.steps == [] and results.exit_code == 2
+    assert [problem.kind for problem in results.problems] == ["stopped"]
 
 
 # A worker killed mid-step: test_multihost.py (SIGKILL on a worker host, the same detection
