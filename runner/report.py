@@ -20,22 +20,27 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from runner import __version__
 from runner.analysis import (
+    AXIS_VALUE_NAMES,
     Analysis,
+    AxisEffect,
     RunComparison,
     RunDifference,
     Setting,
     analyse,
     compare_run_pair,
+    effects_sentence,
+    point_order,
     run_verdict,
 )
 from runner.cost import PRICES_US_EAST_1, money
 from runner.errors import BadInput, SetupError
 from runner.lambda_facts import MB_PER_VCPU
 from runner.results import Results, RunVerdict, read_results
+from runner.scenario import AXES, Point, point_label
 from runner.stack import PROJECT_ROOT
 from runner.trust import MIN_DELIVERED
 
@@ -77,6 +82,12 @@ def clock(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S UTC")
 
 
+def breakable(text: str) -> Markup:
+    """Text that may wrap after a dot or an underscore (a handler's module.function in a narrow
+    column), escaped."""
+    return Markup(str(escape(text)).replace(".", ".<wbr>").replace("_", "_<wbr>"))
+
+
 def chart_library() -> Markup:
     parts = []
     for relative in CHART_SCRIPTS:
@@ -114,6 +125,46 @@ COLUMNS: dict[str, Column] = {
     name: Column(label, help)
     for name, label, help in (
         ("memory", "memory", "The Lambda memory size (MB); CPU is given in proportion to it."),
+        (
+            "point",
+            "setting",
+            "The sweep point: its memory size, then the API type, architecture and handler the "
+            "sweep moved (an axis it did not move is the target's own).",
+        ),
+        (
+            "api",
+            "API type",
+            "The API Gateway type the requests went through: REST API ($3.50 per 1M calls) or "
+            "HTTP API ($1.00 per 1M, metered per 512 KB).",
+        ),
+        (
+            "architecture",
+            "architecture",
+            "The function's instruction set: x86_64 or arm64 (arm64's GB-second costs 20 % less).",
+        ),
+        (
+            "handler",
+            "handler",
+            "The function's handler (module.function in the deployed package): the code variant.",
+        ),
+        (
+            "axis",
+            "axis",
+            "What was moved, everything else held: memory, API type, architecture or handler.",
+        ),
+        (
+            "change",
+            "change",
+            "From the axis's first value (memory: the smallest size) to another.",
+        ),
+        (
+            "bill_delta",
+            "Δ cost / 1M",
+            "Mean change in the steady-state US$ per 1M requests over the pairs of settings "
+            "that differ on this axis only.",
+        ),
+        ("p95_delta", "Δ p95 ms", "Mean change in p95 latency over those same pairs."),
+        ("pairs", "pairs", "Pairs of valid settings that differ on this axis only, averaged."),
         (
             "run",
             "A, B",
@@ -198,6 +249,12 @@ COLUMNS: dict[str, Column] = {
         ("lambda_compute", "Lambda compute", "Billed duration × memory (GB-seconds) × price."),
         ("lambda_requests", "Lambda requests", "Lambda's price per one million requests."),
         ("api_gateway", "API Gateway (REST)", "API Gateway REST's price per one million calls."),
+        (
+            "api_gateway_by_type",
+            "API Gateway",
+            "API Gateway's price per one million calls for the setting's API type: REST $3.50, "
+            "HTTP API $1.00 (per 512 KB metered).",
+        ),
         (
             "dynamodb",
             "DynamoDB",
@@ -284,6 +341,126 @@ class Legends:
         return new, again
 
 
+# The axes beside memory in the order a matrix nests its columns: the outermost first, as
+# analysis.point_order groups settings (the costliest change least often).
+MATRIX_AXES = ("architecture", "handler", "api")
+
+
+def swept_axes(analysis: Analysis) -> list[str]:
+    """The axes beside memory the run moved: those its scenario sweeps, and any a step names."""
+    planned = set(analysis.results.scenario.sweep.swept_axes)
+    named = {a for s in analysis.results.steps for a in AXES if getattr(s, a) is not None}
+    return [axis for axis in AXES if axis in planned | named]
+
+
+def value_name(axis: str, value: object) -> str:
+    """An axis value as the report writes it: "HTTP API", "arm64", "128 MB"."""
+    if axis == "memory_mb":
+        return f"{value} MB"
+    return AXIS_VALUE_NAMES.get(str(value), str(value))
+
+
+def axes_label(point: Point) -> str:
+    """A point's label without its memory size: "HTTP API · tutorial_handler.lambda_handler"
+    ("" for a memory-only point)."""
+    return point_label(point).partition(" · ")[2]
+
+
+def _combo(point: Point) -> Point:
+    """The point with memory set aside (one line of the memory chart, one matrix column)."""
+    return point.model_copy(update={"memory_mb": 128})
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    point: Point
+    setting: Setting | None  # None: planned, but the run never measured it
+    picked: bool
+
+    @property
+    def label(self) -> str:
+        return point_label(self.point)
+
+    @property
+    def state(self) -> str:
+        """What the cell's mark says: its verdict, or why it has none."""
+        s = self.setting
+        if s is None:
+            return "not measured"
+        if s.degraded:
+            return "degraded"
+        if not s.valid:
+            return "not valid"
+        if not s.verdicts:
+            return "measured"
+        return "met" if s.meets else "missed"
+
+
+@dataclass(frozen=True)
+class MatrixHeader:
+    """One header row of the matrix: an axis and its values, each spanning its columns."""
+
+    axis: str
+    values: list[tuple[str, int]]  # (value as written, columns spanned)
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """Every point of a run at a glance: memory sizes as rows, the other axes' combinations as
+    columns (nested: the outermost axis in the first header row)."""
+
+    axes: list[str]
+    headers: list[MatrixHeader]
+    columns: list[str]  # each column's axes, as labels write them
+    rows: list[tuple[int, list[MatrixCell | None]]]  # memory size, a cell per column
+
+
+def matrix(analysis: Analysis) -> Matrix | None:
+    """The run's matrix, or None when the sweep moved memory only. Points the plan had but the
+    run never reached are cells too ("not measured")."""
+    axes = swept_axes(analysis)
+    if not axes:
+        return None
+    scenario = analysis.results.scenario
+    settings = {s.point: s for s in analysis.settings}
+    points = list(settings) + [p for p in scenario.sweep.planned_points() if p not in settings]
+    pick = analysis.recommendation.cheapest
+    combos = sorted({_combo(p) for p in points}, key=lambda c: point_order(c, scenario))
+    nested = [axis for axis in MATRIX_AXES if axis in axes]
+    headers = []
+    for depth, axis in enumerate(nested):
+        values: list[tuple[str, int]] = []
+        previous: tuple[object, ...] | None = None
+        for combo in combos:
+            key = tuple(getattr(combo, a) for a in nested[: depth + 1])
+            if key == previous:
+                values[-1] = (values[-1][0], values[-1][1] + 1)
+            else:
+                values.append((value_name(axis, getattr(combo, axis)), 1))
+            previous = key
+        headers.append(MatrixHeader(axis, values))
+    by_point = set(points)
+    rows = []
+    for memory in sorted({p.memory_mb for p in points}):
+        cells: list[MatrixCell | None] = []
+        for combo in combos:
+            point = combo.model_copy(update={"memory_mb": memory})
+            if point not in by_point:
+                cells.append(None)  # neither planned nor measured (an explicit point list)
+                continue
+            setting = settings.get(point)
+            cells.append(
+                MatrixCell(point, setting, picked=pick is not None and pick.point == point)
+            )
+        rows.append((memory, cells))
+    return Matrix(
+        axes=nested,
+        headers=headers,
+        columns=[axes_label(combo) for combo in combos],
+        rows=rows,
+    )
+
+
 @dataclass(frozen=True)
 class RunView:
     """One run as the template shows it: its letter, colour, analysis and verdict."""
@@ -313,21 +490,69 @@ class RunView:
             run_id = run_id[: CHART_RUN_ID_CHARS - 1] + "…"
         return f"{self.letter} ({run_id})"
 
-    def setting(self, memory: int) -> Setting | None:
-        return next((s for s in self.analysis.settings if s.memory_mb == memory), None)
+    def setting(self, point: Point) -> Setting | None:
+        return next((s for s in self.analysis.settings if s.point == point), None)
+
+    @property
+    def axes(self) -> list[str]:
+        return swept_axes(self.analysis)
+
+    @property
+    def matrix(self) -> Matrix | None:
+        return matrix(self.analysis)
+
+    @property
+    def effects(self) -> list[AxisEffect]:
+        """What each axis moves, shown as its own block when the sweep moved more than memory."""
+        return self.analysis.effects if self.axes else []
+
+    @property
+    def explanation(self) -> list[str]:
+        """The recommendation's lines, less the effects sentence the effects block shows."""
+        lines = self.analysis.recommendation.explanation
+        if not self.effects:
+            return lines
+        sentence = effects_sentence(self.effects)
+        return [line for line in lines if line != sentence]
+
+    @property
+    def picked(self) -> Point | None:
+        pick = self.analysis.recommendation.cheapest
+        return pick.point if pick is not None else None
 
     @property
     def pick(self) -> str:
-        return pick_line(self.verdict)
+        return pick_line(self.verdict, self.axes)
+
+    @property
+    def deploy(self) -> list[tuple[str, str, str]]:
+        """The pick on every axis, as (column key, name, value): what to deploy. Empty for a
+        memory-only sweep (its headline says it all)."""
+        point = self.verdict.recommended
+        if point is None or not self.axes:
+            return []
+        swept = set(self.axes)
+        out = [("memory", "memory", f"{point.memory_mb} MB")]
+        for axis in AXES:
+            value = getattr(point, axis)
+            shown = value_name(axis, value) if value is not None else "unknown"
+            if axis not in swept:
+                shown += " (not swept: the target's)"
+            out.append((axis, COLUMNS[axis].label, shown))
+        return out
 
 
-def pick_line(verdict: RunVerdict) -> str:
-    """The headline's first words: the verdict's pick, or that it made none, in its words."""
+def pick_line(verdict: RunVerdict, axes: Sequence[str] = ()) -> str:
+    """The headline's first words: the verdict's pick on every swept axis (`axes`), or that it
+    made none, in its words."""
     if verdict.recommended_mb is None:
         if verdict.headline.startswith("No recommendation"):
             return verdict.headline
         return "No recommendation"
-    line = f"Recommendation: {verdict.recommended_mb} MB"
+    point = Point(memory_mb=verdict.recommended_mb)
+    if verdict.recommended is not None:
+        point = point.model_copy(update={axis: getattr(verdict.recommended, axis) for axis in axes})
+    line = f"Recommendation: {point_label(point)}"
     if verdict.confidence.level == "too close to call":
         line += " (too close to call)"
     return line
@@ -341,41 +566,56 @@ def views(analyses: Sequence[Analysis]) -> list[RunView]:
 
 
 @dataclass(frozen=True)
-class MemoryRow:
-    """One memory size across the runs: each run's setting (None: not measured there) and,
+class PointRow:
+    """One sweep point across the runs: each run's setting (None: not measured there) and,
     for two runs, B - A per metric."""
 
-    memory_mb: int
+    point: Point
     settings: list[Setting | None]
     differences: dict[str, RunDifference]
 
+    @property
+    def memory_mb(self) -> int:
+        return self.point.memory_mb
 
-def memory_rows(runs: Sequence[RunView], pair: RunComparison | None) -> list[MemoryRow]:
-    sizes = sorted({s.memory_mb for run in runs for s in run.analysis.settings})
+    @property
+    def label(self) -> str:
+        return point_label(self.point)
+
+
+def point_rows(runs: Sequence[RunView], pair: RunComparison | None) -> list[PointRow]:
+    """A row per point any run measured: the first run's in its order, then the second's new
+    ones (a memory-only sweep: memory rising)."""
+    points = list(dict.fromkeys(s.point for run in runs for s in run.analysis.settings))
+    if runs:
+        scenario = runs[0].results.scenario
+        points.sort(key=lambda p: point_order(p, scenario))
     rows = []
-    for memory in sizes:
-        differences = {
-            d.metric: d for d in (pair.differences if pair else []) if d.memory_mb == memory
-        }
-        rows.append(MemoryRow(memory, [run.setting(memory) for run in runs], differences))
+    for point in points:
+        differences = {d.metric: d for d in (pair.differences if pair else []) if d.point == point}
+        rows.append(PointRow(point, [run.setting(point) for run in runs], differences))
     return rows
 
 
 def chart_data(runs: Sequence[RunView]) -> dict[str, Any]:
     """Plain JSON for the template's scripts (passed with |tojson)."""
-    sizes = sorted({s.memory_mb for run in runs for s in run.analysis.settings if _charted(s)})
-    colours = {memory: PALETTE[i % len(PALETTE)] for i, memory in enumerate(sizes)}
+    points = list(
+        dict.fromkeys(s.point for run in runs for s in run.analysis.settings if _charted(s))
+    )
+    colours = {point: PALETTE[i % len(PALETTE)] for i, point in enumerate(points)}
     two = len(runs) > 1
+    noun = "setting" if any(run.axes for run in runs) else "memory size"
     return {
         "two": two,
-        "memory": _memory_chart(runs, sizes),
+        "memory": _memory_chart(runs),
         "cost": _cost_chart(runs),
         "percentiles": {
+            "noun": noun,
             "labels": [_percentile_label(q) for q in CHART_PERCENTILES],
             "series": [
                 {
-                    "label": (f"{run.letter} " if two else "") + f"{s.memory_mb} MB",
-                    "colour": colours.get(s.memory_mb, PALETTE[-1]),
+                    "label": (f"{run.letter} " if two else "") + s.label,
+                    "colour": colours.get(s.point, PALETTE[-1]),
                     "run": run.index,
                     "values": [
                         round(s.histogram.get_value_at_percentile(q) / 1000, 3)
@@ -388,7 +628,7 @@ def chart_data(runs: Sequence[RunView]) -> dict[str, Any]:
                 for s in run.analysis.settings
             ],
         },
-        "timeline": _timeline(runs, colours),
+        "timeline": {**_timeline(runs, colours), "noun": noun},
     }
 
 
@@ -396,71 +636,132 @@ def _charted(setting: Setting) -> bool:
     return bool(setting.requests) and setting.latency.p95 is not None
 
 
-def _degraded_sizes(run: RunView) -> set[int]:
-    """Sizes with a step measured on a starved host or invalid: their points say so on the
-    charts too, not only in the tables."""
+def _degraded_points(run: RunView) -> set[Point]:
+    """Points with a step measured on a starved host or invalid: they say so on the charts
+    too, not only in the tables."""
     steps = run.analysis.results.steps
-    return {step.memory_mb for step in steps if not step.valid or step.trust.degraded}
+    return {step.point for step in steps if not step.valid or step.trust.degraded}
 
 
-def _memory_chart(runs: Sequence[RunView], sizes: list[int]) -> dict[str, Any]:
-    """Power Tuning's view: memory on x, cost and p95 each on its own axis from zero."""
-    series = []
+def _combos(runs: Sequence[RunView]) -> list[Point]:
+    """The combinations of the other axes the runs measured (one per line of the memory
+    chart), in the first run's order."""
+    return list(
+        dict.fromkeys(_combo(s.point) for run in runs for s in run.analysis.settings if _charted(s))
+    )
+
+
+def _memory_chart(runs: Sequence[RunView]) -> dict[str, Any]:
+    """Power Tuning's view: memory on x, cost and p95 each on its own axis from zero; one pair
+    of lines per run and combination of the other axes the sweep moved."""
+    sizes = sorted({s.memory_mb for run in runs for s in run.analysis.settings if _charted(s)})
+    combos = _combos(runs)
+    several = len(combos) > 1 or any(axes_label(c) for c in combos)
+    two = len(runs) > 1
+    series: list[dict[str, Any]] = []
     for run in runs:
-        by_size = {s.memory_mb: s for s in run.analysis.settings if _charted(s)}
-        degraded = _degraded_sizes(run)
-        series.append(
-            {
-                "run": run.index,
-                "label": run.name if len(runs) > 1 else "",
-                "degraded": [m in degraded and m in by_size for m in sizes],
-                "colour": run.colour,
-                "marker": run.marker,
-                "cost": [round(by_size[m].cost.total, 4) if m in by_size else None for m in sizes],
-                # The point labels, in the table's own words (cost.money).
-                "cost_labels": [
-                    money(by_size[m].cost.total) if m in by_size else None for m in sizes
-                ],
-                "p95": [round(by_size[m].p95, 3) if m in by_size else None for m in sizes],
-                "recommended": run.verdict.recommended_mb
-                if run.verdict.recommended_mb in by_size
-                else None,
+        degraded = _degraded_points(run)
+        for index, combo in enumerate(combos):
+            by_size = {
+                s.memory_mb: s
+                for s in run.analysis.settings
+                if _charted(s) and _combo(s.point) == combo
             }
-        )
+            if not by_size:
+                continue
+            pick = run.picked
+            label = (run.name if two else "") + (
+                (" · " if two else "") + axes_label(combo) if several else ""
+            )
+            series.append(
+                {
+                    "run": run.index,
+                    "letter": run.letter,
+                    "label": label,
+                    "degraded": [m in by_size and by_size[m].point in degraded for m in sizes],
+                    "colour": PALETTE[index % len(PALETTE)] if several else run.colour,
+                    "marker": run.marker,
+                    "cost": [
+                        round(by_size[m].cost.total, 4) if m in by_size else None for m in sizes
+                    ],
+                    # The point labels, in the table's own words (cost.money).
+                    "cost_labels": [
+                        money(by_size[m].cost.total) if m in by_size else None for m in sizes
+                    ],
+                    "p95": [round(by_size[m].p95, 3) if m in by_size else None for m in sizes],
+                    "recommended": pick.memory_mb
+                    if pick is not None and _combo(pick) == combo and pick.memory_mb in by_size
+                    else None,
+                }
+            )
+    picks = []
+    for run in runs:
+        who = f"{run.letter}: " if two else ""
+        pick = run.picked
+        if pick is None:
+            picks.append(who + "no recommendation")
+        else:
+            picks.append(who + ("recommends " if two else "recommended: ") + point_label(pick))
     return {
         "sizes": sizes,
         "labels": [f"{m} MB" for m in sizes],
         "series": series,
+        "several": several,
+        "degraded": any(any(s["degraded"]) for s in series),
+        "combo_axes": " × ".join(
+            COLUMNS[a].label for a in AXES if any(getattr(c, a) is not None for c in combos)
+        ),
+        "picks": picks,
         "p95_limit": _p95_limit(runs),
     }
 
 
 def _cost_chart(runs: Sequence[RunView]) -> dict[str, Any]:
+    combos = _combos(runs)
+    several = len(combos) > 1 or any(axes_label(c) for c in combos)
+    two = len(runs) > 1
     series = []
     for run in runs:
-        series.append(
-            {
-                "run": run.index,
-                "label": run.name if len(runs) > 1 else "memory sizes",
-                "colour": run.colour,
-                "marker": run.marker,
-                "points": [
-                    {
-                        "x": round(s.p95, 3),
-                        "y": round(s.cost.total, 4),
-                        "mb": s.memory_mb,
-                        "recommended": s.memory_mb == run.verdict.recommended_mb,
-                        "degraded": s.memory_mb in _degraded_sizes(run),
-                    }
-                    for s in run.analysis.settings
-                    if _charted(s)
-                ],
-            }
-        )
-    return {"series": series, "p95_limit": _p95_limit(runs)}
+        degraded = _degraded_points(run)
+        for index, combo in enumerate(combos):
+            charted = [s for s in run.analysis.settings if _charted(s) and _combo(s.point) == combo]
+            if not charted:
+                continue
+            if several:
+                label = (f"{run.letter} · " if two else "") + axes_label(combo)
+            else:
+                label = run.name if two else "memory sizes"
+            series.append(
+                {
+                    "run": run.index,
+                    "label": label,
+                    "colour": PALETTE[index % len(PALETTE)] if several else run.colour,
+                    "marker": run.marker,
+                    "points": [
+                        {
+                            "x": round(s.p95, 3),
+                            "y": round(s.cost.total, 4),
+                            "mb": s.memory_mb,
+                            "point": s.label,
+                            "recommended": s.point == run.picked,
+                            "degraded": s.point in degraded,
+                        }
+                        for s in charted
+                    ],
+                }
+            )
+    axes = [COLUMNS[a].label for a in AXES if any(getattr(c, a) is not None for c in combos)]
+    return {
+        "series": series,
+        "p95_limit": _p95_limit(runs),
+        "legend": two or several,
+        "title": "Cost against p95 latency (labelled by memory size"
+        + (f"; colour: {' · '.join(axes)}" if several else "")
+        + "; recommended: ◆)",
+    }
 
 
-def _timeline(runs: Sequence[RunView], colours: dict[int, str]) -> dict[str, Any]:
+def _timeline(runs: Sequence[RunView], colours: dict[Point, str]) -> dict[str, Any]:
     two = len(runs) > 1
     timeline = []
     stage_lines: list[float] = []
@@ -471,13 +772,13 @@ def _timeline(runs: Sequence[RunView], colours: dict[int, str]) -> dict[str, Any
             for step in setting.steps:
                 label = (
                     (f"{run.letter} " if two else "")
-                    + f"{setting.memory_mb} MB"
+                    + setting.label
                     + (f" #{step.repeat}" if repeats else "")
                 )
                 timeline.append(
                     {
                         "label": label,
-                        "colour": colours.get(setting.memory_mb, PALETTE[-1]),
+                        "colour": colours.get(setting.point, PALETTE[-1]),
                         "run": run.index,
                         # Two runs: p95 only, or the chart would carry four lines per size.
                         "mean": []
@@ -528,7 +829,9 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         extensions=["jinja2.ext.do"],
     )
-    env.filters.update(ms=ms, money=money, percent=percent, when=when, clock=clock)
+    env.filters.update(
+        ms=ms, money=money, percent=percent, when=when, clock=clock, breakable=breakable
+    )
     return env
 
 
@@ -546,7 +849,11 @@ def render(analyses: list[Analysis], *, pair: RunComparison | None = None) -> st
             title=title,
             runs=runs,
             two=len(runs) > 1,
-            rows=memory_rows(runs, pair),
+            rows=point_rows(runs, pair),
+            swept=any(run.axes for run in runs),
+            first_key="point" if any(run.axes for run in runs) else "memory",
+            api_by_type=any(s.point.api is not None for s in settings),
+            axis_names={axis: COLUMNS[axis].label for axis in AXES},
             charts=chart_data(runs),
             columns=COLUMNS,
             legends=Legends(),
