@@ -31,7 +31,7 @@ from runner.results import read_results
 from runner.scenario import AwsTarget, UrlTarget
 from runner.seeding import default_rate_limit
 from runner.stack import PROJECT_ROOT
-from runner.targets.aws import AwsStackTarget, AwsTargetError
+from runner.targets.aws import AwsStackTarget, AwsTargetError, http_route_url
 from runner.targets.base import RateLimit
 from runner.targets.local_client import LocalStackProcess
 from runner.targets.url import UrlOnlyTarget
@@ -676,18 +676,15 @@ def small_stack(env: dict[str, str], stage: str, outputs: dict[str, str]) -> Ite
         cloudformation.delete_stack(StackName=name)
 
 
-@pytest.mark.parametrize(
-    "http_outputs",
-    [
-        {"HttpApiRouteUrl": "https://http.example.com/DynamoDBManager"},  # serverless.yml's
-        {"HttpApiUrl": "https://http.example.com"},  # osls's alone: the API's base
-    ],
-)
 def test_given_a_stack_with_an_http_api_then_set_api_switches_the_url_both_ways(
-    aws_env: dict[str, str], http_outputs: dict[str, str]
+    aws_env: dict[str, str],
 ) -> None:
     rest = "https://rest.example.com/httptest/DynamoDBManager"
-    outputs = {"FunctionName": FUNCTION, "ApiUrl": rest, **http_outputs}
+    outputs = {
+        "FunctionName": FUNCTION,
+        "ApiUrl": rest,
+        "HttpApiRouteUrl": "https://http.example.com/DynamoDBManager",
+    }
     with small_stack(aws_env, "httptest", outputs):
         target = AwsStackTarget(AwsTarget(kind="aws", stack="memsweep", stage="httptest"))
         with target:
@@ -697,6 +694,32 @@ def test_given_a_stack_with_an_http_api_then_set_api_switches_the_url_both_ways(
             assert target.info().url == target.url
             target.set_api("rest")
             assert target.url == rest
+
+
+@pytest.mark.parametrize(
+    ("outputs", "resources", "url"),
+    [
+        # serverless.yml's output: the route's URL as it is
+        (
+            {"HttpApiRouteUrl": "https://a.example.com/DynamoDBManager"},
+            {},
+            "https://a.example.com/DynamoDBManager",
+        ),
+        # osls's own output alone: the API's base, the route appended
+        ({"HttpApiUrl": "https://b.example.com"}, {}, "https://b.example.com/DynamoDBManager"),
+        # no output (outputs unread), the HttpApi resource's id
+        (
+            {},
+            {"HttpApi": "abc123"},
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/DynamoDBManager",
+        ),
+        ({"ApiUrl": "https://rest.example.com/dev/DynamoDBManager"}, {}, ""),  # no HTTP API
+    ],
+)
+def test_given_the_stack_s_outputs_then_the_http_api_route_url(
+    outputs: dict[str, str], resources: dict[str, str], url: str
+) -> None:
+    assert http_route_url(outputs, resources, "eu-west-1") == url
 
 
 def test_given_a_stack_without_http_api_or_package_then_those_axes_are_refused(

@@ -208,6 +208,22 @@ def _default_rate_limit(why: str) -> RateLimit:
     return limit
 
 
+def http_route_url(outputs: dict[str, str], resources: dict[str, str], region: str) -> str:
+    """The HTTP API's route: HttpApiRouteUrl (serverless.yml's output), else HttpApiUrl
+    (osls's, the API's base) or the HttpApi resource's id, with the route appended; "" when
+    the stack has no HTTP API."""
+    if outputs.get("HttpApiRouteUrl"):
+        return outputs["HttpApiRouteUrl"]
+    base = outputs.get("HttpApiUrl", "")
+    if not base and resources.get("HttpApi"):
+        base = f"https://{resources['HttpApi']}.execute-api.{region}.amazonaws.com"
+    if not base:
+        return ""
+    if urlsplit(base).path.strip("/"):
+        return base  # already a route's URL
+    return f"{base.rstrip('/')}/{ROUTE_PATH}"
+
+
 @dataclass(frozen=True)
 class Package:
     """The deployment package `serverless deploy` gave the function, as its stack's template
@@ -303,7 +319,7 @@ class AwsStackTarget(Target):
             if not self._url:
                 raise AwsTargetError(f"stack {self.stack_name}: no ApiUrl output or REST API")
             self._urls = {"rest": self._url}
-            http_url = self._http_url(outputs, resources)
+            http_url = http_route_url(outputs, resources, self.region)
             if http_url:
                 self._urls["http"] = http_url
             self._method_key = _method_key(stack_url, self.spec.stage)
@@ -334,20 +350,6 @@ class AwsStackTarget(Target):
                 f"{self.spec.stage}/{ROUTE_PATH}"
             )
         return ""
-
-    def _http_url(self, outputs: dict[str, str], resources: dict[str, str]) -> str:
-        """The HTTP API's route: HttpApiRouteUrl (serverless.yml's output), else HttpApiUrl
-        (osls's, the API's base) or the HttpApi resource's id, with the route appended."""
-        if outputs.get("HttpApiRouteUrl"):
-            return outputs["HttpApiRouteUrl"]
-        base = outputs.get("HttpApiUrl", "")
-        if not base and resources.get("HttpApi"):
-            base = f"https://{resources['HttpApi']}.execute-api.{self.region}.amazonaws.com"
-        if not base:
-            return ""
-        if urlsplit(base).path.strip("/"):
-            return base  # already a route's URL
-        return f"{base.rstrip('/')}/{ROUTE_PATH}"
 
     def _read_stack(self) -> tuple[dict[str, str], dict[str, str]]:
         """The stack's outputs and its resources (logical → physical id), read once."""
@@ -477,7 +479,9 @@ class AwsStackTarget(Target):
         """The same package deployed again with another instruction set (UpdateFunctionCode
         with Architectures: a change of code, so new execution environments follow)."""
         if architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture {architecture!r}: must be one of {ARCHITECTURES}")
+            raise ValueError(
+                f"architecture {architecture!r}: must be one of {', '.join(ARCHITECTURES)}"
+            )
         if architecture == self.architecture:
             return
         package = self.package()
