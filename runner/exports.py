@@ -1,6 +1,7 @@
 """Files other tools read, written into each run directory beside results.json.
 
-summary.csv (one row per memory size), JUnit XML of the thresholds (for CI systems) and a
+summary.csv (one row per sweep point: a memory size, and the API type, architecture and
+handler when the sweep moves them), JUnit XML of the thresholds (for CI systems) and a
 Markdown summary (CI job summaries, pull-request comments). Every figure comes from the same
 `analysis.analyse()` the HTML report renders, so the files and the report cannot disagree.
 How sure the pick is comes from the verdict results.json keeps (computed once, at the run's
@@ -17,11 +18,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runner.analysis import Analysis, Setting, Verdict, analyse
+from runner.analysis import (
+    Analysis,
+    Setting,
+    Verdict,
+    analyse,
+    effects_sentence,
+    point_order,
+    recommended_point,
+)
 from runner.cost import money
 from runner.errors import BadInput
-from runner.report import NO_VALUE, ms, write_atomically
+from runner.report import NO_VALUE, Matrix, matrix, ms, swept_axes, value_name, write_atomically
 from runner.results import Confidence, read_results
+from runner.scenario import AXES, Point, point_label
 
 SUMMARY_CSV = "summary.csv"
 JUNIT_XML = "junit.xml"
@@ -30,6 +40,9 @@ SUMMARY_MD = "summary.md"
 # summary.csv's columns, in order; README.md ("Output files") gives each one's meaning and unit.
 SUMMARY_COLUMNS = (
     "memory_mb",
+    "api",  # the axes beside memory: empty when the sweep does not move them
+    "architecture",
+    "handler",
     "repeats",
     "requests",
     "requests_per_s",
@@ -68,12 +81,21 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]#|~$])")
 
 @dataclass(frozen=True)
 class Row:
-    """One memory size as the export files show it."""
+    """One sweep point as the export files show it."""
 
-    memory_mb: int
+    point: Point
     setting: Setting | None  # None: planned but never measured
     verdict: str
     detail: str
+
+    @property
+    def memory_mb(self) -> int:
+        return self.point.memory_mb
+
+    @property
+    def label(self) -> str:
+        """ "512 MB", or "512 MB · HTTP API · handler.fn" when the sweep moves more."""
+        return point_label(self.point)
 
 
 def write_exports(results_path: Path) -> list[Path]:
@@ -98,38 +120,43 @@ def write_exports(results_path: Path) -> list[Path]:
 
 
 def summary_rows(analysis: Analysis) -> list[Row]:
-    """Each measured size, then each size the scenario planned that the run never reached."""
+    """Each measured point (the report's order), then each point the scenario planned that the
+    run never reached."""
     pick = analysis.recommendation.cheapest
     rows = [_row(setting, pick=setting is pick, analysis=analysis) for setting in analysis.settings]
-    measured = {setting.memory_mb for setting in analysis.settings}
+    measured = {setting.point for setting in analysis.settings}
     status = analysis.results.status
-    for memory in _planned(analysis):
-        if memory not in measured:
-            detail = f"the run ended ({status}) before this size was measured"
-            rows.append(Row(memory, None, NOT_MEASURED, detail))
+    noun = "setting" if swept_axes(analysis) else "size"
+    for point in _planned(analysis):
+        if point not in measured:
+            detail = f"the run ended ({status}) before this {noun} was measured"
+            rows.append(Row(point, None, NOT_MEASURED, detail))
     return rows
 
 
-def _planned(analysis: Analysis) -> list[int]:
-    return sorted(set(analysis.results.scenario.sweep.memory_mb))
+def _planned(analysis: Analysis) -> list[Point]:
+    scenario = analysis.results.scenario
+    return sorted(
+        set(scenario.sweep.planned_points()), key=lambda point: point_order(point, scenario)
+    )
 
 
 def _row(setting: Setting, *, pick: bool, analysis: Analysis) -> Row:
-    memory = setting.memory_mb
+    point = setting.point
     if setting.degraded:
         causes = "; ".join(f"step {d.step}: {d.cause}" for d in setting.degraded)
-        return Row(memory, setting, DEGRADED, causes)
+        return Row(point, setting, DEGRADED, causes)
     if not setting.valid:
-        return Row(memory, setting, NO_DATA, "; ".join(setting.problems) or "no valid measurement")
+        return Row(point, setting, NO_DATA, "; ".join(setting.problems) or "no valid measurement")
     failed = [v for v in setting.verdicts if not v.passed]
     if failed:
         detail = "; ".join(f"{_ascii(v.name)} (measured {v.measured})" for v in failed)
-        return Row(memory, setting, FAILS, detail)
+        return Row(point, setting, FAILS, detail)
     if pick:
-        return Row(memory, setting, RECOMMENDED, "")
+        return Row(point, setting, RECOMMENDED, "")
     if analysis.recommendation.thresholds_set:
-        return Row(memory, setting, MEETS, "")
-    return Row(memory, setting, NO_THRESHOLDS, "")
+        return Row(point, setting, MEETS, "")
+    return Row(point, setting, NO_THRESHOLDS, "")
 
 
 def _confidence(analysis: Analysis) -> Confidence | None:
@@ -162,7 +189,14 @@ def summary_csv(rows: list[Row]) -> str:
 
 def _csv_fields(row: Row) -> dict[str, str | int]:
     fields: dict[str, str | int] = dict.fromkeys(SUMMARY_COLUMNS, "")
-    fields.update(memory_mb=row.memory_mb, verdict=row.verdict, verdict_detail=row.detail)
+    fields.update(
+        memory_mb=row.memory_mb,
+        api=row.point.api or "",
+        architecture=row.point.architecture or "",
+        handler=row.point.handler or "",
+        verdict=row.verdict,
+        verdict_detail=row.detail,
+    )
     s = row.setting
     if s is None:
         fields["repeats"] = 0
@@ -232,11 +266,16 @@ def junit_xml(analysis: Analysis, rows: list[Row]) -> str:
     recommendation = analysis.recommendation
     confidence = _confidence(analysis)
     pick = recommendation.cheapest
+    recommended = recommended_point(pick.point, results) if pick else None
     for name, value in (
         ("run_id", results.run_id),
         ("status", results.status),
         ("target", results.target.kind),
         ("recommended_mb", str(pick.memory_mb) if pick else ""),
+        # The pick on every axis (what the sweep did not move: the target's).
+        ("recommended_api", recommended.api if recommended else ""),
+        ("recommended_architecture", recommended.architecture if recommended else ""),
+        ("recommended_handler", (recommended.handler or "") if recommended else ""),
         ("confidence", confidence.level if confidence else "not computed"),
         ("headline", recommendation.headline),
     ):
@@ -264,14 +303,14 @@ def _trust_case(row: Row) -> ET.Element:
     case = ET.Element(
         "testcase",
         classname="memsweep.measurement",
-        name=f"{row.memory_mb} MB: measured and trusted",
+        name=_xml_text(f"{row.label}: measured and trusted"),
         time=f"{setting.measured_s:.3f}" if setting is not None else "0",
     )
     if row.verdict == NOT_MEASURED:
         ET.SubElement(case, "skipped", message=_xml_text(row.detail))
     elif row.verdict in (DEGRADED, NO_DATA):
         why = "degraded" if row.verdict == DEGRADED else "no valid measurement"
-        message = f"{row.memory_mb} MB could not be judged ({why}): {row.detail}"
+        message = f"{row.label} could not be judged ({why}): {row.detail}"
         error = ET.SubElement(case, "error", message=_xml_text(message), type=row.verdict)
         error.text = _xml_text(message)
     return case
@@ -280,14 +319,17 @@ def _trust_case(row: Row) -> ET.Element:
 def _threshold_case(row: Row, verdict: Verdict, *, judged: bool) -> ET.Element:
     name = _ascii(verdict.name)
     case = ET.Element(
-        "testcase", classname="memsweep.thresholds", name=f"{row.memory_mb} MB: {name}", time="0"
+        "testcase",
+        classname="memsweep.thresholds",
+        name=_xml_text(f"{row.label}: {name}"),
+        time="0",
     )
     if not judged:
         ET.SubElement(
             case, "skipped", message=_xml_text(f"not judged: {row.verdict}: {row.detail}")
         )
     elif not verdict.passed:
-        message = f"{row.memory_mb} MB measured {verdict.measured}, limit {name}"
+        message = f"{row.label} measured {verdict.measured}, limit {name}"
         failure = ET.SubElement(case, "failure", message=_xml_text(message), type="threshold")
         failure.text = _xml_text(message)
     return case
@@ -308,38 +350,36 @@ def summary_markdown(analysis: Analysis, rows: list[Row]) -> str:
     recommendation = analysis.recommendation
     confidence = _confidence(analysis)
     pick = recommendation.cheapest
+    swept = swept_axes(analysis)
     lines = [f"### memsweep: {_md(results.scenario_name)} (run {_md(results.run_id)})", ""]
     if pick is not None:
-        lines.append(f"**Recommendation: {pick.memory_mb} MB.** {_md(recommendation.headline)}")
+        lines.append(f"**Recommendation: {_md(pick.label)}.** {_md(recommendation.headline)}")
+        if swept:
+            lines += ["", _deploy_line(analysis, pick, swept)]
     else:  # the headline says why there is none
         lines.append(f"**{_md(recommendation.headline)}**")
     if confidence is not None:
         lines += ["", f"How sure: **{_md(confidence.level)}**. {_md(confidence.statement)}"]
+    if swept and analysis.effects:
+        lines += ["", _md(effects_sentence(analysis.effects))]
     warnings = _warnings(analysis, rows)
     if warnings:
         lines += ["", "> **Warning**"]
         lines += [f"> - {_md(warning)}" for warning in warnings]
+    grid = matrix(analysis)
+    if grid is not None:
+        lines += ["", *_markdown_matrix(grid)]
     lines += [
         "",
-        "| memory | requests | req/s | p50 ms | p95 ms | p99 ms | errors | dropped "
-        "| cold starts | USD / 1M warm requests | verdict |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
+        f"| {'setting' if swept else 'memory'} | requests | req/s | p50 ms | p95 ms | p99 ms "
+        "| errors | dropped | cold starts | USD / 1M warm requests | verdict |",
+        f"|{':---' if swept else '---:'}|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
     ]
     for row in rows:
         lines.append(_markdown_row(row))
     judged = [row for row in rows if row.setting is not None and row.setting.verdicts]
     if judged:
-        header = " | ".join(f"{row.memory_mb} MB" for row in judged)
-        lines += ["", f"| threshold | {header} |", "|:---|" + "---:|" * len(judged)]
-        assert judged[0].setting is not None
-        names = [verdict.name for verdict in judged[0].setting.verdicts]
-        for name in names:
-            cells = []
-            for row in judged:
-                assert row.setting is not None
-                verdict = next((v for v in row.setting.verdicts if v.name == name), None)
-                cells.append(_threshold_cell(row, verdict))
-            lines.append(f"| {_md(name)} | " + " | ".join(cells) + " |")
+        lines += ["", *_threshold_table(judged, by_row=bool(swept))]
     lines += [
         "",
         f"Figures cover each step's measured window (warm-up excluded). Files: "
@@ -348,9 +388,85 @@ def summary_markdown(analysis: Analysis, rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _deploy_line(analysis: Analysis, pick: Setting, swept: list[str]) -> str:
+    """The pick on every axis: what to deploy (an axis the sweep did not move: the target's)."""
+    point = recommended_point(pick.point, analysis.results)
+    parts = [f"memory **{point.memory_mb} MB**"]
+    names = {"api": "API type", "architecture": "architecture", "handler": "handler"}
+    for axis in AXES:
+        value = getattr(point, axis)
+        shown = _md(value_name(axis, value)) if value is not None else "unknown"
+        parts.append(
+            f"{names[axis]} **{shown}**" if axis in swept else f"{names[axis]} {shown} (not swept)"
+        )
+    return "Deploy: " + " · ".join(parts)
+
+
+# A matrix cell's mark, by what the cell holds.
+_MATRIX_MARKS = {
+    "degraded": "⚠ degraded",
+    "not valid": "⚠ no data",
+    "missed": "❌",
+    "met": "✅",
+    "measured": "",
+    "not measured": "not measured",
+}
+
+
+def _markdown_matrix(grid: Matrix) -> list[str]:
+    """Memory sizes as rows, the other axes' combinations as columns: p95 and cost per cell,
+    the pick in bold."""
+    header = " | ".join(_md(column) for column in grid.columns)
+    lines = [f"| memory | {header} |", "|---:|" + ":---:|" * len(grid.columns)]
+    for memory, cells in grid.rows:
+        shown = []
+        for cell in cells:
+            if cell is None:
+                shown.append(NO_VALUE)
+                continue
+            s = cell.setting
+            figures = ""
+            if s is not None and s.requests:
+                figures = f"p95 {ms(s.latency.p95)} ms · {_md(money(s.cost.total))}"
+            if cell.picked:
+                shown.append(f"**{figures} ▲ recommended**")
+            else:
+                shown.append(" ".join(t for t in (figures, _MATRIX_MARKS[cell.state]) if t))
+        lines.append(f"| {memory} MB | " + " | ".join(shown) + " |")
+    return lines
+
+
+def _threshold_table(judged: list[Row], *, by_row: bool) -> list[str]:
+    """Pass or fail per threshold and point: a column per size (memory-only), or a row per
+    setting when the sweep moves more (their labels are too long for columns)."""
+    assert judged[0].setting is not None
+    names = [verdict.name for verdict in judged[0].setting.verdicts]
+
+    def cell(row: Row, name: str) -> str:
+        assert row.setting is not None
+        return _threshold_cell(row, next((v for v in row.setting.verdicts if v.name == name), None))
+
+    if by_row:
+        lines = [
+            "| setting | " + " | ".join(_md(name) for name in names) + " |",
+            "|:---|" + "---:|" * len(names),
+        ]
+        lines += [
+            f"| {_md(row.label)} | " + " | ".join(cell(row, name) for name in names) + " |"
+            for row in judged
+        ]
+        return lines
+    header = " | ".join(f"{row.memory_mb} MB" for row in judged)
+    lines = [f"| threshold | {header} |", "|:---|" + "---:|" * len(judged)]
+    for name in names:
+        lines.append(f"| {_md(name)} | " + " | ".join(cell(row, name) for row in judged) + " |")
+    return lines
+
+
 def _markdown_row(row: Row) -> str:
-    memory = f"**{row.memory_mb} MB**" if row.verdict == RECOMMENDED else f"{row.memory_mb} MB"
-    # The table stays one line a size: why a size was not judged is in the warnings above.
+    label = _md(row.label)
+    memory = f"**{label}**" if row.verdict == RECOMMENDED else label
+    # The table stays one line a point: why a point was not judged is in the warnings above.
     verdict = _md(row.verdict)
     if row.verdict == FAILS and row.setting is not None:
         verdict += ": " + ", ".join(_md(v.name) for v in row.setting.verdicts if not v.passed)
@@ -384,12 +500,12 @@ def _warnings(analysis: Analysis, rows: list[Row]) -> list[str]:
         out.append(f"The run is {results.status}: the figures cover only the steps measured.")
     out += [problem.detail for problem in results.problems]
     for degraded in analysis.recommendation.degraded:
-        out.append(f"Step {degraded.step} ({degraded.memory_mb} MB) is degraded: {degraded.cause}")
+        out.append(f"Step {degraded.step} ({degraded.shown}) is degraded: {degraded.cause}")
     for row in rows:
         if row.verdict == NO_DATA:
-            out.append(f"{row.memory_mb} MB has no valid measurement: {row.detail}")
+            out.append(f"{row.label} has no valid measurement: {row.detail}")
         elif row.verdict == NOT_MEASURED:
-            out.append(f"{row.memory_mb} MB was not measured: {row.detail}")
+            out.append(f"{row.label} was not measured: {row.detail}")
     confidence = _confidence(analysis)
     if confidence is not None and confidence.level in ("too close to call", "likely"):
         out.append(f"The pick is {confidence.level}: {confidence.statement}")
