@@ -641,22 +641,23 @@ def test_given_values_no_lambda_takes_then_refuses_says_why_in_one_line(
     target = started_target()
     assert target.refuses("architecture", "arm64") is None  # the package is found and matches
     assert target.refuses("architecture", "x86_64") is None
-    assert target.refuses("architecture", "arm") == (
-        "architecture 'arm': must be one of x86_64, arm64"
-    )
+    assert target.refuses("architecture", "arm") == "must be one of x86_64, arm64"
     assert target.refuses("handler", OTHER_HANDLER) is None
     assert target.refuses("handler", "handler") == (
-        "handler 'handler': must be module.function (e.g. handler.lambda_handler), a Python "
-        "module in the deployed package and a function in it"
+        "must be module.function (e.g. handler.lambda_handler): a Python module in the deployed "
+        "package and a function in it"
     )
+    assert target.refuses("handler", "x." + "y" * 130) == "longer than Lambda's 128 characters"
     assert target.refuses("handler", "nosuchmodule.lambda_handler") == (
-        f"handler nosuchmodule.lambda_handler: nosuchmodule.py is not in {FUNCTION}'s deployed "
-        "package: add it to serverless.yml's package.patterns and redeploy"
+        f"nosuchmodule.py is not in {FUNCTION}'s deployed package: add it to serverless.yml's "
+        "package.patterns and redeploy"
     )
     assert target.refuses("api", "rest") is None
-    assert target.refuses("api", "grpc") == "api 'grpc': must be one of rest, http"
-    with pytest.raises(ValueError, match="must be one of"):
+    assert target.refuses("api", "grpc") == "must be one of rest, http"
+    with pytest.raises(ValueError, match="architecture 'sparc': must be one of x86_64, arm64"):
         target.set_architecture("sparc")
+    with pytest.raises(ValueError, match=r"handler 'handler': must be module\.function"):
+        target.set_handler("handler")
 
 
 @contextlib.contextmanager
@@ -735,7 +736,7 @@ def test_given_a_stack_without_http_api_or_package_then_those_axes_are_refused(
             )
             refused = target.refuses("architecture", "arm64")
             assert refused is not None and "\n" not in refused
-            assert refused.startswith("architecture arm64 needs the function's package: stack ")
+            assert refused.startswith("changing the architecture needs the function's package: ")
             assert "no S3Bucket/S3Key package" in refused
             assert target.refuses("handler", "nosuchmodule.lambda_handler") is None  # unknown
             with pytest.raises(AwsTargetError, match="no HTTP API"):
@@ -746,14 +747,14 @@ def test_given_a_url_target_then_every_axis_but_the_rest_api_is_refused_in_one_l
     target = UrlOnlyTarget(UrlTarget(kind="url", url="https://api.example.com/x"))
     assert target.refuses("api", "rest") is None
     assert target.refuses("api", "http") == (
-        "api http: a url target is a bare URL and cannot switch API types; point target.url at "
-        "that API's URL in a scenario of its own"
+        "a url target is a bare URL and cannot switch API types: point target.url at that API's "
+        "URL in a scenario of its own"
     )
     assert target.refuses("architecture", "arm64") == (
-        "architecture arm64: a url target is a bare URL and cannot change its architecture; "
-        "sweep architecture on the local or aws target"
+        "a url target is a bare URL and cannot change its architecture: sweep architecture on "
+        "the local or aws target"
     )
     assert target.refuses("handler", "handler.lambda_handler") == (
-        "handler handler.lambda_handler: a url target is a bare URL and cannot change its "
-        "handler; sweep handler on the local or aws target"
+        "a url target is a bare URL and cannot change its handler: sweep handler on the local "
+        "or aws target"
     )

@@ -252,13 +252,13 @@ def handler_module_files(handler: str) -> tuple[str, str]:
 
 
 def handler_problem(handler: str) -> str | None:
-    """Why a value cannot be a Python handler name, or None."""
+    """Why a value cannot be a Python handler name (the value itself not repeated), or None."""
     if len(handler) > MAX_HANDLER_CHARS:
-        return f"handler {handler[:40]!r}...: longer than Lambda's {MAX_HANDLER_CHARS} characters"
+        return f"longer than Lambda's {MAX_HANDLER_CHARS} characters"
     if not HANDLER_PATTERN.fullmatch(handler):
         return (
-            f"handler {handler!r}: must be module.function (e.g. handler.lambda_handler), "
-            "a Python module in the deployed package and a function in it"
+            "must be module.function (e.g. handler.lambda_handler): a Python module in the "
+            "deployed package and a function in it"
         )
     return None
 
@@ -491,7 +491,7 @@ class AwsStackTarget(Target):
     def set_handler(self, handler: str) -> None:
         problem = handler_problem(handler)
         if problem:
-            raise ValueError(problem)
+            raise ValueError(f"handler {handler[:40]!r}: {problem}")
         if handler == self.handler:
             return
         self._changed = True
@@ -704,10 +704,11 @@ class AwsStackTarget(Target):
     def refuses(self, axis: str, value: str) -> str | None:
         """Format first (no AWS call); once started, what the stack can do: an HTTP API among
         its outputs, a package to redeploy for another architecture, the handler's module in
-        that package."""
+        that package. The line says why, not which value (the sweep names the axis and value:
+        "sweep.<axis>: <value>: <why>")."""
         if axis == "api":
             if value not in API_TYPES:
-                return f"api {value!r}: must be one of {', '.join(API_TYPES)}"
+                return f"must be one of {', '.join(API_TYPES)}"
             if value == "rest":
                 return None
             if self.function and "http" not in self._urls:
@@ -719,12 +720,12 @@ class AwsStackTarget(Target):
             return None
         if axis == "architecture":
             if value not in ARCHITECTURES:
-                return f"architecture {value!r}: must be one of {', '.join(ARCHITECTURES)}"
+                return f"must be one of {', '.join(ARCHITECTURES)}"
             if self.function and value != self.original_architecture:
                 try:
                     self.package()
                 except AwsTargetError as exc:
-                    return f"architecture {value} needs the function's package: {exc}"
+                    return f"changing the architecture needs the function's package: {exc}"
             return None
         if axis == "handler":
             problem = handler_problem(value)
@@ -737,8 +738,8 @@ class AwsStackTarget(Target):
             if not files.intersection(handler_module_files(value)):
                 module = handler_module_files(value)[0]
                 return (
-                    f"handler {value}: {module} is not in {self.function}'s deployed package: "
-                    "add it to serverless.yml's package.patterns and redeploy"
+                    f"{module} is not in {self.function}'s deployed package: add it to "
+                    "serverless.yml's package.patterns and redeploy"
                 )
             return None
         return f"the aws target has no axis {axis!r}"

@@ -93,17 +93,18 @@ class UrlOnlyTarget(Target):
         """A label: nothing to change."""
 
     def refuses(self, axis: str, value: str) -> str | None:
-        """Only what a bare URL is: one REST endpoint whose function it cannot reach."""
+        """Only what a bare URL is: one REST endpoint whose function it cannot reach (the line
+        says why; the sweep names the axis and value)."""
         if axis == "api" and value == "rest":
             return None
         if axis == "api":
             return (
-                f"api {value}: a url target is a bare URL and cannot switch API types; point "
-                "target.url at that API's URL in a scenario of its own"
+                "a url target is a bare URL and cannot switch API types: point target.url at "
+                "that API's URL in a scenario of its own"
             )
         return (
-            f"{axis} {value}: a url target is a bare URL and cannot change its {axis}; sweep "
-            f"{axis} on the local or aws target"
+            f"a url target is a bare URL and cannot change its {axis}: sweep {axis} on the "
+            "local or aws target"
         )
 
     def invocations(self, phases: Phases) -> tuple[Invocations, OutsideWindow]:
