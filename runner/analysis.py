@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -225,14 +225,14 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
     by_point: dict[Point, list[Step]] = {}
     for step in results.steps:
         by_point.setdefault(step.point, []).append(step)
-    units = _units_per_request(results.steps)
+    units = _units_by_handler(results.steps)
     settings = [
         _setting(
             point,
             steps,
             thresholds=thresholds,
             architecture=architecture,
-            units=units,
+            units=units[point.handler],
             intervals=intervals,
         )
         for point, steps in sorted(
@@ -409,20 +409,40 @@ def _stage_ends(scenario: Scenario) -> list[float]:
     return list(itertools.accumulate(stage.duration_s for stage in scenario.load.stages))
 
 
-def _units_per_request(steps: Sequence[Step]) -> tuple[float, float] | None:
-    """DynamoDB read and write units per invocation, pooled over the whole run.
+Units = tuple[float, float]  # DynamoDB read and write units per request
+
+
+def _units_per_request(steps: Sequence[Step]) -> Units | None:
+    """DynamoDB read and write units per invocation, pooled over these steps' invocations
+    that logged them.
 
     Memory size cannot change the capacity a request consumes; per-setting figures differ
     only by which requests the random mix happened to draw, and that noise must not move
-    the cost ranking.
+    the cost ranking. (A handler can change it: the caller pools per handler.)
     """
-    counted = [step.invocations for step in steps if step.invocations.count]
-    count = sum(inv.count for inv in counted)
+    logged = [
+        (inv, inv.capacity_records if inv.capacity_records is not None else inv.count)
+        for inv in (step.invocations for step in steps)
+    ]
+    count = sum(n for _, n in logged)
     if not count:
         return None
-    reads = sum(inv.read_units for inv in counted)
-    writes = sum(inv.write_units for inv in counted)
+    reads = sum(inv.read_units for inv, n in logged if n)
+    writes = sum(inv.write_units for inv, n in logged if n)
     return reads / count, writes / count
+
+
+def _units_by_handler(steps: Sequence[Step]) -> dict[str | None, tuple[Units | None, bool]]:
+    """Each handler's units per request, and whether they are borrowed: a handler that logs
+    no capacity (the tutorial's original) is priced with the others' (the same requests on
+    the same table), marked as an estimate, never as $0, which would make it look cheaper."""
+    handlers = list(dict.fromkeys(step.handler for step in steps))
+    pooled = _units_per_request(steps)
+    out: dict[str | None, tuple[Units | None, bool]] = {}
+    for handler in handlers:
+        own = _units_per_request([step for step in steps if step.handler == handler])
+        out[handler] = (own, False) if own is not None else (pooled, pooled is not None)
+    return out
 
 
 def _setting(
@@ -431,7 +451,7 @@ def _setting(
     *,
     thresholds: Thresholds,
     architecture: Architecture,
-    units: tuple[float, float] | None,
+    units: tuple[Units | None, bool],
     intervals: bool,
 ) -> Setting:
     histogram = merge(step.histogram for step in steps)
@@ -455,6 +475,23 @@ def _setting(
     offered = [step.offered for step in steps if step.offered is not None]
     memory = point.memory_mb
     architecture = point.architecture or architecture
+    per_request, borrowed = units
+    cost = cost_per_million(
+        memory_mb=memory,
+        billed_ms_mean=warm_billed if warm_billed is not None else function.billed_ms_mean,
+        read_units_per_request=per_request[0] if per_request else None,
+        write_units_per_request=per_request[1] if per_request else None,
+        duration_ms_fallback=summary.mean,
+        architecture=architecture,
+        api=point.api or "rest",
+    )
+    if borrowed:
+        cost = replace(
+            cost,
+            estimated=True,
+            basis=cost.basis + "; DynamoDB units from the other handler's logs (this one logs "
+            "none)",
+        )
     setting = Setting(
         point=point,
         steps=steps,
@@ -470,15 +507,7 @@ def _setting(
         deff=deff,
         # Steady state: what the size costs once warm. A cold start or two more or less in
         # a short window must not decide the ranking; they are priced apart, below.
-        cost=cost_per_million(
-            memory_mb=memory,
-            billed_ms_mean=warm_billed if warm_billed is not None else function.billed_ms_mean,
-            read_units_per_request=units[0] if units else None,
-            write_units_per_request=units[1] if units else None,
-            duration_ms_fallback=summary.mean,
-            architecture=architecture,
-            api=point.api or "rest",
-        ),
+        cost=cost,
         cold=cold_start_cost(
             memory_mb=memory,
             cold_starts=function.cold_starts,

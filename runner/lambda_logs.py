@@ -183,9 +183,11 @@ def summarise(
             cold_billed += report.billed_duration_ms
             inits.append(report.init_duration_ms)
     reads = writes = 0.0
+    logged = 0
     for record in records:
         reads += record.read_units
         writes += record.write_units
+        logged += 1
     durations = warm + cold
     count = len(durations)
     return Invocations(
@@ -207,6 +209,7 @@ def summarise(
         max_memory_used_mb=max_memory or None,
         read_units=reads,
         write_units=writes,
+        capacity_records=logged,
         source=source,
     )
 

@@ -196,6 +196,9 @@ class Invocations(_Model):
     max_memory_used_mb: Count | None = None
     read_units: float = Field(0.0, ge=0)
     write_units: float = Field(0.0, ge=0)
+    # Invocations whose handler logged its consumed capacity (handler.py does; the tutorial's
+    # original does not): the units above are theirs. None: a schema 2 file (all of count).
+    capacity_records: Count | None = None
     source: str = ""  # "local log", "CloudWatch Logs", or why there is none
 
 
