@@ -252,6 +252,11 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
     effects = axis_effects(settings)
     if len(effects) > 1:  # which axis matters is the news when more than memory moved
         recommendation.explanation.append(effects_sentence(effects))
+    if results.target.kind == "local" and any(e.axis == "api" for e in effects):
+        recommendation.explanation.append(
+            "On the local stack the two API types' latency is the emulator's fronts, not API "
+            "Gateway's (their prices are AWS's): measure on AWS before choosing on latency."
+        )
     return Analysis(
         results=results,
         settings=settings,
