@@ -19,8 +19,9 @@ import pytest
 
 from runner.analysis import analyse, run_verdict
 from runner.exports import SUMMARY_COLUMNS, write_exports
+from runner.report import NO_VALUE
 from runner.results import Results, Trust, read_results, write_results
-from tests.test_report import XSS, make_results, make_step
+from tests.test_report import HARDENED, PICK, TUTORIAL, XSS, make_results, make_step, whole_bill
 
 # 128 MB: p95 ≈ 98 ms; 256 MB (two repeats): ≈ 49 ms; 1024 MB: ≈ 20 ms (test_report.py).
 THRESHOLDS = {"p95_ms": 60, "error_rate": 0.01}
@@ -102,6 +103,7 @@ def test_given_a_run_then_summary_csv_has_a_row_per_size_with_the_reports_figure
         assert float(row["cost_per_1m_requests_usd"]) == pytest.approx(setting.cost.total, abs=5e-7)
         assert int(row["cold_starts"]) == setting.function.cold_starts
         assert row["dropped_arrivals"] == "" and row["offered_arrivals"] == ""  # closed model
+        assert row["api"] == row["architecture"] == row["handler"] == ""  # memory only
     # One repeat: the same p95 as the step in results.json; two: the repeats pooled.
     data = json.loads(results_json.read_text())
     assert float(rows[128]["p95_ms"]) == data["steps"][0]["latency"]["p95"]
@@ -260,3 +262,107 @@ def check_a_real_runs_directory(run: Path, results: Results) -> None:
         assert history[-1]["Total Request Count"] == aggregated["Request Count"]
         entries = json.loads(Path(f"{base}_stats.json").read_text())
         assert entries and all(entry["memory_mb"] == step.memory_mb for entry in entries)
+
+
+# --- a sweep over more than memory -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def points_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """test_report.whole_bill: 8 planned points of memory × API type × handler, 7 measured
+    (one not valid), the pick 128 MB · HTTP API · hardened handler."""
+    results = whole_bill()
+    results.verdict = run_verdict(analyse(results, intervals=False))
+    return exported(tmp_path_factory.mktemp("points"), results)
+
+
+def test_given_a_sweep_over_api_and_handler_then_summary_csv_has_a_row_per_point(
+    points_run: dict[str, Path],
+) -> None:
+    rows = csv_rows(points_run["summary.csv"])
+    assert SUMMARY_COLUMNS[:4] == ("memory_mb", "api", "architecture", "handler")
+    keys = [(row["memory_mb"], row["api"], row["architecture"], row["handler"]) for row in rows]
+    # The report's order (handler, then API type, memory rising), then the point never reached.
+    assert keys == [
+        ("128", "rest", "", HARDENED),
+        ("1024", "rest", "", HARDENED),
+        ("128", "http", "", HARDENED),
+        ("1024", "http", "", HARDENED),
+        ("128", "rest", "", TUTORIAL),
+        ("1024", "rest", "", TUTORIAL),
+        ("128", "http", "", TUTORIAL),
+        ("1024", "http", "", TUTORIAL),
+    ]
+    verdicts = [row["verdict"] for row in rows]
+    assert verdicts == [
+        "meets thresholds",
+        "meets thresholds",
+        "recommended",
+        "meets thresholds",
+        "no data",
+        "meets thresholds",
+        "fails thresholds",
+        "not measured",
+    ]
+    assert rows[7]["repeats"] == "0" and rows[7]["requests"] == ""
+    assert "before this setting was measured" in rows[7]["verdict_detail"]
+    # The API type moves the cost: the same memory and handler, $2.50 apart.
+    rest, http = (float(rows[i]["cost_per_1m_requests_usd"]) for i in (0, 2))
+    assert rest - http == pytest.approx(2.50)
+
+
+def test_given_a_sweep_over_api_and_handler_then_junit_cases_are_named_by_point(
+    points_run: dict[str, Path],
+) -> None:
+    cases = junit_cases(points_run["junit.xml"])
+    assert len(cases) == 8 + 7  # a trust case per point, the p95 threshold per measured one
+    assert cases[f"{PICK}: measured and trusted"].is_passed
+    assert cases[f"{PICK}: p95 <= 60 ms"].is_passed
+    invalid = only_result(cases[f"128 MB · REST API · {TUTORIAL}: measured and trusted"])
+    assert isinstance(invalid, junitparser.Error)
+    assert invalid.message.startswith(f"128 MB · REST API · {TUTORIAL} could not be judged")
+    missed = only_result(cases[f"128 MB · HTTP API · {TUTORIAL}: p95 <= 60 ms"])
+    assert isinstance(missed, junitparser.Failure)
+    assert missed.message.startswith(f"128 MB · HTTP API · {TUTORIAL} measured ")
+    unmeasured = only_result(cases[f"1024 MB · HTTP API · {TUTORIAL}: measured and trusted"])
+    assert isinstance(unmeasured, junitparser.Skipped)
+    suite = next(iter(junitparser.JUnitXml.fromfile(str(points_run["junit.xml"]))))
+    properties = {p.name: p.value for p in suite.properties()}
+    assert properties["recommended_mb"] == "128" and properties["recommended_api"] == "http"
+    assert properties["recommended_architecture"] == "x86_64"
+    assert properties["recommended_handler"] == HARDENED
+
+
+def test_given_a_sweep_over_api_and_handler_then_summary_md_has_the_pick_effects_and_matrix(
+    points_run: dict[str, Path],
+) -> None:
+    markdown = points_run["summary.md"].read_text()
+    lines = markdown.splitlines()
+    md_pick = PICK.replace("_", "\\_")
+    assert lines[2].startswith(f"**Recommendation: {md_pick}.** Run {md_pick}: the cheapest")
+    deploy = next(line for line in lines if line.startswith("Deploy: "))
+    assert deploy == (
+        "Deploy: memory **128 MB** · API type **HTTP API** · architecture x86\\_64 (not swept) · "
+        f"handler **{HARDENED.replace('_', chr(92) + '_')}**"
+    )
+    assert any(
+        line.startswith("What moves the bill: HTTP API instead of REST API saves \\$2.50 per 1M")
+        for line in lines
+    )
+    # The matrix: memory sizes as rows, API type · handler as columns, the pick in bold.
+    start = lines.index(
+        "| memory | REST API · handler.lambda\\_handler | HTTP API · handler.lambda\\_handler "
+        "| REST API · tutorial\\_handler.lambda\\_handler "
+        "| HTTP API · tutorial\\_handler.lambda\\_handler |"
+    )
+    small, large = ([c.strip() for c in lines[start + i].strip("|").split("|")] for i in (2, 3))
+    assert small[0] == "128 MB" and large[0] == "1024 MB"
+    assert small[2].startswith("**p95 ") and small[2].endswith(" ▲ recommended**")
+    assert small[3].endswith("⚠ no data") and small[4].endswith("❌")
+    assert large[1].endswith("✅") and large[4] == "not measured"
+    # A row per point, named by its label; thresholds a row per setting.
+    assert f"| **{md_pick}** | 200 |" in markdown
+    assert (
+        f"| 1024 MB · HTTP API · {TUTORIAL.replace('_', chr(92) + '_')} | {NO_VALUE} |" in markdown
+    )
+    assert "| setting | p95 ≤ 60 ms |" in markdown

@@ -8,6 +8,7 @@ each expected answer can be worked out by hand.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from runner.analysis import (
     run_verdict,
 )
 from runner.cost import PRICES_US_EAST_1
-from runner.report import chart_data, pick_line, render, views, write_report
+from runner.report import chart_data, matrix, pick_line, render, views, write_report
 from runner.results import (
     ErrorCount,
     Fidelity,
@@ -141,7 +142,9 @@ def make_results(
     run_id: str = "run-a",
     status: str = "complete",
     planned: list[int] | None = None,
+    sweep: dict[str, Any] | None = None,
 ) -> Results:
+    """`sweep` adds to the scenario's sweep (e.g. `{"api": ["rest", "http"]}`)."""
     scenario = {
         # The run's own name is scenario_name (below), which a hand-written file may fill
         # with anything; this echo must be a scenario memsweep would run.
@@ -149,6 +152,7 @@ def make_results(
         "sweep": {
             "memory_mb": planned or sorted({s.memory_mb for s in steps}) or [128],
             "warmup_s": 2.0,
+            **(sweep or {}),
         },
         "load": {
             "model": "closed",
@@ -686,6 +690,10 @@ def test_given_a_sweep_then_the_memory_chart_draws_cost_and_p95_per_size_from_ze
 ) -> None:
     opened = open_at(browser, reports["one"], WIDE)
     assert opened.console_errors == []
+    # Memory only: no matrix, no effects block, no per-axis pick; the first column is memory.
+    for extra in ("table.matrix", "[data-role=effects]", "[data-role=deploy]", "td.point"):
+        assert opened.page.locator(extra).count() == 0, extra
+    assert opened.page.inner_text("table.summary thead th >> nth=0") == "memory"
     assert opened.chart("memory", "chart.data.labels") == [f"{m} MB" for m in SIZES]
     # Two series (cost on the left axis, p95 on the right), one drawn point per size.
     axes = opened.chart("memory", "chart.data.datasets.map(d => d.yAxisID)")
@@ -748,24 +756,32 @@ def test_given_a_sweep_then_every_scatter_point_is_labelled_with_its_size_on_axe
             assert apart, (a, b)
 
 
-def test_given_a_report_then_every_column_has_a_tooltip_and_a_legend_under_its_table(
-    reports: dict[str, Path], browser: Any
-) -> None:
-    opened = open_at(browser, reports["two"], WIDE)
-    unexplained = opened.page.evaluate(
+def unexplained_columns(opened: Opened) -> list[str]:
+    """Table headers without a tooltip, or not explained in the legend under their table (a
+    matrix's value header, "HTTP API", is explained by its axis's header in the same row)."""
+    unexplained: list[str] = opened.page.evaluate(
         """() => [...document.querySelectorAll('table')].flatMap(table => {
              const block = table.closest('.scroll') || table;
              const legend = block.nextElementSibling;
              const text = legend && legend.matches('dl.legend') ? legend.textContent : '';
              return [...table.querySelectorAll('thead th')].filter(th => {
                const abbr = th.querySelector('abbr[title]');
-               const label = th.dataset.column === 'size'
-                 ? 'each memory size' : th.textContent.trim();
+               const label = th.dataset.column === 'size' ? 'each memory size'
+                 : th.hasAttribute('data-value')
+                 ? th.closest('tr').querySelector('th:not([data-value])').textContent.trim()
+                 : th.textContent.trim();
                return !abbr || abbr.title.length < 15 || !text.includes(label);
              }).map(th => table.className + ': ' + th.textContent.trim());
            })"""
     )
-    assert unexplained == []
+    return unexplained
+
+
+def test_given_a_report_then_every_column_has_a_tooltip_and_a_legend_under_its_table(
+    reports: dict[str, Path], browser: Any
+) -> None:
+    opened = open_at(browser, reports["two"], WIDE)
+    assert unexplained_columns(opened) == []
     legend = opened.page.inner_text(".scroll:has(table.steps) + dl.legend")
     assert "overhead s" in legend and "Seconds from the previous step's load end" in legend
     summary = opened.page.inner_text(".scroll:has(table.summary) + dl.legend")
@@ -843,3 +859,222 @@ def test_given_a_degraded_step_then_its_points_say_so_on_both_charts(
     marked = [label for label in opened.point_labels("memory") if label.endswith(" ⚠")]
     assert len(marked) == 2  # its cost and its p95
     assert "1024 MB ⚠ degraded" in opened.point_labels("cost")
+
+
+# --- a sweep over more than memory: the matrix, labels, what moves the bill -----------------
+
+HARDENED, TUTORIAL = "handler.lambda_handler", "tutorial_handler.lambda_handler"
+POINT_SWEEP = {"api": ["rest", "http"], "handler": [HARDENED, TUTORIAL]}
+PICK = "128 MB · HTTP API · handler.lambda_handler"
+POINT_REQUESTS = 200  # per step: few histogram buckets, so the bootstrap stays quick
+
+
+def whole_bill(*, degraded: bool = False, run_id: str = "run-a", slower: float = 1.0) -> Results:
+    """memory × API type × handler, as scenarios/whole_bill.yaml plans it (8 points). The run
+    stopped before its last point (1024 MB · HTTP API · tutorial handler); 128 MB · REST API ·
+    tutorial handler lost a worker (not valid). Under p95 ≤ 60 ms the cheapest is 128 MB behind
+    the HTTP API with the hardened handler (p95 ≈ 33 ms: $1.00 for API Gateway, not $3.50).
+    `degraded`: 1024 MB · REST API · hardened was measured on a starved host."""
+    figures = {  # (memory, handler): median ms, billed ms
+        (128, HARDENED): (20.0, 5.0),
+        (1024, HARDENED): (8.0, 3.0),
+        (128, TUTORIAL): (150.0, 140.0),
+        (1024, TUTORIAL): (15.0, 12.0),
+    }
+    steps = []
+    index = 0
+    for handler in (HARDENED, TUTORIAL):
+        for api in ("rest", "http"):
+            for memory in (128, 1024):
+                if (memory, api, handler) == (1024, "http", TUTORIAL):
+                    continue  # never reached
+                index += 1
+                median, billed = figures[(memory, handler)]
+                step = make_step(
+                    index=index,
+                    memory=memory,
+                    median_ms=median * slower,
+                    billed_ms=billed,
+                    requests=POINT_REQUESTS,
+                    valid=(memory, api, handler) != (128, "rest", TUTORIAL),
+                )
+                update: dict[str, Any] = {"api": api, "handler": handler}
+                if degraded and (memory, api, handler) == (1024, "rest", HARDENED):
+                    update["trust"] = Trust(
+                        degraded=True, causes=["host saturated: 30% of the CPU"]
+                    )
+                steps.append(step.model_copy(update=update))
+    return make_results(
+        steps,
+        thresholds={"p95_ms": 60},
+        status="interrupted",
+        planned=[128, 1024],
+        sweep=POINT_SWEEP,
+        run_id=run_id,
+    )
+
+
+@pytest.fixture(scope="module")
+def points_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Analysis, Path]:
+    analysis = analyse(whole_bill())
+    path = tmp_path_factory.mktemp("points") / "report.html"
+    path.write_text(render([analysis]), encoding="utf-8")
+    return analysis, path
+
+
+def test_given_a_sweep_over_api_and_handler_then_a_matrix_shows_each_point_and_the_pick(
+    points_report: tuple[Analysis, Path], browser: Any
+) -> None:
+    analysis, path = points_report
+    opened = open_at(browser, path, NARROW)
+    page = opened.page
+    assert opened.console_errors == []
+    assert page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+    # Columns nest handler (outer) over API type (inner); rows are the memory sizes.
+    heads = page.locator("table.matrix thead tr")
+    assert heads.nth(0).get_attribute("data-axis") == "handler"
+    assert heads.nth(0).locator("th[data-value]").all_inner_texts() == [HARDENED, TUTORIAL]
+    assert [
+        heads.nth(0).locator("th[data-value]").nth(i).get_attribute("colspan") for i in range(2)
+    ] == ["2", "2"]
+    assert heads.nth(1).locator("th[data-value]").all_inner_texts() == ["REST API", "HTTP API"] * 2
+    assert page.locator("table.matrix tbody th").all_inner_texts() == ["128 MB", "1024 MB"]
+    cells = page.locator("table.matrix tbody td")
+    assert cells.count() == 8
+    labels = [cells.nth(i).get_attribute("data-point") for i in range(8)]
+    assert labels == [
+        f"{memory} MB · {api} · {handler}"
+        for memory in (128, 1024)
+        for handler in (HARDENED, TUTORIAL)
+        for api in ("REST API", "HTTP API")
+    ]
+    # Each measured cell holds the setting's p95 and cost, as the summary table shows them.
+    for setting in analysis.settings:
+        cell = page.locator(f"table.matrix td[data-point='{setting.label}']")
+        row = f"table.summary tr[data-point='{setting.label}']"
+        assert cell.locator("[data-field=p95]").inner_text() == f"p95 {setting.latency.p95:,.1f} ms"
+        shown_cost = page.inner_text(f"{row} td[data-field=cost]")
+        assert cell.locator("[data-field=cost]").inner_text() == shown_cost.split()[0]
+    # The pick is highlighted, the rest marked by what they are.
+    marks = {
+        label: page.inner_text(f"td[data-point='{label}'] [data-field=mark]") for label in labels
+    }
+    assert marks[PICK] == "▲ recommended"
+    assert page.locator("table.matrix td.picked").all() and [
+        c.get_attribute("data-point") for c in page.locator("table.matrix td.picked").all()
+    ] == [PICK]
+    assert marks[f"128 MB · REST API · {TUTORIAL}"] == "⚠ not valid"
+    assert marks[f"1024 MB · HTTP API · {TUTORIAL}"] == "not measured"
+    assert marks[f"128 MB · REST API · {TUTORIAL}"] == "⚠ not valid"
+    assert marks[f"128 MB · HTTP API · {TUTORIAL}"] == "✗ missed"  # p95 ≈ 245 ms
+    assert marks[f"1024 MB · REST API · {HARDENED}"] == "✓ met"
+    picked = page.locator("table.matrix td.picked")
+    assert picked.evaluate("c => getComputedStyle(c).outlineStyle") == "solid"
+    assert unexplained_columns(opened) == []
+
+
+def test_given_a_sweep_over_api_and_handler_then_every_setting_is_named_by_its_label(
+    points_report: tuple[Analysis, Path], browser: Any
+) -> None:
+    analysis, path = points_report
+    opened = open_at(browser, path, NARROW)
+    page = opened.page
+    # The pick, with every axis (architecture: not swept, the target's).
+    assert page.inner_text("[data-field=pick]").strip() == f"Recommendation: {PICK}"
+    deploy = {
+        d.get_attribute("data-axis"): (d.locator("dt").inner_text(), d.locator("dd").inner_text())
+        for d in page.locator("[data-role=deploy] > div").all()
+    }
+    assert deploy == {
+        "memory": ("memory", "128 MB"),
+        "api": ("API type", "HTTP API"),
+        "architecture": ("architecture", "x86_64 (not swept: the target's)"),
+        "handler": ("handler", HARDENED),
+    }
+    # Tables: the summary's rows in the analysis's order, each by its label; steps too.
+    labels = [s.label for s in analysis.settings]
+    assert page.locator("table.summary tbody td:first-child").all_inner_texts() == labels
+    assert page.inner_text("table.summary tr.picked td >> nth=0") == PICK
+    steps = page.locator("table.steps tbody tr td:nth-child(2)").all_inner_texts()
+    assert steps == [step.label for step in analysis.results.steps]
+    # Charts: the memory chart draws a pair of lines per API type × handler, its legend one
+    # entry per pair, labels only on the pick; the scatter colours by combination.
+    combos = [f"REST API · {HARDENED}", f"HTTP API · {HARDENED}"]
+    combos += [f"REST API · {TUTORIAL}", f"HTTP API · {TUTORIAL}"]
+    assert opened.chart("memory", "chart.data.datasets.length") == 8
+    assert opened.chart("memory", "chart.legend.legendItems.map(i => i.text)") == combos
+    assert f"recommended: {PICK}" in opened.chart("memory", "chart.options.plugins.title.text")
+    assert len(opened.point_labels("memory")) == 2  # the pick's cost and p95
+    ticks = opened.chart("memory", "chart.scales.x.ticks.map(t => t.label)")
+    assert ticks[0][:2] == ["128 MB", "▲ recommended"]
+    assert opened.chart("cost", "chart.data.datasets.map(d => d.label)") == combos
+    assert sorted(opened.point_labels("cost")) == sorted(
+        f"{s.memory_mb} MB"
+        + (" (recommended)" if s.label == PICK else "")
+        + (" ⚠ degraded" if not s.valid else "")
+        for s in analysis.settings
+    )
+    assert opened.chart("percentiles", "chart.data.datasets.map(d => d.label)") == labels
+    timeline = opened.chart("timeline", "chart.data.datasets.map(d => d.label)")
+    assert timeline == [f"{label} {stat}" for label in labels for stat in ("mean", "p95")]
+    for chart in ("memory", "cost", "percentiles", "timeline"):
+        assert opened.chart(chart, "chart.width") <= NARROW
+
+
+def test_given_a_sweep_over_api_and_handler_then_the_report_says_what_moves_the_bill(
+    points_report: tuple[Analysis, Path], browser: Any
+) -> None:
+    analysis, path = points_report
+    opened = open_at(browser, path, WIDE)
+    page = opened.page
+    effects = page.locator("[data-role=effects]")
+    assert effects.locator("[data-field=most]").inner_text().strip() == (
+        "Most: HTTP API instead of REST API saves $2.50 per 1M."
+    )
+    rows = effects.locator("tbody tr")
+    assert [rows.nth(i).get_attribute("data-axis") for i in range(rows.count())] == [
+        e.axis for e in analysis.effects
+    ]
+    api = effects.locator("tr[data-axis=api]")
+    assert api.locator("[data-field=change]").inner_text() == "REST API → HTTP API"
+    assert api.locator("[data-field=cost]").inner_text() == "\u2212$2.50"  # a minus sign
+    memory = effects.locator("tr[data-axis=memory_mb]")
+    assert memory.locator("[data-field=change]").inner_text() == "128 MB → 1024 MB"
+    # It sits between the recommendation and the matrix, and the banner does not repeat it.
+    order = page.evaluate(
+        "['[data-role=recommendation]', '[data-role=effects]', 'table.matrix']"
+        ".map(s => document.querySelector(s).getBoundingClientRect().top)"
+    )
+    assert order == sorted(order)
+    assert "What moves the bill" not in page.inner_text("[data-role=recommendation]")
+
+
+def test_given_a_degraded_point_then_its_matrix_cell_and_chart_point_say_so() -> None:
+    analysis = analyse(whole_bill(degraded=True), intervals=False)
+    grid = matrix(analysis)
+    assert grid is not None
+    states = {cell.label: cell.state for _, cells in grid.rows for cell in cells if cell}
+    assert states[f"1024 MB · REST API · {HARDENED}"] == "degraded"
+    assert not any(cell.picked for _, cells in grid.rows for cell in cells if cell)
+    page = render([analysis])
+    assert f'data-point="1024 MB · REST API · {HARDENED}" data-state="degraded"' in page
+    data = chart_data(views([analysis]))
+    rest = next(s for s in data["memory"]["series"] if s["label"] == f"REST API · {HARDENED}")
+    assert rest["degraded"] == [False, True] and data["memory"]["degraded"]
+
+
+def test_given_two_runs_of_points_then_their_rows_are_matched_by_point(
+    points_report: tuple[Analysis, Path],
+) -> None:
+    a = points_report[0]
+    b = analyse(whole_bill(run_id="after", slower=1.5), intervals=False)
+    page = render([a, b], pair=compare_run_pair(a, b))
+    for setting in a.settings:
+        rows = re.findall(
+            rf'<tr[^>]*data-point="{re.escape(setting.label)}" data-run="([^"]+)"', page
+        )
+        assert rows[:3] == ["A", "B", "B-A"], (setting.label, rows)
+    assert f"Same recommendation in both runs: {PICK}." in page
+    assert page.count('<table class="matrix"') == 2
