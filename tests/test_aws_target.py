@@ -507,7 +507,8 @@ def test_given_access_denied_to_usage_plans_then_the_default_plan_and_one_line(
 
 # -- the axes beside memory: architecture, handler, API type (issue 17) -------------------------
 
-OTHER_HANDLER = "handler.other_entry_point"  # well formed, and its module is in the package
+# The tutorial's original function, deployed beside handler.py (serverless.yml's package).
+OTHER_HANDLER = "tutorial_handler.lambda_handler"
 
 
 @pytest.fixture
@@ -649,8 +650,13 @@ def test_given_values_no_lambda_takes_then_refuses_says_why_in_one_line(
     )
     assert target.refuses("handler", "x." + "y" * 130) == "longer than Lambda's 128 characters"
     assert target.refuses("handler", "nosuchmodule.lambda_handler") == (
-        f"nosuchmodule.py is not in {FUNCTION}'s deployed package: add it to serverless.yml's "
+        "nosuchmodule.py is not in the deployed package: add it to serverless.yml's "
         "package.patterns and redeploy"
+    )
+    # The module is there, the function is not: read from the package as the local stack reads
+    # its code directory (parsed, never run).
+    assert target.refuses("handler", "handler.lambda_handlr") == (
+        "handler handler.lambda_handlr: handler.py defines no lambda_handlr at module level"
     )
     assert target.refuses("api", "rest") is None
     assert target.refuses("api", "grpc") == "must be one of rest, http"

@@ -19,10 +19,12 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +32,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound, WaiterError
 
+from runner import control_api
 from runner.errors import BadInput, MemsweepError
 from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
 from runner.lambda_logs import Phases, attribute
@@ -233,6 +236,26 @@ class Package:
     key: str
     version: str | None  # the S3 object version, when the bucket keeps versions
     files: frozenset[str]  # the names in the zip
+    archive: bytes = field(repr=False, default=b"")  # the zip itself
+
+    def handler_problem(self, handler: str) -> str | None:
+        """Why this package cannot run `handler` (its module missing, not parsing, or not
+        defining the function), read as the local stack reads a code directory
+        (control_api.handler_problem: the source parsed, never imported); None if it can."""
+        candidates = handler_module_files(handler)
+        member = next((name for name in candidates if name in self.files), None)
+        if member is None:
+            return (
+                f"{candidates[0]} is not in the deployed package: add it to serverless.yml's "
+                "package.patterns and redeploy"
+            )
+        with tempfile.TemporaryDirectory(prefix="memsweep-package-") as directory:
+            with zipfile.ZipFile(io.BytesIO(self.archive)) as archive:
+                archive.extract(member, directory)
+            problem = control_api.handler_problem(handler, Path(directory))
+        if problem is None:
+            return None
+        return problem.replace(f"{directory}/", "").replace(directory, "the deployed package")
 
 
 def _resolve(value: Any, resources: dict[str, str]) -> str | None:
@@ -697,6 +720,7 @@ class AwsStackTarget(Target):
             key=key,
             version=str(version) if version and version != "null" else None,
             files=files,
+            archive=data,
         )
 
     # -- the axes: what this target can run, which API the load goes to -------------------------
@@ -732,16 +756,10 @@ class AwsStackTarget(Target):
             if problem or not self.function or value == self.original_handler:
                 return problem
             try:
-                files = self.package().files
+                package = self.package()
             except AwsTargetError:
                 return None  # cannot look inside: Lambda says so at the first request
-            if not files.intersection(handler_module_files(value)):
-                module = handler_module_files(value)[0]
-                return (
-                    f"{module} is not in {self.function}'s deployed package: add it to "
-                    "serverless.yml's package.patterns and redeploy"
-                )
-            return None
+            return package.handler_problem(value)
         return f"the aws target has no axis {axis!r}"
 
     def set_api(self, api: str) -> None:
