@@ -756,7 +756,7 @@ def _cost_chart(runs: Sequence[RunView]) -> dict[str, Any]:
         "p95_limit": _p95_limit(runs),
         "legend": two or several,
         "title": "Cost against p95 latency (labelled by memory size"
-        + (f"; colour: {' · '.join(axes)}" if several else "")
+        + (f"; colour: {' × '.join(axes)}" if several else "")
         + "; recommended: ◆)",
     }
 
