@@ -678,6 +678,7 @@ def _memory_chart(runs: Sequence[RunView]) -> dict[str, Any]:
                     "run": run.index,
                     "letter": run.letter,
                     "label": label,
+                    "combo": axes_label(combo),
                     "degraded": [m in by_size and by_size[m].point in degraded for m in sizes],
                     "colour": PALETTE[index % len(PALETTE)] if several else run.colour,
                     "marker": run.marker,
