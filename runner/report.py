@@ -708,6 +708,8 @@ def _memory_chart(runs: Sequence[RunView]) -> dict[str, Any]:
         "labels": [f"{m} MB" for m in sizes],
         "series": series,
         "several": several,
+        # More than one line pair: only the pick's points are labelled, or labels pile up.
+        "crowded": len(combos) > 1,
         "degraded": any(any(s["degraded"]) for s in series),
         "combo_axes": " × ".join(
             COLUMNS[a].label for a in AXES if any(getattr(c, a) is not None for c in combos)
