@@ -99,7 +99,7 @@ class LocalTarget(_Model):
     code_dir: str | None = Field(
         None,
         description="directory holding the handler's module (default: the project's)",
-        examples=["bench/handlers"],
+        examples=["tests/handlers"],
     )
     integration: Literal["lambda-proxy", "lambda"] | None = Field(
         None,
