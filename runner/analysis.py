@@ -356,7 +356,7 @@ def axis_effects(settings: Sequence[Setting]) -> list[AxisEffect]:
     """For each axis the sweep moved: from its first value (memory: the smallest) to each
     other (memory: the largest), the mean change in cost and p95 over matched pairs of valid
     settings; ordered by how much each moves the bill."""
-    usable = [s for s in settings if s.valid and s.latency.p95 is not None]
+    usable = [s for s in settings if s.trusted and s.latency.p95 is not None]
     effects: list[AxisEffect] = []
     for axis in ("memory_mb", *AXES):
         values = list(dict.fromkeys(getattr(s.point, axis) for s in settings))
