@@ -1069,7 +1069,7 @@ def test_given_a_degraded_point_then_its_matrix_cell_and_chart_point_say_so() ->
     assert not any(cell.picked for _, cells in grid.rows for cell in cells if cell)
     page = render([analysis])
     assert f'data-point="1024 MB · REST API · {HARDENED}" data-state="degraded"' in page
-    assert "Some of these pairs include degraded steps" in page  # the effects rest on them
+    assert "with a degraded step (above) are left out of these pairs" in page
     data = chart_data(views([analysis]))
     rest = next(s for s in data["memory"]["series"] if s["label"] == f"REST API · {HARDENED}")
     assert rest["degraded"] == [False, True] and data["memory"]["degraded"]
