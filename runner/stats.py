@@ -157,7 +157,27 @@ def _resample(
 # n requests carry less information than n independent draws. Batches of these lengths (s)
 # are tried and the largest variance inflation kept: conservative against slow drifts.
 BATCH_SECONDS = (1, 2, 5, 10)
-MIN_BATCHES = 6
+# A batch length is judged from at least this many batches. A variance from k batches has
+# k - 1 degrees of freedom, so each estimate is widened by (t[k-1] / z)^2: the interval a
+# Student t gives, folded into the inflation the bootstrap takes. Before, lengths with fewer
+# than 6 batches were skipped and a window too short for any (the quick bench's 4 s steps:
+# 5 one-second batches) was taken as independent requests (inflation 1): identical runs then
+# differed "significantly" in 3-4 of 6 comparisons (bench/RESULTS.md, "A/A").
+MIN_BATCHES = 3
+# Two-sided 97.5 % quantiles of Student's t for 1-30 degrees of freedom (any statistics table);
+# beyond 30 the normal's 1.96 is within 4 %.
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+Z_975 = 1.96
+
+
+def small_sample_factor(batches: int) -> float:
+    """(t / z)^2 for a variance estimated from `batches` batches (1 from 31 on)."""
+    df = batches - 1
+    if df < 1:
+        raise ValueError("a variance needs at least two batches")
+    return (T_975[df - 1] / Z_975) ** 2 if df <= len(T_975) else 1.0
 
 
 @dataclass(frozen=True)
@@ -173,22 +193,37 @@ def design_effect(seconds: Sequence[Sequence[Batch]], variance_ms2: float) -> fl
 
     seconds: per step (repeat), its per-second batches in time order. Compares the spread of
     batch means (and of repeat means, when there are several repeats) with the spread
-    expected from the per-request variance alone: Kish's design effect, at least 1.
+    expected from the per-request variance alone: Kish's design effect, at least 1, widened
+    for the few batches it rests on. A window too short to judge by MIN_BATCHES batches of any
+    length is judged by its seconds however few (two: t with 1 degree of freedom); a window of
+    one second is one draw. Only steps with no timeline at all count as independent requests.
     """
     if variance_ms2 <= 0:
         return 1.0
     effects = [1.0]
     for length in BATCH_SECONDS:
-        batches = [
-            _pool(step[start : start + length])
-            for step in seconds
-            for start in range(0, len(step) - length + 1, length)
-        ]
-        effects.append(_inflation([b for b in batches if b.requests], variance_ms2))
+        batches = _batches(seconds, length)
+        if len(batches) >= MIN_BATCHES:
+            effects.append(_inflation(batches, variance_ms2))
+    if len(effects) == 1:  # too short to judge by MIN_BATCHES batches
+        batches = _batches(seconds, 1)
+        if len(batches) >= 2:
+            effects.append(_inflation(batches, variance_ms2))
+        elif batches:
+            effects.append(float(batches[0].requests))  # one second: one draw
     repeats = [_pool(step) for step in seconds if step]
     if len(repeats) >= 2:
-        effects.append(_inflation(repeats, variance_ms2, minimum=2))
+        effects.append(_inflation(repeats, variance_ms2, widen=False))
     return max(effects)
+
+
+def _batches(seconds: Sequence[Sequence[Batch]], length: int) -> list[Batch]:
+    pooled = [
+        _pool(step[start : start + length])
+        for step in seconds
+        for start in range(0, len(step) - length + 1, length)
+    ]
+    return [b for b in pooled if b.requests]
 
 
 def _pool(batches: Sequence[Batch]) -> Batch:
@@ -196,14 +231,13 @@ def _pool(batches: Sequence[Batch]) -> Batch:
     return Batch(n, sum(b.requests * b.mean_ms for b in batches) / n if n else 0.0)
 
 
-def _inflation(batches: Sequence[Batch], variance_ms2: float, minimum: int = MIN_BATCHES) -> float:
-    if len(batches) < minimum:
-        return 1.0
+def _inflation(batches: Sequence[Batch], variance_ms2: float, *, widen: bool = True) -> float:
     n = sum(b.requests for b in batches)
     grand = sum(b.requests * b.mean_ms for b in batches) / n
     # Under independence E[n_b (m_b - m)^2] = sigma^2 for every batch.
     spread = sum(b.requests * (b.mean_ms - grand) ** 2 for b in batches) / (len(batches) - 1)
-    return max(1.0, spread / variance_ms2)
+    factor = small_sample_factor(len(batches)) if widen else 1.0
+    return max(1.0, spread / variance_ms2 * factor)
 
 
 def variance_ms2(histogram: HdrHistogram) -> float:

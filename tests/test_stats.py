@@ -8,7 +8,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runner.stats import bootstrap, compare, empty_histogram, latency
+from runner.stats import (
+    Batch,
+    bootstrap,
+    compare,
+    compare_many,
+    design_effect,
+    empty_histogram,
+    latency,
+    small_sample_factor,
+    variance_ms2,
+)
 
 
 def histogram_of(samples_ms: list[float]) -> Any:
@@ -98,3 +108,79 @@ def test_a_dropped_histogram_is_freed_without_the_cyclic_collector() -> None:
         assert encode(merged) == encoded  # still encodes: the encoder's link is only weak
     finally:
         gc.enable()
+
+
+# --- calibration on serially correlated latency ------------------------------------------------
+
+CALIBRATION_TRIALS = 100
+
+
+def wandering_run(
+    rng: np.random.Generator, *, seconds: int, per_second: int = 60
+) -> tuple[Any, list[Batch]]:
+    """One step of `seconds` (partial first and last seconds, as a real window has): lognormal
+    latency around 8 ms whose level wanders from second to second (AR(1), rho 0.5, 5 % a second:
+    a host's busy seconds), as histogram and per-second batches."""
+    histogram = empty_histogram()
+    batches = []
+    level = rng.normal(0, 0.05 / np.sqrt(1 - 0.5**2))  # the stationary start
+    for second in range(seconds):
+        if second:
+            level = 0.5 * level + rng.normal(0, 0.05)
+        edge = second in (0, seconds - 1)
+        n = int(rng.integers(1, per_second)) if edge else per_second
+        values = 8.0 * np.exp(level + rng.normal(0, 0.3, n))
+        micros, counts = np.unique(np.round(values * 100).astype(int) * 10, return_counts=True)
+        for value, count in zip(micros, counts, strict=True):
+            histogram.record_value(int(value), int(count))
+        batches.append(Batch(n, float(values.mean())))
+    return histogram, batches
+
+
+def false_calls(*, seconds: int, independent: bool) -> float:
+    """Share of (pair, statistic) comparisons of identical runs called significant."""
+    rng = np.random.default_rng(11)
+    called = []
+    for trial in range(CALIBRATION_TRIALS):
+        (a, seconds_a), (b, seconds_b) = (wandering_run(rng, seconds=seconds) for _ in "ab")
+        deff_a = 1.0 if independent else design_effect([seconds_a], variance_ms2(a))
+        deff_b = 1.0 if independent else design_effect([seconds_b], variance_ms2(b))
+        differences = compare_many(
+            a, b, ["p50", "p95", "mean"], resamples=300, seed=trial, deff_a=deff_a, deff_b=deff_b
+        )
+        called += [d.significant for d in differences.values()]
+    return sum(called) / len(called)
+
+
+def test_given_identical_runs_whose_latency_wanders_then_few_differences_are_called() -> None:
+    # GIVEN pairs of identical 9-second steps (the full bench's windows) whose per-second level
+    # is correlated from one second to the next
+    # WHEN each pair is compared as if requests were independent, then with the design effect
+    naive = false_calls(seconds=9, independent=True)
+    corrected = false_calls(seconds=9, independent=False)
+    # THEN independence calls a change far more often than the 5 % a 95 % interval allows;
+    # the design effect (batch means, t-widened) keeps it within it
+    assert naive > 0.10, naive
+    assert corrected <= 0.05, corrected
+
+
+def test_given_a_window_too_short_for_six_batches_then_requests_are_not_taken_as_independent() -> (
+    None
+):
+    # GIVEN identical 5-second steps (4 s windows: the quick bench's and the trust tests')
+    # THEN the design effect is measured from their seconds (before: 1.0, independence, which
+    # called a change in a third of comparisons here), and it cuts false calls by more than half
+    rng = np.random.default_rng(5)
+    histogram, seconds = wandering_run(rng, seconds=5)
+    assert design_effect([seconds], variance_ms2(histogram)) > 1.0
+    assert false_calls(seconds=5, independent=False) < false_calls(seconds=5, independent=True) / 2
+
+
+def test_given_one_or_two_seconds_then_the_design_effect_says_how_little_they_show() -> None:
+    seconds = [Batch(50, 10.0), Batch(50, 12.0)]
+    # Two batches: t with 1 degree of freedom; one second: one draw; no timeline: independent.
+    assert design_effect([seconds], variance_ms2=4.0) == pytest.approx(
+        50 * 2 * 1.0 / 4.0 * small_sample_factor(2)
+    )
+    assert design_effect([seconds[:1]], variance_ms2=4.0) == 50
+    assert design_effect([[]], variance_ms2=4.0) == 1.0
