@@ -7,11 +7,18 @@
   time) must be flagged degraded, and the quiet ones must not: miss and false-alarm rates.
 
 Idle and busy runs alternate so a drift of the host hits both.
+
+--quick (CI) makes no runs of its own when tests/test_trust_e2e.py has just made the same
+ones (two quiet runs and one beside CPU hogs, 4 users, 6 s steps, 2 s warm-up, one worker):
+.ci/run names a folder in $MEMSWEEP_TRUST_RUNS, the tests leave their results.json there, and
+the figures are worked out from them (110 s of CI saved). Without them it runs its own.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -38,6 +45,9 @@ workers: {local: 1}
 """
 RUN_TIMEOUT_S = 600
 LATENCY_METRICS = ("p50_ms", "p95_ms", "mean_ms")
+# Where tests/test_trust_e2e.py leaves its runs for the quick bench (idle-*.json, busy-*.json).
+TRUST_RUNS_ENV = "MEMSWEEP_TRUST_RUNS"
+AA_GOAL = 0.05  # share of identical-run comparisons called a change
 
 
 def _run(scenario: Path, out: Path, run_id: str) -> Results:
@@ -62,6 +72,15 @@ def _run(scenario: Path, out: Path, run_id: str) -> Results:
 
 
 def verdict_trust(*, quick: bool) -> list[Figure]:
+    if quick:
+        given = _runs_from_tests()
+        if given is not None:
+            source = f"runs of tests/test_trust_e2e.py (${TRUST_RUNS_ENV})"
+            return [
+                _aa(given[0], quick=True, source=source),
+                _repeatability(given[0]),
+                *_saturation(*given),
+            ]
     idle_runs = 2 if quick else 4
     busy_runs = 1 if quick else 2
     sizes = "[128, 1024]" if quick else "[128, 512, 1024]"
@@ -69,7 +88,10 @@ def verdict_trust(*, quick: bool) -> list[Figure]:
     busy: list[Results] = []
     with tempfile.TemporaryDirectory() as scratch:
         scenario = Path(scratch) / "trust.yaml"
-        scenario.write_text(SCENARIO % {"sizes": sizes, "duration": 6 if quick else 10})
+        text = SCENARIO % {"sizes": sizes, "duration": 6 if quick else 10}
+        if quick:  # calibration is a start-up check, not what this bench measures (~4 s a run)
+            text = text.replace("{kind: local}", "{kind: local, calibrate: false}")
+        scenario.write_text(text)
         order = ["idle"] * idle_runs
         for slot in range(busy_runs):  # alternate: idle, busy, idle, busy, idle, ...
             order.insert(2 * slot + 1, "busy")
@@ -79,10 +101,36 @@ def verdict_trust(*, quick: bool) -> list[Figure]:
                     busy.append(_run(scenario, Path(scratch), f"busy{index}"))
             else:
                 idle.append(_run(scenario, Path(scratch), f"idle{index}"))
-    return [_aa(idle), _repeatability(idle), *_saturation(idle, busy)]
+    return [_aa(idle, quick=quick), _repeatability(idle), *_saturation(idle, busy)]
 
 
-def _aa(runs: list[Results]) -> Figure:
+def _runs_from_tests() -> tuple[list[Results], list[Results]] | None:
+    """The quiet and the busy runs tests/test_trust_e2e.py left in $MEMSWEEP_TRUST_RUNS."""
+    folder = os.environ.get(TRUST_RUNS_ENV)
+    if not folder:
+        return None
+    idle = [read_results(path) for path in sorted(Path(folder).glob("idle-*.json"))]
+    busy = [read_results(path) for path in sorted(Path(folder).glob("busy-*.json"))]
+    return (idle, busy) if len(idle) >= 2 and busy else None
+
+
+def false_call_bound(comparisons: int, rate: float = AA_GOAL) -> int:
+    """Fewest calls among `comparisons` that a true `rate` gives at most 5 % of the time.
+
+    With few comparisons a rate of 5 % cannot be told from 0 % or 20 %: one call in 6 happens
+    26 % of the time at exactly 5 %. A quick run can only rule out rates well above it.
+    """
+    for calls in range(comparisons + 1):
+        tail = sum(
+            math.comb(comparisons, k) * rate**k * (1 - rate) ** (comparisons - k)
+            for k in range(calls, comparisons + 1)
+        )
+        if tail <= 0.05:
+            return calls
+    return comparisons + 1
+
+
+def _aa(runs: list[Results], *, quick: bool, source: str = "") -> Figure:
     analyses = [analyse(run) for run in runs]
     called = by_interval = total = 0
     significant: list[str] = []
@@ -102,13 +150,25 @@ def _aa(runs: list[Results]) -> Figure:
         f"{called} of {total} (size, metric) pairs over {len(runs) - 1} pair(s) of identical "
         f"runs called a change ({by_interval} by the interval alone, before the run-to-run "
         f"margin of {RUN_TO_RUN_MARGIN:.0%}); design effects {', '.join(deffs)}"
+        + (f"; {source}" if source else "")
     )
+    if quick:
+        # A handful of comparisons cannot show ≤ 5 %: it can only refuse rates well above it.
+        bound = false_call_bound(total)
+        goal = f"< {bound} of {total} (rate ≤ 5 % not ruled out)"
+        passed = total > 0 and called < bound
+        detail += (
+            f"; quick: {total} comparisons can only rule out a rate above 5 %: at exactly 5 % "
+            f"{bound} or more calls happen ≤ 5 % of the time (the full bench's 27 judge ≤ 5 %)"
+        )
+    else:
+        goal, passed = "≤ 5 %", total > 0 and rate <= AA_GOAL
     return Figure(
         name="A/A false significance (identical runs compared)",
-        goal="≤ 5 %",
+        goal=goal,
         value=rate * 100,
         unit="%",
-        passed=total > 0 and rate <= 0.05,
+        passed=passed,
         detail=detail,
         why_missed=(
             f"called a change: {'; '.join(significant)}: shifts between runs minutes apart on "

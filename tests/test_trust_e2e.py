@@ -3,11 +3,17 @@
 One measured window per step (warm-up cold starts apart, invocations matching requests), a
 sweep beside busy loops pinned to every core flagged degraded with exit 3 and a last line
 naming the step and its cause, and the same sweep on the quiet machine not flagged.
+
+These are the quick bench's verdict-trust runs too: with $MEMSWEEP_TRUST_RUNS set (.ci/run sets
+it) each run's results.json is left there and `python -m bench --quick` works its figures out
+from them instead of repeating them (bench/trust.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from bench.common import cpu_hogs
+from bench.trust import TRUST_RUNS_ENV
 from runner.emulator.cgroups import CgroupV1Limiter, CgroupV2Limiter
 from runner.results import Results
 from tests.test_sweep import finish, report_of, results_of, start_run
@@ -44,6 +51,12 @@ def write_scenario(tmp_path: Path) -> Path:
     path = tmp_path / "trust.yaml"
     path.write_text(TRUST_SCENARIO)
     return path
+
+
+def leave_for_the_bench(results_json: Path, name: str) -> None:
+    folder = os.environ.get(TRUST_RUNS_ENV)
+    if folder:
+        shutil.copyfile(results_json, Path(folder) / f"{name}.json")
 
 
 def assert_one_window(results: Results) -> None:
@@ -82,6 +95,7 @@ def test_given_two_identical_quiet_runs_then_one_window_no_flag_and_the_same_pic
         assert results.verdict is not None and results.verdict.recommended_mb == 512
         assert_one_window(results)
         runs.append(folder / "reports" / "test" / "results.json")
+        leave_for_the_bench(runs[-1], f"idle-{name}")
     done = subprocess.run(
         [sys.executable, "-m", "runner", "report", str(runs[0]), str(runs[1]), "--json"],
         capture_output=True,
@@ -100,6 +114,7 @@ def test_given_cpu_hogs_on_every_core_then_steps_are_degraded_and_the_run_exits_
 ) -> None:
     with cpu_hogs(limit_s=120):
         code, stderr = finish(start_run(write_scenario(tmp_path), tmp_path))
+    leave_for_the_bench(tmp_path / "reports" / "test" / "results.json", "busy-1")
     assert code == 3, stderr
     results = results_of(tmp_path)
     degraded = [step for step in results.steps if step.trust.degraded]
