@@ -24,13 +24,13 @@ from runner.scenario import (
     Point,
     Scenario,
     UrlTarget,
-    _models_in,
     json_schema,
     load_scenario,
     parse_duration,
     parse_scenario,
     with_overrides,
 )
+from runner.scenario_errors import models_in
 from runner.stack import PROJECT_ROOT
 from tests.test_scenario_hostile import GOOD  # a minimal valid scenario
 
@@ -65,7 +65,7 @@ def test_the_reference_has_a_row_for_every_key_of_every_section() -> None:
         for name, field in model.model_fields.items():
             assert field.description and field.examples, f"{model.__name__}.{name}"
             assert f"| `{name}` |" in text and f"`{name}: " in text, name
-            for member in _models_in(field.annotation):
+            for member in models_in(field.annotation):
                 walk(member)
 
     walk(Scenario)
