@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from runner import __version__
 from runner.errors import BadInput, MemsweepError
@@ -34,10 +34,14 @@ deploy it with `npx serverless deploy --param memory=128`.
 """
 
 
-def _number(kind: type[int] | type[float], what: str) -> Callable[[str], Any]:
+_Number = TypeVar("_Number", int, float)
+_Written = TypeVar("_Written")
+
+
+def _number(kind: type[_Number], what: str) -> Callable[[str], _Number]:
     """An argparse type: a number, its range left to the scenario's checks."""
 
-    def parse(text: str) -> Any:
+    def parse(text: str) -> _Number:
         try:
             return kind(text)
         except ValueError:
@@ -510,11 +514,11 @@ def _report_after_run(results_path: Path) -> Path | None:
         write_exports,
         results_path,
     )
-    report: Path | None = _after_run("the report", lambda path: write_report([path]), results_path)
-    return report
+    return _after_run("the report", lambda path: write_report([path]), results_path)
 
 
-def _after_run(what: str, write: Callable[[Path], Any], results_path: Path) -> Any:
+def _after_run(what: str, write: Callable[[Path], _Written], results_path: Path) -> _Written | None:
+    """What `write` returns, or None when it failed (said on stderr)."""
     try:
         return write(results_path)
     except Exception as exc:  # the run's own outcome and exit code stand
