@@ -11,19 +11,17 @@ from them instead of repeating them (bench/trust.py).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench.common import cpu_hogs
 from bench.trust import TRUST_RUNS_ENV
+from runner.analysis import analyse, compare_run_pair
 from runner.emulator.cgroups import CgroupV1Limiter, CgroupV2Limiter
-from runner.results import Results
+from runner.results import Results, read_results
 from tests.test_sweep import finish, report_of, results_of, start_run
 
 USERS = 4
@@ -96,17 +94,10 @@ def test_given_two_identical_quiet_runs_then_one_window_no_flag_and_the_same_pic
         assert_one_window(results)
         runs.append(folder / "reports" / "test" / "results.json")
         leave_for_the_bench(runs[-1], f"idle-{name}")
-    done = subprocess.run(
-        [sys.executable, "-m", "runner", "report", str(runs[0]), str(runs[1]), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    comparison = json.loads(done.stdout)
-    assert comparison["recommendation"] == {"a": 512, "b": 512}
-    assert comparison["changed"] is False
+    # `report A B`'s analysis of the pair (its command line: tests/test_verdict.py)
+    comparison = compare_run_pair(*(analyse(read_results(path)) for path in runs))
+    assert (comparison.recommendation_a, comparison.recommendation_b) == (512, 512)
+    assert not comparison.changed
 
 
 def test_given_cpu_hogs_on_every_core_then_steps_are_degraded_and_the_run_exits_3(
