@@ -159,12 +159,10 @@ def _sections() -> dict[str, list[str]]:
             where.setdefault(name, []).append(label)
             members = models_in(field.annotation)
             inner = f"{path}.{name}" if path else name
-            if get_origin(_bare(field.annotation)) is list:
+            if get_origin(bare(field.annotation)) is list:
                 inner += "[]"
             for member in members:
-                tags = tags_of(member) if len(members) > 1 else ()
-                key = "kind" if "kind" in member.model_fields else "model"
-                walk(member, inner, f"{inner} ({key}: {tags[0]})" if tags else inner)
+                walk(member, inner, member_label(inner, member, members))
 
     walk(Scenario, "", "the top level")
     # A key a section repeats inside itself (sweep's memory_mb in sweep.points) is named once,
@@ -179,11 +177,19 @@ def _sections() -> dict[str, list[str]]:
     }
 
 
-def _bare(annotation: Any) -> Any:
+def bare(annotation: Any) -> Any:
     """An annotation without its Annotated[...] wrapping."""
     while get_origin(annotation) is Annotated:
         annotation = get_args(annotation)[0]
     return annotation
+
+
+def member_label(path: str, member: type[BaseModel], members: list[type[BaseModel]]) -> str:
+    """A section's name: its path, and for a union's member the tag that picks it
+    ("target (kind: aws)")."""
+    tags = tags_of(member) if len(members) > 1 else ()
+    key = "kind" if "kind" in member.model_fields else "model"
+    return f"{path} ({key}: {tags[0]})" if tags else path
 
 
 # Words other load tools (Locust, k6, Artillery, Power Tuning) use for a key of this format.
