@@ -81,14 +81,16 @@ def test_given_local_then_it_prints_the_url_and_key_serves_and_stops_cleanly_on_
             if line.startswith("Ctrl-C"):
                 break
         text = "".join(lines)
-        url = re.search(r"URL:\s+POST (\S+)", text)
+        rest = re.search(r"REST API:\s+POST (\S+)", text)
+        http = re.search(r"HTTP API:\s+POST (\S+)", text)
         key = re.search(r"API key:\s+(\S+)", text)
-        assert url and key, text
-        request = urllib.request.Request(
-            url.group(1), data=b'{"operation":"ping"}', headers={"x-api-key": key.group(1)}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            assert json.loads(response.read()) == "pong"
+        assert rest and http and key, text
+        for url in (rest.group(1), http.group(1)):  # one key for both API types
+            request = urllib.request.Request(
+                url, data=b'{"operation":"ping"}', headers={"x-api-key": key.group(1)}
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                assert json.loads(response.read()) == "pong"
     finally:
         process.send_signal(signal.SIGINT)
         returncode = process.wait(timeout=30)
