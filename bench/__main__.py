@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 from bench import fidelity, generator, local_stack, master_scale, sweep_overhead, trust
 from bench.common import BENCH_DIR, Figure, machine_description, versions
 
+# RESULTS.md below this line is written by hand (what changed and why) and kept by every run.
+NOTES_MARKER = "<!-- notes below are kept across runs -->"
+
 BENCHMARKS: dict[str, Callable[..., Figure | list[Figure]]] = {
     "front-overhead": local_stack.front_overhead,
     "vs-serverless-offline": local_stack.versus_serverless_offline,
@@ -77,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             )
     text = render(figures, quick=args.quick, seconds=time.monotonic() - started)
     if not args.no_write:
-        (BENCH_DIR / "RESULTS.md").write_text(text)
+        path = BENCH_DIR / "RESULTS.md"
+        old = path.read_text() if path.exists() else ""
+        notes = old[old.index(NOTES_MARKER) :] if NOTES_MARKER in old else ""
+        path.write_text(text + ("\n" + notes if notes else ""))
     print(text)
     return 0
 

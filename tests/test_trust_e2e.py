@@ -96,7 +96,7 @@ def test_given_two_identical_quiet_runs_then_one_window_no_flag_and_the_same_pic
         leave_for_the_bench(runs[-1], f"idle-{name}")
     # `report A B`'s analysis of the pair (its command line: tests/test_verdict.py)
     comparison = compare_run_pair(*(analyse(read_results(path)) for path in runs))
-    assert (comparison.recommendation_a, comparison.recommendation_b) == (512, 512)
+    assert comparison.as_json()["recommendation"] == {"a": 512, "b": 512}
     assert not comparison.changed
 
 
