@@ -229,16 +229,44 @@ LOCUST_FILES = ("_stats.csv", "_stats_history.csv", "_failures.csv", "_exception
 
 def check_a_real_runs_directory(run: Path, results: Results) -> None:
     """A run's exports hold its figures; Locust's files have their header and memory_mb."""
-    rows = {row["memory_mb"]: row for row in csv_rows(run / "summary.csv")}
-    assert sorted(rows) == sorted(str(step.memory_mb) for step in results.steps)
+
+    def key(memory: object, api: object, architecture: object, handler: object) -> str:
+        """A setting's row: its point, the axes a sweep did not move left empty."""
+        return ",".join(
+            "" if value is None else str(value) for value in (memory, api, architecture, handler)
+        )
+
+    rows = {
+        key(
+            row["memory_mb"],
+            row["api"] or None,
+            row["architecture"] or None,
+            row["handler"] or None,
+        ): row
+        for row in csv_rows(run / "summary.csv")
+    }
+    points = {
+        step.label: key(step.memory_mb, step.api, step.architecture, step.handler)
+        for step in results.steps
+    }
+    assert sorted(rows) == sorted(points.values())  # one repeat: a row per step
     cases = junit_cases(run / "junit.xml")
     assert cases and all(case.is_passed for case in cases.values())
-    assert results.verdict is not None and results.verdict.recommended_mb is not None
-    pick = results.verdict.recommended_mb
-    assert rows[str(pick)]["verdict"] == "recommended"
-    assert f"**Recommendation: {pick} MB.**" in (run / "summary.md").read_text()
+    assert results.verdict is not None and results.verdict.recommended is not None
+    pick = results.verdict.recommended
+    picked = [
+        s.label
+        for s in results.steps
+        if s.memory_mb == pick.memory_mb
+        and s.api in (None, pick.api)
+        and s.handler in (None, pick.handler)
+    ]
+    assert len(picked) == 1 and rows[points[picked[0]]]["verdict"] == "recommended"
+    assert f"**Recommendation: {picked[0]}.**" in (run / "summary.md").read_text().replace(
+        "\\_", "_"
+    )
     for step in results.steps:
-        row = rows[str(step.memory_mb)]
+        row = rows[points[step.label]]
         assert int(row["requests"]) == step.requests > 0  # one repeat: the step's own figures
         assert float(row["p95_ms"]) == step.latency.p95
 
