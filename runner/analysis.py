@@ -37,7 +37,7 @@ from runner.results import (
     RunVerdict,
     Step,
 )
-from runner.scenario import AXES, ClosedLoad, Point, Scenario, Thresholds, point_label
+from runner.scenario import AXES, AtPoint, ClosedLoad, Point, Scenario, Thresholds, point_label
 from runner.stats import (
     Batch,
     Difference,
@@ -97,7 +97,7 @@ class FunctionSide:
 
 
 @dataclass(eq=False)
-class Setting:
+class Setting(AtPoint):
     """One sweep point (a memory size, and the other axes' values a sweep moves): its steps
     (repeats) pooled."""
 
@@ -118,15 +118,6 @@ class Setting:
     verdicts: list[Verdict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     degraded: list[DegradedStep] = field(default_factory=list)
-
-    @property
-    def memory_mb(self) -> int:
-        return self.point.memory_mb
-
-    @property
-    def label(self) -> str:
-        """ "512 MB", or "512 MB · HTTP API" when the sweep moves the API type."""
-        return point_label(self.point)
 
     @property
     def rps(self) -> float:

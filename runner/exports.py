@@ -31,7 +31,7 @@ from runner.cost import money
 from runner.errors import BadInput
 from runner.report import NO_VALUE, Matrix, matrix, ms, swept_axes, value_name, write_atomically
 from runner.results import Confidence, read_results
-from runner.scenario import AXES, Point, point_label
+from runner.scenario import AXES, AtPoint, Point
 
 SUMMARY_CSV = "summary.csv"
 JUNIT_XML = "junit.xml"
@@ -80,22 +80,13 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]#|~$])")
 
 
 @dataclass(frozen=True)
-class Row:
+class Row(AtPoint):
     """One sweep point as the export files show it."""
 
     point: Point
     setting: Setting | None  # None: planned but never measured
     verdict: str
     detail: str
-
-    @property
-    def memory_mb(self) -> int:
-        return self.point.memory_mb
-
-    @property
-    def label(self) -> str:
-        """ "512 MB", or "512 MB · HTTP API · handler.fn" when the sweep moves more."""
-        return point_label(self.point)
 
 
 def write_exports(results_path: Path) -> list[Path]:

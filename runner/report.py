@@ -40,7 +40,7 @@ from runner.cost import PRICES_US_EAST_1, money
 from runner.errors import BadInput, SetupError
 from runner.lambda_facts import MB_PER_VCPU
 from runner.results import Results, RunVerdict, read_results
-from runner.scenario import AXES, Point, point_label
+from runner.scenario import AXES, AtPoint, Point, point_label
 from runner.stack import PROJECT_ROOT
 from runner.trust import MIN_DELIVERED
 
@@ -566,21 +566,13 @@ def views(analyses: Sequence[Analysis]) -> list[RunView]:
 
 
 @dataclass(frozen=True)
-class PointRow:
+class PointRow(AtPoint):
     """One sweep point across the runs: each run's setting (None: not measured there) and,
     for two runs, B - A per metric."""
 
     point: Point
     settings: list[Setting | None]
     differences: dict[str, RunDifference]
-
-    @property
-    def memory_mb(self) -> int:
-        return self.point.memory_mb
-
-    @property
-    def label(self) -> str:
-        return point_label(self.point)
 
 
 def point_rows(runs: Sequence[RunView], pair: RunComparison | None) -> list[PointRow]:

@@ -401,6 +401,21 @@ class Sweep(_Model):
         ]
 
 
+class AtPoint:
+    """A record of one sweep point (a setting, a report row): its memory size and its label."""
+
+    point: Point
+
+    @property
+    def memory_mb(self) -> int:
+        return self.point.memory_mb
+
+    @property
+    def label(self) -> str:
+        """ "512 MB", or "512 MB · HTTP API · handler.fn" when the sweep moves more."""
+        return point_label(self.point)
+
+
 def point_label(point: Point) -> str:
     """ "512 MB", or with the other axes the point names: "512 MB · HTTP API · arm64"."""
     parts = [f"{point.memory_mb} MB"]

@@ -327,18 +327,15 @@ class ApiGatewayFront:
         extra.append((b"x-amzn-RequestId", (request_id or new_request_id()).encode()))
         if error_type is not None:
             extra.append((b"x-amzn-ErrorType", error_type))
-        keep_alive = request.keep_alive
-        if self.added_latency_s > 0:
-            asyncio.get_running_loop().call_later(
-                self.added_latency_s,
-                lambda: connection.respond(
-                    status, body, headers=extra, content_type=content_type, keep_alive=keep_alive
-                ),
-            )
-        else:
-            connection.respond(
-                status, body, headers=extra, content_type=content_type, keep_alive=keep_alive
-            )
+        respond_after(
+            self.added_latency_s,
+            connection,
+            status,
+            body,
+            headers=extra,
+            content_type=content_type,
+            keep_alive=request.keep_alive,
+        )
 
 
 # An HTTP token (RFC 9110 5.6.2): what a header name may be made of.
@@ -444,3 +441,26 @@ def _proxy_event_template(route: Route, stage: str) -> str:
     }
     text = json.dumps(shape).replace("%", "%%")
     return re.sub(r'"@@(\w+)@@"', r"%(\1)s", text)
+
+
+def respond_after(
+    delay_s: float,
+    connection: Connection,
+    status: int,
+    body: bytes,
+    *,
+    headers: list[tuple[bytes, bytes]],
+    content_type: bytes,
+    keep_alive: bool,
+) -> None:
+    """Answer now, or after the front's added latency (the network a real API Gateway adds)."""
+
+    def respond() -> None:
+        connection.respond(
+            status, body, headers=headers, content_type=content_type, keep_alive=keep_alive
+        )
+
+    if delay_s > 0:
+        asyncio.get_running_loop().call_later(delay_s, respond)
+    else:
+        respond()

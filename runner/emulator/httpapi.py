@@ -25,7 +25,6 @@ tests/events/httpapi-v2-*.json hold its documented examples):
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -40,6 +39,7 @@ from runner.emulator.apigw import (
     _Call,
     _header_name,
     _header_value,
+    respond_after,
 )
 from runner.emulator.deadlines import Deadlines
 from runner.emulator.http import Connection, Request
@@ -214,18 +214,15 @@ class HttpApiFront:
         request.answered = True
         extra = list(headers or [])
         extra.append((b"apigw-requestid", (request_id or new_request_id()).encode()))
-        keep_alive = request.keep_alive
-        if self.added_latency_s > 0:
-            asyncio.get_running_loop().call_later(
-                self.added_latency_s,
-                lambda: connection.respond(
-                    status, body, headers=extra, content_type=content_type, keep_alive=keep_alive
-                ),
-            )
-        else:
-            connection.respond(
-                status, body, headers=extra, content_type=content_type, keep_alive=keep_alive
-            )
+        respond_after(
+            self.added_latency_s,
+            connection,
+            status,
+            body,
+            headers=extra,
+            content_type=content_type,
+            keep_alive=request.keep_alive,
+        )
 
 
 def response(result: InvokeResult) -> Answer:
