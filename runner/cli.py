@@ -547,7 +547,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _print_plan(path: Path, scenario: Scenario, notes: list[str]) -> None:
-    from runner.plan import describe_plan
+    from runner.scenario import describe_plan
 
     print(f"{path}: ok: {json.dumps(scenario.name, ensure_ascii=False)}")
     for note in notes:
@@ -567,7 +567,7 @@ def _changes(args: argparse.Namespace) -> str:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from runner.starter import write_starter
+    from runner.scenario import write_starter
 
     prog = prog_name()
     path = write_starter(args.file, prog=prog)
@@ -579,7 +579,7 @@ def _init(args: argparse.Namespace) -> int:
 
 def _schema(args: argparse.Namespace) -> int:
     if args.markdown:
-        from runner.reference import REFERENCE_PATH, reference_markdown, write_reference
+        from runner.scenario import REFERENCE_PATH, reference_markdown, write_reference
 
         if str(args.output) == "-":
             sys.stdout.write(reference_markdown())

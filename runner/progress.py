@@ -25,8 +25,8 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from runner.plan import Plan
 from runner.results import Step
+from runner.scenario import Plan
 
 # A phase running past its estimate shows as this share of it done ("nearly"), never 100 %.
 NEARLY_DONE = 0.95

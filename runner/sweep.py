@@ -35,10 +35,17 @@ from runner.measure import (
     measure_step,
     step_window,
 )
-from runner.plan import describe_plan, plan_steps
 from runner.progress import Event, Note, Phase, Planned, StepDone
 from runner.results import HostRecord, Problem, ProblemKind, Results, RunVerdict, write_results
-from runner.scenario import AXES, ClosedLoad, Point, Scenario, point_label
+from runner.scenario import (
+    AXES,
+    ClosedLoad,
+    Point,
+    Scenario,
+    describe_plan,
+    plan_steps,
+    point_label,
+)
 from runner.seeding import seed_items
 from runner.swarm import StepTraffic, Swarm
 from runner.targets import Target, make_target

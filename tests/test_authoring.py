@@ -14,9 +14,8 @@ from pydantic import BaseModel
 
 from runner.cli import main
 from runner.errors import BadInput
-from runner.plan import END_S, START_S, STEP_OVERHEAD_S, describe_plan, user_seconds
-from runner.reference import BEGIN, END, REFERENCE_PATH, reference_markdown, with_reference
 from runner.scenario import (
+    REFERENCE_PATH,
     AwsTarget,
     ClosedLoad,
     LocalTarget,
@@ -24,13 +23,17 @@ from runner.scenario import (
     Point,
     Scenario,
     UrlTarget,
+    describe_plan,
     json_schema,
     load_scenario,
-    parse_duration,
     parse_scenario,
+    reference_markdown,
     with_overrides,
 )
-from runner.scenario_errors import models_in
+from runner.scenario._errors import models_in
+from runner.scenario._models import parse_duration
+from runner.scenario._plan import END_S, START_S, STEP_OVERHEAD_S, user_seconds
+from runner.scenario._reference import BEGIN, END, with_reference
 from runner.stack import PROJECT_ROOT
 from tests.test_scenario_hostile import GOOD  # a minimal valid scenario
 

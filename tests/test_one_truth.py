@@ -20,7 +20,8 @@ from runner.emulator.server import check_memory
 from runner.errors import BadInput
 from runner.exports import summary_markdown, summary_rows
 from runner.report import render
-from runner.scenario import TEMPLATE, json_schema, parse_scenario
+from runner.scenario import json_schema, parse_scenario
+from runner.scenario._models import TEMPLATE
 from tests.test_report import make_results, make_step
 from tests.test_scenario_hostile import GOOD, body
 

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from runner.errors import BadInput
-from runner.plan import describe_plan, plan_steps
 from runner.scenario import (
     SCHEMA_PATH,
     AwsTarget,
+    describe_plan,
     json_schema,
     load_scenario,
     parse_scenario,
+    plan_steps,
     point_label,
     with_target,
 )

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.errors import BadInput
-from runner.scenario import MAX_MESSAGE_CHARS, Scenario, parse_scenario
+from runner.scenario import Scenario, parse_scenario
+from runner.scenario._models import MAX_MESSAGE_CHARS
 from runner.stack import PROJECT_ROOT
 
 # Bounded so the three fuzz tests together take well under a minute on a loaded CI runner;

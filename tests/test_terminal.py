@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.plan import describe_plan
 from runner.progress import Load, Phase, Planned, Progress, step_line
 from runner.results import read_results
-from runner.scenario import parse_scenario
+from runner.scenario import describe_plan, parse_scenario
 from runner.stack import PROJECT_ROOT
 
 # One size, a short load: the fewest seconds that still show every phase of a step.

@@ -87,7 +87,7 @@ _UNITS = (
 def pattern_words(pattern: str) -> str | None:
     """What a pattern of the format asks for, said plainly (the pattern itself stays in the
     JSON Schema); None for a pattern without words."""
-    from runner.scenario import HANDLER_PATTERN
+    from runner.scenario._models import HANDLER_PATTERN
 
     return {
         r"^https?://\S+$": "must be an http:// or https:// URL without spaces",
@@ -128,7 +128,7 @@ def tags_of(model: type[BaseModel]) -> tuple[str, ...]:
 
 def _models_at(location: tuple[int | str, ...]) -> list[type[BaseModel]]:
     """The model(s) whose keys belong at `location` (pydantic's, a union's tag included)."""
-    from runner.scenario import Scenario
+    from runner.scenario._models import Scenario
 
     candidates: list[type[BaseModel]] = [Scenario]
     for part in location:
@@ -150,7 +150,7 @@ def _models_at(location: tuple[int | str, ...]) -> list[type[BaseModel]]:
 def _sections() -> dict[str, list[str]]:
     """Every key of the format -> the sections it belongs in ("sweep", "target (kind: aws)",
     "load.stages[]")."""
-    from runner.scenario import Scenario
+    from runner.scenario._models import Scenario
 
     where: dict[str, list[str]] = {}
 
@@ -299,7 +299,7 @@ def _unknown_key(location: tuple[int | str, ...]) -> tuple[str, str | None]:
 
 def _wrong_type_of_section(location: tuple[int | str, ...], raw: tuple[int | str, ...]) -> str:
     """What a mapping-valued key expects, said with its keys."""
-    from runner.scenario import TARGET_KINDS
+    from runner.scenario._models import TARGET_KINDS
 
     name = location[-1] if location else ""
     if name == "target" and len(location) == 1:

@@ -37,10 +37,8 @@ from pydantic.functional_validators import AfterValidator
 
 from runner.errors import BadInput
 from runner.lambda_facts import MAX_MEMORY_MB, MIN_MEMORY_MB
-from runner.scenario_errors import (
-    MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS,  # tests/test_scenario_fuzz.py reads the bound here
-)
-from runner.scenario_errors import (
+from runner.scenario._errors import MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS
+from runner.scenario._errors import (
     explain,
     explain_override,
     explain_target,
@@ -48,8 +46,9 @@ from runner.scenario_errors import (
     one_line,
     shown_option,
 )
+from runner.stack import PROJECT_ROOT
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "scenarios" / "scenario.schema.json"
+SCHEMA_PATH = PROJECT_ROOT / "scenarios" / "scenario.schema.json"
 
 # Templates allowed inside request bodies and seed items (runner/locustfile.py renders them;
 # a path or header is sent as written, so a template there is refused):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import pairwise
 
-from runner.scenario import ClosedLoad, Point, Scenario, point_label
+from runner.scenario._models import ClosedLoad, Point, Scenario, point_label
 
 # Per-step time outside the load, measured on local sweeps here (5 s and 30 s steps): the
 # local stack swaps every sandbox for the new size and Locust stops its users in 1-3 s. On

@@ -1,0 +1,84 @@
+"""The scenario format: what a run is asked to do.
+
+A YAML file is read once (with each key's line), checked against typed models, and turned
+into a plan of steps. Everything else in memsweep reads the typed `Scenario`, never YAML.
+
+- `_models`: the pydantic models and their defaults (the only place a default lives)
+- `_reading`: YAML with line numbers → `Scenario` (`parse_scenario`, `load_scenario`)
+- `_overrides`: the command line's changes (`with_target`, `with_overrides`)
+- `_errors`: what the models refuse, in plain words (file, line, field, value)
+- `_plan`: the ordered steps, their length and request counts
+- `_reference`, `_starter`: the generated key reference and the commented starter file
+"""
+
+from runner.scenario._models import (
+    AXES,
+    HANDLER_PATTERN,
+    SCHEMA_PATH,
+    TARGET_KINDS,
+    ApiType,
+    Architecture,
+    AtPoint,
+    AwsTarget,
+    ClosedLoad,
+    HandlerName,
+    LocalTarget,
+    OpenLoad,
+    Point,
+    RequestSpec,
+    Scenario,
+    Seed,
+    Stage,
+    ThinkTime,
+    Thresholds,
+    UrlTarget,
+    json_schema,
+    load_scenario,
+    parse_scenario,
+    point_label,
+    read_scenario_text,
+    with_overrides,
+    with_target,
+    write_json_schema,
+)
+from runner.scenario._plan import Plan, describe_plan, plan_steps
+from runner.scenario._reference import REFERENCE_PATH, reference_markdown, write_reference
+from runner.scenario._starter import write_starter
+
+__all__ = [
+    "AXES",
+    "HANDLER_PATTERN",
+    "REFERENCE_PATH",
+    "SCHEMA_PATH",
+    "TARGET_KINDS",
+    "ApiType",
+    "Architecture",
+    "AtPoint",
+    "AwsTarget",
+    "ClosedLoad",
+    "HandlerName",
+    "LocalTarget",
+    "OpenLoad",
+    "Plan",
+    "Point",
+    "RequestSpec",
+    "Scenario",
+    "Seed",
+    "Stage",
+    "ThinkTime",
+    "Thresholds",
+    "UrlTarget",
+    "describe_plan",
+    "json_schema",
+    "load_scenario",
+    "parse_scenario",
+    "plan_steps",
+    "point_label",
+    "read_scenario_text",
+    "reference_markdown",
+    "with_overrides",
+    "with_target",
+    "write_json_schema",
+    "write_reference",
+    "write_starter",
+]
