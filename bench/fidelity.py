@@ -19,7 +19,8 @@ from bench.common import (
     sequential_latencies_ms,
 )
 from bench.local_stack import local_stack
-from runner.emulator.cgroups import CALIBRATION_S, CFS_PERIOD_US, MB_PER_VCPU, cpu_share
+from runner.control_api import CFS_PERIOD_US
+from runner.emulator.cgroups import CALIBRATION_S, MB_PER_VCPU, cpu_share
 from runner.lambda_logs import reports_in
 from runner.stack import PROJECT_ROOT
 from runner.targets.local_client import LocalStackProcess

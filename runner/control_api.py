@@ -21,6 +21,11 @@ from runner.errors import SetupError
 # The header carrying the token the stack printed on its ready line (compared in constant time).
 TOKEN_HEADER = "x-memsweep-control"
 
+# The local stack's CFS period: the unit of /delivery's throttled-period counters. Lambda's
+# throttling appears to work in 20 ms steps; a 100 ms period flattened the 128/1024 MB ratio to
+# 1.5-1.7 instead of the tutorial's 2.97 (docs/ARCHITECTURE.md, 4.1).
+CFS_PERIOD_US = 20_000
+
 # GET: read-only.
 STATUS_PATH = "/status"  # → StackStatus
 DELIVERY_PATH = "/delivery"  # → lambda_pool.Delivery (cumulative CPU delivery counters)

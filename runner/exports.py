@@ -24,10 +24,10 @@ from runner.analysis import (
     Verdict,
     analyse,
     effects_sentence,
+    money,
     point_order,
     recommended_point,
 )
-from runner.cost import money
 from runner.errors import BadInput
 from runner.report import NO_VALUE, Matrix, matrix, ms, swept_axes, value_name, write_atomically
 from runner.results import Confidence, read_results

@@ -25,6 +25,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from runner.analysis import Load
 from runner.results import Step
 from runner.scenario import Plan
 
@@ -62,20 +63,6 @@ class Phase:
     phase: StepPhase
     detail: str = ""
     label: str = ""  # the step's point ("512 MB · HTTP API"); "" is "<memory_mb> MB"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Load:
-    """The running step's load, from the workers' reports (every 3 s) and the master."""
-
-    elapsed_s: float  # since the load started
-    users: int
-    requests: int  # in the measured window, as reported so far
-    failures: int
-    dropped: int
-    achieved_rps: float | None  # over the measured window; None until it has a second
-    p95_ms: float | None  # the measured window's full-resolution histogram; None if empty
-    locust_rps: float  # Locust's current rate (warm-up included): shown during warm-up only
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from markupsafe import Markup, escape
 from runner import __version__
 from runner.analysis import (
     AXIS_VALUE_NAMES,
+    MIN_DELIVERED,
+    PRICES_US_EAST_1,
     Analysis,
     AxisEffect,
     RunComparison,
@@ -33,16 +35,15 @@ from runner.analysis import (
     analyse,
     compare_run_pair,
     effects_sentence,
+    money,
     point_order,
     run_verdict,
 )
-from runner.cost import PRICES_US_EAST_1, money
 from runner.errors import BadInput, SetupError
 from runner.lambda_facts import MB_PER_VCPU
 from runner.results import Results, RunVerdict, read_results
 from runner.scenario import AXES, AtPoint, Point, point_label
 from runner.stack import PROJECT_ROOT
-from runner.trust import MIN_DELIVERED
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "comparison.html.j2"

@@ -8,16 +8,12 @@ any percentile and compare settings without raw samples.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import os
 import re
 import stat
-import struct
 import tempfile
-import zlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +28,7 @@ from pydantic import (
     field_validator,
 )
 
+from runner import hdr
 from runner.errors import BadInput
 from runner.redaction import REDACTED, SECRET_NAME, redact_url, secret_name
 from runner.scenario import ApiType, Architecture, HandlerName, Point, Scenario, point_label
@@ -62,61 +59,12 @@ MAX_EPOCH_S = 253_402_300_799.0
 # A count no run reaches (2**53: the largest integer a float, and JavaScript, hold exactly).
 MAX_COUNT = 2**53
 
-# HDR encodings (hdrh's V2 wire format): an 8-byte header (cookie, length) + zlib of a
-# 40-byte payload header and one varint (up to 9 bytes) per counter. At the workers' range
-# (runner/stats.py: 1 us to 1 h, 3 digits) there are 23,552 counters: at most 212,008 bytes
-# inflated, ~283 KB of base64.
-_HDR_COMPRESSION_COOKIE = 0x1C849304
-_HDR_ENCODING_COOKIE = 0x1C849303
-_HDR_PAYLOAD_HEADER = struct.Struct(">IIIIQQd")
-_HDR_MAX_COUNTERS = 23_552
-MAX_HISTOGRAM_CHARS = 400_000
-_HDR_MAX_INFLATED = _HDR_PAYLOAD_HEADER.size + 9 * _HDR_MAX_COUNTERS
-
 
 def _check_histogram(encoded: str | None) -> str | None:
     """An HDR encoding at the workers' settings that decodes, or ValueError saying why not."""
     if encoded is None:
         return None
-    from runner import stats  # imports this module for Latency
-
-    if len(encoded) > MAX_HISTOGRAM_CHARS:
-        raise ValueError(f"longer ({len(encoded):,} characters) than any HDR histogram")
-    try:
-        raw = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("not an HDR histogram (not base64)") from None
-    if len(raw) < 8:
-        raise ValueError("not an HDR histogram (too short)")
-    cookie, length = struct.unpack(">II", raw[:8])
-    if cookie & ~0xF0 != _HDR_COMPRESSION_COOKIE or length != len(raw) - 8:
-        raise ValueError("not an HDR histogram (bad header)")
-    inflater = zlib.decompressobj()
-    try:
-        data = inflater.decompress(raw[8:], _HDR_MAX_INFLATED + 1)
-    except zlib.error:
-        raise ValueError("corrupt HDR histogram (its zlib stream does not inflate)") from None
-    if len(data) > _HDR_MAX_INFLATED or inflater.unconsumed_tail or not inflater.eof:
-        raise ValueError("corrupt HDR histogram (truncated, or inflates past its size)")
-    if len(data) < _HDR_PAYLOAD_HEADER.size:
-        raise ValueError("corrupt HDR histogram (payload too short)")
-    cookie, payload_len, offset, digits, lowest, highest, ratio = _HDR_PAYLOAD_HEADER.unpack(
-        data[: _HDR_PAYLOAD_HEADER.size]
-    )
-    settings = (lowest, highest, digits)
-    if cookie & ~0xF0 != _HDR_ENCODING_COOKIE or payload_len != len(data) - 40 or offset:
-        raise ValueError("corrupt HDR histogram (bad payload header)")
-    if settings != (stats.HDR_LOWEST_US, stats.HDR_HIGHEST_US, stats.HDR_DIGITS) or ratio != 1:
-        raise ValueError(
-            f"HDR histogram of range {lowest}..{highest} us at {digits} digits; memsweep "
-            f"writes {stats.HDR_LOWEST_US}..{stats.HDR_HIGHEST_US} us at {stats.HDR_DIGITS}"
-        )
-    try:
-        histogram = stats.decode(encoded)
-        total = histogram.get_total_count()
-    # What hdrh's C decoder raises on a bad varint stream (found by fuzzing its input).
-    except (IndexError, OverflowError, ValueError, TypeError) as exc:
-        raise ValueError(f"corrupt HDR histogram ({type(exc).__name__})") from None
+    total = hdr.check(encoded)
     if not 0 <= total <= MAX_COUNT:
         raise ValueError(f"HDR histogram counts {total} values")
     return encoded

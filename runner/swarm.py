@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,8 +31,10 @@ from locust.exception import RPCError
 from locust.runners import STATE_MISSING, MasterRunner
 
 from runner import __version__, locustfile, swarm_rules
+from runner.analysis import SecondStats, StepData
 from runner.children import detached_but_tied
 from runner.errors import BadInput, MemsweepError
+from runner.hdr import decode, empty_histogram
 from runner.locustfile import (
     REPORT_KEY,
     ClosedStepLoad,
@@ -43,7 +45,6 @@ from runner.locustfile import (
     WorkerReport,
 )
 from runner.scenario import ClosedLoad, OpenLoad, RequestSpec
-from runner.stats import decode, empty_histogram
 from runner.swarm_rules import ANY_ADDRESS, local_dial_host, newly_lost, owing_final_report
 
 if swarm_rules.STATE_MISSING != STATE_MISSING:  # the pure rules spell Locust's state themselves
@@ -129,114 +130,49 @@ def _request_config(spec: RequestSpec) -> RequestConfig:
     }
 
 
-@dataclass(slots=True)
-class SecondStats:
-    """One second of a step, merged on the master from every worker's SecondRecord.
-
-    Its histogram is replaced by its p95 once sealed (SEAL_AFTER_S): the master's memory then
-    grows with seconds of load, not requests. Counts keep adding up after the seal.
-    """
-
-    n: int
-    failures: int
-    sum_ms: float
-    histogram: Any | None  # HdrHistogram until sealed
-    p95_ms: float | None = None  # set when sealed
-
-    @classmethod
-    def first(cls, record: SecondRecord) -> SecondStats:
-        return cls(
-            n=record["n"],
-            failures=record["failures"],
-            sum_ms=float(record["sum_ms"]),
-            histogram=decode(record["histogram"]),
-        )
-
-    def add(self, record: SecondRecord) -> None:
-        if self.histogram is not None:
-            self.histogram.add(decode(record["histogram"]))
-        self.n += record["n"]
-        self.failures += record["failures"]
-        self.sum_ms += record["sum_ms"]
-
-    def seal(self) -> None:
-        if self.histogram is not None:
-            self.p95_ms = self.histogram.get_value_at_percentile(95) / 1000
-            self.histogram = None
-
-    @property
-    def mean_ms(self) -> float:
-        return self.sum_ms / self.n
-
-    def current_p95_ms(self) -> float:
-        """Its p95 in ms: the sealed figure, or its histogram's as of now."""
-        if self.histogram is None:
-            assert self.p95_ms is not None  # sealed
-            return self.p95_ms
-        return float(self.histogram.get_value_at_percentile(95) / 1000)
+def add_report(data: StepData, worker: str, report: WorkerReport) -> None:
+    """Merge one worker report into its step (reports are keyed by step id: a late one cannot
+    land in the wrong step)."""
+    if report["total"]:
+        data.total.add(decode(report["total"]))
+    for name, encoded in report["by_name"].items():
+        data.by_name.setdefault(name, empty_histogram()).add(decode(encoded))
+    sent = 0
+    for name, (requests, failures) in report["counts"].items():
+        counts = data.counts.setdefault(name, [0, 0])
+        counts[0] += requests
+        counts[1] += failures
+        sent += requests
+    for key, count in report["errors"].items():
+        data.errors[key] = data.errors.get(key, 0) + count
+    for second, record in report["seconds"].items():
+        stats = data.seconds.get(int(second))
+        if stats is None:
+            data.seconds[int(second)] = _first_second(record)
+        else:
+            _add_second(stats, record)
+    data.dropped += report["dropped"]
+    data.per_worker[worker] = data.per_worker.get(worker, 0) + sent
+    data.reported_at[worker] = time.time()
+    if report["final"]:
+        data.final_from.add(worker)
 
 
-@dataclass
-class StepData:
-    """Everything the workers reported for one step, merged on the master."""
+def _first_second(record: SecondRecord) -> SecondStats:
+    return SecondStats(
+        n=record["n"],
+        failures=record["failures"],
+        sum_ms=float(record["sum_ms"]),
+        histogram=decode(record["histogram"]),
+    )
 
-    step: str
-    total: Any = field(default_factory=empty_histogram)
-    by_name: dict[str, Any] = field(default_factory=dict)
-    counts: dict[str, list[int]] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)
-    seconds: dict[int, SecondStats] = field(default_factory=dict)  # by epoch second
-    dropped: int = 0
-    per_worker: dict[str, int] = field(default_factory=dict)
-    final_from: set[str] = field(default_factory=set)
-    lost_workers: dict[str, str] = field(default_factory=dict)
-    lost_at: dict[str, float] = field(default_factory=dict)  # epoch seconds of detection
-    users_at: dict[int, int] = field(default_factory=dict)
-    load_started: float = 0.0  # when the master told the workers to start
-    load_ended: float = 0.0  # when the master told the workers to stop (the window's end)
-    # Each worker's own CPU % (Locust's heartbeat, once a second) during the measured window:
-    # a generator near a full core delays its own timers and inflates the latency it records.
-    worker_cpu: dict[str, list[float]] = field(default_factory=dict)
-    measure_from: float = 0.0  # epoch seconds: the end of the warm-up
-    measure_until: float = 0.0  # epoch seconds: the end of the configured load
-    # worker -> when its latest report arrived (epoch seconds): what it counted is complete
-    # up to then, for a live rate over the measured window.
-    reported_at: dict[str, float] = field(default_factory=dict)
 
-    def add(self, worker: str, report: WorkerReport) -> None:
-        if report["total"]:
-            self.total.add(decode(report["total"]))
-        for name, encoded in report["by_name"].items():
-            self.by_name.setdefault(name, empty_histogram()).add(decode(encoded))
-        sent = 0
-        for name, (requests, failures) in report["counts"].items():
-            counts = self.counts.setdefault(name, [0, 0])
-            counts[0] += requests
-            counts[1] += failures
-            sent += requests
-        for key, count in report["errors"].items():
-            self.errors[key] = self.errors.get(key, 0) + count
-        for second, record in report["seconds"].items():
-            stats = self.seconds.get(int(second))
-            if stats is None:
-                self.seconds[int(second)] = SecondStats.first(record)
-            else:
-                stats.add(record)
-        self.dropped += report["dropped"]
-        self.per_worker[worker] = self.per_worker.get(worker, 0) + sent
-        self.reported_at[worker] = time.time()
-        if report["final"]:
-            self.final_from.add(worker)
-
-    def seal(self, before: int) -> None:
-        """Reduce the seconds before `before` to their p95.
-
-        Workers report every 3 s, so a second is complete long before SEAL_AFTER_S; keeping
-        only a number for it bounds the master's memory by seconds of load, not requests.
-        """
-        for second, stats in self.seconds.items():
-            if second < before:
-                stats.seal()
+def _add_second(stats: SecondStats, record: SecondRecord) -> None:
+    if stats.histogram is not None:
+        stats.histogram.add(decode(record["histogram"]))
+    stats.n += record["n"]
+    stats.failures += record["failures"]
+    stats.sum_ms += record["sum_ms"]
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -360,7 +296,7 @@ class Swarm:
             return  # not a memsweep worker, or one of another version (it refuses the step)
         step = self.steps.get(report.get("step", ""))
         if step is not None:
-            step.add(client_id, cast(WorkerReport, report))
+            add_report(step, client_id, cast(WorkerReport, report))
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -873,8 +809,6 @@ def _free_port(host: str) -> int:
 
 
 __all__ = [
-    "SecondStats",
-    "StepData",
     "StepTraffic",
     "Swarm",
     "SwarmError",

@@ -25,16 +25,17 @@ from typing import Any
 import gevent
 
 from runner import __version__
-from runner.errors import BadInput, MemsweepError
-from runner.lambda_logs import Phases
-from runner.measure import (
+from runner.analysis import (
     STOPS_THE_SWEEP,
     Measured,
     Readings,
+    host_snapshot,
     load_tick,
     measure_step,
     step_window,
 )
+from runner.errors import BadInput, MemsweepError
+from runner.invocations import Phases
 from runner.progress import Event, Note, Phase, Planned, StepDone
 from runner.results import HostRecord, Problem, ProblemKind, Results, RunVerdict, write_results
 from runner.scenario import (
@@ -49,7 +50,6 @@ from runner.scenario import (
 from runner.seeding import seed_items
 from runner.swarm import StepTraffic, Swarm
 from runner.targets import Target, make_target
-from runner.trust import host_snapshot
 
 
 class RunFailed(MemsweepError):

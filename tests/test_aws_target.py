@@ -26,7 +26,7 @@ from typing import Any
 import boto3
 import pytest
 
-from runner.lambda_logs import Phases
+from runner.invocations import Phases
 from runner.results import read_results
 from runner.scenario import AwsTarget, UrlTarget
 from runner.seeding import default_rate_limit

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.cost import (
-    PRICES_US_EAST_1,
-    cost_per_million,
-    http_api_requests_metered,
-    lambda_compute_cost,
-    money,
-)
+from runner.analysis import PRICES_US_EAST_1, money
+from runner.analysis._cost import cost_per_million, http_api_requests_metered, lambda_compute_cost
 
 
 def test_given_the_aws_pricing_page_example_then_the_same_compute_bill() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from runner.invocations import summarise_lines
 from runner.lambda_logs import (
     HANDLER_LOG_TYPE,
     InvocationReport,
@@ -9,7 +10,6 @@ from runner.lambda_logs import (
     format_report,
     parse_handler_record,
     parse_report,
-    summarise_lines,
 )
 
 # As CloudWatch Logs shows them (tab-separated, trailing tab).

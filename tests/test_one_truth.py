@@ -14,7 +14,7 @@ import pytest
 
 from runner import lambda_facts
 from runner.analysis import analyse
-from runner.cost import money
+from runner.analysis import money
 from runner.emulator.cgroups import cpu_share
 from runner.emulator.server import check_memory
 from runner.errors import BadInput

@@ -20,14 +20,15 @@ import numpy as np
 import pytest
 
 from runner.analysis import (
-    BALANCED_COST_WEIGHT,
+    PRICES_US_EAST_1,
     Analysis,
     analyse,
     compare_run_pair,
-    exit_code,
+    latency,
     run_verdict,
 )
-from runner.cost import PRICES_US_EAST_1
+from runner.analysis._verdict import BALANCED_COST_WEIGHT, exit_code
+from runner.hdr import empty_histogram, encode
 from runner.report import chart_data, matrix, pick_line, render, views, write_report
 from runner.results import (
     ErrorCount,
@@ -46,7 +47,6 @@ from runner.results import (
     write_results,
 )
 from runner.stack import PROJECT_ROOT
-from runner.stats import empty_histogram, encode, latency
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]

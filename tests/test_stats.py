@@ -8,17 +8,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runner.stats import (
+from runner.analysis import latency
+from runner.analysis._stats import (
     Batch,
     bootstrap,
     compare,
     compare_many,
     design_effect,
-    empty_histogram,
-    latency,
     small_sample_factor,
     variance_ms2,
 )
+from runner.hdr import empty_histogram
 
 
 def histogram_of(samples_ms: list[float]) -> Any:
@@ -92,7 +92,7 @@ def test_a_dropped_histogram_is_freed_without_the_cyclic_collector() -> None:
     import gc
     import weakref
 
-    from runner.stats import decode, encode
+    from runner.hdr import decode, encode
 
     source = histogram_of([float(v) for v in range(1, 101)])
     encoded = encode(source)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.progress import Load, Phase, Planned, Progress, step_line
+from runner.analysis import Load
+from runner.progress import Phase, Planned, Progress, step_line
 from runner.results import read_results
 from runner.scenario import describe_plan, parse_scenario
 from runner.stack import PROJECT_ROOT

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.trust import HostSnapshot, cpu_delivery, host_snapshot, judge
+from runner.analysis import host_snapshot
+from runner.analysis._trust import HostSnapshot, cpu_delivery, judge
 
 MS = 1_000_000  # ns
 

@@ -26,11 +26,9 @@ from pathlib import Path
 from typing import Protocol
 
 # Re-exported: bench/fidelity.py reads it from here.
+from runner.control_api import CFS_PERIOD_US
 from runner.lambda_facts import MB_PER_VCPU as MB_PER_VCPU
 
-# Lambda's throttling appears to work in 20 ms steps; a 100 ms period flattened the
-# 128/1024 MB ratio to 1.5-1.7 instead of the tutorial's 2.97 (docs/ARCHITECTURE.md, 4.1).
-CFS_PERIOD_US = 20_000
 # The kernel's floor for cfs_quota_us.
 MIN_QUOTA_US = 1_000
 CGROUP_ROOT = Path(os.environ.get("MEMSWEEP_CGROUP_ROOT", "/sys/fs/cgroup"))

@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TypedDict
 
-from runner.emulator.cgroups import CFS_PERIOD_US, Limiter, cpu_quota_us, cpu_share
+from runner.control_api import CFS_PERIOD_US
+from runner.emulator.cgroups import Limiter, cpu_quota_us, cpu_share
 from runner.emulator.deadlines import Deadlines
 from runner.emulator.http import Connection, Request, bound_port, serve
 from runner.emulator.peer import PeerCheck

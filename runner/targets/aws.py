@@ -34,8 +34,8 @@ from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound, Wai
 
 from runner import control_api
 from runner.errors import BadInput, MemsweepError
+from runner.invocations import Phases, attribute
 from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
-from runner.lambda_logs import Phases, attribute
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import AwsTarget
 from runner.targets.base import RateLimit, Target

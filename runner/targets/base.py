@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from runner.lambda_logs import Phases
+from runner.invocations import Phases
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 
 

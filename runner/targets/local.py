@@ -11,8 +11,8 @@ from typing import Any
 
 from runner.control_api import StackReady, StackStatus, handler_problem
 from runner.errors import BadInput, MemsweepError
+from runner.invocations import Phases, attribute
 from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
-from runner.lambda_logs import Phases, attribute
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import LocalTarget
 from runner.stack import PROJECT_ROOT

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from runner.errors import BadInput
-from runner.lambda_logs import Phases
+from runner.invocations import Phases
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import UrlTarget
 from runner.targets.base import Target

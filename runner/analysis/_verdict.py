@@ -19,7 +19,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from runner.cost import (
+from runner.analysis._cost import (
     Architecture,
     ColdStartCost,
     CostPerMillion,
@@ -27,6 +27,18 @@ from runner.cost import (
     cost_per_million,
     money,
 )
+from runner.analysis._stats import (
+    Batch,
+    Difference,
+    Estimate,
+    bootstrap_many,
+    compare_many,
+    design_effect,
+    latency,
+    resampled,
+    variance_ms2,
+)
+from runner.hdr import merge
 from runner.lambda_facts import DEFAULT_API, DEFAULT_ARCHITECTURE
 from runner.results import (
     Confidence,
@@ -38,18 +50,6 @@ from runner.results import (
     Step,
 )
 from runner.scenario import AXES, AtPoint, ClosedLoad, Point, Scenario, Thresholds, point_label
-from runner.stats import (
-    Batch,
-    Difference,
-    Estimate,
-    bootstrap_many,
-    compare_many,
-    design_effect,
-    latency,
-    merge,
-    resampled,
-    variance_ms2,
-)
 
 # AWS Lambda Power Tuning's "balanced" strategy: minimise
 #   w · cost / max(cost) + (1 - w) · p95 / max(p95)

@@ -1,54 +1,14 @@
-"""Latency statistics from HDR histograms (never raw samples): decode, merge, summarise."""
+"""Latency statistics from HDR histograms (never raw samples): intervals and differences."""
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from runner.results import Latency
-
-# The workers' histogram range (runner/locustfile.py holds the same numbers: it must stay
-# importable without this package, for stock `locust --worker -f -`): 1 µs to 1 hour, 3
-# significant figures.
-HDR_LOWEST_US = 1
-HDR_HIGHEST_US = 3_600_000_000
-HDR_DIGITS = 3
-
-
-def acyclic(histogram: HdrHistogram) -> HdrHistogram:
-    """Let reference counting free `histogram` the moment it is dropped.
-
-    hdrh's histogram and its encoder point at each other, so a dropped histogram and its
-    counts array (184 KB at 3 digits) waited for the cyclic garbage collector. The master
-    decodes several per worker report: between collections they piled up by the dozen and
-    fragmented the heap, which glibc then kept (bench/PROFILE.md, "master RSS").
-    """
-    histogram.encoder.histogram = weakref.proxy(histogram)
-    return histogram
-
-
-def empty_histogram() -> HdrHistogram:
-    return acyclic(HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS))
-
-
-def decode(encoded: str) -> HdrHistogram:
-    return acyclic(HdrHistogram.decode(encoded.encode()))
-
-
-def merge(encodings: Iterable[str | None]) -> HdrHistogram:
-    total = empty_histogram()
-    for encoded in encodings:
-        if encoded:
-            total.add(decode(encoded))
-    return total
-
-
-def encode(histogram: HdrHistogram) -> str | None:
-    return histogram.encode().decode() if histogram.get_total_count() else None
 
 
 def latency(histogram: HdrHistogram) -> Latency:
@@ -71,15 +31,6 @@ def latency(histogram: HdrHistogram) -> Latency:
         p999=at(99.9),
         max=histogram.get_max_value() / 1000,
     )
-
-
-def percentile_ms(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of a small list (e.g. per-invocation durations of one step)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 # --- uncertainty: bootstrap on histogram buckets ----------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.emulator.cgroups import CFS_PERIOD_US
+from runner.control_api import CFS_PERIOD_US
 from runner.results import CpuDelivery, Trust
 
 # Of the CPU time the sandboxes were ready to use within their quota (what they ran plus

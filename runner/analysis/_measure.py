@@ -11,8 +11,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from runner.lambda_logs import Phases
-from runner.progress import Load
+from runner.analysis._stats import latency
+from runner.analysis._step_data import StepData
+from runner.analysis._trust import HostSnapshot, cpu_delivery, judge
+from runner.hdr import encode
+from runner.invocations import Phases
 from runner.results import (
     ErrorCount,
     Fidelity,
@@ -27,9 +30,21 @@ from runner.results import (
     WorkerSeen,
 )
 from runner.scenario import Point
-from runner.stats import encode, latency
-from runner.swarm import StepData
-from runner.trust import HostSnapshot, cpu_delivery, judge
+
+
+@dataclass(frozen=True, kw_only=True)
+class Load:
+    """The running step's load, from the workers' reports (every 3 s) and the master."""
+
+    elapsed_s: float  # since the load started
+    users: int
+    requests: int  # in the measured window, as reported so far
+    failures: int
+    dropped: int
+    achieved_rps: float | None  # over the measured window; None until it has a second
+    p95_ms: float | None  # the measured window's full-resolution histogram; None if empty
+    locust_rps: float  # Locust's current rate (warm-up included): shown during warm-up only
+
 
 # A step whose requests mostly failed to connect means the target is down, not slow.
 TARGET_DOWN_SHARE = 0.5

@@ -1,0 +1,71 @@
+"""Measurement and analysis: what a step measured, whether it may be believed, and what the
+numbers say. Pure: values in, values out; nothing here touches a target, a process or Locust.
+
+- `_step_data`: a step's traffic as the master merged it from the workers' reports
+- `_measure`: a step's figures from the workers' step data and what the sweep read
+- `_trust`: whether a step may be believed (CPU delivered vs modelled, generator CPU, host)
+- `_stats`: intervals and differences on HDR histograms, respecting serial correlation
+- `_cost`: the dated price table and cost per 1M requests
+- `_verdict`: per-setting summaries, threshold verdicts, the recommendation, significance
+"""
+
+from runner.analysis._cost import PRICES_US_EAST_1, money
+from runner.analysis._measure import (
+    STOPS_THE_SWEEP,
+    Load,
+    Measured,
+    Readings,
+    load_tick,
+    measure_step,
+    step_window,
+)
+from runner.analysis._stats import latency
+from runner.analysis._step_data import SecondStats, StepData
+from runner.analysis._trust import MIN_DELIVERED, host_snapshot
+from runner.analysis._verdict import (
+    AXIS_VALUE_NAMES,
+    RUN_TO_RUN_MARGIN,
+    Analysis,
+    AxisEffect,
+    RunComparison,
+    RunDifference,
+    Setting,
+    Verdict,
+    analyse,
+    compare_run_pair,
+    effects_sentence,
+    point_order,
+    recommended_point,
+    run_verdict,
+)
+
+__all__ = [
+    "AXIS_VALUE_NAMES",
+    "MIN_DELIVERED",
+    "PRICES_US_EAST_1",
+    "RUN_TO_RUN_MARGIN",
+    "STOPS_THE_SWEEP",
+    "Analysis",
+    "AxisEffect",
+    "Load",
+    "Measured",
+    "Readings",
+    "RunComparison",
+    "RunDifference",
+    "SecondStats",
+    "Setting",
+    "StepData",
+    "Verdict",
+    "analyse",
+    "compare_run_pair",
+    "effects_sentence",
+    "host_snapshot",
+    "latency",
+    "load_tick",
+    "measure_step",
+    "money",
+    "point_order",
+    "recommended_point",
+    "run_verdict",
+    "step_window",
+]
