@@ -12,9 +12,9 @@ import os
 import sys
 from typing import Any
 
+from runner.analysis import latency
+from runner.load import StepTraffic, Swarm
 from runner.scenario import ClosedLoad, RequestSpec, Stage, ThinkTime
-from runner.stats import latency
-from runner.swarm import StepTraffic, Swarm
 
 # The same POST as bench/bare_locustfile.py (an echo request for the handler).
 ECHO = {"operation": "echo", "payload": {"k": "v"}}

@@ -448,7 +448,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
         text += f"\n# run with {changed} (results.json's scenario holds the values used)\n"
     # What can be checked before the run starts is: a run that cannot start leaves no run
     # directory and no report, only one line saying what is missing.
-    from runner.swarm import check_master_address
+    from runner.load import check_master_address
 
     check_master_address(args.master_bind_host, args.master_port)
     _check_out(args.out, args.run_id)
@@ -596,7 +596,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from runner.swarm import exec_worker
+    from runner.load import exec_worker
 
     exec_worker(args.master_host, args.master_port, quiet=args.quiet)
     return 0  # not reached: the process is now the Locust worker

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from runner.errors import SetupError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -122,3 +124,36 @@ def table_definition(config: Mapping[str, Any]) -> TableDefinition:
     args = {key: properties[key] for key in _CREATE_TABLE_KEYS if key in properties}
     args.setdefault("BillingMode", "PAY_PER_REQUEST")
     return TableDefinition(logical_id=logical_id, create_table_args=args)
+
+
+# --- the usage plan: the API key's throttle ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A usage plan's throttle: `rate` requests/s on average, `burst` at once (token bucket)."""
+
+    rate: float
+    burst: float
+
+
+def default_rate_limit(path: Path = SERVERLESS_YML) -> RateLimit:
+    """The usage plan serverless.yml deploys by default (params.default.throttleRate and
+    throttleBurst): the pace for targets that cannot tell (a deployed stack, a URL)."""
+    try:
+        document = yaml.load(path.read_text(), Loader=_TagTolerantLoader)
+        defaults = document["params"]["default"]
+        return RateLimit(
+            rate=float(defaults["throttleRate"]), burst=float(defaults["throttleBurst"])
+        )
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise SetupError(
+            f"{path}: params.default.throttleRate and throttleBurst: cannot read them ({exc})"
+        ) from None
+
+
+class _TagTolerantLoader(yaml.SafeLoader):
+    """Safe YAML that reads CloudFormation tags (!Ref, !GetAtt) as None instead of failing."""
+
+
+_TagTolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: None)

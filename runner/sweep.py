@@ -36,6 +36,7 @@ from runner.analysis import (
 )
 from runner.errors import BadInput, MemsweepError
 from runner.invocations import Phases
+from runner.load import StepTraffic, Swarm, seed_items
 from runner.progress import Event, Note, Phase, Planned, StepDone
 from runner.results import HostRecord, Problem, ProblemKind, Results, RunVerdict, write_results
 from runner.scenario import (
@@ -47,8 +48,6 @@ from runner.scenario import (
     plan_steps,
     point_label,
 )
-from runner.seeding import seed_items
-from runner.swarm import StepTraffic, Swarm
 from runner.targets import Target, make_target
 
 

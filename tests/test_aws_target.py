@@ -29,10 +29,8 @@ import pytest
 from runner.invocations import Phases
 from runner.results import read_results
 from runner.scenario import AwsTarget, UrlTarget
-from runner.seeding import default_rate_limit
-from runner.stack import PROJECT_ROOT
+from runner.stack import PROJECT_ROOT, RateLimit, default_rate_limit
 from runner.targets.aws import AwsStackTarget, AwsTargetError, http_route_url
-from runner.targets.base import RateLimit
 from runner.targets.local_client import LocalStackProcess
 from runner.targets.url import UrlOnlyTarget
 from tests.conftest import MOTO_API_KEY, MOTO_STAGE

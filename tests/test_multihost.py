@@ -417,7 +417,7 @@ def test_given_a_worker_of_another_version_then_refused_with_a_clear_message(
         init = other / "runner" / "__init__.py"
         init.write_text(init.read_text().replace('__version__ = "', '__version__ = "0.0.0-other+'))
     else:  # same version, different user code: what an unreleased local edit looks like
-        users = other / "runner" / "locustfile.py"
+        users = other / "runner" / "load" / "locustfile.py"
         users.write_text(users.read_text() + "\n# a local edit\n")
     master = lan.master_run(lan.scenario(tmp_path), tmp_path)
     started = time.monotonic()

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from runner import lambda_facts
-from runner.analysis import analyse
-from runner.analysis import money
+from runner.analysis import analyse, money
 from runner.emulator.cgroups import cpu_share
 from runner.emulator.server import check_memory
 from runner.errors import BadInput
@@ -25,7 +24,7 @@ from runner.scenario._models import TEMPLATE
 from tests.test_report import make_results, make_step
 from tests.test_scenario_hostile import GOOD, body
 
-LOCUSTFILE = Path(__file__).resolve().parent.parent / "runner" / "locustfile.py"
+LOCUSTFILE = Path(__file__).resolve().parent.parent / "runner" / "load" / "locustfile.py"
 
 
 def test_given_a_run_then_the_headline_the_report_and_summary_md_show_the_same_money() -> None:

@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 
 from runner.emulator import dynamodb
+from runner.load._seeding import RetryPolicy, Seeder, SeedingFailed, seed_table
 from runner.scenario import LocalTarget, Seed
-from runner.seeding import RetryPolicy, Seeder, SeedingFailed, seed_table
-from runner.stack import PROJECT_ROOT
-from runner.targets.base import RateLimit
+from runner.stack import PROJECT_ROOT, RateLimit
 from runner.targets.local import LocalStackTarget
 
 # A usage plan low enough that an unpaced seeding pass of a few hundred requests overruns it.

@@ -5,7 +5,7 @@ runner/swarm.py applies them to Locust's client list while a step runs and after
 
 from __future__ import annotations
 
-from runner.swarm_rules import (
+from runner.load._rules import (
     DISCONNECTED,
     NO_FINAL_REPORT,
     SILENT,

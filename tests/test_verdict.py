@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from runner.analysis import analyse, compare_run_pair, run_verdict
+from runner.analysis._stats import Batch, design_effect
 from runner.analysis._verdict import exit_code
 from runner.results import CpuDelivery, Invocations, Results, Second, Trust, write_results
 from runner.scenario import Thresholds
-from runner.analysis._stats import Batch, design_effect
 from tests.test_report import make_results, make_step, two_settings
 
 

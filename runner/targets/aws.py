@@ -38,7 +38,8 @@ from runner.invocations import Phases, attribute
 from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import AwsTarget
-from runner.targets.base import RateLimit, Target
+from runner.stack import RateLimit
+from runner.targets.base import Target
 
 # Lambda refuses a configuration change while another is in progress.
 CONFLICT_RETRIES = 8
@@ -200,7 +201,7 @@ def _is_limit(value: Any) -> bool:
 
 def _default_rate_limit(why: str) -> RateLimit:
     """serverless.yml's default plan, with one line on stderr saying why it is used."""
-    from runner.seeding import default_rate_limit  # gevent and yaml, for this fallback only
+    from runner.stack import default_rate_limit
 
     limit = default_rate_limit()
     print(

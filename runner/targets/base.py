@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from runner.invocations import Phases
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
+from runner.stack import RateLimit
 
 
 class Target(ABC):
@@ -115,14 +115,6 @@ class Target(ABC):
     def alive(self) -> str | None:
         """None if the target still serves, else why not."""
         return None
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """A usage plan's throttle: `rate` requests/s on average, `burst` at once (token bucket)."""
-
-    rate: float
-    burst: float
 
 
 @runtime_checkable

@@ -15,8 +15,8 @@ from runner.invocations import Phases, attribute
 from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import LocalTarget
-from runner.stack import PROJECT_ROOT
-from runner.targets.base import RateLimit, Target
+from runner.stack import PROJECT_ROOT, RateLimit
+from runner.targets.base import Target
 from runner.targets.local_client import LocalStackProcess
 
 # The instruction set the sandboxes run on: this host's CPU, whatever serverless.yml says.

@@ -21,19 +21,17 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import gevent
 import gevent.event
-import yaml
 from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 
-from runner.errors import MemsweepError, SetupError
+from runner.errors import MemsweepError
 from runner.scenario import Scenario, Seed
-from runner.stack import SERVERLESS_YML
-from runner.targets.base import ClearsTable, KnowsRateLimit, RateLimit, Target
+from runner.stack import RateLimit, default_rate_limit
+from runner.targets.base import ClearsTable, KnowsRateLimit, Target
 
 # Requests in flight at once: enough to keep a paced stream going over ~100 ms round trips.
 CONCURRENCY = 8
@@ -147,28 +145,6 @@ def paced_rate(limit: RateLimit | None) -> float | None:
     if limit is None or limit.rate <= 0:
         return None
     return limit.rate * SAFE_FRACTION
-
-
-def default_rate_limit(path: Path = SERVERLESS_YML) -> RateLimit:
-    """The usage plan serverless.yml deploys by default (params.default.throttleRate and
-    throttleBurst): the pace for targets that cannot tell (a deployed stack, a URL)."""
-    try:
-        document = yaml.load(path.read_text(), Loader=_TagTolerantLoader)
-        defaults = document["params"]["default"]
-        return RateLimit(
-            rate=float(defaults["throttleRate"]), burst=float(defaults["throttleBurst"])
-        )
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
-        raise SetupError(
-            f"{path}: params.default.throttleRate and throttleBurst: cannot read them ({exc})"
-        ) from None
-
-
-class _TagTolerantLoader(yaml.SafeLoader):
-    """Safe YAML that reads CloudFormation tags (!Ref, !GetAtt) as None instead of failing."""
-
-
-_TagTolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def rate_limit_of(target: Target) -> RateLimit | None:
@@ -354,7 +330,7 @@ def seed_table(
     if not needs_api:
         return result
     if render is None:
-        from runner.locustfile import Templates
+        from runner.load.locustfile import Templates
 
         render = Templates([]).render
     items = [render(seed.item) for _ in range(seed.items)]

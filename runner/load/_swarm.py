@@ -30,12 +30,15 @@ from locust.env import Environment
 from locust.exception import RPCError
 from locust.runners import STATE_MISSING, MasterRunner
 
-from runner import __version__, locustfile, swarm_rules
+from runner import __version__
 from runner.analysis import SecondStats, StepData
 from runner.children import detached_but_tied
 from runner.errors import BadInput, MemsweepError
 from runner.hdr import decode, empty_histogram
-from runner.locustfile import (
+from runner.load import _rules as swarm_rules
+from runner.load import locustfile
+from runner.load._rules import ANY_ADDRESS, local_dial_host, newly_lost, owing_final_report
+from runner.load.locustfile import (
     REPORT_KEY,
     ClosedStepLoad,
     OpenStepLoad,
@@ -45,7 +48,6 @@ from runner.locustfile import (
     WorkerReport,
 )
 from runner.scenario import ClosedLoad, OpenLoad, RequestSpec
-from runner.swarm_rules import ANY_ADDRESS, local_dial_host, newly_lost, owing_final_report
 
 if swarm_rules.STATE_MISSING != STATE_MISSING:  # the pure rules spell Locust's state themselves
     raise ImportError(f"Locust's missing-worker state is now {STATE_MISSING!r}: update swarm_rules")
