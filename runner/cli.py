@@ -456,7 +456,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
         from runner.targets.aws import preflight
 
         preflight(scenario.target)
-    from runner.progress import Progress
+    from runner.outputs import Progress
     from runner.sweep import Interrupted, RunOptions, Sweep
 
     with Progress(quiet=args.quiet) as progress:
@@ -506,8 +506,7 @@ def _report_after_run(results_path: Path) -> Path | None:
     does not stop the other."""
     if not results_path.exists():
         return None
-    from runner.exports import write_exports
-    from runner.report import write_report
+    from runner.outputs import write_exports, write_report
 
     _after_run(
         "the files for other tools (summary.csv, junit.xml, summary.md)",
@@ -530,7 +529,7 @@ def _after_run(what: str, write: Callable[[Path], _Written], results_path: Path)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from runner.report import report_json, write_report
+    from runner.outputs import report_json, write_report
 
     if args.json:
         print(json.dumps(report_json(args.results), indent=1))

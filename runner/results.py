@@ -30,8 +30,9 @@ from pydantic import (
 
 from runner import hdr
 from runner.errors import BadInput
+from runner.lambda_facts import ApiType, Architecture
 from runner.redaction import REDACTED, SECRET_NAME, redact_url, secret_name
-from runner.scenario import ApiType, Architecture, HandlerName, Point, Scenario, point_label
+from runner.scenario import HandlerName, Point, Scenario, point_label
 
 # 2: one measured window for every figure (invocations outside it are counted apart), the
 # step's trust record (delivered CPU, load generator), dropped load, and the run's verdict.

@@ -37,7 +37,7 @@ from runner.analysis import (
 from runner.errors import BadInput, MemsweepError
 from runner.invocations import Phases
 from runner.load import StepTraffic, Swarm, seed_items
-from runner.progress import Event, Note, Phase, Planned, StepDone
+from runner.outputs import Event, Note, Phase, Planned, StepDone
 from runner.results import HostRecord, Problem, ProblemKind, Results, RunVerdict, write_results
 from runner.scenario import (
     AXES,

@@ -19,8 +19,9 @@ import junitparser
 import pytest
 
 from runner.analysis import analyse, run_verdict
-from runner.exports import SUMMARY_COLUMNS, write_exports
-from runner.report import NO_VALUE
+from runner.outputs import write_exports
+from runner.outputs._exports import SUMMARY_COLUMNS
+from runner.outputs._tables import NO_VALUE
 from runner.results import Results, Trust, read_results, write_results
 from tests.test_report import HARDENED, PICK, TUTORIAL, XSS, make_results, make_step, whole_bill
 

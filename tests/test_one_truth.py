@@ -17,8 +17,8 @@ from runner.analysis import analyse, money
 from runner.emulator.cgroups import cpu_share
 from runner.emulator.server import check_memory
 from runner.errors import BadInput
-from runner.exports import summary_markdown, summary_rows
-from runner.report import render
+from runner.outputs._exports import summary_markdown, summary_rows
+from runner.outputs._report import render
 from runner.scenario import json_schema, parse_scenario
 from runner.scenario._models import TEMPLATE
 from tests.test_report import make_results, make_step

@@ -29,7 +29,9 @@ from runner.analysis import (
 )
 from runner.analysis._verdict import BALANCED_COST_WEIGHT, exit_code
 from runner.hdr import empty_histogram, encode
-from runner.report import chart_data, matrix, pick_line, render, views, write_report
+from runner.outputs import write_report
+from runner.outputs._report import chart_data, pick_line, render, views
+from runner.outputs._tables import matrix
 from runner.results import (
     ErrorCount,
     Fidelity,

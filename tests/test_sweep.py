@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from runner.analysis import analyse
-from runner.progress import step_line
+from runner.outputs._progress import step_line
 from runner.results import Problem, read_results
 from runner.stack import PROJECT_ROOT
 from tests.test_exports import check_a_real_runs_directory

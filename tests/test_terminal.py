@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from runner.analysis import Load
-from runner.progress import Phase, Planned, Progress, step_line
+from runner.outputs import Phase, Planned, Progress
+from runner.outputs._progress import step_line
 from runner.results import read_results
 from runner.scenario import describe_plan, parse_scenario
 from runner.stack import PROJECT_ROOT

@@ -23,7 +23,6 @@ from runner.analysis._stats import latency
 from runner.analysis._step_data import SecondStats, StepData
 from runner.analysis._trust import MIN_DELIVERED, host_snapshot
 from runner.analysis._verdict import (
-    AXIS_VALUE_NAMES,
     RUN_TO_RUN_MARGIN,
     Analysis,
     AxisEffect,
@@ -40,7 +39,6 @@ from runner.analysis._verdict import (
 )
 
 __all__ = [
-    "AXIS_VALUE_NAMES",
     "MIN_DELIVERED",
     "PRICES_US_EAST_1",
     "RUN_TO_RUN_MARGIN",

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
-Architecture = Literal["x86_64", "arm64"]
-ApiType = Literal["rest", "http"]  # runner.lambda_facts.API_TYPES
+from runner.lambda_facts import DEFAULT_API, DEFAULT_ARCHITECTURE, ApiType, Architecture
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ def lambda_compute_cost(
     billed_ms: float,
     memory_mb: int,
     *,
-    architecture: Architecture = "x86_64",
+    architecture: Architecture = DEFAULT_ARCHITECTURE,
     prices: PriceTable = PRICES_US_EAST_1,
 ) -> float:
     """Dollars for one invocation's billed duration at a memory size (GB = 1,024 MB)."""
@@ -126,8 +124,8 @@ def cost_per_million(
     read_units_per_request: float | None,
     write_units_per_request: float | None,
     duration_ms_fallback: float | None = None,
-    architecture: Architecture = "x86_64",
-    api: ApiType = "rest",
+    architecture: Architecture = DEFAULT_ARCHITECTURE,
+    api: ApiType = DEFAULT_API,
     request_bytes_mean: float | None = None,
     prices: PriceTable = PRICES_US_EAST_1,
 ) -> CostPerMillion:
@@ -216,7 +214,7 @@ def cold_start_cost(
     requests: int,
     cold_billed_ms_total: int,
     warm_billed_ms_mean: float | None,
-    architecture: Architecture = "x86_64",
+    architecture: Architecture = DEFAULT_ARCHITECTURE,
     prices: PriceTable = PRICES_US_EAST_1,
 ) -> ColdStartCost:
     """Cold starts priced apart: each one's billed time beyond a warm call, times how many

@@ -20,7 +20,6 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from runner.analysis._cost import (
-    Architecture,
     ColdStartCost,
     CostPerMillion,
     cold_start_cost,
@@ -39,7 +38,7 @@ from runner.analysis._stats import (
     variance_ms2,
 )
 from runner.hdr import merge
-from runner.lambda_facts import DEFAULT_API, DEFAULT_ARCHITECTURE
+from runner.lambda_facts import DEFAULT_API, DEFAULT_ARCHITECTURE, Architecture
 from runner.results import (
     Confidence,
     DegradedStep,
@@ -49,7 +48,16 @@ from runner.results import (
     RunVerdict,
     Step,
 )
-from runner.scenario import AXES, AtPoint, ClosedLoad, Point, Scenario, Thresholds, point_label
+from runner.scenario import (
+    AXES,
+    AtPoint,
+    ClosedLoad,
+    Point,
+    Scenario,
+    Thresholds,
+    point_label,
+    value_name,
+)
 
 # AWS Lambda Power Tuning's "balanced" strategy: minimise
 #   w · cost / max(cost) + (1 - w) · p95 / max(p95)
@@ -300,9 +308,6 @@ def neighbours(settings: Sequence[Setting]) -> list[tuple[Setting, Setting]]:
     return pairs
 
 
-AXIS_VALUE_NAMES = {"rest": "REST API", "http": "HTTP API"}
-
-
 @dataclass(frozen=True)
 class AxisEffect:
     """What moving one axis does, everything else held: the mean over the matched pairs of
@@ -337,12 +342,6 @@ def _signed_money(dollars: float) -> str:
     return ("-" if dollars < 0 else "+") + money(abs(dollars))
 
 
-def _value_name(axis: str, value: Any) -> str:
-    if axis == "memory_mb":
-        return f"{value} MB"
-    return AXIS_VALUE_NAMES.get(str(value), str(value))
-
-
 def axis_effects(settings: Sequence[Setting]) -> list[AxisEffect]:
     """For each axis the sweep moved: from its first value (memory: the smallest) to each
     other (memory: the largest), the mean change in cost and p95 over matched pairs of valid
@@ -368,8 +367,8 @@ def axis_effects(settings: Sequence[Setting]) -> list[AxisEffect]:
             effects.append(
                 AxisEffect(
                     axis=axis,
-                    a=_value_name(axis, base),
-                    b=_value_name(axis, other),
+                    a=value_name(axis, base),
+                    b=value_name(axis, other),
                     cost_delta=sum(b.cost.total - a.cost.total for a, b in pairs) / len(pairs),
                     p95_delta_ms=sum(b.p95 - a.p95 for a, b in pairs) / len(pairs),
                     pairs=len(pairs),
@@ -479,7 +478,7 @@ def _setting(
         write_units_per_request=per_request[1] if per_request else None,
         duration_ms_fallback=summary.mean,
         architecture=architecture,
-        api=point.api or "rest",
+        api=point.api or DEFAULT_API,
     )
     if borrowed:
         cost = replace(

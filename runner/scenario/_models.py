@@ -36,7 +36,13 @@ from pydantic import (
 from pydantic.functional_validators import AfterValidator
 
 from runner.errors import BadInput
-from runner.lambda_facts import MAX_MEMORY_MB, MIN_MEMORY_MB
+from runner.lambda_facts import (
+    API_NAMES,
+    MAX_MEMORY_MB,
+    MIN_MEMORY_MB,
+    ApiType,
+    Architecture,
+)
 from runner.scenario._errors import MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS
 from runner.scenario._errors import (
     explain,
@@ -221,8 +227,6 @@ Target = Annotated[
 MemoryMb = Annotated[int, Field(ge=MIN_MEMORY_MB, le=MAX_MEMORY_MB)]
 
 
-ApiType = Literal["rest", "http"]
-Architecture = Literal["x86_64", "arm64"]
 # Python's module.function, as Lambda's Handler setting names it (a package path is dotted).
 HANDLER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
 HandlerName = Annotated[str, Field(pattern=HANDLER_PATTERN, max_length=128)]
@@ -417,14 +421,17 @@ class AtPoint:
 
 def point_label(point: Point) -> str:
     """ "512 MB", or with the other axes the point names: "512 MB · HTTP API · arm64"."""
-    parts = [f"{point.memory_mb} MB"]
-    if point.api is not None:
-        parts.append("HTTP API" if point.api == "http" else "REST API")
-    if point.architecture is not None:
-        parts.append(point.architecture)
-    if point.handler is not None:
-        parts.append(point.handler)
+    parts = [value_name("memory_mb", point.memory_mb)]
+    parts += [value_name(axis, getattr(point, axis)) for axis in AXES if getattr(point, axis)]
     return " · ".join(parts)
+
+
+def value_name(axis: str, value: object) -> str:
+    """An axis value as labels, the report and the exports write it: "HTTP API", "arm64",
+    "128 MB"."""
+    if axis == "memory_mb":
+        return f"{value} MB"
+    return API_NAMES.get(str(value), str(value))
 
 
 class Stage(_Model):

@@ -305,7 +305,7 @@ class AwsStackTarget(Target):
         self._stack: tuple[dict[str, str], dict[str, str]] | None = None  # outputs, resources
         self._url = ""
         self._urls: dict[str, str] = {}  # by API type: what set_api switches between
-        self.api = DEFAULT_API
+        self.api: str = DEFAULT_API
         self._api_key: str | None = None
         self._api_key_id: str | None = None
         self._api_id: str | None = None

@@ -46,7 +46,7 @@ class LocalStackTarget(Target):
         # its own part of a log that grows for the whole run. Which invocation belongs to
         # which phase is decided per request (lambda_logs.attribute), not by these offsets.
         self._marks: list[tuple[float, int]] = []
-        self._api = DEFAULT_API  # which front's URL the load goes to (set_api)
+        self._api: str = DEFAULT_API  # which front's URL the load goes to (set_api)
         self._started_handler: str | None = None  # restore() puts it back
 
     def start(self) -> None:

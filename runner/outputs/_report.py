@@ -9,10 +9,7 @@ fetch. Jinja autoescapes everything user-supplied; chart data reaches the script
 from __future__ import annotations
 
 import functools
-import math
-import os
 import platform
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +21,6 @@ from markupsafe import Markup, escape
 
 from runner import __version__
 from runner.analysis import (
-    AXIS_VALUE_NAMES,
     MIN_DELIVERED,
     PRICES_US_EAST_1,
     Analysis,
@@ -41,8 +37,18 @@ from runner.analysis import (
 )
 from runner.errors import BadInput, SetupError
 from runner.lambda_facts import MB_PER_VCPU
+from runner.outputs._tables import (
+    NO_VALUE,
+    Matrix,
+    axes_label,
+    matrix,
+    ms,
+    swept_axes,
+    without_memory,
+    write_atomically,
+)
 from runner.results import Results, RunVerdict, read_results
-from runner.scenario import AXES, AtPoint, Point, point_label
+from runner.scenario import AXES, AtPoint, Point, point_label, value_name
 from runner.stack import PROJECT_ROOT
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -58,13 +64,6 @@ CHART_PERCENTILES = (0, 25, 50, 75, 90, 95, 99, 99.9, 100)
 LIMIT_LINE_SPAN = 1.5
 # One colour per memory setting, in ascending memory order (Okabe-Ito, colour-blind safe).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000")
-
-
-NO_VALUE = "\u2013"  # en dash, for a figure that was not measured
-
-
-def ms(value: float | None) -> str:
-    return NO_VALUE if value is None or math.isinf(value) else f"{value:,.1f}"
 
 
 def percent(share: float) -> str:
@@ -342,126 +341,6 @@ class Legends:
         return new, again
 
 
-# The axes beside memory in the order a matrix nests its columns: the outermost first, as
-# analysis.point_order groups settings (the costliest change least often).
-MATRIX_AXES = ("architecture", "handler", "api")
-
-
-def swept_axes(analysis: Analysis) -> list[str]:
-    """The axes beside memory the run moved: those its scenario sweeps, and any a step names."""
-    planned = set(analysis.results.scenario.sweep.swept_axes)
-    named = {a for s in analysis.results.steps for a in AXES if getattr(s, a) is not None}
-    return [axis for axis in AXES if axis in planned | named]
-
-
-def value_name(axis: str, value: object) -> str:
-    """An axis value as the report writes it: "HTTP API", "arm64", "128 MB"."""
-    if axis == "memory_mb":
-        return f"{value} MB"
-    return AXIS_VALUE_NAMES.get(str(value), str(value))
-
-
-def axes_label(point: Point) -> str:
-    """A point's label without its memory size: "HTTP API · tutorial_handler.lambda_handler"
-    ("" for a memory-only point)."""
-    return point_label(point).partition(" · ")[2]
-
-
-def _combo(point: Point) -> Point:
-    """The point with memory set aside (one line of the memory chart, one matrix column)."""
-    return point.model_copy(update={"memory_mb": 128})
-
-
-@dataclass(frozen=True)
-class MatrixCell:
-    point: Point
-    setting: Setting | None  # None: planned, but the run never measured it
-    picked: bool
-
-    @property
-    def label(self) -> str:
-        return point_label(self.point)
-
-    @property
-    def state(self) -> str:
-        """What the cell's mark says: its verdict, or why it has none."""
-        s = self.setting
-        if s is None:
-            return "not measured"
-        if s.degraded:
-            return "degraded"
-        if not s.valid:
-            return "not valid"
-        if not s.verdicts:
-            return "measured"
-        return "met" if s.meets else "missed"
-
-
-@dataclass(frozen=True)
-class MatrixHeader:
-    """One header row of the matrix: an axis and its values, each spanning its columns."""
-
-    axis: str
-    values: list[tuple[str, int]]  # (value as written, columns spanned)
-
-
-@dataclass(frozen=True)
-class Matrix:
-    """Every point of a run at a glance: memory sizes as rows, the other axes' combinations as
-    columns (nested: the outermost axis in the first header row)."""
-
-    axes: list[str]
-    headers: list[MatrixHeader]
-    columns: list[str]  # each column's axes, as labels write them
-    rows: list[tuple[int, list[MatrixCell | None]]]  # memory size, a cell per column
-
-
-def matrix(analysis: Analysis) -> Matrix | None:
-    """The run's matrix, or None when the sweep moved memory only. Points the plan had but the
-    run never reached are cells too ("not measured")."""
-    axes = swept_axes(analysis)
-    if not axes:
-        return None
-    scenario = analysis.results.scenario
-    settings = {s.point: s for s in analysis.settings}
-    points = list(settings) + [p for p in scenario.sweep.planned_points() if p not in settings]
-    pick = analysis.recommendation.cheapest
-    combos = sorted({_combo(p) for p in points}, key=lambda c: point_order(c, scenario))
-    nested = [axis for axis in MATRIX_AXES if axis in axes]
-    headers = []
-    for depth, axis in enumerate(nested):
-        values: list[tuple[str, int]] = []
-        previous: tuple[object, ...] | None = None
-        for combo in combos:
-            key = tuple(getattr(combo, a) for a in nested[: depth + 1])
-            if key == previous:
-                values[-1] = (values[-1][0], values[-1][1] + 1)
-            else:
-                values.append((value_name(axis, getattr(combo, axis)), 1))
-            previous = key
-        headers.append(MatrixHeader(axis, values))
-    by_point = set(points)
-    rows = []
-    for memory in sorted({p.memory_mb for p in points}):
-        cells: list[MatrixCell | None] = []
-        for combo in combos:
-            point = combo.model_copy(update={"memory_mb": memory})
-            if point not in by_point:
-                cells.append(None)  # neither planned nor measured (an explicit point list)
-                continue
-            setting = settings.get(point)
-            cells.append(
-                MatrixCell(point, setting, picked=pick is not None and pick.point == point)
-            )
-        rows.append((memory, cells))
-    return Matrix(
-        axes=nested,
-        headers=headers,
-        columns=[axes_label(combo) for combo in combos],
-        rows=rows,
-    )
-
-
 @dataclass(frozen=True)
 class RunView:
     """One run as the template shows it: its letter, colour, analysis and verdict."""
@@ -640,7 +519,9 @@ def _combos(runs: Sequence[RunView]) -> list[Point]:
     """The combinations of the other axes the runs measured (one per line of the memory
     chart), in the first run's order."""
     return list(
-        dict.fromkeys(_combo(s.point) for run in runs for s in run.analysis.settings if _charted(s))
+        dict.fromkeys(
+            without_memory(s.point) for run in runs for s in run.analysis.settings if _charted(s)
+        )
     )
 
 
@@ -658,7 +539,7 @@ def _memory_chart(runs: Sequence[RunView]) -> dict[str, Any]:
             by_size = {
                 s.memory_mb: s
                 for s in run.analysis.settings
-                if _charted(s) and _combo(s.point) == combo
+                if _charted(s) and without_memory(s.point) == combo
             }
             if not by_size:
                 continue
@@ -684,7 +565,9 @@ def _memory_chart(runs: Sequence[RunView]) -> dict[str, Any]:
                     ],
                     "p95": [round(by_size[m].p95, 3) if m in by_size else None for m in sizes],
                     "recommended": pick.memory_mb
-                    if pick is not None and _combo(pick) == combo and pick.memory_mb in by_size
+                    if pick is not None
+                    and without_memory(pick) == combo
+                    and pick.memory_mb in by_size
                     else None,
                 }
             )
@@ -720,7 +603,9 @@ def _cost_chart(runs: Sequence[RunView]) -> dict[str, Any]:
     for run in runs:
         degraded = _degraded_points(run)
         for index, combo in enumerate(combos):
-            charted = [s for s in run.analysis.settings if _charted(s) and _combo(s.point) == combo]
+            charted = [
+                s for s in run.analysis.settings if _charted(s) and without_memory(s.point) == combo
+            ]
             if not charted:
                 continue
             if several:
@@ -902,23 +787,3 @@ def write_report(inputs: list[str | Path], output: Path | None = None) -> Path:
     except OSError as exc:
         raise BadInput(f"{target}: cannot write the report: {exc.strerror or exc}") from None
     return target
-
-
-# A report is for sharing: readable by all, like a file written with the default umask.
-REPORT_MODE = 0o644
-
-
-def write_atomically(target: Path, text: str) -> None:
-    """Through a temporary file of our own (created exclusively, with a name nobody can
-    guess), then renamed over the target: a link planted beside the report is never
-    followed, and a reader never sees half a report."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), REPORT_MODE)
-            out.write(text)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

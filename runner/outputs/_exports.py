@@ -29,9 +29,9 @@ from runner.analysis import (
     recommended_point,
 )
 from runner.errors import BadInput
-from runner.report import NO_VALUE, Matrix, matrix, ms, swept_axes, value_name, write_atomically
+from runner.outputs._tables import NO_VALUE, Matrix, matrix, ms, swept_axes, write_atomically
 from runner.results import Confidence, read_results
-from runner.scenario import AXES, AtPoint, Point
+from runner.scenario import AXES, AtPoint, Point, value_name
 
 SUMMARY_CSV = "summary.csv"
 JUNIT_XML = "junit.xml"
