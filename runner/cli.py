@@ -299,7 +299,7 @@ def _add_validate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help="write the scenario JSON Schema (or, with --markdown, the key reference)",
         description="Write scenarios/scenario.schema.json (for editors) or, with --markdown, the "
         "key-by-key reference in scenarios/README.md (the part between its markers), both "
-        "generated from runner/scenario.py.",
+        "generated from runner/scenario/_models.py.",
     )
     schema.add_argument("--markdown", action="store_true", help="the Markdown key reference")
     schema.add_argument(

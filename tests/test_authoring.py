@@ -31,7 +31,7 @@ from runner.scenario import (
     with_overrides,
 )
 from runner.scenario._errors import models_in
-from runner.scenario._models import parse_duration
+from runner.scenario._overrides import parse_duration
 from runner.scenario._plan import END_S, START_S, STEP_OVERHEAD_S, user_seconds
 from runner.scenario._reference import BEGIN, END, with_reference
 from runner.stack import PROJECT_ROOT

@@ -1,7 +1,7 @@
 """Facts stated once: Lambda's numbers, how money reads, which templates exist.
 
 Each test checks that the places that use a fact agree with its one source (runner/
-lambda_facts.py, runner/cost.py `money`, runner/scenario.py's template names).
+lambda_facts.py, runner/analysis/_cost.py `money`, runner/scenario/_models.py's template names).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def test_given_mb_per_vcpu_then_the_local_stacks_cpu_share_is_one_cpu_there() ->
 
 
 def _locustfile_templates() -> tuple[str, set[str], set[str]]:
-    """The template pattern, names and name prefixes runner/locustfile.py renders.
+    """The template pattern, names and name prefixes runner/load/locustfile.py renders.
 
     Read from its source: importing it imports Locust, which monkey-patches this process.
     """
@@ -140,7 +140,7 @@ def _accepted(template: str) -> bool:
 
 
 def test_given_the_template_names_then_the_scenario_accepts_exactly_what_workers_render() -> None:
-    # GIVEN what runner/locustfile.py finds and renders (it cannot import runner/scenario.py:
+    # GIVEN what runner/load/locustfile.py finds and renders (it cannot import runner/scenario/_models.py:
     # a stock `locust --worker -f -` fetches that one file)
     pattern, names, prefixes = _locustfile_templates()
     assert pattern == TEMPLATE.pattern

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from runner.errors import BadInput
 from runner.scenario import Scenario, parse_scenario
-from runner.scenario._models import MAX_MESSAGE_CHARS
+from runner.scenario._errors import MAX_MESSAGE_CHARS
 from runner.stack import PROJECT_ROOT
 
 # Bounded so the three fuzz tests together take well under a minute on a loaded CI runner;

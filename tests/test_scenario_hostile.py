@@ -17,7 +17,7 @@ import pytest
 from runner.cli import main
 from runner.errors import BadInput
 from runner.scenario import load_scenario, parse_scenario
-from runner.scenario._models import MAX_DEPTH, MAX_EXPANDED_SIZE, MAX_SCENARIO_BYTES
+from runner.scenario._reading import MAX_DEPTH, MAX_EXPANDED_SIZE, MAX_SCENARIO_BYTES
 from runner.stack import PROJECT_ROOT
 
 GOOD = """\

@@ -31,16 +31,13 @@ from runner.scenario._models import (
     Thresholds,
     UrlTarget,
     json_schema,
-    load_scenario,
-    parse_scenario,
     point_label,
-    read_scenario_text,
     value_name,
-    with_overrides,
-    with_target,
     write_json_schema,
 )
+from runner.scenario._overrides import with_overrides, with_target
 from runner.scenario._plan import Plan, describe_plan, plan_steps
+from runner.scenario._reading import load_scenario, parse_scenario, read_scenario_text
 from runner.scenario._reference import REFERENCE_PATH, reference_markdown, write_reference
 from runner.scenario._starter import write_starter
 

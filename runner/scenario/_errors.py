@@ -1,14 +1,14 @@
 """Scenario errors in memsweep's words: pydantic's ValidationErrors as one plain line each.
 
-runner/scenario.py holds the format (the models) and reads the YAML with line numbers; this
-module turns what the models refuse into `file:line: field: what is wrong, got value` lines,
-with a did-you-mean for a misspelt key or value and an example of what a key takes. It walks
-the models to find which keys belong where: runner.scenario imports this module, so the
-models are imported inside the functions that walk them (after both modules are loaded).
+_models holds the format; _reading and _overrides check a file and the command line against it.
+This module turns what the models refuse into `file:line: field: what is wrong, got value`
+lines, with a did-you-mean for a misspelt key or value and an example of what a key takes. It
+walks the models to find which keys belong where (it imports them; they import nothing of it).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -18,13 +18,12 @@ from typing import Annotated, Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from runner.redaction import REDACTED, redact_headers, secret_name
-
-_TAGS = {"target": {"local", "aws", "url"}, "load": {"closed", "open"}}
+from runner.scenario._models import HANDLER_PATTERN, TARGET_KINDS, Scenario
 
 
 def _without_tags(location: tuple[int | str, ...]) -> tuple[int | str, ...]:
     """Drop a discriminated union's tag, which pydantic puts in the path after its key."""
-    if len(location) > 1 and location[1] in _TAGS.get(str(location[0]), ()):
+    if len(location) > 1 and location[1] in _union_tags().get(str(location[0]), ()):
         return (location[0], *location[2:])
     return location
 
@@ -87,8 +86,6 @@ _UNITS = (
 def pattern_words(pattern: str) -> str | None:
     """What a pattern of the format asks for, said plainly (the pattern itself stays in the
     JSON Schema); None for a pattern without words."""
-    from runner.scenario._models import HANDLER_PATTERN
-
     return {
         r"^https?://\S+$": "must be an http:// or https:// URL without spaces",
         r"^(/|https?://)": "must start with / (a path on the target's host) or http(s):// (a URL)",
@@ -118,6 +115,17 @@ def models_in(annotation: Any) -> list[type[BaseModel]]:
     return [model for arg in get_args(annotation) for model in models_in(arg)]
 
 
+@functools.cache
+def _union_tags() -> dict[str, frozenset[str]]:
+    """The tags of each top-level section that is a union of models (target kinds, load
+    models), read from the models themselves."""
+    return {
+        name: frozenset(tag for model in models_in(field.annotation) for tag in tags_of(model))
+        for name, field in Scenario.model_fields.items()
+        if len(models_in(field.annotation)) > 1
+    }
+
+
 def tags_of(model: type[BaseModel]) -> tuple[str, ...]:
     """A union member's tag values: its `kind` or `model` literal."""
     for key in ("kind", "model"):
@@ -128,8 +136,6 @@ def tags_of(model: type[BaseModel]) -> tuple[str, ...]:
 
 def _models_at(location: tuple[int | str, ...]) -> list[type[BaseModel]]:
     """The model(s) whose keys belong at `location` (pydantic's, a union's tag included)."""
-    from runner.scenario._models import Scenario
-
     candidates: list[type[BaseModel]] = [Scenario]
     for part in location:
         if isinstance(part, int):  # an item of a list: the list's model
@@ -150,8 +156,6 @@ def _models_at(location: tuple[int | str, ...]) -> list[type[BaseModel]]:
 def _sections() -> dict[str, list[str]]:
     """Every key of the format -> the sections it belongs in ("sweep", "target (kind: aws)",
     "load.stages[]")."""
-    from runner.scenario._models import Scenario
-
     where: dict[str, list[str]] = {}
 
     def walk(model: type[BaseModel], path: str, label: str) -> None:
@@ -299,8 +303,6 @@ def _unknown_key(location: tuple[int | str, ...]) -> tuple[str, str | None]:
 
 def _wrong_type_of_section(location: tuple[int | str, ...], raw: tuple[int | str, ...]) -> str:
     """What a mapping-valued key expects, said with its keys."""
-    from runner.scenario._models import TARGET_KINDS
-
     name = location[-1] if location else ""
     if name == "target" and len(location) == 1:
         return (

@@ -1,26 +1,22 @@
-"""The scenario format: the only place YAML is read. Typed models, errors that name the line.
+"""The scenario format's models: every section, key, bound and default (the only place a
+default lives).
 
 A scenario says what to sweep (memory sizes, repeats, order), how to load the target
 (closed model: stages of users with think time, like the tutorial's Postman run; open
 model: an arrival rate with a cap on requests in flight), what to send (a weighted mix of
 requests whose JSON bodies may use templates), what to seed, and the thresholds a setting
 must meet. `python -m runner validate FILE` checks one; `scenarios/scenario.schema.json` is
-generated from these models for editors. runner/scenario_errors.py says what the models
-refuse in plain words, one line each; this module adds the file and the line.
+generated from these models for editors. _reading reads the YAML (with each key's line),
+_errors says what the models refuse in plain words, one line each.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import re
-import stat
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -28,29 +24,17 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    TypeAdapter,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic.functional_validators import AfterValidator
 
-from runner.errors import BadInput
 from runner.lambda_facts import (
     API_NAMES,
     MAX_MEMORY_MB,
     MIN_MEMORY_MB,
     ApiType,
     Architecture,
-)
-from runner.scenario._errors import MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS
-from runner.scenario._errors import (
-    explain,
-    explain_override,
-    explain_target,
-    field_path,
-    one_line,
-    shown_option,
 )
 from runner.stack import PROJECT_ROOT
 
@@ -833,293 +817,6 @@ class Scenario(_Model):
         return self
 
 
-# --- reading YAML with line numbers ----------------------------------------------------------
-
-# A scenario is a hand-written config: the shipped ones are under 2 KB. 1 MB leaves room for
-# bodies far past what the target takes (a DynamoDB item is at most 400 KB), and refuses, before
-# parsing, a file that would be parsed for seconds and copied into results.json and the report.
-MAX_SCENARIO_BYTES = 1_000_000
-# Aliases share one parsed value, but every request serialises the value in full: the
-# billion-laughs file is a few hundred bytes and expands to gigabytes. Bound what the document
-# expands to (characters of scalars plus one per node). A file without aliases expands to
-# about its own size, so four times the file limit never refuses one.
-MAX_EXPANDED_SIZE = 4 * MAX_SCENARIO_BYTES
-# DynamoDB nests attributes at most 32 levels (its documented attribute limits); a body that
-# puts such an item sits a few levels below the scenario's top. 64 is twice that, and far
-# below Python's recursion limit, which deeper YAML hit (RecursionError, exit 3).
-MAX_DEPTH = 64
-# DynamoDB numbers hold 38 significant digits; 100 characters leaves room for a sign, an
-# exponent, underscores and a deliberately out-of-range test value, and stays far below
-# Python's 4300-digit limit on converting text to int (a ValueError, exit 3, before).
-MAX_NUMBER_CHARS = 100
-_JSON_TAGS = {
-    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")
-}
-
-
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key and sequence item, and takes
-    only what JSON can say: strings, numbers, booleans, null, lists and string-keyed mappings,
-    bounded in depth and in what aliases expand to."""
-
-    # Dates stay text: a date value is not JSON, and a body sends what the file says.
-    yaml_implicit_resolvers = {  # noqa: RUF012 (PyYAML's own class attribute)
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-
-    def __init__(self, text: str, path: str) -> None:
-        super().__init__(text)
-        self.name = path
-        self.at: list[int | str] = []  # the field being composed or constructed
-        self.sizes: dict[int, int] = {}  # id(node) -> expanded size, once composed
-
-    def fail(self, node_or_mark: Any, message: str) -> BadInput:
-        mark = getattr(node_or_mark, "start_mark", node_or_mark)
-        field = field_path(tuple(self.at))
-        return BadInput(one_line(f"{self.name}:{mark.line + 1}: {field}: {message}"))
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event: Any = self.peek_event()  # type: ignore[no-untyped-call]
-            target = super().compose_node(parent, index)
-            if id(target) not in self.sizes:  # its anchor is still open: the alias is inside it
-                raise self.fail(event, f"alias *{event.anchor} is inside its own anchor")
-            return target
-        part: int | str | None = None
-        if isinstance(index, int):
-            part = index
-        elif isinstance(index, yaml.ScalarNode):
-            part = str(index.value)
-        elif parent is not None:
-            part = "(a key)"
-        if part is not None:
-            self.at.append(part)
-        if len(self.at) > MAX_DEPTH:
-            where = self.peek_event()  # type: ignore[no-untyped-call]
-            raise self.fail(where, f"nested more than {MAX_DEPTH} levels deep")
-        node: Any = super().compose_node(parent, index)
-        if isinstance(node, yaml.ScalarNode):
-            size = 1 + len(node.value)
-        elif isinstance(node, yaml.SequenceNode):
-            size = 1 + sum(self.sizes[id(child)] for child in node.value)
-        else:
-            size = 1 + sum(self.sizes[id(k)] + self.sizes[id(v)] for k, v in node.value)
-        if size > MAX_EXPANDED_SIZE:
-            raise self.fail(
-                node,
-                f"its aliases expand to more than {MAX_EXPANDED_SIZE:,} characters "
-                "(a YAML alias bomb?): write the value out or use fewer aliases",
-            )
-        self.sizes[id(node)] = size
-        if part is not None:
-            self.at.pop()
-        return node
-
-    def construct_object(self, node: Any, deep: bool = False) -> Any:
-        if node.tag not in _JSON_TAGS:
-            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-            raise self.fail(
-                node,
-                f"the YAML tag {tag} is not allowed: a scenario holds strings, numbers, "
-                "booleans, null, lists and mappings",
-            )
-        return super().construct_object(node, deep=deep)
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    mapping: dict[Any, Any] = {}
-    lines: dict[Any, int] = {}
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode):
-            raise loader.fail(key_node, "a key must be a plain string, not a list or a mapping")
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str):
-            kind = "null" if key is None else "a boolean" if isinstance(key, bool) else "a number"
-            raise loader.fail(key_node, f"the key {key_node.value!r} is read as {kind}: quote it")
-        loader.at.append(key)
-        if key in mapping:
-            raise loader.fail(key_node, "appears twice")
-        mapping[key] = loader.construct_object(value_node, deep=True)
-        loader.at.pop()
-        lines[key] = key_node.start_mark.line + 1
-    return _LinedDict(mapping, lines, node.start_mark.line + 1)
-
-
-def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> list[Any]:
-    items = []
-    for index, child in enumerate(node.value):
-        loader.at.append(index)
-        items.append(loader.construct_object(child, deep=True))
-        loader.at.pop()
-    return _LinedList(items, [child.start_mark.line + 1 for child in node.value])
-
-
-def _construct_number(loader: _LineLoader, node: yaml.ScalarNode) -> int | float:
-    if len(node.value) > MAX_NUMBER_CHARS:
-        raise loader.fail(
-            node, f"a number of {len(node.value)} characters (at most {MAX_NUMBER_CHARS})"
-        )
-    if node.tag.endswith(":int"):
-        return int(loader.construct_yaml_int(node))
-    number = float(loader.construct_yaml_float(node))
-    if not math.isfinite(number):
-        raise loader.fail(node, f"must be a finite number, got {node.value}")
-    return number
-
-
-class _LinedDict(dict[Any, Any]):
-    def __init__(self, data: dict[Any, Any], lines: dict[Any, int], line: int) -> None:
-        super().__init__(data)
-        self.lines = lines
-        self.line = line
-
-
-class _LinedList(list[Any]):
-    def __init__(self, data: list[Any], lines: list[int]) -> None:
-        super().__init__(data)
-        self.lines = lines
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-_LineLoader.add_constructor("tag:yaml.org,2002:int", _construct_number)
-_LineLoader.add_constructor("tag:yaml.org,2002:float", _construct_number)
-
-
-def _line_of(document: Any, location: tuple[int | str, ...]) -> int:
-    """The line of the deepest part of `location` that exists in the document."""
-    line = getattr(document, "line", 1)
-    node = document
-    for part in location:
-        if isinstance(node, _LinedDict) and part in node:
-            line = node.lines.get(part, line)
-            node = node[part]
-        elif isinstance(node, _LinedList) and isinstance(part, int) and part < len(node):
-            line = node.lines[part]
-            node = node[part]
-        else:
-            break
-    return line
-
-
-def parse_scenario(text: str, *, path: str = "<scenario>") -> Scenario:
-    """A Scenario from YAML text; BadInput naming file, line and field on any problem."""
-    if len(text) > MAX_SCENARIO_BYTES:
-        raise BadInput(f"{path}:1: is {len(text):,} characters; {_TOO_BIG}")
-    loader: _LineLoader | None = None
-    try:
-        loader = _LineLoader(text, path)
-        document = loader.get_single_data()
-    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (e.g. NUL)
-        line = text.count("\n", 0, exc.position) + 1
-        raise BadInput(
-            f"{path}:{line}: not valid YAML: the character {chr(exc.character)!r} is not allowed"
-        ) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        problem = " ".join(str(exc.problem or exc).split())
-        raise BadInput(f"{path}:{line}: not valid YAML: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{path}:1: not valid YAML: {' '.join(str(exc).split())}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-    if not isinstance(document, dict):
-        raise BadInput(f"{path}:1: a scenario is a mapping of keys (name, sweep, load, ...)")
-    try:
-        return Scenario.model_validate(document)
-    except ValidationError as exc:
-        messages = explain(exc, path=path, line_of=partial(_line_of, document))
-        raise BadInput("\n".join(messages)) from None
-
-
-_TOO_BIG = f"a scenario is at most {MAX_SCENARIO_BYTES:,} bytes (MAX_SCENARIO_BYTES)"
-_FILE_KINDS = {
-    stat.S_IFDIR: "a directory",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-}
-
-
-def read_scenario_text(path: str | Path) -> str:
-    """A scenario file's text, read only if it is a regular file of sane size."""
-    file = Path(path)
-    try:
-        # Non-blocking: opening a FIFO for reading would wait for a writer for ever.
-        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise BadInput(f"{file}: no such scenario file") from None
-    except OSError as exc:
-        raise BadInput(f"{file}: cannot read it: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)  # of what was opened, not of what the name points to now
-        if not stat.S_ISREG(info.st_mode):
-            kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
-            raise BadInput(f"{file}: is {kind}, not a scenario file")
-        if info.st_size > MAX_SCENARIO_BYTES:
-            raise BadInput(f"{file}: is {info.st_size:,} bytes; {_TOO_BIG}")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_SCENARIO_BYTES:  # bounded even if the file grows while read
-            chunk = os.read(fd, MAX_SCENARIO_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_SCENARIO_BYTES:
-            raise BadInput(f"{file}: is over {MAX_SCENARIO_BYTES:,} bytes; {_TOO_BIG}")
-    except OSError as exc:
-        raise BadInput(f"{file}: cannot read it: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise BadInput(
-            f"{file}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8"
-        ) from None
-
-
-def load_scenario(path: str | Path) -> Scenario:
-    return parse_scenario(read_scenario_text(path), path=str(path))
-
-
-# The target fields a command-line flag may set, per kind.
-TARGET_FLAGS = {"local": (), "aws": ("stack", "stage", "region", "url"), "url": ("url",)}
-
-
-def with_target(scenario: Scenario, *, kind: str | None = None, **fields: str | None) -> Scenario:
-    """The scenario with its target chosen or adjusted on the command line.
-
-    `--target KIND` picks the kind (keeping the file's target fields when the kind is the
-    same); `--stage`, `--region`, `--stack`, `--url` then set fields of that target. A flag
-    that means nothing for the kind is an error, not silently ignored.
-    """
-    given = {name: value for name, value in fields.items() if value is not None}
-    if kind is None and not given:
-        return scenario
-    kind = kind or scenario.target.kind
-    for name in given:
-        if name not in TARGET_FLAGS[kind]:
-            applies = ", ".join(f"--{flag}" for flag in TARGET_FLAGS[kind]) or "no flags"
-            raise BadInput(f"--{name} does not apply to a {kind} target (it takes {applies})")
-    keep = scenario.target.model_dump(exclude_none=True) if scenario.target.kind == kind else {}
-    try:
-        target: LocalTarget | AwsTarget | UrlTarget = TypeAdapter(Target).validate_python(
-            {**keep, **given, "kind": kind}
-        )
-    except ValidationError as exc:
-        raise BadInput(explain_target(exc, kind=kind, flags=TARGET_FLAGS[kind])) from None
-    return scenario.model_copy(update={"target": target})
-
-
 def json_schema() -> dict[str, Any]:
     schema = Scenario.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -1130,140 +827,3 @@ def json_schema() -> dict[str, Any]:
 def write_json_schema(path: Path = SCHEMA_PATH) -> Path:
     path.write_text(json.dumps(json_schema(), indent=2) + "\n")
     return path
-
-
-# --- quick tries: command-line overrides --------------------------------------------------------
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*$")
-_DURATION_UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
-
-
-def parse_duration(text: str, *, option: str = "--duration") -> float:
-    """Seconds from `20`, `20s`, `2m`, `1.5h`."""
-    found = _DURATION.match(text)
-    if not found:
-        raise BadInput(
-            f"{option} {shown_option(text)}: expected seconds (20 or 20s), minutes (2m) or "
-            "hours (1h)"
-        )
-    return float(found[1]) * _DURATION_UNITS[found[2]]
-
-
-def parse_memory_list(text: str, *, option: str = "--memory") -> list[int]:
-    """MB sizes from `256,512` (spaces allowed)."""
-    sizes = []
-    for part in text.split(","):
-        part = part.strip()
-        if not re.fullmatch(r"\d{1,9}", part):
-            shown = f"`{part}`" if part else "an empty item"
-            raise BadInput(
-                f"{option} {shown_option(text)}: {shown_option(shown)} is not a whole number "
-                "of MB (give e.g. 256,512,1024)"
-            )
-        sizes.append(int(part))
-    return sizes
-
-
-def with_overrides(
-    scenario: Scenario,
-    *,
-    memory: str | None = None,
-    duration: str | None = None,
-    users: int | None = None,
-    rate: float | None = None,
-    repeats: int | None = None,
-) -> tuple[Scenario, list[str]]:
-    """The scenario with `run`'s quick-try options applied, and notes on what they replaced.
-
-    The changed document goes through the same models as a file, so an option's value meets
-    the same bounds; an error names the option (`--memory 100: must be at least 128 MB`).
-    --users makes the load one closed stage of that many users; --rate makes it an open load
-    at that rate; either replaces the other model's load, and a note says so. --duration sets
-    the load's length (a closed profile's stages and ramps scale to it).
-    """
-    if users is not None and rate is not None:  # the CLI's argparse refuses it first
-        raise BadInput(
-            "--users and --rate are both given: --users runs a closed load, --rate an open one"
-        )
-    data = scenario.model_dump(mode="json")
-    given: dict[str, str] = {}  # option -> the value as typed, for messages
-    notes: list[str] = []
-    if memory is not None:
-        sizes = parse_memory_list(memory)
-        points = data["sweep"].get("points")
-        if points is not None:
-            # An explicit point list: --memory keeps the points at these sizes.
-            kept = [point for point in points if point["memory_mb"] in sizes]
-            if not kept:
-                raise BadInput(
-                    f"--memory {memory}: no point of sweep.points has that size (they have "
-                    f"{', '.join(str(m) for m in scenario.sweep.memory_mb)} MB)"
-                )
-            data["sweep"]["points"], data["sweep"]["memory_mb"] = kept, None
-        else:
-            data["sweep"]["memory_mb"] = sizes
-        given["--memory"] = memory
-    if repeats is not None:
-        data["sweep"]["repeats"] = repeats
-        given["--repeats"] = str(repeats)
-    load = data["load"]
-    # The notes name the length the run will have: --duration's when given.
-    seconds = parse_duration(duration) if duration is not None else None
-    length = seconds if seconds is not None else scenario.load.duration_s
-    if users is not None:
-        given["--users"] = str(users)
-        if isinstance(scenario.load, OpenLoad):
-            notes.append(
-                f"--users {users} replaces the scenario's open load ({scenario.load.rate_per_s:g} "
-                f"req/s) with a closed load: {users} users without think time for "
-                f"{length:g} s"
-            )
-            think: dict[str, Any] = {}
-        else:
-            think = load["think_time"]
-            if len(scenario.load.stages) > 1 or scenario.load.stages[0].ramp_s:
-                notes.append(
-                    f"--users {users} replaces the scenario's {len(scenario.load.stages)} "
-                    f"stage(s) with one: {users} users for {length:g} s, no ramp"
-                )
-        load = {
-            "model": "closed",
-            "stages": [{"users": users, "duration_s": length}],
-            "think_time": think,
-        }
-    if rate is not None:
-        given["--rate"] = f"{rate:g}"
-        if isinstance(scenario.load, ClosedLoad):
-            notes.append(
-                f"--rate {rate:g} replaces the scenario's closed load (up to "
-                f"{scenario.load.peak_users} users) with an open load: {rate:g} req/s for "
-                f"{length:g} s, at most 100 in flight"
-            )
-            load = {"model": "open", "rate_per_s": rate, "duration_s": length}
-        else:
-            load = {**load, "rate_per_s": rate}
-    if duration is not None and seconds is not None:
-        given["--duration"] = duration
-        if load["model"] == "open":
-            load = {**load, "duration_s": seconds}
-        else:
-            total = sum(stage["duration_s"] for stage in load["stages"])
-            scale = seconds / total if total and math.isfinite(seconds) else 0.0
-            load = {
-                **load,
-                "stages": [
-                    {
-                        **stage,
-                        "duration_s": stage["duration_s"] * scale or seconds,
-                        "ramp_s": stage.get("ramp_s", 0) * scale,
-                    }
-                    for stage in load["stages"]
-                ],
-            }
-    data["load"] = load
-    if not given:
-        return scenario, notes
-    try:
-        return Scenario.model_validate(data), notes
-    except ValidationError as exc:
-        raise BadInput(explain_override(exc, given)) from None

@@ -250,7 +250,7 @@ def reference_markdown() -> str:
         "",
         "## Reference: every key",
         "",
-        "Generated from `runner/scenario.py` (the same models that check a file and build "
+        "Generated from `runner/scenario/_models.py` (the same models that check a file and build "
         "`scenario.schema.json`); a test keeps this page current. Units follow the key's "
         "suffix: `_mb` megabytes, `_ms` milliseconds, `_s` seconds, `_per_s` per second. "
         'Keys not listed are refused (with a "did you mean" when one is close).',
