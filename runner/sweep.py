@@ -29,6 +29,7 @@ from runner.analysis import (
     STOPS_THE_SWEEP,
     Measured,
     Readings,
+    Tick,
     host_snapshot,
     load_tick,
     measure_step,
@@ -299,12 +300,12 @@ class Sweep:
         # record covers exactly its measured window.
         opened: dict[str, Any] = {}
 
-        def progress(state: dict[str, Any]) -> None:
+        def on_tick(tick: Tick) -> None:
             # Workers report every 3 s; once a second is enough (the p95 walks a histogram).
             if time.monotonic() - last_tick[0] < 1.0:
                 return
             last_tick[0] = time.monotonic()
-            self.say(load_tick(state))
+            self.say(load_tick(tick))
 
         def window_opens() -> None:
             opened["delivery"] = target.delivery()
@@ -330,7 +331,7 @@ class Sweep:
             traffic=traffic,
             load=load,
             warmup_s=warmup,
-            progress=progress,
+            on_tick=on_tick,
             should_stop=lambda: bool(self.stop_requested),
             on_load_start=load_started,
             memory_mb=memory,

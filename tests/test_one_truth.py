@@ -140,8 +140,8 @@ def _accepted(template: str) -> bool:
 
 
 def test_given_the_template_names_then_the_scenario_accepts_exactly_what_workers_render() -> None:
-    # GIVEN what runner/load/locustfile.py finds and renders (it cannot import runner/scenario/_models.py:
-    # a stock `locust --worker -f -` fetches that one file)
+    # GIVEN what runner/load/locustfile.py finds and renders (it cannot import the scenario
+    # package: a stock `locust --worker -f -` fetches that one file)
     pattern, names, prefixes = _locustfile_templates()
     assert pattern == TEMPLATE.pattern
     assert names == {"uuid", "seq", "seeded"} and prefixes == {"int:"}

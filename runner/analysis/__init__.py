@@ -20,7 +20,7 @@ from runner.analysis._measure import (
     step_window,
 )
 from runner.analysis._stats import latency
-from runner.analysis._step_data import SecondStats, StepData
+from runner.analysis._step_data import SecondStats, StepData, Tick
 from runner.analysis._trust import MIN_DELIVERED, host_snapshot
 from runner.analysis._verdict import (
     RUN_TO_RUN_MARGIN,
@@ -53,6 +53,7 @@ __all__ = [
     "SecondStats",
     "Setting",
     "StepData",
+    "Tick",
     "Verdict",
     "analyse",
     "compare_run_pair",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from runner.analysis._stats import latency
-from runner.analysis._step_data import StepData
+from runner.analysis._step_data import StepData, Tick
 from runner.analysis._trust import HostSnapshot, cpu_delivery, judge
 from runner.hdr import encode
 from runner.invocations import Phases
@@ -85,14 +85,14 @@ def step_window(data: StepData, *, warmup_s: float, now: float) -> Phases:
     return Phases(load_started=started, window_start=started + warmup_s, window_end=ended)
 
 
-def load_tick(state: dict[str, Any]) -> Load:
+def load_tick(tick: Tick) -> Load:
     """The running step's numbers from the master's merged, full-resolution data.
 
     Requests, errors and the p95 cover the measured window only (the workers count nothing
     else), so the live figures converge on the step's final ones; Locust's own p95 is rounded
     to two significant figures (12000 ms for 11 500) and includes the warm-up.
     """
-    data: StepData = state["data"]
+    data = tick.data
     requests = sum(counts[0] for counts in data.counts.values())
     failures = sum(counts[1] for counts in data.counts.values())
     # Each worker's count is complete up to its latest report (every 3 s, staggered): their
@@ -102,14 +102,14 @@ def load_tick(state: dict[str, Any]) -> Load:
     span = min(reported, data.measure_until or reported) - data.measure_from
     count = data.total.get_total_count()
     return Load(
-        elapsed_s=float(state["elapsed_s"]),
-        users=int(state["users"]),
+        elapsed_s=tick.elapsed_s,
+        users=tick.users,
         requests=requests,
         failures=failures,
         dropped=data.dropped,
         achieved_rps=requests / span if span >= MIN_RATE_SPAN_S else None,
         p95_ms=data.total.get_value_at_percentile(95) / 1000 if count else None,
-        locust_rps=float(state["stats"]["rps"]),
+        locust_rps=tick.locust_rps,
     )
 
 

@@ -79,3 +79,14 @@ class StepData:
         for second, stats in self.seconds.items():
             if second < before:
                 stats.seal()
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The running step as the master sees it at one poll (four a second): what the live line
+    is made of."""
+
+    elapsed_s: float  # since the load started
+    users: int  # Locust's current user count
+    locust_rps: float  # Locust's own current rate (warm-up included)
+    data: StepData  # the step's merged full-resolution histograms so far

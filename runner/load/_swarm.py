@@ -31,7 +31,7 @@ from locust.exception import RPCError
 from locust.runners import STATE_MISSING, MasterRunner
 
 from runner import __version__
-from runner.analysis import SecondStats, StepData
+from runner.analysis import SecondStats, StepData, Tick
 from runner.children import detached_but_tied
 from runner.errors import BadInput, MemsweepError
 from runner.hdr import decode, empty_histogram
@@ -177,7 +177,8 @@ def _add_second(stats: SecondStats, record: SecondRecord) -> None:
     stats.sum_ms += record["sum_ms"]
 
 
-Progress = Callable[[dict[str, Any]], None]
+# Called with the running step at every poll (the sweep turns it into the live line).
+OnTick = Callable[[Tick], None]
 
 
 class Swarm:
@@ -309,7 +310,7 @@ class Swarm:
         traffic: StepTraffic,
         load: ClosedLoad | OpenLoad,
         warmup_s: float,
-        progress: Progress | None = None,
+        on_tick: OnTick | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         on_load_start: Callable[[float], None] | None = None,
         memory_mb: int | None = None,
@@ -351,7 +352,7 @@ class Swarm:
                     spawn_rate=max(1, len(workers)),
                     user_classes=[locustfile.OpenModelUser],
                 )
-                self._hold(data, workers, load.duration_s, started, progress, should_stop)
+                self._hold(data, workers, load.duration_s, started, on_tick, should_stop)
             else:
                 current = 0
                 spawning: gevent.Greenlet | None = None
@@ -374,7 +375,7 @@ class Swarm:
                     )
                     current = stage.users
                     if not self._hold(
-                        data, workers, stage.duration_s, started, progress, should_stop
+                        data, workers, stage.duration_s, started, on_tick, should_stop
                     ):
                         break
                 if spawning is not None:
@@ -396,7 +397,7 @@ class Swarm:
         workers: list[str],
         seconds: float,
         started: float,
-        progress: Progress | None,
+        on_tick: OnTick | None,
         should_stop: Callable[[], bool],
     ) -> bool:
         """Keep the load running for `seconds`; watch for lost workers. False: stop early.
@@ -420,15 +421,14 @@ class Swarm:
                     if node is not None:
                         data.worker_cpu.setdefault(worker, []).append(float(node.cpu_usage))
             data.users_at[int(time.time())] = runner.user_count
-            if progress is not None:
-                progress(
-                    {
-                        "elapsed_s": time.monotonic() - started,
-                        "users": runner.user_count,
-                        "stats": environment_totals(runner),
-                        "dropped": data.dropped,  # as of the workers' last reports (3 s)
-                        "data": data,  # the step's merged full-resolution histograms
-                    }
+            if on_tick is not None:
+                on_tick(
+                    Tick(
+                        elapsed_s=time.monotonic() - started,
+                        users=runner.user_count,
+                        locust_rps=float(runner.stats.total.current_rps),
+                        data=data,
+                    )
                 )
             gevent.sleep(min(POLL_S, max(0.0, end - time.monotonic())))
         return True
@@ -662,16 +662,6 @@ class LocustFiles:
 
         with open(f"{self.base}{suffix}", "w", newline="") as handle:
             write(_Prefixed(csv.writer(handle), self.memory_mb))
-
-
-def environment_totals(runner: MasterRunner) -> dict[str, float]:
-    total = runner.stats.total
-    return {
-        "requests": total.num_requests,
-        "failures": total.num_failures,
-        "rps": total.current_rps,
-        "p95_ms": total.get_current_response_time_percentile(0.95) or 0.0,
-    }
 
 
 def start_local_worker(master_host: str, master_port: int) -> subprocess.Popen[bytes]:

@@ -39,8 +39,8 @@ HDR_DIGITS = 3
 # {{seq}} is unique across every worker process on every host.
 _PROCESS_PREFIX = uuid.uuid4().hex[:10]
 _SEQUENCE = itertools.count(1)
-# The pattern and names runner/scenario/_models.py checks; this file cannot import it (a stock worker
-# fetches only this file), so tests/test_one_truth.py holds them equal.
+# The pattern and names runner/scenario/_models.py checks; this file cannot import it (a stock
+# worker fetches only this file), so tests/test_one_truth.py holds them equal.
 TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 PROTOCOL_VERSION = 3  # bumped when the step config or report format changes
 # What the master and every worker must share: this file, byte for byte. A stock
