@@ -50,9 +50,9 @@ from runner.results import (
 )
 from runner.scenario import (
     AXES,
-    AtPoint,
     ClosedLoad,
     Point,
+    PointRecord,
     Scenario,
     Thresholds,
     point_label,
@@ -105,7 +105,7 @@ class FunctionSide:
 
 
 @dataclass(eq=False)
-class Setting(AtPoint):
+class Setting(PointRecord):
     """One sweep point (a memory size, and the other axes' values a sweep moves): its steps
     (repeats) pooled."""
 

@@ -31,7 +31,7 @@ from runner.analysis import (
 from runner.errors import BadInput
 from runner.outputs._tables import NO_VALUE, Matrix, matrix, ms, swept_axes, write_atomically
 from runner.results import Confidence, read_results
-from runner.scenario import AXES, AtPoint, Point, value_name
+from runner.scenario import AXES, Point, PointRecord, value_name
 
 SUMMARY_CSV = "summary.csv"
 JUNIT_XML = "junit.xml"
@@ -80,7 +80,7 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]#|~$])")
 
 
 @dataclass(frozen=True)
-class Row(AtPoint):
+class Row(PointRecord):
     """One sweep point as the export files show it."""
 
     point: Point

@@ -48,7 +48,7 @@ from runner.outputs._tables import (
     write_atomically,
 )
 from runner.results import Results, RunVerdict, read_results
-from runner.scenario import AXES, AtPoint, Point, point_label, value_name
+from runner.scenario import AXES, Point, PointRecord, point_label, value_name
 from runner.stack import PROJECT_ROOT
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -446,7 +446,7 @@ def views(analyses: Sequence[Analysis]) -> list[RunView]:
 
 
 @dataclass(frozen=True)
-class PointRow(AtPoint):
+class PointRow(PointRecord):
     """One sweep point across the runs: each run's setting (None: not measured there) and,
     for two runs, B - A per metric."""
 

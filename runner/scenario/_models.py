@@ -388,7 +388,7 @@ class Sweep(_Model):
         ]
 
 
-class AtPoint:
+class PointRecord:
     """A record of one sweep point (a setting, a report row): its memory size and its label."""
 
     point: Point
