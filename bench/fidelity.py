@@ -23,7 +23,7 @@ from runner.control_api import CFS_PERIOD_US
 from runner.emulator.cgroups import CALIBRATION_S, MB_PER_VCPU, cpu_share
 from runner.lambda_logs import reports_in
 from runner.stack import PROJECT_ROOT
-from runner.targets.local_client import LocalStackProcess
+from runner.targets import LocalStackProcess
 
 TESTS_HANDLERS = PROJECT_ROOT / "tests" / "handlers"
 # tutorial_handler.py sits at the project root: the deployed package holds it too.

@@ -35,7 +35,7 @@ from bench.common import (
 from runner.control_api import StackReady
 from runner.lambda_logs import reports_in
 from runner.stack import PROJECT_ROOT
-from runner.targets.local_client import LocalStackProcess
+from runner.targets import LocalStackProcess
 
 FULL_CPU_MB = 1769
 # The goal: the emulator's own CPU per request (front + Runtime API, one process) at most this

@@ -453,7 +453,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
     check_master_address(args.master_bind_host, args.master_port)
     _check_out(args.out, args.run_id)
     if scenario.target.kind == "aws":
-        from runner.targets.aws import preflight
+        from runner.targets import preflight
 
         preflight(scenario.target)
     from runner.outputs import Progress
@@ -603,7 +603,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _local_api_key(args: argparse.Namespace) -> str | None:
     """The key `runner local` requires: --api-key-file, --api-key, $MEMSWEEP_API_KEY or none."""
-    from runner.targets.url import API_KEY_VARIABLE, check_api_key, read_api_key_file
+    from runner.targets import API_KEY_VARIABLE, check_api_key, read_api_key_file
 
     if args.api_key is not None and args.api_key_file is not None:
         raise BadInput("--api-key and --api-key-file are both given: give the key one way")

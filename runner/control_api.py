@@ -2,7 +2,7 @@
 
 Both ends import this module and nothing else of each other: the stack
 (runner/emulator/server.py) serves these paths and builds these documents; the runner's client
-(runner/targets/local_client.py) sends to them and parses each answer once, strictly, so a
+(runner/targets/_local_client.py) sends to them and parses each answer once, strictly, so a
 missing or mistyped key is one clear error where it arrives, not a silent default later.
 Standard library only (plus runner.errors), so either side imports it cheaply.
 """

@@ -30,9 +30,9 @@ from runner.invocations import Phases
 from runner.results import read_results
 from runner.scenario import AwsTarget, UrlTarget
 from runner.stack import PROJECT_ROOT, RateLimit, default_rate_limit
-from runner.targets.aws import AwsStackTarget, AwsTargetError, http_route_url
-from runner.targets.local_client import LocalStackProcess
-from runner.targets.url import UrlOnlyTarget
+from runner.targets import LocalStackProcess
+from runner.targets._aws import AwsStackTarget, AwsTargetError, http_route_url
+from runner.targets._url import UrlOnlyTarget
 from tests.conftest import MOTO_API_KEY, MOTO_STAGE
 from tests.test_sweep import finish, loading, start_run
 
@@ -181,11 +181,11 @@ def test_given_report_lines_in_cloudwatch_then_the_window_is_summarised(
     moto_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from runner.scenario import AwsTarget
-    from runner.targets.aws import AwsStackTarget
+    from runner.targets._aws import AwsStackTarget
 
     for key, value in moto_stack.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr("runner.targets.aws.LOG_SETTLE_S", 0.1)
+    monkeypatch.setattr("runner.targets._aws.LOG_SETTLE_S", 0.1)
     target = AwsStackTarget(
         AwsTarget(kind="aws", stack="memsweep", stage=STAGE, region="us-east-1")
     )
@@ -593,7 +593,7 @@ def test_given_an_exception_mid_run_then_architecture_and_handler_are_restored(
 CHANGE_THEN_WAIT = f"""
 import time
 from runner.scenario import AwsTarget
-from runner.targets.aws import AwsStackTarget
+from runner.targets import AwsStackTarget
 
 target = AwsStackTarget(AwsTarget(kind="aws", stack="memsweep", stage="{STAGE}"))
 with target:

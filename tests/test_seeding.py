@@ -19,7 +19,7 @@ from runner.emulator import dynamodb
 from runner.load._seeding import RetryPolicy, Seeder, SeedingFailed, seed_table
 from runner.scenario import LocalTarget, Seed
 from runner.stack import PROJECT_ROOT, RateLimit
-from runner.targets.local import LocalStackTarget
+from runner.targets._local import LocalStackTarget
 
 # A usage plan low enough that an unpaced seeding pass of a few hundred requests overruns it.
 PLAN_RATE = 40

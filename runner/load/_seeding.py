@@ -31,7 +31,7 @@ from geventhttpclient.url import URL
 from runner.errors import MemsweepError
 from runner.scenario import Scenario, Seed
 from runner.stack import RateLimit, default_rate_limit
-from runner.targets.base import ClearsTable, KnowsRateLimit, Target
+from runner.targets import ClearsTable, KnowsRateLimit, Target
 
 # Requests in flight at once: enough to keep a paced stream going over ~100 ms round trips.
 CONCURRENCY = 8

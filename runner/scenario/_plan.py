@@ -14,7 +14,7 @@ from runner.scenario._models import ClosedLoad, Point, Scenario, point_label
 # Per-step time outside the load, measured on local sweeps here (5 s and 30 s steps): the
 # local stack swaps every sandbox for the new size and Locust stops its users in 1-3 s. On
 # AWS a memory update waits for LastUpdateStatus (seconds) and the REPORT lines are read
-# from CloudWatch Logs, which polls up to 6 x 5 s (runner/targets/aws.py LOG_SETTLE_*):
+# from CloudWatch Logs, which polls up to 6 x 5 s (runner/targets/_aws.py LOG_SETTLE_*):
 # ~15 s is typical. A url target changes nothing.
 STEP_OVERHEAD_S = {"local": 3.0, "aws": 15.0, "url": 1.0}
 # Once per run: starting the target and the Locust workers (local: dynalite, the stack and

@@ -1,9 +1,51 @@
-"""Targets: where the load goes and how memory is changed. One interface, three kinds."""
+"""Targets: where the load goes and how a point is applied. One interface, three kinds.
+
+- `_base`: the `Target` interface and its optional capabilities (`KnowsRateLimit`,
+  `ClearsTable`)
+- `_local`: the local stack as a target; `_local_client`: its child process and control API
+- `_aws`: a stack deployed with `npx serverless deploy` (boto3, CloudFormation, CloudWatch)
+- `_url`: any HTTP endpoint; sizes are labels only
+
+The kinds are imported when first used (`make_target`, or a name below): a run imports only
+what its target needs (boto3 for aws, nothing of it for a local run).
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from runner.scenario import AwsTarget, LocalTarget, UrlTarget
-from runner.targets.base import Target
+from runner.targets._base import ClearsTable, KnowsRateLimit, Target
+
+if TYPE_CHECKING:
+    from runner.targets._aws import AwsStackTarget, AwsTargetError, preflight
+    from runner.targets._local import LocalStackTarget
+    from runner.targets._local_client import LocalStackProcess
+    from runner.targets._url import (
+        API_KEY_VARIABLE,
+        UrlOnlyTarget,
+        check_api_key,
+        read_api_key_file,
+    )
+
+_WHERE = {
+    "AwsStackTarget": "runner.targets._aws",
+    "AwsTargetError": "runner.targets._aws",
+    "preflight": "runner.targets._aws",
+    "LocalStackTarget": "runner.targets._local",
+    "LocalStackProcess": "runner.targets._local_client",
+    "API_KEY_VARIABLE": "runner.targets._url",
+    "UrlOnlyTarget": "runner.targets._url",
+    "check_api_key": "runner.targets._url",
+    "read_api_key_file": "runner.targets._url",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
 
 
 def make_target(
@@ -17,18 +59,32 @@ def make_target(
     """
     target: Target
     if isinstance(spec, LocalTarget):
-        from runner.targets.local import LocalStackTarget
+        from runner.targets._local import LocalStackTarget
 
         target = LocalStackTarget(spec, run_dir=run_dir, memory_mb=first_memory_mb)
     elif isinstance(spec, AwsTarget):
-        from runner.targets.aws import AwsStackTarget
+        from runner.targets._aws import AwsStackTarget
 
         target = AwsStackTarget(spec)
     else:
-        from runner.targets.url import UrlOnlyTarget
+        from runner.targets._url import UrlOnlyTarget
 
         target = UrlOnlyTarget(spec)
     return target
 
 
-__all__ = ["Target", "make_target"]
+__all__ = [
+    "API_KEY_VARIABLE",
+    "AwsStackTarget",
+    "AwsTargetError",
+    "ClearsTable",
+    "KnowsRateLimit",
+    "LocalStackProcess",
+    "LocalStackTarget",
+    "Target",
+    "UrlOnlyTarget",
+    "check_api_key",
+    "make_target",
+    "preflight",
+    "read_api_key_file",
+]

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from runner.invocations import Phases
+from runner.lambda_facts import DEFAULT_API
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.stack import RateLimit
 
@@ -71,13 +72,13 @@ class Target(ABC):
     def refuses(self, axis: str, value: str) -> str | None:
         """None if this target can run `value` on `axis` ("api", "architecture" or
         "handler"), else one line saying why not (e.g. arm64 on the local stack)."""
-        if axis == "api" and value == "rest":
+        if axis == "api" and value == DEFAULT_API:
             return None
         return f"the {self.kind} target cannot change {axis} (asked for {value})"
 
     def set_api(self, api: str) -> None:
         """Send the following load to this API type's URL (`url` follows)."""
-        if api != "rest":
+        if api != DEFAULT_API:
             raise ValueError(f"the {self.kind} target has no {api} API")
 
     def set_architecture(self, architecture: str) -> None:

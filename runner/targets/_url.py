@@ -9,9 +9,10 @@ from pathlib import Path
 
 from runner.errors import BadInput
 from runner.invocations import Phases
+from runner.lambda_facts import DEFAULT_API
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import UrlTarget
-from runner.targets.base import Target
+from runner.targets._base import Target
 
 # Where a key comes from when the scenario names none: a variable keeps it out of `ps`, the
 # shell history and the scenario file (which results.json and the report echo, redacted).
@@ -95,7 +96,7 @@ class UrlOnlyTarget(Target):
     def refuses(self, axis: str, value: str) -> str | None:
         """Only what a bare URL is: one REST endpoint whose function it cannot reach (the line
         says why; the sweep names the axis and value)."""
-        if axis == "api" and value == "rest":
+        if axis == "api" and value == DEFAULT_API:
             return None
         if axis == "api":
             return (

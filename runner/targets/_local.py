@@ -16,8 +16,8 @@ from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import LocalTarget
 from runner.stack import PROJECT_ROOT, RateLimit
-from runner.targets.base import Target
-from runner.targets.local_client import LocalStackProcess
+from runner.targets._base import Target
+from runner.targets._local_client import LocalStackProcess
 
 # The instruction set the sandboxes run on: this host's CPU, whatever serverless.yml says.
 _MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}

@@ -39,7 +39,7 @@ from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import AwsTarget
 from runner.stack import RateLimit
-from runner.targets.base import Target
+from runner.targets._base import Target
 
 # Lambda refuses a configuration change while another is in progress.
 CONFLICT_RETRIES = 8
@@ -342,7 +342,7 @@ class AwsStackTarget(Target):
             self._url = self.spec.url or stack_url
             if not self._url:
                 raise AwsTargetError(f"stack {self.stack_name}: no ApiUrl output or REST API")
-            self._urls = {"rest": self._url}
+            self._urls = {DEFAULT_API: self._url}
             http_url = http_route_url(outputs, resources, self.region)
             if http_url:
                 self._urls["http"] = http_url
@@ -734,7 +734,7 @@ class AwsStackTarget(Target):
         if axis == "api":
             if value not in API_TYPES:
                 return f"must be one of {', '.join(API_TYPES)}"
-            if value == "rest":
+            if value == DEFAULT_API:
                 return None
             if self.function and "http" not in self._urls:
                 return (
