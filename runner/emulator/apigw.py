@@ -7,24 +7,35 @@ values over 10240 bytes → 431; integration over 29 s → 504; a function error
 sandbox, malformed proxy response or throttled Lambda → 502/500 "Internal server error".
 Proxy integration builds the v1 event; `lambda` (non-proxy) integration passes the JSON body
 as the event and returns the function's result, as the AWS tutorial's original API did.
+The steps every request takes are front.py's; this module supplies the REST API's event,
+response mapping and refusals.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
 import re
 import time
-from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any
 from urllib.parse import parse_qsl
 
-from runner.emulator.deadlines import Deadlines
-from runner.emulator.http import Connection, Request
-from runner.emulator.lambda_pool import InvokeResult, LambdaPool, Outcome, new_request_id
+from runner.emulator.front import (
+    ACCOUNT_ID,
+    OWN_HEADERS,
+    Answer,
+    Front,
+    Refusal,
+    Refused,
+    Route,
+    Throttle,
+    header_name,
+    header_value,
+)
+from runner.emulator.http import Request
+from runner.emulator.lambda_pool import InvokeResult, LambdaPool, Outcome
 
 # API Gateway quotas (AWS docs, "Amazon API Gateway quotas", REST API table): 10 MB payload,
 # 29 s integration timeout (the default; raising it needs a quota increase).
@@ -45,61 +56,23 @@ MAX_HEADER_VALUES_BYTES = 10240
 REQUEST_TIMEOUT_S = 60.0
 IDLE_TIMEOUT_S = 600.0
 API_ID = "local00001"
-ACCOUNT_ID = "000000000000"
 
-_MISSING_TOKEN = b'{"message":"Missing Authentication Token"}'
-_FORBIDDEN = b'{"message":"Forbidden"}'
-_TOO_LARGE = b'{"message":"Request Too Long"}'
-_TOO_MANY = b'{"message":"Too Many Requests"}'
-_TIMED_OUT = b'{"message": "Endpoint request timed out"}'
 _INTERNAL = b'{"message": "Internal server error"}'
+_FORBIDDEN = Refusal(403, b'{"message":"Forbidden"}', b"ForbiddenException")
+_UNPARSEABLE = Refusal(400, b'{"message": "Could not parse request body into json"}')
 
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str  # e.g. "/DynamoDBManager"
-    api_key_required: bool
-    integration: str = "lambda-proxy"  # or "lambda" (non-proxy)
+class ApiGatewayFront(Front):
+    REQUEST_ID_HEADER = b"x-amzn-RequestId"
+    NO_ROUTE = Refusal(
+        403, b'{"message":"Missing Authentication Token"}', b"MissingAuthenticationTokenException"
+    )
+    NO_KEY = _FORBIDDEN  # a usage plan's key check says no more than "Forbidden"
+    WRONG_KEY = _FORBIDDEN
+    TOO_LARGE = Refusal(413, b'{"message":"Request Too Long"}', b"RequestTooLarge")
+    TOO_MANY = Refusal(429, b'{"message":"Too Many Requests"}', b"TooManyRequestsException")
+    TIMED_OUT = Refusal(504, b'{"message": "Endpoint request timed out"}', b"IntegrationTimeout")
 
-
-@dataclass
-class Throttle:
-    """The usage plan's token bucket (rateLimit tokens/s, burstLimit capacity)."""
-
-    rate: float
-    burst: float
-
-    def __post_init__(self) -> None:
-        self._tokens = self.burst
-        self._at = time.monotonic()
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-
-class _Call:
-    """One request waiting for its integration."""
-
-    __slots__ = ("connection", "request", "request_id")
-
-    def __init__(self, connection: Connection, request: Request, request_id: str) -> None:
-        self.connection = connection
-        self.request = request
-        self.request_id = request_id
-
-    @property
-    def finished(self) -> bool:
-        return self.request.answered or self.connection.closed
-
-
-class ApiGatewayFront:
     def __init__(
         self,
         pool: LambdaPool,
@@ -111,68 +84,31 @@ class ApiGatewayFront:
         integration_timeout_s: float = INTEGRATION_TIMEOUT_S,
         added_latency_ms: float = 0.0,
     ) -> None:
-        self.pool = pool
-        self.route = route
+        super().__init__(
+            pool,
+            route=route,
+            # Clients may call with or without the stage in the path, as with a custom domain.
+            paths=(route.path, f"/{stage}{route.path}"),
+            api_key=api_key,
+            throttle=throttle,
+            integration_timeout_s=integration_timeout_s,
+            added_latency_ms=added_latency_ms,
+        )
         self.stage = stage
-        self.api_key = api_key.encode()
-        self.throttle = throttle
-        self.integration_timeout_s = integration_timeout_s
-        self.added_latency_s = added_latency_ms / 1000
-        # Clients may call with or without the stage in the path, as with a custom domain.
-        self._paths = {route.path.encode(), f"/{stage}{route.path}".encode()}
-        self._method = route.method.upper().encode()
-        self._timeouts: Deadlines[_Call] = Deadlines(integration_timeout_s, self._timed_out)
         self._event_template = _proxy_event_template(route, stage)
         self._request_time = (0, "")  # (epoch second, its requestTime text)
 
-    def handle(self, request: Request, connection: Connection) -> None:
-        path, _, query = request.path.partition(b"?")
-        if path not in self._paths or request.method != self._method:
-            self._reply(
-                connection,
-                request,
-                403,
-                _MISSING_TOKEN,
-                error_type=b"MissingAuthenticationTokenException",
-            )
-            return
-        if self.route.api_key_required and (
-            request.headers.get(b"x-api-key") != self.api_key
-            or (request.repeated is not None and b"x-api-key" in request.repeated)
-        ):
-            # Two x-api-key headers: AWS documents only that "duplicated headers are not
-            # supported" (API Gateway important notes). Refused: the values may differ, and
-            # the function must not be called on a key that was not the one checked.
-            self._reply(connection, request, 403, _FORBIDDEN, error_type=b"ForbiddenException")
-            return
-        if request.too_large:
-            self._reply(connection, request, 413, _TOO_LARGE, error_type=b"RequestTooLarge")
-            return
-        if self.throttle is not None and not self.throttle.allow():
-            self._reply(connection, request, 429, _TOO_MANY, error_type=b"TooManyRequestsException")
-            return
-        request_id = new_request_id()
-        if self.route.integration == "lambda":
-            event = self._non_proxy_event(request)
-            if event is None:
-                body = b'{"message": "Could not parse request body into json"}'
-                self._reply(connection, request, 400, body, request_id=request_id)
-                return
-        else:
-            event = self._proxy_event(request, query, request_id)
-        call = _Call(connection, request, request_id)
-        self.pool.invoke(event, lambda result: self._answer(result, call))
-        if not call.finished:
-            self._timeouts.add(call)
-
     # -- events ------------------------------------------------------------------------------
 
-    def _proxy_event(self, request: Request, query: bytes, request_id: str) -> bytes:
-        """The REST API v1 proxy event, filled into a pre-serialised template.
+    def event(self, request: Request, *, path: bytes, query: bytes, request_id: str) -> bytes:
+        """The REST API v1 proxy event, filled into a pre-serialised template (with the
+        non-proxy integration, the request's JSON body).
 
         Building a dict and `json.dumps`-ing it all was the emulator's largest piece of
         Python per request (~30 us of ~350 us CPU; ~11 us this way, bench/PROFILE.md).
         """
+        if self.route.integration == "lambda":
+            return self._non_proxy_event(request)
         # JSON-quoted name -> JSON-quoted value(s): json's dict encoder costs several us a call.
         headers: dict[str, str] = {}
         multi: dict[str, list[str]] = {}
@@ -219,37 +155,20 @@ class ApiGatewayFront:
         return event.encode()
 
     @staticmethod
-    def _non_proxy_event(request: Request) -> bytes | None:
+    def _non_proxy_event(request: Request) -> bytes:
         body = request.body or b"{}"
         try:
             json.loads(body)
         except ValueError:
-            return None
+            raise Refused(_UNPARSEABLE) from None
         return body
 
     # -- answers -----------------------------------------------------------------------------
 
-    def _answer(self, result: InvokeResult, call: _Call) -> None:
-        if call.finished:
-            return
+    def response(self, result: InvokeResult) -> Answer:
+        """The proxy response the function returned (non-proxy: its result as it is)."""
         if self.route.integration == "lambda":
-            status, body, headers, content_type = self._non_proxy_response(result)
-        else:
-            status, body, headers, content_type = self._proxy_response(result)
-        self._reply(
-            call.connection,
-            call.request,
-            status,
-            body,
-            request_id=call.request_id,
-            headers=headers,
-            content_type=content_type,
-        )
-
-    @staticmethod
-    def _proxy_response(
-        result: InvokeResult,
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+            return self._non_proxy_response(result)
         if result.outcome is Outcome.THROTTLED:
             # Lambda's 429 reaches a REST API client as a 500 (INTEGRATION_FAILURE).
             return (
@@ -283,65 +202,18 @@ class ApiGatewayFront:
         for name, value in headers:
             if name.lower() == b"content-type":
                 content_type = value
-            elif name.lower() not in (b"content-length", b"connection", b"transfer-encoding"):
+            elif name.lower() not in OWN_HEADERS:
                 kept.append((name, value))
         return status, raw, kept, content_type
 
     @staticmethod
-    def _non_proxy_response(
-        result: InvokeResult,
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+    def _non_proxy_response(result: InvokeResult) -> Answer:
         if result.outcome is Outcome.THROTTLED:
             return 500, _INTERNAL, [], b"application/json"
         if result.outcome in (Outcome.CRASH, Outcome.TIMEOUT):
             return 502, _INTERNAL, [], b"application/json"
         # Without integration responses, a function error is passed through with 200.
         return 200, result.payload, [], b"application/json"
-
-    def _timed_out(self, call: _Call) -> None:
-        self._reply(
-            call.connection,
-            call.request,
-            504,
-            _TIMED_OUT,
-            request_id=call.request_id,
-            error_type=b"IntegrationTimeout",
-        )
-
-    def _reply(
-        self,
-        connection: Connection,
-        request: Request,
-        status: int,
-        body: bytes,
-        *,
-        request_id: str | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
-        content_type: bytes = b"application/json",
-        error_type: bytes | None = None,
-    ) -> None:
-        if request.answered:
-            return
-        request.answered = True
-        extra = list(headers or [])
-        extra.append((b"x-amzn-RequestId", (request_id or new_request_id()).encode()))
-        if error_type is not None:
-            extra.append((b"x-amzn-ErrorType", error_type))
-        respond_after(
-            self.added_latency_s,
-            connection,
-            status,
-            body,
-            headers=extra,
-            content_type=content_type,
-            keep_alive=request.keep_alive,
-        )
-
-
-# An HTTP token (RFC 9110 5.6.2): what a header name may be made of.
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-# Control characters other than tab (RFC 9110 5.5): CR or LF would end the header early.
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _proxy_document(document: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -361,32 +233,12 @@ def _proxy_document(document: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]
     multi = document.get("multiValueHeaders")
     if not isinstance(single, (dict, type(None))) or not isinstance(multi, (dict, type(None))):
         raise TypeError("headers")
-    headers = [(_header_name(name), _header_value(value)) for name, value in (single or {}).items()]
+    headers = [(header_name(name), header_value(value)) for name, value in (single or {}).items()]
     for name, values in (multi or {}).items():
         if not isinstance(values, list):
             raise TypeError(f"multiValueHeaders.{name}")  # a string would be one per character
-        headers += [(_header_name(name), _header_value(value)) for value in values]
+        headers += [(header_name(name), header_value(value)) for value in values]
     return status, raw, headers
-
-
-def _header_name(name: str) -> bytes:
-    encoded = name.encode("latin-1")
-    if not _TOKEN.match(encoded):
-        raise ValueError(f"header name {name!r}")
-    return encoded
-
-
-def _header_value(value: Any) -> bytes:
-    # Scalars are written as JSON writes them; objects, arrays and null are malformed.
-    if isinstance(value, str):
-        encoded = value.encode("latin-1")
-    elif isinstance(value, (bool, int, float)):
-        encoded = _dumps(value).encode()
-    else:
-        raise TypeError("header value")
-    if _CONTROL.search(encoded):
-        raise ValueError("control character in a header value")
-    return encoded
 
 
 _dumps = json.JSONEncoder().encode  # json.dumps' own encoder, without its argument checks
@@ -441,26 +293,3 @@ def _proxy_event_template(route: Route, stage: str) -> str:
     }
     text = json.dumps(shape).replace("%", "%%")
     return re.sub(r'"@@(\w+)@@"', r"%(\1)s", text)
-
-
-def respond_after(
-    delay_s: float,
-    connection: Connection,
-    status: int,
-    body: bytes,
-    *,
-    headers: list[tuple[bytes, bytes]],
-    content_type: bytes,
-    keep_alive: bool,
-) -> None:
-    """Answer now, or after the front's added latency (the network a real API Gateway adds)."""
-
-    def respond() -> None:
-        connection.respond(
-            status, body, headers=headers, content_type=content_type, keep_alive=keep_alive
-        )
-
-    if delay_s > 0:
-        asyncio.get_running_loop().call_later(delay_s, respond)
-    else:
-        respond()

@@ -21,6 +21,9 @@ tests/events/httpapi-v2-*.json hold its documented examples):
   one Set-Cookie each, body, isBase64Encoded); any other valid JSON (an object without
   statusCode, a string, a number, a list) → 200, content-type application/json, the
   function's JSON as the body.
+
+The steps every request takes are front.py's; this module supplies the HTTP API's event,
+response mapping and refusals.
 """
 
 from __future__ import annotations
@@ -32,18 +35,19 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl
 
-from runner.emulator.apigw import (
+from runner.emulator.front import (
     ACCOUNT_ID,
+    OWN_HEADERS,
+    Answer,
+    Front,
+    Refusal,
     Route,
     Throttle,
-    _Call,
-    _header_name,
-    _header_value,
-    respond_after,
+    header_name,
+    header_value,
 )
-from runner.emulator.deadlines import Deadlines
-from runner.emulator.http import Connection, Request
-from runner.emulator.lambda_pool import InvokeResult, LambdaPool, Outcome, new_request_id
+from runner.emulator.http import Request
+from runner.emulator.lambda_pool import InvokeResult, LambdaPool, Outcome
 
 # "Integration timeout: 30 seconds" (Amazon API Gateway quotas, HTTP API table; not
 # adjustable), against 29 s for REST APIs. Payload size: 10 MB, as for REST APIs.
@@ -52,22 +56,20 @@ INTEGRATION_TIMEOUT_S = 30.0
 STAGE = "$default"
 API_ID = "local00002"
 
-_NOT_FOUND = b'{"message":"Not Found"}'
-_UNAUTHORIZED = b'{"message":"Unauthorized"}'
-_FORBIDDEN = b'{"message":"Forbidden"}'
-# AWS documents the 10 MB quota, not this body: HTTP APIs' other errors are the status's
-# reason phrase as {"message": …}, so this one is too.
-_TOO_LARGE = b'{"message":"Request Entity Too Large"}'
-_TOO_MANY = b'{"message":"Too Many Requests"}'
-_UNAVAILABLE = b'{"message":"Service Unavailable"}'
 _INTERNAL = b'{"message":"Internal Server Error"}'
-# Response headers the front writes itself (http.py), never copied from the function's.
-_OWN_HEADERS = (b"content-length", b"connection", b"transfer-encoding")
-
-Answer = tuple[int, bytes, list[tuple[bytes, bytes]], bytes]
 
 
-class HttpApiFront:
+class HttpApiFront(Front):
+    REQUEST_ID_HEADER = b"apigw-requestid"
+    NO_ROUTE = Refusal(404, b'{"message":"Not Found"}')
+    NO_KEY = Refusal(401, b'{"message":"Unauthorized"}')
+    WRONG_KEY = Refusal(403, b'{"message":"Forbidden"}')
+    # AWS documents the 10 MB quota, not this body: HTTP APIs' other errors are the status's
+    # reason phrase as {"message": …}, so this one is too.
+    TOO_LARGE = Refusal(413, b'{"message":"Request Entity Too Large"}')
+    TOO_MANY = Refusal(429, b'{"message":"Too Many Requests"}')
+    TIMED_OUT = Refusal(503, b'{"message":"Service Unavailable"}')
+
     def __init__(
         self,
         pool: LambdaPool,
@@ -78,42 +80,17 @@ class HttpApiFront:
         integration_timeout_s: float = INTEGRATION_TIMEOUT_S,
         added_latency_ms: float = 0.0,
     ) -> None:
-        self.pool = pool
-        self.route = route
+        super().__init__(
+            pool,
+            route=route,
+            paths=(route.path,),
+            api_key=api_key,
+            throttle=throttle,
+            integration_timeout_s=integration_timeout_s,
+            added_latency_ms=added_latency_ms,
+        )
         self.route_key = f"{route.method.upper()} {route.path}"
-        self.api_key = api_key.encode()
-        self.throttle = throttle
-        self.added_latency_s = added_latency_ms / 1000
-        self._path = route.path.encode()
-        self._method = route.method.upper().encode()
-        self._timeouts: Deadlines[_Call] = Deadlines(integration_timeout_s, self._timed_out)
         self._time = (0, "")  # (epoch second, its requestContext.time text)
-
-    def handle(self, request: Request, connection: Connection) -> None:
-        path, _, query = request.path.partition(b"?")
-        if path != self._path or request.method != self._method:
-            self._reply(connection, request, 404, _NOT_FOUND)
-            return
-        if self.route.api_key_required:
-            key = request.headers.get(b"x-api-key")
-            if key is None:
-                self._reply(connection, request, 401, _UNAUTHORIZED)
-                return
-            if key != self.api_key or (request.repeated and b"x-api-key" in request.repeated):
-                self._reply(connection, request, 403, _FORBIDDEN)
-                return
-        if request.too_large:
-            self._reply(connection, request, 413, _TOO_LARGE)
-            return
-        if self.throttle is not None and not self.throttle.allow():
-            self._reply(connection, request, 429, _TOO_MANY)
-            return
-        request_id = new_request_id()
-        event = self.event(request, path=path, query=query, request_id=request_id)
-        call = _Call(connection, request, request_id)
-        self.pool.invoke(event, lambda result: self._answer(result, call))
-        if not call.finished:
-            self._timeouts.add(call)
 
     # -- the event ---------------------------------------------------------------------------
 
@@ -179,68 +156,25 @@ class HttpApiFront:
         event["isBase64Encoded"] = encoded
         return json.dumps(event, separators=(",", ":")).encode()
 
-    # -- answers -----------------------------------------------------------------------------
+    # -- the response ------------------------------------------------------------------------
 
-    def _answer(self, result: InvokeResult, call: _Call) -> None:
-        if call.finished:
-            return
-        status, body, headers, content_type = response(result)
-        self._reply(
-            call.connection,
-            call.request,
-            status,
-            body,
-            request_id=call.request_id,
-            headers=headers,
-            content_type=content_type,
-        )
-
-    def _timed_out(self, call: _Call) -> None:
-        self._reply(call.connection, call.request, 503, _UNAVAILABLE, request_id=call.request_id)
-
-    def _reply(
-        self,
-        connection: Connection,
-        request: Request,
-        status: int,
-        body: bytes,
-        *,
-        request_id: str | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
-        content_type: bytes = b"application/json",
-    ) -> None:
-        if request.answered:
-            return
-        request.answered = True
-        extra = list(headers or [])
-        extra.append((b"apigw-requestid", (request_id or new_request_id()).encode()))
-        respond_after(
-            self.added_latency_s,
-            connection,
-            status,
-            body,
-            headers=extra,
-            content_type=content_type,
-            keep_alive=request.keep_alive,
-        )
-
-
-def response(result: InvokeResult) -> Answer:
-    """What the client gets for a function's result under the 2.0 response rules."""
-    if result.outcome is not Outcome.OK:
-        return 500, _INTERNAL, [], b"application/json"
-    try:
-        document = json.loads(result.payload)
-    except (ValueError, RecursionError):
-        return 500, _INTERNAL, [], b"application/json"
-    if not isinstance(document, dict) or "statusCode" not in document:
-        # "API Gateway can infer the response format": 200, application/json, the output as
-        # the body (a string arrives JSON-quoted, as the function returned it).
-        return 200, result.payload, [], b"application/json"
-    try:
-        return _formatted(document)
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-        return 500, _INTERNAL, [], b"application/json"
+    @staticmethod
+    def response(result: InvokeResult) -> Answer:
+        """What the client gets for a function's result under the 2.0 response rules."""
+        if result.outcome is not Outcome.OK:
+            return 500, _INTERNAL, [], b"application/json"
+        try:
+            document = json.loads(result.payload)
+        except (ValueError, RecursionError):
+            return 500, _INTERNAL, [], b"application/json"
+        if not isinstance(document, dict) or "statusCode" not in document:
+            # "API Gateway can infer the response format": 200, application/json, the output as
+            # the body (a string arrives JSON-quoted, as the function returned it).
+            return 200, result.payload, [], b"application/json"
+        try:
+            return _formatted(document)
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+            return 500, _INTERNAL, [], b"application/json"
 
 
 def _formatted(document: dict[str, Any]) -> Answer:
@@ -261,16 +195,16 @@ def _formatted(document: dict[str, Any]) -> Answer:
     content_type = b"application/json"
     kept: list[tuple[bytes, bytes]] = []
     for name, value in headers.items():
-        pair = (_header_name(name), _header_value(value))
+        pair = (header_name(name), header_value(value))
         if pair[0].lower() == b"content-type":
             content_type = pair[1]
-        elif pair[0].lower() not in _OWN_HEADERS:
+        elif pair[0].lower() not in OWN_HEADERS:
             kept.append(pair)
     for cookie in cookies:
         if not isinstance(cookie, str):
             raise TypeError("cookie")
-        kept.append((b"Set-Cookie", _header_value(cookie)))
+        kept.append((b"Set-Cookie", header_value(cookie)))
     return status, raw, kept, content_type
 
 
-__all__ = ["INTEGRATION_TIMEOUT_S", "STAGE", "HttpApiFront", "response"]
+__all__ = ["INTEGRATION_TIMEOUT_S", "STAGE", "HttpApiFront"]

@@ -47,10 +47,9 @@ from runner.emulator.apigw import (
     MAX_URL_BYTES,
     REQUEST_TIMEOUT_S,
     ApiGatewayFront,
-    Route,
-    Throttle,
 )
 from runner.emulator.cgroups import Calibration, Limiter, calibrate, cpu_share, detect_limiter
+from runner.emulator.front import Route, Throttle
 from runner.emulator.http import Connection, Limits, Request, bound_port, serve
 from runner.emulator.httpapi import INTEGRATION_TIMEOUT_S as HTTP_INTEGRATION_TIMEOUT_S
 from runner.emulator.httpapi import HttpApiFront
