@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import (
@@ -109,85 +111,136 @@ def with_overrides(
         raise BadInput(
             "--users and --rate are both given: --users runs a closed load, --rate an open one"
         )
+    values = {
+        "--memory": memory,
+        "--repeats": repeats,
+        "--users": users,
+        "--rate": rate,
+        "--duration": duration,
+    }
+    context = _Context(scenario=scenario, duration=duration)
     data = scenario.model_dump(mode="json")
     given: dict[str, str] = {}  # option -> the value as typed, for messages
     notes: list[str] = []
-    if memory is not None:
-        sizes = parse_memory_list(memory)
-        points = data["sweep"].get("points")
-        if points is not None:
-            # An explicit point list: --memory keeps the points at these sizes.
-            kept = [point for point in points if point["memory_mb"] in sizes]
-            if not kept:
-                raise BadInput(
-                    f"--memory {memory}: no point of sweep.points has that size (they have "
-                    f"{', '.join(str(m) for m in scenario.sweep.memory_mb)} MB)"
-                )
-            data["sweep"]["points"], data["sweep"]["memory_mb"] = kept, None
-        else:
-            data["sweep"]["memory_mb"] = sizes
-        given["--memory"] = memory
-    if repeats is not None:
-        data["sweep"]["repeats"] = repeats
-        given["--repeats"] = str(repeats)
-    load = data["load"]
-    # The notes name the length the run will have: --duration's when given.
-    seconds = parse_duration(duration) if duration is not None else None
-    length = seconds if seconds is not None else scenario.load.duration_s
-    if users is not None:
-        given["--users"] = str(users)
-        if isinstance(scenario.load, OpenLoad):
-            notes.append(
-                f"--users {users} replaces the scenario's open load ({scenario.load.rate_per_s:g} "
-                f"req/s) with a closed load: {users} users without think time for "
-                f"{length:g} s"
-            )
-            think: dict[str, Any] = {}
-        else:
-            think = load["think_time"]
-            if len(scenario.load.stages) > 1 or scenario.load.stages[0].ramp_s:
-                notes.append(
-                    f"--users {users} replaces the scenario's {len(scenario.load.stages)} "
-                    f"stage(s) with one: {users} users for {length:g} s, no ramp"
-                )
-        load = {
-            "model": "closed",
-            "stages": [{"users": users, "duration_s": length}],
-            "think_time": think,
-        }
-    if rate is not None:
-        given["--rate"] = f"{rate:g}"
-        if isinstance(scenario.load, ClosedLoad):
-            notes.append(
-                f"--rate {rate:g} replaces the scenario's closed load (up to "
-                f"{scenario.load.peak_users} users) with an open load: {rate:g} req/s for "
-                f"{length:g} s, at most 100 in flight"
-            )
-            load = {"model": "open", "rate_per_s": rate, "duration_s": length}
-        else:
-            load = {**load, "rate_per_s": rate}
-    if duration is not None and seconds is not None:
-        given["--duration"] = duration
-        if load["model"] == "open":
-            load = {**load, "duration_s": seconds}
-        else:
-            total = sum(stage["duration_s"] for stage in load["stages"])
-            scale = seconds / total if total and math.isfinite(seconds) else 0.0
-            load = {
-                **load,
-                "stages": [
-                    {
-                        **stage,
-                        "duration_s": stage["duration_s"] * scale or seconds,
-                        "ramp_s": stage.get("ramp_s", 0) * scale,
-                    }
-                    for stage in load["stages"]
-                ],
-            }
-    data["load"] = load
+    for option, shown, change in _QUICK_TRIES:
+        value = values[option]
+        if value is not None:
+            data, said = change(data, value, context)
+            given[option] = shown(value)
+            notes += said
     if not given:
         return scenario, notes
     try:
         return Scenario.model_validate(data), notes
     except ValidationError as exc:
         raise BadInput(explain_override(exc, given)) from None
+
+
+_Document = dict[str, Any]  # a scenario as `model_dump(mode="json")` gives it
+_Change = tuple[_Document, list[str]]  # the changed document, and notes on what it replaced
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What an option's change reads besides its own value."""
+
+    scenario: Scenario  # as the file (and the target flags) gave it
+    duration: str | None  # --duration as typed
+
+    def length(self) -> float:
+        """The load's length in the run: --duration's when given, else the scenario's.
+
+        Parsed here, when a change needs it, not up front: a bad --memory is reported before
+        a bad --duration.
+        """
+        if self.duration is None:
+            return self.scenario.load.duration_s
+        return parse_duration(self.duration)
+
+
+def _memory(data: _Document, memory: str, context: _Context) -> _Change:
+    """--memory: the sweep's sizes, or, with an explicit point list, the points at them."""
+    sizes = parse_memory_list(memory)
+    sweep = data["sweep"]
+    points = sweep.get("points")
+    if points is None:
+        return {**data, "sweep": {**sweep, "memory_mb": sizes}}, []
+    kept = [point for point in points if point["memory_mb"] in sizes]
+    if not kept:
+        listed = ", ".join(str(m) for m in context.scenario.sweep.memory_mb)
+        raise BadInput(
+            f"--memory {memory}: no point of sweep.points has that size (they have {listed} MB)"
+        )
+    return {**data, "sweep": {**sweep, "points": kept, "memory_mb": None}}, []
+
+
+def _repeats(data: _Document, repeats: int, context: _Context) -> _Change:
+    """--repeats: how many times each size is measured."""
+    return {**data, "sweep": {**data["sweep"], "repeats": repeats}}, []
+
+
+def _users(data: _Document, users: int, context: _Context) -> _Change:
+    """--users: one closed stage of that many users, in place of the stages or an open load."""
+    was, length = context.scenario.load, context.length()
+    notes: list[str] = []
+    if isinstance(was, OpenLoad):
+        notes.append(
+            f"--users {users} replaces the scenario's open load ({was.rate_per_s:g} req/s) with "
+            f"a closed load: {users} users without think time for {length:g} s"
+        )
+        think: dict[str, Any] = {}
+    else:
+        think = data["load"]["think_time"]
+        if len(was.stages) > 1 or was.stages[0].ramp_s:
+            notes.append(
+                f"--users {users} replaces the scenario's {len(was.stages)} stage(s) with one: "
+                f"{users} users for {length:g} s, no ramp"
+            )
+    stages = [{"users": users, "duration_s": length}]
+    return {**data, "load": {"model": "closed", "stages": stages, "think_time": think}}, notes
+
+
+def _rate(data: _Document, rate: float, context: _Context) -> _Change:
+    """--rate: an open load at that rate, in place of the rate or a closed load."""
+    was = context.scenario.load
+    if not isinstance(was, ClosedLoad):
+        return {**data, "load": {**data["load"], "rate_per_s": rate}}, []
+    length = context.length()
+    note = (
+        f"--rate {rate:g} replaces the scenario's closed load (up to {was.peak_users} users) "
+        f"with an open load: {rate:g} req/s for {length:g} s, at most 100 in flight"
+    )
+    return {**data, "load": {"model": "open", "rate_per_s": rate, "duration_s": length}}, [note]
+
+
+def _duration(data: _Document, duration: str, context: _Context) -> _Change:
+    """--duration: the load's length; a closed profile's stages and ramps scale to it."""
+    seconds = parse_duration(duration)
+    load = data["load"]
+    if load["model"] == "open":
+        return {**data, "load": {**load, "duration_s": seconds}}, []
+    total = sum(stage["duration_s"] for stage in load["stages"])
+    scale = seconds / total if total and math.isfinite(seconds) else 0.0
+    stages = [
+        {
+            **stage,
+            "duration_s": stage["duration_s"] * scale or seconds,
+            "ramp_s": stage.get("ramp_s", 0) * scale,
+        }
+        for stage in load["stages"]
+    ]
+    return {**data, "load": {**load, "stages": stages}}, []
+
+
+_Apply = Callable[[_Document, Any, _Context], _Change]  # an option's value -> its change
+
+# The quick tries in the order they apply, which is also the order an error lists them in:
+# the option, its value as a message shows it, and its change to the document. --users and
+# --rate replace the load before --duration scales it.
+_QUICK_TRIES: tuple[tuple[str, Callable[[Any], str], _Apply], ...] = (
+    ("--memory", str, _memory),
+    ("--repeats", str, _repeats),
+    ("--users", str, _users),
+    ("--rate", "{:g}".format, _rate),
+    ("--duration", str, _duration),
+)
