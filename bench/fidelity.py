@@ -19,7 +19,7 @@ from bench.common import (
     sequential_latencies_ms,
 )
 from bench.local_stack import local_stack
-from runner.control_api import CFS_PERIOD_US
+from runner.control_api import CFS_PERIOD_US, DELIVERY_COUNTERS
 from runner.emulator.cgroups import CALIBRATION_S, MB_PER_VCPU, cpu_share
 from runner.lambda_logs import reports_in
 from runner.stack import PROJECT_ROOT
@@ -55,7 +55,6 @@ GAP_S = (0.02, 0.08)
 # kernel default 5000 µs). Full runs alternate the host's setting and the other of these two.
 CFS_SLICE = Path("/proc/sys/kernel/sched_cfs_bandwidth_slice_us")
 CFS_SLICE_SETTINGS_US = (5000, 1000)
-COUNTERS = ("cpu_ns", "run_delay_ns", "throttled_ns", "nr_periods", "nr_throttled")
 
 
 @dataclass
@@ -180,7 +179,7 @@ def _visit(
         after = stack.delivery()
     finally:
         client.close()
-    visit.counters = {counter: after[counter] - before[counter] for counter in COUNTERS}
+    visit.counters = {counter: after[counter] - before[counter] for counter in DELIVERY_COUNTERS}
     return visit
 
 

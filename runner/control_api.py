@@ -14,7 +14,7 @@ import json
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any, Literal, TypedDict, cast
 
 from runner.errors import SetupError
 
@@ -28,7 +28,7 @@ CFS_PERIOD_US = 20_000
 
 # GET: read-only.
 STATUS_PATH = "/status"  # → StackStatus
-DELIVERY_PATH = "/delivery"  # → lambda_pool.Delivery (cumulative CPU delivery counters)
+DELIVERY_PATH = "/delivery"  # → Delivery (cumulative CPU delivery counters)
 # POST with a JSON body; each answers the StackStatus after the action.
 MEMORY_PATH = "/memory"  # {"memory_mb": int}: drain, replace every sandbox at this size
 CALIBRATE_PATH = "/calibrate"  # {"memory_mb": [int, …]}: measure these sizes' CPU share now
@@ -56,6 +56,34 @@ class StackStatus(TypedDict):
     sandbox_pids: list[int]
     cold_starts: int
     invocations: int
+
+
+class Delivery(TypedDict):
+    """Was the modelled CPU share delivered? `GET /delivery`; diff two to get a window's
+    (runner/emulator/lambda_pool.py measures it, runner/analysis/_trust.py judges it).
+
+    Counters are cumulative ints over every sandbox the pool has run, each counted from the
+    moment its quota applied (init runs unthrottled and is left out). In a window a busy
+    sandbox got Δcpu_ns / (Δnr_periods × 20 ms) of a CPU, to compare with quota_share.
+    """
+
+    at: float  # time.time() of the snapshot
+    memory_mb: int
+    nominal_share: float  # memory / 1769, capped at one CPU
+    quota_share: float  # what the quota is set to now (nominal × correction), capped at one CPU
+    mode: str  # the limiter: cgroup-v1, cgroup-v2 or cpu-time-pacing
+    cpu_ns: int  # CPU time used, summed over threads (schedstat field 1)
+    run_delay_ns: int  # runnable but not running (schedstat field 2), throttling included
+    throttled_ns: int  # the sandboxes' groups throttled (cpu.stat)
+    nr_periods: int  # CFS periods in which a sandbox was runnable
+    nr_throttled: int  # of those, periods that ran out of quota
+    sandboxes_counted: int  # retired sandboxes read at retirement + live ones read now
+    samples_lost: int  # sandboxes that died before a final read (last snapshot's figures kept)
+
+
+# Delivery's cumulative counters: a window's figure is the difference of two snapshots.
+DeliveryCounter = Literal["cpu_ns", "run_delay_ns", "throttled_ns", "nr_periods", "nr_throttled"]
+DELIVERY_COUNTERS: tuple[DeliveryCounter, ...] = typing.get_args(DeliveryCounter)
 
 
 class UsagePlan(TypedDict):
@@ -141,6 +169,12 @@ def _top_level_names(tree: ast.Module) -> set[str]:
 def parse_status(document: object, *, source: str) -> StackStatus:
     """`document` as a StackStatus; SetupError naming `source` and the key if it is not one."""
     return cast(StackStatus, _typed(document, StackStatus, source))
+
+
+def parse_delivery(document: object, *, source: str) -> Delivery:
+    """`document` as a Delivery; SetupError naming `source` and the key if it is not one (a
+    renamed counter must never read as zero CPU: it decides whether a step is degraded)."""
+    return cast(Delivery, _typed(document, Delivery, source))
 
 
 def parse_ready(document: object, *, source: str) -> StackReady:
@@ -233,6 +267,7 @@ def _kind(value: object) -> str:
 
 __all__ = [
     "CALIBRATE_PATH",
+    "DELIVERY_COUNTERS",
     "DELIVERY_PATH",
     "HANDLER_PATH",
     "MEMORY_PATH",
@@ -240,10 +275,13 @@ __all__ = [
     "STATUS_PATH",
     "TOKEN_HEADER",
     "ApiUrls",
+    "Delivery",
+    "DeliveryCounter",
     "StackReady",
     "StackStatus",
     "UsagePlan",
     "handler_problem",
+    "parse_delivery",
     "parse_ready",
     "parse_status",
 ]

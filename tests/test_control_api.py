@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from runner.control_api import STATUS_PATH, handler_problem, parse_ready, parse_status
+from runner.analysis._trust import cpu_delivery
+from runner.control_api import (
+    DELIVERY_PATH,
+    STATUS_PATH,
+    handler_problem,
+    parse_delivery,
+    parse_ready,
+    parse_status,
+)
 from runner.errors import SetupError
 
 SOURCE = f"local stack GET {STATUS_PATH}"
@@ -117,6 +125,64 @@ def test_given_a_status_with_a_mistyped_key_then_one_line_naming_key_value_and_t
 def test_given_a_status_that_is_no_object_then_one_line_saying_what_came() -> None:
     with pytest.raises(SetupError, match=r"^local stack GET /status: expected a JSON object, got"):
         parse_status(["memory_mb", 1024], source=SOURCE)
+
+
+def good_delivery(**counters: int) -> dict[str, Any]:
+    """A /delivery answer as the stack sends it (JSON: a whole share arrives as an integer)."""
+    document: dict[str, Any] = json.loads(
+        json.dumps(
+            {
+                "at": 1_700_000_000.5,
+                "memory_mb": 1769,
+                "nominal_share": 1,
+                "quota_share": 1,
+                "mode": "cgroup-v1",
+                "cpu_ns": 0,
+                "run_delay_ns": 0,
+                "throttled_ns": 0,
+                "nr_periods": 0,
+                "nr_throttled": 0,
+                "sandboxes_counted": 1,
+                "samples_lost": 0,
+                **counters,
+            }
+        )
+    )
+    return document
+
+
+def test_given_two_deliveries_then_the_window_is_their_difference_with_shares_as_floats() -> None:
+    source = f"local stack GET {DELIVERY_PATH}"
+    before = parse_delivery(good_delivery(), source=source)
+    after = parse_delivery(good_delivery(cpu_ns=2_000_000_000, nr_periods=100), source=source)
+
+    cpu = cpu_delivery(before, after)
+
+    assert isinstance(after["quota_share"], float)
+    assert cpu.cpu_s == 2.0 and cpu.nominal_share == 1.0
+    assert cpu.per_period_share == pytest.approx(1.0)  # 2 s over 100 periods of 20 ms
+
+
+@pytest.mark.parametrize("renamed", ["cpu_ns", "nr_periods", "quota_share", "sandboxes_counted"])
+def test_given_a_delivery_with_a_renamed_counter_then_one_line_naming_it_never_zero_cpu(
+    renamed: str,
+) -> None:
+    # GIVEN a stack of another version that calls a counter something else
+    document = good_delivery(cpu_ns=5_000_000_000, nr_periods=250)
+    document[renamed + "_total"] = document.pop(renamed)
+
+    # THEN the answer is refused where it arrives, naming the key: it would otherwise read as
+    # zero CPU (or zero periods), the figure that decides whether a step is degraded
+    with pytest.raises(SetupError) as raised:
+        parse_delivery(document, source=f"local stack GET {DELIVERY_PATH}")
+    assert str(raised.value) == f"local stack GET /delivery: {renamed} is missing"
+
+
+def test_given_a_delivery_with_a_counter_as_text_then_one_line_naming_key_and_type() -> None:
+    document = good_delivery()
+    document["cpu_ns"] = "12"
+    with pytest.raises(SetupError, match=r"cpu_ns is \"12\" \(a string\), expected an integer"):
+        parse_delivery(document, source=f"local stack GET {DELIVERY_PATH}")
 
 
 def test_given_a_ready_line_then_its_status_and_nested_usage_plan_are_checked() -> None:

@@ -6,22 +6,27 @@ from pathlib import Path
 
 from runner.analysis import host_snapshot
 from runner.analysis._trust import HostSnapshot, cpu_delivery, judge
+from runner.control_api import Delivery
 
 MS = 1_000_000  # ns
 
 
 def snapshot(
     *, cpu_ms: float, delay_ms: float, throttled_ms: float, periods: int, throttled: int
-) -> dict[str, float]:
+) -> Delivery:
     return {
+        "at": 0.0,
+        "memory_mb": 512,
         "nominal_share": 512 / 1769,
         "quota_share": 512 / 1769,
-        "cpu_ns": cpu_ms * MS,
-        "run_delay_ns": delay_ms * MS,
-        "throttled_ns": throttled_ms * MS,
+        "mode": "cgroup-v1",
+        "cpu_ns": round(cpu_ms * MS),
+        "run_delay_ns": round(delay_ms * MS),
+        "throttled_ns": round(throttled_ms * MS),
         "nr_periods": periods,
         "nr_throttled": throttled,
         "sandboxes_counted": 3,
+        "samples_lost": 0,
     }
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from runner.analysis._stats import latency
 from runner.analysis._step_data import StepData, Tick
 from runner.analysis._trust import HostSnapshot, cpu_delivery, judge
+from runner.control_api import Delivery
 from runner.hdr import encode
 from runner.invocations import Phases
 from runner.results import (
@@ -67,8 +68,8 @@ class Measured(NamedTuple):
 class Readings:
     """What the sweep read for one step, beside the workers' data: each covers its window."""
 
-    delivery_opened: dict[str, Any] | None  # the target's CPU accounting as the window opened
-    delivery_closed: dict[str, Any] | None  # ... and as it closed (None: the target has none)
+    delivery_opened: Delivery | None  # the target's CPU accounting as the window opened
+    delivery_closed: Delivery | None  # ... and as it closed (None: the target has none)
     host_opened: HostSnapshot | None
     host_closed: HostSnapshot | None
     fidelity: Fidelity

@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from runner.control_api import CFS_PERIOD_US
+from runner.control_api import CFS_PERIOD_US, Delivery
 from runner.results import CpuDelivery, Trust
 
 # Of the CPU time the sandboxes were ready to use within their quota (what they ran plus
@@ -76,24 +75,21 @@ def host_snapshot(at: float, *, proc: Path = Path("/proc")) -> HostSnapshot | No
     return HostSnapshot(at=at, steal=steal, total=total, pressure_some_us=pressure)
 
 
-def cpu_delivery(before: Mapping[str, Any], after: Mapping[str, Any]) -> CpuDelivery:
-    """The window's CPU accounting from two cumulative snapshots of the local stack."""
-
-    def delta(key: str) -> float:
-        return float(after.get(key, 0) or 0) - float(before.get(key, 0) or 0)
-
-    cpu_s = delta("cpu_ns") / 1e9
-    run_delay_s = delta("run_delay_ns") / 1e9
-    throttled_s = delta("throttled_ns") / 1e9
-    periods = delta("nr_periods")
-    throttled_periods = delta("nr_throttled")
+def cpu_delivery(before: Delivery, after: Delivery) -> CpuDelivery:
+    """The window's CPU accounting from two cumulative snapshots of the local stack (both parsed
+    strictly as they arrived: every counter is there)."""
+    cpu_s = (after["cpu_ns"] - before["cpu_ns"]) / 1e9
+    run_delay_s = (after["run_delay_ns"] - before["run_delay_ns"]) / 1e9
+    throttled_s = (after["throttled_ns"] - before["throttled_ns"]) / 1e9
+    periods = after["nr_periods"] - before["nr_periods"]
+    throttled_periods = after["nr_throttled"] - before["nr_throttled"]
     # run_delay counts a throttled task as waiting (it stays queued while its group is
     # held back), so what the quota withheld is taken out to leave the host's own share.
     host_wait_s = max(0.0, run_delay_s - throttled_s)
     runnable = cpu_s + run_delay_s
     return CpuDelivery(
-        nominal_share=float(after.get("nominal_share") or 0.0),
-        quota_share=float(after.get("quota_share") or 0.0),
+        nominal_share=after["nominal_share"],
+        quota_share=after["quota_share"],
         cpu_s=cpu_s,
         run_delay_s=run_delay_s,
         throttled_s=throttled_s,
@@ -105,7 +101,7 @@ def cpu_delivery(before: Mapping[str, Any], after: Mapping[str, Any]) -> CpuDeli
             cpu_s / (throttled_periods * PERIOD_S) if throttled_periods > 0 else None
         ),
         throttled_periods=throttled_periods / periods if periods > 0 else None,
-        sandboxes=int(after.get("sandboxes_counted", 0) or 0),
+        sandboxes=after["sandboxes_counted"],
     )
 
 

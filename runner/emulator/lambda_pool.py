@@ -24,9 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import TypedDict
 
-from runner.control_api import CFS_PERIOD_US
+from runner.control_api import CFS_PERIOD_US, Delivery
 from runner.emulator.cgroups import Limiter, cpu_quota_us, cpu_share
 from runner.emulator.deadlines import Deadlines
 from runner.emulator.http import Connection, Request, bound_port, serve
@@ -81,28 +80,6 @@ OnDone = Callable[[InvokeResult], None]
 # unthrottled it ran 1,980 ms and waited 3. With one busy process per core the same probes
 # waited 1,848 / 1,009 ms against 1,707 / 392 ms throttled. So run_delay minus throttled is
 # the wait for a busy host, and run_delay alone cannot tell starvation from the quota.
-
-
-class Delivery(TypedDict):
-    """Was the modelled CPU share delivered? `GET /delivery`; diff two to get a window's.
-
-    Counters are cumulative ints over every sandbox the pool has run, each counted from the
-    moment its quota applied (init runs unthrottled and is left out). In a window a busy
-    sandbox got Δcpu_ns / (Δnr_periods × 20 ms) of a CPU, to compare with quota_share.
-    """
-
-    at: float  # time.time() of the snapshot
-    memory_mb: int
-    nominal_share: float  # memory / 1769, capped at one CPU
-    quota_share: float  # what the quota is set to now (nominal × correction), capped at one CPU
-    mode: str  # the limiter: cgroup-v1, cgroup-v2 or cpu-time-pacing
-    cpu_ns: int  # CPU time used, summed over threads (schedstat field 1)
-    run_delay_ns: int  # runnable but not running (schedstat field 2), throttling included
-    throttled_ns: int  # the sandboxes' groups throttled (cpu.stat)
-    nr_periods: int  # CFS periods in which a sandbox was runnable
-    nr_throttled: int  # of those, periods that ran out of quota
-    sandboxes_counted: int  # retired sandboxes read at retirement + live ones read now
-    samples_lost: int  # sandboxes that died before a final read (last snapshot's figures kept)
 
 
 class Invocation:

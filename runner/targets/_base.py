@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
+from runner.control_api import Delivery
 from runner.invocations import Phases
 from runner.lambda_facts import DEFAULT_API
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
@@ -103,7 +104,7 @@ class Target(ABC):
         """The step's invocations whose requests arrived in its measured window, and the
         others counted by phase (lambda_logs.attribute)."""
 
-    def delivery(self) -> dict[str, Any] | None:
+    def delivery(self) -> Delivery | None:
         """Cumulative CPU accounting of the function's sandboxes (local stack), else None."""
         return None
 

@@ -7,9 +7,8 @@ import contextlib
 import platform
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from runner.control_api import StackReady, StackStatus, handler_problem
+from runner.control_api import Delivery, StackReady, StackStatus, handler_problem
 from runner.errors import BadInput, MemsweepError
 from runner.invocations import Phases, attribute
 from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
@@ -193,12 +192,14 @@ class LocalStackTarget(Target):
         lines = chunk.decode(errors="replace").splitlines()
         return attribute(((None, line) for line in lines), phases, "local log")
 
-    def delivery(self) -> dict[str, Any] | None:
+    def delivery(self) -> Delivery | None:
         if self.stack is None:
             return None
         try:
             return self.stack.delivery()
         except MemsweepError:
+            if self.alive() is None:
+                raise  # it answered, but not a Delivery: a bug to show, never a missing figure
             # The stack died mid-step: alive() names that; a missing trust figure must not
             # mask it (the step has no CPU figure to judge, and says so).
             return None

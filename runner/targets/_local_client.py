@@ -29,8 +29,10 @@ from runner.control_api import (
     STATUS_PATH,
     TOKEN_HEADER,
     ApiUrls,
+    Delivery,
     StackReady,
     StackStatus,
+    parse_delivery,
     parse_ready,
     parse_status,
 )
@@ -148,10 +150,10 @@ class LocalStackProcess:
     def status(self) -> StackStatus:
         return self._status("GET", STATUS_PATH)
 
-    def delivery(self) -> dict[str, Any]:
-        """Cumulative CPU delivery of the stack's sandboxes (lambda_pool.Delivery's fields)."""
-        delivery: dict[str, Any] = self._control("GET", DELIVERY_PATH)
-        return delivery
+    def delivery(self) -> Delivery:
+        """Cumulative CPU delivery of the stack's sandboxes, parsed strictly."""
+        answer = self._control("GET", DELIVERY_PATH)
+        return parse_delivery(answer, source=f"local stack GET {DELIVERY_PATH}")
 
     def calibrate(self, memory_sizes: list[int]) -> StackStatus:
         """Measure the CPU share of these sizes up front (cached by the stack)."""
