@@ -20,7 +20,8 @@ from bench.common import (
 )
 from bench.local_stack import local_stack
 from runner.control_api import CFS_PERIOD_US, DELIVERY_COUNTERS
-from runner.emulator.cgroups import CALIBRATION_S, MB_PER_VCPU, cpu_share
+from runner.emulator import CALIBRATION_S, cpu_share
+from runner.lambda_facts import MB_PER_VCPU
 from runner.lambda_logs import reports_in
 from runner.stack import PROJECT_ROOT
 from runner.targets import LocalStackProcess

@@ -617,7 +617,7 @@ def _local_api_key(args: argparse.Namespace) -> str | None:
 
 
 def _run_local(args: argparse.Namespace) -> int:
-    from runner.emulator.server import LocalStackOptions, check_memory, run
+    from runner.emulator import LocalStackOptions, check_memory, run
 
     params = {}
     for item in args.param:

@@ -137,6 +137,17 @@ class RateLimit:
     burst: float
 
 
+def usage_plan_limit(config: Mapping[str, Any]) -> RateLimit | None:
+    """The usage plan's throttle in serverless.yml as the framework resolved it
+    (provider.apiGateway.usagePlan.throttle); None when it sets none."""
+    provider = config.get("provider") or {}
+    plan = (provider.get("apiGateway") or {}).get("usagePlan") or {}
+    limits = plan.get("throttle") if isinstance(plan, dict) else None
+    if not limits:
+        return None
+    return RateLimit(rate=float(limits["rateLimit"]), burst=float(limits["burstLimit"]))
+
+
 def default_rate_limit(path: Path = SERVERLESS_YML) -> RateLimit:
     """The usage plan serverless.yml deploys by default (params.default.throttleRate and
     throttleBurst): the pace for targets that cannot tell (a deployed stack, a URL)."""

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from runner.emulator.dynamodb import Dynalite, environment_for
+from runner.emulator._dynamodb import Dynalite, environment_for
 from runner.stack import PROJECT_ROOT, TableDefinition
 from tests.conftest import LambdaContext, load_event
 

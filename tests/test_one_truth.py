@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import ast
 import re
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from runner import lambda_facts
-from runner.analysis import analyse, money
-from runner.emulator.cgroups import cpu_share
-from runner.emulator.server import check_memory
+from runner import hdr, lambda_facts
+from runner.analysis import PRICES_US_EAST_1, analyse, money
+from runner.analysis._cost import lambda_compute_cost
+from runner.emulator import check_memory, cpu_share
 from runner.errors import BadInput
 from runner.outputs._exports import summary_markdown, summary_rows
 from runner.outputs._report import render
-from runner.scenario import json_schema, parse_scenario
+from runner.scenario import Point, json_schema, parse_scenario, value_name
 from runner.scenario._models import TEMPLATE
+from runner.stack import default_rate_limit, usage_plan_limit
 from tests.test_report import make_results, make_step
 from tests.test_scenario_hostile import GOOD, body
 
@@ -152,3 +155,50 @@ def test_given_the_template_names_then_the_scenario_accepts_exactly_what_workers
     assert _accepted("{{int:-5:5}}")
     for near_miss in ("uuid4", "sequence", "int", "int:1", "random", "SEQ"):
         assert not _accepted(f"{{{{{near_miss}}}}}"), near_miss
+
+
+def _locustfile_constants(*names: str) -> dict[str, object]:
+    """Module-level constants of runner/load/locustfile.py, read from its source."""
+    found: dict[str, object] = {}
+    for node in ast.parse(LOCUSTFILE.read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id in names:
+                    found[target.id] = node.value.value
+    return found
+
+
+def test_given_the_workers_histograms_then_their_range_is_the_one_hdr_reads() -> None:
+    # GIVEN the locustfile's copy of the HDR range (it imports nothing from memsweep: a stock
+    # `locust --worker -f -` fetches that one file)
+    names = ("HDR_LOWEST_US", "HDR_HIGHEST_US", "HDR_DIGITS")
+    copy = _locustfile_constants(*names)
+    # THEN it is runner/hdr.py's, which results.json's reader and the statistics check against
+    assert copy == {name: getattr(hdr, name) for name in names}
+
+
+def test_given_api_types_and_architectures_then_one_list_serves_format_labels_and_prices() -> None:
+    api = typing.get_args(Point.model_fields["api"].annotation)
+    architecture = typing.get_args(Point.model_fields["architecture"].annotation)
+    # The scenario format accepts exactly Lambda's facts (plus "not swept")...
+    assert set(typing.get_args(api[0])) == set(lambda_facts.API_TYPES)
+    assert set(typing.get_args(architecture[0])) == set(lambda_facts.ARCHITECTURES)
+    # ... every one has a label and a price
+    assert set(lambda_facts.API_NAMES) == set(lambda_facts.API_TYPES)
+    for name in lambda_facts.API_TYPES:
+        assert PRICES_US_EAST_1.api_gateway_per_million(name) > 0
+        assert value_name("api", name) == lambda_facts.API_NAMES[name]
+    for arch in lambda_facts.ARCHITECTURES:
+        assert lambda_compute_cost(1000, 1024, architecture=arch) > 0
+    assert lambda_facts.DEFAULT_API in lambda_facts.API_TYPES
+    assert lambda_facts.DEFAULT_ARCHITECTURE in lambda_facts.ARCHITECTURES
+
+
+@pytest.mark.node
+def test_given_serverless_yml_then_seeding_and_the_local_stack_read_one_usage_plan(
+    stack_config: dict[str, Any],
+) -> None:
+    # GIVEN the usage plan as seeding reads it without a stack (serverless.yml's default
+    # params) and as the local stack throttles to it (the framework's resolved config)
+    # THEN they are the same plan
+    assert default_rate_limit() == usage_plan_limit(stack_config)

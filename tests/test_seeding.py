@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from runner.emulator import dynamodb
+from runner.emulator import _dynamodb as dynamodb
 from runner.load._seeding import RetryPolicy, Seeder, SeedingFailed, seed_table
 from runner.scenario import LocalTarget, Seed
 from runner.stack import PROJECT_ROOT, RateLimit

@@ -20,7 +20,7 @@ import pytest
 from bench.common import cpu_hogs
 from bench.trust import TRUST_RUNS_ENV
 from runner.analysis import analyse, compare_run_pair
-from runner.emulator.cgroups import CgroupV1Limiter, CgroupV2Limiter
+from runner.emulator._cgroups import CgroupV1Limiter, CgroupV2Limiter
 from runner.results import Results, read_results
 from tests.test_sweep import finish, report_of, results_of, start_run
 

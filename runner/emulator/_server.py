@@ -38,8 +38,8 @@ from runner.control_api import (
     StackStatus,
     handler_problem,
 )
-from runner.emulator import dynamodb
-from runner.emulator.apigw import (
+from runner.emulator import _dynamodb as dynamodb
+from runner.emulator._apigw import (
     IDLE_TIMEOUT_S,
     INTEGRATION_TIMEOUT_S,
     MAX_HEADER_VALUES_BYTES,
@@ -48,21 +48,22 @@ from runner.emulator.apigw import (
     REQUEST_TIMEOUT_S,
     ApiGatewayFront,
 )
-from runner.emulator.cgroups import Calibration, Limiter, calibrate, cpu_share, detect_limiter
-from runner.emulator.front import Route, Throttle
-from runner.emulator.http import Connection, Limits, Request, bound_port, serve
-from runner.emulator.httpapi import INTEGRATION_TIMEOUT_S as HTTP_INTEGRATION_TIMEOUT_S
-from runner.emulator.httpapi import HttpApiFront
-from runner.emulator.lambda_pool import DEFAULT_CONCURRENCY, LambdaPool
-from runner.emulator.sandbox import FunctionConfig
+from runner.emulator._cgroups import Calibration, Limiter, calibrate, cpu_share, detect_limiter
+from runner.emulator._front import Route, Throttle
+from runner.emulator._http import Connection, Limits, Request, bound_port, serve
+from runner.emulator._httpapi import INTEGRATION_TIMEOUT_S as HTTP_INTEGRATION_TIMEOUT_S
+from runner.emulator._httpapi import HttpApiFront
+from runner.emulator._lambda_pool import DEFAULT_CONCURRENCY, LambdaPool
+from runner.emulator._sandbox import FunctionConfig
 from runner.errors import BadInput, SetupError
-from runner.lambda_facts import MAX_MEMORY_MB, MIN_MEMORY_MB
+from runner.lambda_facts import DEFAULT_ARCHITECTURE, MAX_MEMORY_MB, MIN_MEMORY_MB
 from runner.stack import (
     PROJECT_ROOT,
     SERVERLESS_YML,
     TableDefinition,
     resolved_config,
     table_definition,
+    usage_plan_limit,
 )
 
 # The Serverless Framework's default function timeout (s).
@@ -168,11 +169,10 @@ def stack_definition(config: Mapping[str, Any], options: LocalStackOptions) -> S
         integration="lambda" if integration == "lambda" else "lambda-proxy",
     )
     http_route = _http_api_route(fn, route)
-    plan = (provider.get("apiGateway") or {}).get("usagePlan") or {}
-    limits = plan.get("throttle") if isinstance(plan, dict) else None
+    limit = usage_plan_limit(config)
     throttle = None
-    if options.usage_plan_throttle and limits:
-        throttle = Throttle(rate=float(limits["rateLimit"]), burst=float(limits["burstLimit"]))
+    if options.usage_plan_throttle and limit is not None:
+        throttle = Throttle(rate=limit.rate, burst=limit.burst)
     return StackDefinition(
         function=function, route=route, http_route=http_route, table=table, throttle=throttle
     )
@@ -339,7 +339,9 @@ class LocalStack:
             "function": function.name,
             "code_dir": str(function.code_dir),
             # Only prices depend on it here: the sandboxes run on this machine's CPU.
-            "architecture": str(config.get("provider", {}).get("architecture") or "x86_64"),
+            "architecture": str(
+                config.get("provider", {}).get("architecture") or DEFAULT_ARCHITECTURE
+            ),
             "integration": definition.route.integration,
             "table": definition.table.name,
             "dynamodb_endpoint": endpoint,

@@ -35,7 +35,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl
 
-from runner.emulator.front import (
+from runner.emulator._front import (
     ACCOUNT_ID,
     OWN_HEADERS,
     Answer,
@@ -46,8 +46,8 @@ from runner.emulator.front import (
     header_name,
     header_value,
 )
-from runner.emulator.http import Request
-from runner.emulator.lambda_pool import InvokeResult, LambdaPool, Outcome
+from runner.emulator._http import Request
+from runner.emulator._lambda_pool import InvokeResult, LambdaPool, Outcome
 
 # "Integration timeout: 30 seconds" (Amazon API Gateway quotas, HTTP API table; not
 # adjustable), against 29 s for REST APIs. Payload size: 10 MB, as for REST APIs.

@@ -26,9 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from runner.emulator.deadlines import Deadlines
-from runner.emulator.http import Connection, Request
-from runner.emulator.lambda_pool import InvokeResult, LambdaPool, new_request_id
+from runner.emulator._deadlines import Deadlines
+from runner.emulator._http import Connection, Request
+from runner.emulator._lambda_pool import InvokeResult, LambdaPool, new_request_id
 
 ACCOUNT_ID = "000000000000"
 # Response headers the front writes itself (http.py), never copied from the function's.

@@ -22,7 +22,7 @@ from json.encoder import encode_basestring_ascii
 from typing import Any
 from urllib.parse import parse_qsl
 
-from runner.emulator.front import (
+from runner.emulator._front import (
     ACCOUNT_ID,
     OWN_HEADERS,
     Answer,
@@ -34,8 +34,8 @@ from runner.emulator.front import (
     header_name,
     header_value,
 )
-from runner.emulator.http import Request
-from runner.emulator.lambda_pool import InvokeResult, LambdaPool, Outcome
+from runner.emulator._http import Request
+from runner.emulator._lambda_pool import InvokeResult, LambdaPool, Outcome
 
 # API Gateway quotas (AWS docs, "Amazon API Gateway quotas", REST API table): 10 MB payload,
 # 29 s integration timeout (the default; raising it needs a quota increase).

@@ -26,11 +26,11 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from runner.control_api import CFS_PERIOD_US, Delivery
-from runner.emulator.cgroups import Limiter, cpu_quota_us, cpu_share
-from runner.emulator.deadlines import Deadlines
-from runner.emulator.http import Connection, Request, bound_port, serve
-from runner.emulator.peer import PeerCheck
-from runner.emulator.sandbox import CpuUsage, FunctionConfig, Sandbox
+from runner.emulator._cgroups import Limiter, cpu_quota_us, cpu_share
+from runner.emulator._deadlines import Deadlines
+from runner.emulator._http import Connection, Request, bound_port, serve
+from runner.emulator._peer import PeerCheck
+from runner.emulator._sandbox import CpuUsage, FunctionConfig, Sandbox
 from runner.lambda_logs import (
     InvocationReport,
     billed_duration_ms,

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.emulator.cgroups import CpuStat, SandboxGroup
+from runner.emulator._cgroups import CpuStat, SandboxGroup
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
