@@ -14,8 +14,9 @@ that imports this package for a type, stay free of it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from runner.lazy import lazy_names
 
 if TYPE_CHECKING:
     from runner.load._seeding import seed_items
@@ -29,11 +30,7 @@ _WHERE = {
     "seed_items": "runner.load._seeding",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__ = lazy_names(__name__, _WHERE)
 
 
 __all__ = ["StepTraffic", "Swarm", "check_master_address", "exec_worker", "seed_items"]

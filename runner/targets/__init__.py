@@ -12,9 +12,9 @@ what its target needs (boto3 for aws, nothing of it for a local run).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from runner.lazy import lazy_names
 from runner.scenario import AwsTarget, LocalTarget, UrlTarget
 from runner.targets._base import ClearsTable, KnowsRateLimit, Target
 
@@ -41,11 +41,7 @@ _WHERE = {
     "read_api_key_file": "runner.targets._url",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__ = lazy_names(__name__, _WHERE)
 
 
 def make_target(
