@@ -11,14 +11,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
-from runner.emulator.dynamodb import Dynalite, create_table, environment_for
+from runner.emulator._dynamodb import Dynalite, create_table, environment_for
 from runner.stack import PROJECT_ROOT, TableDefinition, resolved_config, table_definition
+from runner.targets import LocalStackProcess
 
 EVENTS_DIR = Path(__file__).parent / "events"
+HANDLERS_DIR = Path(__file__).parent / "handlers"
+# tests/handlers/behaviours.py: the request picks what it does (sleep, spin, allocate, crash …).
+BEHAVIOURS_HANDLER = "behaviours.lambda_handler"
 
 
 def load_event(name: str) -> Any:
@@ -75,6 +79,76 @@ def table(dynalite: Dynalite, table_def: TableDefinition) -> TableDefinition:
 @pytest.fixture
 def context() -> LambdaContext:
     return LambdaContext()
+
+
+# --- the local stack ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def config_json(stack_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """serverless.yml resolved once (by `serverless print`) for every stack in the session."""
+    path = tmp_path_factory.mktemp("config") / "serverless.json"
+    path.write_text(json.dumps(stack_config))
+    return path
+
+
+def start_stack(config_json: Path, tmp_path: Path, *args: str) -> LocalStackProcess:
+    """`runner local` on the session's config, its Lambda log in tmp_path, not calibrated."""
+    stack = LocalStackProcess(
+        [
+            "--config-json",
+            str(config_json),
+            "--log",
+            str(tmp_path / "lambda.log"),
+            "--no-calibrate",
+            *args,
+        ]
+    )
+    stack.start()
+    return stack
+
+
+def stack_args(
+    *, memory_mb: int, handler: str | None = None, timeout_s: float | None = None
+) -> list[str]:
+    """A test stack's options: one memory size, no usage-plan throttle (tested apart), and
+    optionally a handler from tests/handlers and a function timeout (else serverless.yml's)."""
+    args = ["--memory", str(memory_mb), "--no-usage-plan-throttle"]
+    if handler is not None:
+        args += ["--handler", handler, "--code-dir", str(HANDLERS_DIR)]
+    if timeout_s is not None:
+        args += ["--timeout", str(timeout_s)]
+    return args
+
+
+class StartStack(Protocol):
+    def __call__(self, *args: str) -> LocalStackProcess: ...
+
+
+@pytest.fixture(scope="module")
+def start_module_stack(
+    config_json: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[StartStack]:
+    """Starts a local stack with these options (`stack_args` and any others) for one test
+    module: a start takes seconds, so a module's stack fixture starts one and shares it. Every
+    stack started stops after the module."""
+    started: list[LocalStackProcess] = []
+
+    def start(*args: str) -> LocalStackProcess:
+        directory = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+        stack = start_stack(config_json, directory, *args)
+        started.append(stack)
+        return stack
+
+    yield start
+    for stack in started:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def small_stack(start_module_stack: StartStack) -> LocalStackProcess:
+    """handler.py at 128 MB, Lambda's smallest size: where 1e999999999 used to be OOM-killed."""
+    return start_module_stack(*stack_args(memory_mb=128))
 
 
 def _tolerate_unsupported_resources_in_describe_stack_resource() -> None:

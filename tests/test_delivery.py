@@ -7,43 +7,25 @@ import os
 import subprocess
 import sys
 import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from runner.emulator.cgroups import (
-    CFS_PERIOD_US,
+from runner.control_api import CFS_PERIOD_US, DELIVERY_COUNTERS, DELIVERY_PATH, Delivery
+from runner.emulator._cgroups import (
     HOST_IDLE_MIN_SHARE,
     MAX_CORRECTION,
     MIN_CORRECTION,
     CgroupV1Limiter,
     calibrate,
 )
-from runner.targets.local_client import LocalStackProcess
-from tests.test_local_stack import (  # noqa: F401 (config_json is a fixture)
-    HANDLERS_DIR,
-    call,
-    config_json,
-    start_stack,
-)
+from runner.targets import LocalStackProcess
+from tests.conftest import BEHAVIOURS_HANDLER, HANDLERS_DIR, StartStack, stack_args
+from tests.test_local_stack import call
 
-DELIVERY_KEYS = {
-    "at",
-    "memory_mb",
-    "nominal_share",
-    "quota_share",
-    "mode",
-    "cpu_ns",
-    "run_delay_ns",
-    "throttled_ns",
-    "nr_periods",
-    "nr_throttled",
-    "sandboxes_counted",
-    "samples_lost",
-}
-COUNTERS = ("cpu_ns", "run_delay_ns", "throttled_ns", "nr_periods", "nr_throttled")
+DELIVERY_KEYS = set(typing.get_type_hints(Delivery))
 # "Quiet": under 10 % of the machine's CPU busy for a second, waited for up to a minute.
 QUIET_BUSY_MAX = 0.10
 QUIET_WAIT_S = 60.0
@@ -104,30 +86,13 @@ def require_cgroup_v1() -> None:
 
 
 @pytest.fixture(scope="module")
-def cpu_stack(
-    config_json: Path,  # noqa: F811 (the fixture imported above)
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[LocalStackProcess]:
+def cpu_stack(start_module_stack: StartStack) -> LocalStackProcess:
     """A CPU-bound handler at 128 MB (nominal 7.2 % of a CPU), quota uncorrected."""
-    stack = start_stack(
-        config_json,
-        tmp_path_factory.mktemp("delivery"),
-        "--handler",
-        "behaviours.lambda_handler",
-        "--code-dir",
-        str(HANDLERS_DIR),
-        "--memory",
-        "128",
-        "--timeout",
-        "30",
-        "--no-usage-plan-throttle",
-    )
-    try:
-        if stack.status()["fidelity"] != "full":
-            pytest.skip("no writable cgroup on this host: no quota to measure delivery of")
-        yield stack
-    finally:
-        stack.stop()
+    stack = start_module_stack(*stack_args(memory_mb=128, handler=BEHAVIOURS_HANDLER, timeout_s=30))
+    if stack.status()["fidelity"] != "full":
+        stack.stop()  # not left running beside the module's other tests
+        pytest.skip("no writable cgroup on this host: no quota to measure delivery of")
+    return stack
 
 
 def spin_for(stack: LocalStackProcess, seconds: float) -> None:
@@ -137,8 +102,8 @@ def spin_for(stack: LocalStackProcess, seconds: float) -> None:
         assert call(stack, {"action": "spin", "units": 30}).status == 200
 
 
-def grown(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
-    return {key: after[key] - before[key] for key in COUNTERS}
+def grown(before: Delivery, after: Delivery) -> dict[str, int]:
+    return {key: after[key] - before[key] for key in DELIVERY_COUNTERS}
 
 
 def test_given_cpu_bound_calls_at_128_mb_then_delivery_shows_the_quota_share_was_delivered(
@@ -149,12 +114,13 @@ def test_given_cpu_bound_calls_at_128_mb_then_delivery_shows_the_quota_share_was
     spin_for(cpu_stack, 2.0)
     after = cpu_stack.delivery()
 
-    assert set(after) == DELIVERY_KEYS
+    # the stack sends exactly the keys both ends declare (the client keeps only those)
+    assert set(cpu_stack._control("GET", DELIVERY_PATH)) == DELIVERY_KEYS
     assert after["mode"] == cpu_stack.status()["cgroup"]
     assert after["memory_mb"] == 128 and after["at"] > before["at"]
     assert after["nominal_share"] == pytest.approx(128 / 1769)
     assert after["quota_share"] == pytest.approx(128 / 1769, rel=0.01)  # uncorrected
-    assert all(isinstance(after[key], int) for key in COUNTERS)
+    assert all(isinstance(after[key], int) for key in DELIVERY_COUNTERS)
     delta = grown(before, after)
     assert delta["cpu_ns"] > 0 and delta["nr_throttled"] > 0, delta
     assert delta["run_delay_ns"] >= delta["throttled_ns"] * 0.5, delta  # throttling is waiting
@@ -175,10 +141,10 @@ def test_given_a_memory_change_then_the_retired_sandboxes_counters_are_kept(
         cpu_stack.set_memory(128)
 
     assert status["sandboxes"] == 0  # every sandbox retired: only retired counters are left
-    assert all(after[key] >= before[key] for key in COUNTERS), (before, after)
+    assert all(after[key] >= before[key] for key in DELIVERY_COUNTERS), (before, after)
     assert after["sandboxes_counted"] >= before["sandboxes_counted"] >= 1
     assert after["samples_lost"] == before["samples_lost"]
-    assert (after["memory_mb"], after["nominal_share"]) == (256, pytest.approx(256 / 1769))
+    assert after["memory_mb"] == 256 and after["nominal_share"] == pytest.approx(256 / 1769)
 
 
 def test_given_a_sandbox_that_dies_by_itself_then_it_is_a_lost_sample_and_nothing_goes_back(
@@ -190,7 +156,7 @@ def test_given_a_sandbox_that_dies_by_itself_then_it_is_a_lost_sample_and_nothin
     after = cpu_stack.delivery()
 
     assert after["samples_lost"] == before["samples_lost"] + 1
-    assert all(after[key] >= before[key] for key in COUNTERS), (before, after)
+    assert all(after[key] >= before[key] for key in DELIVERY_COUNTERS), (before, after)
 
 
 def test_given_a_quiet_host_then_calibration_is_accepted() -> None:
@@ -220,7 +186,7 @@ def test_given_a_busy_loop_on_every_core_then_calibration_is_refused_naming_the_
 
 
 def test_given_a_refused_calibration_then_the_stack_says_fidelity_degraded_and_why(
-    config_json: Path,  # noqa: F811 (the fixture imported above)
+    config_json: Path,
     tmp_path: Path,
 ) -> None:
     require_cgroup_v1()

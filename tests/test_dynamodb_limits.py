@@ -10,22 +10,20 @@ the local DynamoDB refuses as AWS does, through runner/emulator/dynalite_limits.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from runner.emulator.dynamodb import Dynalite
+from runner.emulator._dynamodb import Dynalite
 from runner.stack import TableDefinition
-from runner.targets.local_client import LocalStackProcess
+from runner.targets import LocalStackProcess
 from tests.conftest import LambdaContext
 from tests.test_handler import call, proxy_event, scan_all
 from tests.test_local_stack import call as call_stack
-from tests.test_local_stack import start_stack
 
 MAX_ITEM = 400 * 1024
 TOP = "9.9999999999999999999999999999999999999E+125"  # DynamoDB's largest number
@@ -452,19 +450,6 @@ def test_given_a_sort_key_over_1024_utf8_bytes_then_local_dynamodb_refuses_it(
 
 
 # --- through the whole local stack: the sandbox survives --------------------------------------
-
-
-@pytest.fixture(scope="module")
-def small_stack(
-    stack_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalStackProcess]:
-    """handler.py at 128 MB: where 1e999999999 used to be OOM-killed."""
-    directory = tmp_path_factory.mktemp("limits")
-    config = Path(directory) / "serverless.json"
-    config.write_text(json.dumps(stack_config))
-    stack = start_stack(config, directory, "--memory", "128", "--no-usage-plan-throttle")
-    yield stack
-    stack.stop()
 
 
 @pytest.mark.parametrize(

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.stack import TableDefinition
-from runner.targets.local_client import LocalStackProcess
+from runner.targets import LocalStackProcess
 from tests.conftest import LambdaContext, load_event
-from tests.test_local_stack import post, start_stack
+from tests.test_local_stack import post
 
 OPERATIONS = ["create", "read", "update", "delete", "list", "echo", "ping"]
 PARAMETERS = [
@@ -235,18 +232,6 @@ def test_given_any_direct_event_then_2xx_or_4xx_json_never_500(
 # --- a sample through the local stack: the sandboxes survive ---------------------------------
 
 
-@pytest.fixture(scope="module")
-def fuzz_stack(
-    stack_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalStackProcess]:
-    directory = tmp_path_factory.mktemp("fuzz")
-    config = Path(directory) / "serverless.json"
-    config.write_text(json.dumps(stack_config))
-    stack = start_stack(config, directory, "--memory", "128", "--no-usage-plan-throttle")
-    yield stack
-    stack.stop()
-
-
 @settings(
     max_examples=40,
     deadline=None,
@@ -254,10 +239,10 @@ def fuzz_stack(
 )
 @given(body=st.one_of(bodies.map(lambda text: text.encode("utf-8", "surrogatepass")), st.binary()))
 def test_given_fuzzed_bodies_through_the_local_stack_then_every_sandbox_answers(
-    fuzz_stack: LocalStackProcess, body: bytes
+    small_stack: LocalStackProcess, body: bytes
 ) -> None:
-    reply = post(fuzz_stack.url, body, headers=fuzz_stack.headers(), timeout=30)
+    reply = post(small_stack.url, body, headers=small_stack.headers(), timeout=30)
     assert 200 <= reply.status < 300 or 400 <= reply.status < 500, (reply.status, reply.body)
     assert isinstance(json.loads(reply.body), (dict, list, str, int, float, type(None)))
-    ping = post(fuzz_stack.url, b'{"operation":"ping"}', headers=fuzz_stack.headers(), timeout=30)
+    ping = post(small_stack.url, b'{"operation":"ping"}', headers=small_stack.headers(), timeout=30)
     assert (ping.status, ping.body) == (200, b'"pong"')

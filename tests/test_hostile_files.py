@@ -30,8 +30,7 @@ from runner import cli
 from runner.errors import MemsweepError
 from runner.results import MAX_JSON_DEPTH, Step, write_results
 from runner.stack import PROJECT_ROOT
-from runner.targets.local_client import LocalStackProcess
-from tests.test_local_stack import config_json  # noqa: F401 - a fixture used below
+from runner.targets import LocalStackProcess
 from tests.test_report import make_results, make_step, report_command
 
 Mutate = Callable[[dict[str, Any]], None]
@@ -267,7 +266,7 @@ def test_given_links_planted_where_the_report_is_written_then_their_targets_are_
 
 def test_given_a_lambda_log_that_is_a_link_then_the_local_stack_refuses_it(
     tmp_path: Path,
-    config_json: Path,  # noqa: F811
+    config_json: Path,
 ) -> None:
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
@@ -282,7 +281,7 @@ def test_given_a_lambda_log_that_is_a_link_then_the_local_stack_refuses_it(
 
 
 def test_given_no_log_path_then_the_local_stack_logs_in_reports_not_the_temp_directory(
-    config_json: Path,  # noqa: F811
+    config_json: Path,
 ) -> None:
     with LocalStackProcess(["--config-json", str(config_json), "--no-calibrate"]) as stack:
         log = Path(stack.log_path)

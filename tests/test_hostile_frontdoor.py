@@ -13,7 +13,6 @@ import resource
 import select
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from runner.emulator.apigw import MAX_HEADER_VALUES_BYTES, MAX_URL_BYTES
+from runner.emulator._apigw import MAX_HEADER_VALUES_BYTES, MAX_URL_BYTES
 from runner.errors import SetupError
-from runner.targets.local_client import LocalStackProcess
-from tests.test_local_stack import HANDLERS_DIR, config_json, start_stack
-
-__all__ = ["config_json"]  # a fixture, used by name
+from runner.targets import LocalStackProcess
+from tests.conftest import StartStack, stack_args, start_stack
 
 # Short enough that a test sees them pass, long enough that no honest request in a test
 # (sent at once, on loopback) comes near them.
@@ -49,30 +46,16 @@ class Reply:
 
 def front_args(*extra: str) -> list[str]:
     return [
-        "--handler",
-        "frontdoor.lambda_handler",
-        "--code-dir",
-        str(HANDLERS_DIR),
-        "--timeout",
-        "3",
-        "--memory",
-        "1769",
-        "--no-usage-plan-throttle",
-        "--request-timeout",
-        str(REQUEST_TIMEOUT_S),
-        "--idle-timeout",
-        str(IDLE_TIMEOUT_S),
+        *stack_args(memory_mb=1769, handler="frontdoor.lambda_handler", timeout_s=3),
+        *("--request-timeout", str(REQUEST_TIMEOUT_S)),
+        *("--idle-timeout", str(IDLE_TIMEOUT_S)),
         *extra,
     ]
 
 
 @pytest.fixture(scope="module")
-def stack(
-    config_json: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalStackProcess]:
-    started = start_stack(config_json, tmp_path_factory.mktemp("frontdoor"), *front_args())
-    yield started
-    started.stop()
+def stack(start_module_stack: StartStack) -> LocalStackProcess:
+    return start_module_stack(*front_args())
 
 
 # --- a raw HTTP client ------------------------------------------------------------------------

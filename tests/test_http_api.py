@@ -23,16 +23,10 @@ from runner.errors import BadInput, SetupError
 from runner.lambda_logs import parse_report
 from runner.scenario import LocalTarget
 from runner.stack import PROJECT_ROOT
-from runner.targets.local import HOST_ARCHITECTURE, LocalStackTarget
-from runner.targets.local_client import LocalStackProcess
-from tests.conftest import load_event
-from tests.test_local_stack import (  # noqa: F401 (config_json is a fixture)
-    HANDLERS_DIR,
-    Reply,
-    config_json,
-    log_lines,
-    start_stack,
-)
+from runner.targets import LocalStackProcess
+from runner.targets._local import HOST_ARCHITECTURE, LocalStackTarget
+from tests.conftest import HANDLERS_DIR, StartStack, load_event, stack_args
+from tests.test_local_stack import Reply, log_lines
 
 HANDLER = "httpapi_behaviours.lambda_handler"
 # Short enough for a test to pass it, long enough for a cold start on a busy CI host.
@@ -40,27 +34,11 @@ INTEGRATION_TIMEOUT_S = 2.0
 
 
 @pytest.fixture(scope="module")
-def stack(
-    config_json: Path,  # noqa: F811 (the fixture imported above)
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[LocalStackProcess]:
-    stack = start_stack(
-        config_json,
-        tmp_path_factory.mktemp("httpapi"),
-        "--handler",
-        HANDLER,
-        "--code-dir",
-        str(HANDLERS_DIR),
-        "--memory",
-        "1769",
-        "--timeout",
-        "4",
-        "--integration-timeout",
-        str(INTEGRATION_TIMEOUT_S),
-        "--no-usage-plan-throttle",
+def stack(start_module_stack: StartStack) -> LocalStackProcess:
+    return start_module_stack(
+        *stack_args(memory_mb=1769, handler=HANDLER, timeout_s=4),
+        *("--integration-timeout", str(INTEGRATION_TIMEOUT_S)),
     )
-    yield stack
-    stack.stop()
 
 
 def send(

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,16 @@ import pytest
 
 from runner.errors import SetupError
 from runner.lambda_logs import parse_report, reports_in
-from runner.targets.local_client import LocalStackProcess
-from tests.conftest import load_event
+from runner.targets import LocalStackProcess
+from tests.conftest import (
+    BEHAVIOURS_HANDLER,
+    HANDLERS_DIR,
+    StartStack,
+    load_event,
+    stack_args,
+    start_stack,
+)
 
-HANDLERS_DIR = Path(__file__).parent / "handlers"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -92,60 +97,16 @@ def cgroups_of(pid: int) -> list[Path]:
     return found
 
 
-@pytest.fixture(scope="session")
-def config_json(stack_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """serverless.yml resolved once (by `serverless print`) for every stack in the session."""
-    path = tmp_path_factory.mktemp("config") / "serverless.json"
-    path.write_text(json.dumps(stack_config))
-    return path
-
-
-def start_stack(config_json: Path, tmp_path: Path, *args: str) -> LocalStackProcess:
-    stack = LocalStackProcess(
-        [
-            "--config-json",
-            str(config_json),
-            "--log",
-            str(tmp_path / "lambda.log"),
-            "--no-calibrate",
-            *args,
-        ]
-    )
-    stack.start()
-    return stack
-
-
 @pytest.fixture(scope="module")
-def real_stack(
-    config_json: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalStackProcess]:
+def real_stack(start_module_stack: StartStack) -> LocalStackProcess:
     """handler.py as serverless.yml deploys it, at 1024 MB (fast; memory is tested apart)."""
-    stack = start_stack(
-        config_json, tmp_path_factory.mktemp("real"), "--memory", "1024", "--no-usage-plan-throttle"
-    )
-    yield stack
-    stack.stop()
+    return start_module_stack(*stack_args(memory_mb=1024))
 
 
 @pytest.fixture(scope="module")
-def behaviour_stack(
-    config_json: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalStackProcess]:
-    stack = start_stack(
-        config_json,
-        tmp_path_factory.mktemp("behaviour"),
-        "--handler",
-        "behaviours.lambda_handler",
-        "--code-dir",
-        str(HANDLERS_DIR),
-        "--timeout",
-        "3",
-        "--memory",
-        "1769",
-        "--no-usage-plan-throttle",
-    )
-    yield stack
-    stack.stop()
+def behaviour_stack(start_module_stack: StartStack) -> LocalStackProcess:
+    """The behaviours handler at 1769 MB (one full vCPU) with a 3 s function timeout."""
+    return start_module_stack(*stack_args(memory_mb=1769, handler=BEHAVIOURS_HANDLER, timeout_s=3))
 
 
 # --- the tutorial's requests through the front ----------------------------------------------

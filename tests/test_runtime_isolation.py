@@ -22,12 +22,11 @@ from typing import Any
 
 import pytest
 
-from runner.emulator.lambda_pool import MAX_REFUSALS_LOGGED
-from runner.emulator.peer import PeerCheck, holds_socket, proc_net_inode
-from runner.targets.local_client import LocalStackProcess
-from tests.test_local_stack import HANDLERS_DIR, call, config_json, log_lines, start_stack
-
-__all__ = ["config_json"]  # the session's resolved serverless.yml, shared with test_local_stack
+from runner.emulator._lambda_pool import MAX_REFUSALS_LOGGED
+from runner.emulator._peer import PeerCheck, holds_socket, proc_net_inode
+from runner.targets import LocalStackProcess
+from tests.conftest import BEHAVIOURS_HANDLER, StartStack, stack_args
+from tests.test_local_stack import call, log_lines
 
 # Runs in a separate process: the "other local process" of the threat.
 ATTACKER = r"""
@@ -105,24 +104,8 @@ def outcome(process: subprocess.Popen[str]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def stack(
-    config_json: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalStackProcess]:
-    stack = start_stack(
-        config_json,
-        tmp_path_factory.mktemp("isolation"),
-        "--handler",
-        "behaviours.lambda_handler",
-        "--code-dir",
-        str(HANDLERS_DIR),
-        "--timeout",
-        "5",
-        "--memory",
-        "1769",
-        "--no-usage-plan-throttle",
-    )
-    yield stack
-    stack.stop()
+def stack(start_module_stack: StartStack) -> LocalStackProcess:
+    return start_module_stack(*stack_args(memory_mb=1769, handler=BEHAVIOURS_HANDLER, timeout_s=5))
 
 
 def warm_sandbox(stack: LocalStackProcess) -> tuple[int, tuple[str, int]]:

@@ -17,13 +17,13 @@ import pytest
 import yaml
 
 from runner.errors import BadInput
-from runner.redaction import REDACTED
-from runner.results import SCENARIO_TEXT_WITHHELD, read_results, redact_scenario_text
+from runner.redaction import REDACTED, SCENARIO_TEXT_WITHHELD, redact_scenario_text
+from runner.results import read_results
 from runner.scenario import UrlTarget, load_scenario
 from runner.stack import PROJECT_ROOT
-from runner.targets.local_client import LocalStackProcess
-from runner.targets.url import API_KEY_VARIABLE, UrlOnlyTarget
-from tests.test_local_stack import config_json, post  # noqa: F401 - config_json: a fixture
+from runner.targets import API_KEY_VARIABLE, LocalStackProcess
+from runner.targets._url import UrlOnlyTarget
+from tests.test_local_stack import post
 from tests.test_report import make_results, make_step
 from tests.test_sweep import children_of
 
@@ -183,7 +183,7 @@ def command_lines(pid: int) -> str:
 @pytest.mark.parametrize("source", ["file", "environment"])
 def test_given_the_local_stacks_key_from_a_file_or_variable_then_ps_never_shows_it(
     tmp_path: Path,
-    config_json: Path,  # noqa: F811
+    config_json: Path,
     source: str,
 ) -> None:
     key = secret("local")
@@ -204,7 +204,7 @@ def test_given_the_local_stacks_key_from_a_file_or_variable_then_ps_never_shows_
 
 def test_given_the_local_stacks_key_from_a_file_then_its_banner_does_not_print_it(
     tmp_path: Path,
-    config_json: Path,  # noqa: F811
+    config_json: Path,
 ) -> None:
     key = secret("banner")
     (tmp_path / "key").write_text(key)
@@ -254,7 +254,7 @@ workers: {{local: 1, wait_s: 60}}
 @pytest.fixture
 def keyed_stack(
     tmp_path: Path,
-    config_json: Path,  # noqa: F811
+    config_json: Path,
 ) -> Iterator[tuple[LocalStackProcess, str]]:
     key = secret("runkey")
     (tmp_path / "key").write_text(key)
