@@ -41,7 +41,7 @@ LIST_BODY = json.dumps(
 # --- CPU scaling ----------------------------------------------------------------------------
 
 SIZES_MB = (128, 256, 512, 1024, MB_PER_VCPU)
-# Issue 13, item 8: the delivered share within ±5 % of memory/1769 at every size.
+# The goal: the delivered share within ±5 % of memory/1769 at every size.
 SHARE_TOLERANCE = 0.05
 # CPU work per call: tests/handlers/behaviours.py's spin, 0.7-1.1 ms per unit at full speed
 # here (it varies with the host's load). A call that starts after an idle gap has its first

@@ -1,7 +1,7 @@
 """The load generator's own cost: memsweep's user vs a bare one, latency bias, 1 vs 2 workers.
 
-memsweep's side is always its real master (runner.swarm.Swarm in bench/swarm_driver.py) and
-`python -m runner worker` processes running runner/locustfile.py's MemsweepUser with its HDR
+memsweep's side is always its real master (runner.load.Swarm in bench/swarm_driver.py) and
+`python -m runner worker` processes running runner/load/locustfile.py's MemsweepUser with its HDR
 step recording, as in a sweep step. Requests/s are counted by the endpoint itself over the
 same kind of window for both sides, and CPU time per process role is read from /proc.
 """

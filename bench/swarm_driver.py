@@ -1,4 +1,4 @@
-"""python -m bench.swarm_driver JSON: memsweep's own master (runner.swarm.Swarm) running steps.
+"""python -m bench.swarm_driver JSON: memsweep's own master (runner.load.Swarm) running steps.
 
 A subprocess, because importing Locust monkey-patches this interpreter with gevent. Prints one
 JSON line when the workers are up ({"event": "ready", pids}) and one per step, with what the
@@ -30,7 +30,7 @@ def main() -> None:
         stages=[Stage(users=args["users"], duration_s=args["seconds"])],
         think_time=ThinkTime(min_s=args.get("think_s", 0.0), max_s=args.get("think_s", 0.0)),
     )
-    # What runner/sweep.py gives the swarm for a step (swarm.build_step_config builds the rest).
+    # What runner/sweep.py gives the swarm for a step (build_step_config builds the rest).
     traffic = StepTraffic(
         url=args["url"],
         headers={"x-api-key": "bench"},

@@ -218,7 +218,7 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "reports/<run-id>/results.json.",
     )
     run.add_argument("scenario", type=Path, help="scenario YAML file")
-    # The scenario's own bounds (workers.local, workers.expect_remote in scenario.py).
+    # The scenario's own bounds (workers.local, workers.expect_remote: runner/scenario/_models.py).
     run.add_argument(
         "--workers", type=_whole(0, 256), help="local Locust worker processes (default: cores)"
     )

@@ -1,7 +1,7 @@
 """The local stack's control API: its paths, its token header and the documents it answers.
 
 Both ends import this module and nothing else of each other: the stack
-(runner/emulator/server.py) serves these paths and builds these documents; the runner's client
+(runner/emulator/_server.py) serves these paths and builds these documents; the runner's client
 (runner/targets/_local_client.py) sends to them and parses each answer once, strictly, so a
 missing or mistyped key is one clear error where it arrives, not a silent default later.
 Standard library only (plus runner.errors), so either side imports it cheaply.
@@ -60,7 +60,7 @@ class StackStatus(TypedDict):
 
 class Delivery(TypedDict):
     """Was the modelled CPU share delivered? `GET /delivery`; diff two to get a window's
-    (runner/emulator/lambda_pool.py measures it, runner/analysis/_trust.py judges it).
+    (runner/emulator/_lambda_pool.py measures it, runner/analysis/_trust.py judges it).
 
     Counters are cumulative ints over every sandbox the pool has run, each counted from the
     moment its quota applied (init runs unthrottled and is left out). In a window a busy

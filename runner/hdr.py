@@ -17,9 +17,9 @@ from collections.abc import Iterable
 
 from hdrh.histogram import HdrHistogram
 
-# The workers' histogram range (runner/locustfile.py holds the same numbers: it must stay
-# importable without this package, for stock `locust --worker -f -`): 1 µs to 1 hour, 3
-# significant figures.
+# The workers' histogram range (runner/load/locustfile.py holds the same numbers: it must stay
+# importable without this package, for stock `locust --worker -f -`; tests/test_one_truth.py
+# keeps them equal): 1 µs to 1 hour, 3 significant figures.
 HDR_LOWEST_US = 1
 HDR_HIGHEST_US = 3_600_000_000
 HDR_DIGITS = 3
@@ -31,7 +31,8 @@ def acyclic(histogram: HdrHistogram) -> HdrHistogram:
     hdrh's histogram and its encoder point at each other, so a dropped histogram and its
     counts array (184 KB at 3 digits) waited for the cyclic garbage collector. The master
     decodes several per worker report: between collections they piled up by the dozen and
-    fragmented the heap, which glibc then kept (bench/PROFILE.md, "master RSS").
+    fragmented the heap, which glibc then kept (bench/PROFILE.md, "The rest of the growth: a
+    reference cycle in hdrh").
     """
     histogram.encoder.histogram = weakref.proxy(histogram)
     return histogram

@@ -16,7 +16,7 @@ MIN_MEMORY_MB = 128
 MAX_MEMORY_MB = 10_240
 # "At 1,769 MB, a function has the equivalent of one vCPU": CPU is allocated in proportion to
 # memory (same page). The local stack's CFS quota is memory/MB_PER_VCPU of one CPU
-# (runner/emulator/cgroups.py; docs/ARCHITECTURE.md, section 4.1).
+# (runner/emulator/_cgroups.py; docs/ARCHITECTURE.md, section 4.1).
 MB_PER_VCPU = 1769
 
 # The axes a sweep can move beside memory. API Gateway's two API types for a Lambda proxy: a

@@ -217,7 +217,7 @@ class Fidelity(_Model):
 
 
 ProblemKind = Literal[
-    # a step's (runner/measure.py)
+    # a step's (runner/analysis/_measure.py)
     "worker lost",
     "target down",
     "target failed",
@@ -260,7 +260,7 @@ class HostRecord(_Model):
 class Step(_Model):
     index: int
     memory_mb: Memory
-    # The axes beside memory this step set (issue 17); None: the scenario does not sweep it
+    # The axes beside memory this step set; None: the scenario does not sweep it
     # (the target's own API, architecture and handler, as in a memory-only sweep).
     api: ApiType | None = None
     architecture: Architecture | None = None

@@ -2,7 +2,7 @@
 
 Every step's results are written to results.json as soon as the step ends, so an interrupted
 or failed run leaves a valid partial file. Memory is restored in `finally`, whatever ends the
-run (an exception, SIGINT, SIGTERM). A step's figures come from runner.measure, given what
+run (an exception, SIGINT, SIGTERM). A step's figures come from runner.analysis, given what
 was read from the target; the verdict, and with it the exit code, is the caller's (cli.py),
 from the analysis, kept here by record_verdict.
 """
@@ -291,7 +291,7 @@ class Sweep:
             url=target.url,
             headers=target.headers(),
             requests=scenario.requests,
-            seeded=seeded,  # swarm.build_step_config caps what it sends
+            seeded=seeded,  # the swarm's build_step_config caps what it sends
         )
         duration = load.duration_s
         warmup = min(scenario.sweep.warmup_s, duration)

@@ -1,6 +1,6 @@
-"""Writing a scenario without reading the code (issue 15, parts 2 and 3): the generated key
-reference, `init`, errors in memsweep's words with "did you mean", shorthands, the plan that
-`validate` prints, and quick tries from the command line (`run --memory ... --dry-run`)."""
+"""Writing a scenario without reading the code: the generated key reference, `init`, errors
+in memsweep's words with "did you mean", shorthands, the plan that `validate` prints, and quick
+tries from the command line (`run --memory ... --dry-run`)."""
 
 from __future__ import annotations
 

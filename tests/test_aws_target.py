@@ -503,7 +503,7 @@ def test_given_access_denied_to_usage_plans_then_the_default_plan_and_one_line(
     assert "serverless.yml's default usage plan (100 requests/s, burst 200)" in lines[0]
 
 
-# -- the axes beside memory: architecture, handler, API type (issue 17) -------------------------
+# -- the axes beside memory: architecture, handler, API type ------------------------------------
 
 # The tutorial's original function, deployed beside handler.py (serverless.yml's package).
 OTHER_HANDLER = "tutorial_handler.lambda_handler"

@@ -111,7 +111,7 @@ def test_given_local_with_a_malformed_param_then_exit_2_naming_it() -> None:
     assert "--param must be NAME=VALUE, got 'memory'" in done.stderr
 
 
-# --- careless input (issue 14, section 8) -------------------------------------------------
+# --- careless input on the command line ---------------------------------------------------
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:

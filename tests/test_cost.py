@@ -67,7 +67,7 @@ def test_given_no_measurements_then_the_figure_is_marked_an_estimate_and_says_wh
     assert PRICES_US_EAST_1.as_of in cost.basis
 
 
-# -- the API type and the architecture beside memory (issue 17 part 4) --------------------------
+# -- the API type and the architecture beside memory: the whole bill per point -----------------
 
 
 def test_given_the_issue_s_point_then_memory_is_under_3_percent_and_http_saves_2_50() -> None:
@@ -78,7 +78,7 @@ def test_given_the_issue_s_point_then_memory_is_under_3_percent_and_http_saves_2
     # REST total: 0.12500025 + 0.20 + 3.50 + 0.75 = $4.57500025; HTTP: $2.07500025
     rest = cost_per_million(
         memory_mb=128, billed_ms_mean=60.0, read_units_per_request=1, write_units_per_request=1
-    )  # api defaults to rest: analysis.py's call is unchanged
+    )  # api defaults to rest: the verdict's call is unchanged
     http = cost_per_million(
         memory_mb=128,
         billed_ms_mean=60.0,

@@ -1,4 +1,4 @@
-"""Hostile and damaged files (issue 14, part 5): results.json that no memsweep run writes,
+"""Hostile and damaged files: results.json that no memsweep run writes,
 links planted where the report and the Lambda log are written.
 
 Every bad results.json gets one line naming the file and what is wrong, and exit 2 (never

@@ -1,4 +1,4 @@
-"""The local stack's front door and control port under hostile and careless clients (issue 14).
+"""The local stack's front door and control port under hostile and careless clients.
 
 Real processes and sockets: a local stack whose function returns whatever proxy response the
 request carries (tests/handlers/frontdoor.py), raw TCP clients that send what no well-behaved

@@ -34,9 +34,10 @@ pytestmark = pytest.mark.skipif(bool(REASON), reason=REASON or "")
 API_KEY = "multihost-test-key-0123456789"
 MASTER_PORT = 5557
 STACK_PORT = 8080
-# Locust marks a silent worker missing after ~3 missed 1 s heartbeats; the issue's bound.
+# Locust marks a silent worker missing after ~3 missed 1 s heartbeats; the fault matrix's bound
+# (tests/README.md: detected within 10 s).
 DETECTION_BOUND_S = 10.0
-# A worker quits after this much silence from its master (runner/locustfile.py).
+# A worker quits after this much silence from its master (runner/load/locustfile.py).
 WORKER_GIVES_UP_S = 15 + 10
 
 SCENARIO = """\

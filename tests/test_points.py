@@ -1,5 +1,6 @@
-"""The analysis across sweep points (issue 17): settings per point, the pairs it tests, what
-each axis moves, capacity per handler, the pick on every axis. In process, synthetic steps."""
+"""The analysis across sweep points (memory and the axes beside it): settings per point, the
+pairs it tests, what each axis moves, capacity per handler, the pick on every axis. In process,
+synthetic steps."""
 
 from __future__ import annotations
 

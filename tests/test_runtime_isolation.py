@@ -1,4 +1,4 @@
-"""A sandbox's Runtime API answers only the sandbox's own process (issue 14, section 2).
+"""A sandbox's Runtime API answers only the sandbox's own process.
 
 Another local process that finds the port (it is in the sandbox's environment and in
 `ss -ltn`) must not take events, forge answers or wedge the sandbox. Real processes only:
@@ -203,7 +203,7 @@ def test_given_a_sweep_like_sequence_then_every_call_is_served_by_a_checked_sand
     assert stack.status()["sandboxes"] >= 1
 
 
-# -- peer.py on real sockets -------------------------------------------------------------------
+# -- _peer.py on real sockets ------------------------------------------------------------------
 
 # Connects to argv[1]:argv[2], prints its own port, holds the connection.
 HOLD = (

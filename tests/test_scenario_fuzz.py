@@ -1,4 +1,4 @@
-"""Fuzzing the scenario loader (issue 14, section 4): valid scenarios round-trip through YAML;
+"""Fuzzing the scenario loader: valid scenarios round-trip through YAML;
 mutated ones load or fail with BadInput naming file and line, never with another exception."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile and careless scenario files (issue 14, section 4): each is refused before anything
+"""Hostile and careless scenario files: each is refused before anything
 starts, by `validate` and by a run alike, with exit 2 and one line naming file, line and field;
 never exit 3, never a trace, never a run that fails later."""
 
@@ -65,7 +65,7 @@ class Case:
     expected: str  # what follows "FILE:" in the one line
 
 
-# Text cases: the file holds these bytes. The issue's list first, then their neighbours.
+# Text cases: the file holds these bytes. The named hostile cases first, then their neighbours.
 TEXT_CASES = [
     Case(
         "alias-bomb",
@@ -287,7 +287,7 @@ FILE_CASES: list[tuple[str, Callable[[Path], Path], str]] = [
 ]
 
 
-# The issue's own list.
+# The named hostile cases: each also goes through a real process below.
 ISSUE_CASES = {
     "alias-bomb",
     "fifty-megabytes",
@@ -356,7 +356,7 @@ def _cli(path: Path, command: str, out_dir: Path) -> Outcome:
 EXPECTED = {case.id: case.expected for case in TEXT_CASES} | {
     case[0]: case[2] for case in FILE_CASES
 }
-# Through a real `python -m runner`: the issue's cases with `validate`, and with a run the ones
+# Through a real `python -m runner`: the named cases with `validate`, and with a run the ones
 # that could make a run start or hang (each process is ~0.5 s of CPU; the rest go through the
 # same main() in this process below).
 PROCESS_RUNS = [(case_id, "validate") for case_id in sorted(ISSUE_CASES)] + [

@@ -1,4 +1,4 @@
-"""Secrets (issue 14, part 6): a url target's API key and secret request headers are used
+"""Secrets: a url target's API key and secret request headers are used
 for the run and shown nowhere: not in results.json, the report, the logs or the terminal;
 a key can come from a file or a variable, so it is never on a command line `ps` shows.
 """

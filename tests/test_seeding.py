@@ -1,4 +1,4 @@
-"""Seeding and reset under the usage plan (issue 14, section 7): paced to the plan, retried
+"""Seeding and reset under the usage plan: paced to the plan, retried
 with bounded backoff, one clear line when it cannot finish, and the local stack's reset done
 in its own dynalite. Real parts: the local stack, a scripted HTTP server, `python -m runner`."""
 

@@ -1,6 +1,6 @@
-"""The master's rules about its workers (runner/swarm_rules.py), called directly.
+"""The master's rules about its workers (runner/load/_rules.py), called directly.
 
-runner/swarm.py applies them to Locust's client list while a step runs and after its stop.
+runner/load/_swarm.py applies them to Locust's client list while a step runs and after its stop.
 """
 
 from __future__ import annotations

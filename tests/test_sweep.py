@@ -137,7 +137,7 @@ def children_of(pid: int) -> list[int]:
     return [int(line) for line in out.split()]
 
 
-# The whole bill's axes beside memory (issue 17): 2 sizes x 2 API types x 2 handlers, the
+# The whole bill's axes beside memory: 2 sizes x 2 API types x 2 handlers, the
 # tutorial's original handler beside the hardened one (it needs tableName in every body).
 WHOLE_BILL_AXES = (
     ", api: [rest, http], handler: [handler.lambda_handler, tutorial_handler.lambda_handler]"

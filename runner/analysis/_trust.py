@@ -20,8 +20,8 @@ from runner.results import CpuDelivery, Trust
 
 # Of the CPU time the sandboxes were ready to use within their quota (what they ran plus
 # what they waited for beyond the quota's own throttling), at least this share must have
-# been delivered. Below it the host, not the modelled memory size, set the pace (the issue's
-# saturated run: a 1024 MB step 20x slower than 512 MB, Init 14.7 s). Measured here (2
+# been delivered. Below it the host, not the modelled memory size, set the pace (a saturated
+# run seen before this check: a 1024 MB step 20x slower than 512 MB, Init 14.7 s). Measured here (2
 # cores, 4 users at ~45 req/s, stack and Locust on the same machine): 0.76-0.78 at 128, 512
 # and 1769 MB with nothing else running (the stack's own processes compete: wake-up latency
 # ~0.4 ms per 20 ms period); 0.42-0.48 beside two busy loops per core, where p95 doubled at

@@ -1,11 +1,12 @@
 """What a run's numbers say: per-setting summaries, threshold verdicts, the recommendation,
 and which differences are real.
 
-Pure: `Results` in, dataclasses out. report.py renders them and sweep.py takes its exit code
-from the same verdicts, so the report and the exit code cannot disagree.
+Pure: `Results` in, dataclasses out. The report (runner/outputs/_report.py) renders them and
+the command line (cli.py) takes its exit code from the same verdict, so the report and the exit
+code cannot disagree.
 
 Speed is the client-side p95 latency (what the API's callers feel, including API Gateway and
-cold starts), cost is the cost per one million requests from cost.py. Repeats of one memory
+cold starts), cost is the cost per one million requests from _cost.py. Repeats of one memory
 size are pooled: their histograms are merged and their invocations summed.
 """
 
@@ -122,7 +123,7 @@ class Setting(PointRecord):
     function: FunctionSide
     cost: CostPerMillion  # steady state: warm invocations (what a size costs when warm)
     cold: ColdStartCost  # what cold starts add at this load, shown beside, not ranked on
-    deff: float = 1.0  # variance inflation of the latency figures (stats.design_effect)
+    deff: float = 1.0  # variance inflation of the latency figures (_stats.design_effect)
     verdicts: list[Verdict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     degraded: list[DegradedStep] = field(default_factory=list)

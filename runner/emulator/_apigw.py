@@ -7,7 +7,7 @@ values over 10240 bytes → 431; integration over 29 s → 504; a function error
 sandbox, malformed proxy response or throttled Lambda → 502/500 "Internal server error".
 Proxy integration builds the v1 event; `lambda` (non-proxy) integration passes the JSON body
 as the event and returns the function's result, as the AWS tutorial's original API did.
-The steps every request takes are front.py's; this module supplies the REST API's event,
+The steps every request takes are _front.py's; this module supplies the REST API's event,
 response mapping and refusals.
 """
 

@@ -1,6 +1,6 @@
 """What both API Gateway fronts share: the gates, the invocation, its deadline and the reply.
 
-The REST API (apigw.py) and the HTTP API (httpapi.py) take every request through the same
+The REST API (_apigw.py) and the HTTP API (_httpapi.py) take every request through the same
 steps: match the route, check the key, refuse a body over the payload quota, take a token
 from the throttle, invoke the function, and answer with its result or, past the integration
 timeout, without it. `Front.handle` runs those steps; a subclass supplies what differs

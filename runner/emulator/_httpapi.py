@@ -1,6 +1,6 @@
 """API Gateway's HTTP API (Lambda proxy, payload format 2.0) in front of the local Lambda pool.
 
-The REST front (apigw.py) plays the tutorial's REST API; this one plays the HTTP API the
+The REST front (_apigw.py) plays the tutorial's REST API; this one plays the HTTP API the
 stack deploys beside it, on its own listener (on AWS the two are different hosts). What a
 client sees is what an HTTP API does (AWS API Gateway Developer Guide, "Create AWS Lambda
 proxy integrations for HTTP APIs" and "Working with AWS Lambda authorizers for HTTP APIs";
@@ -22,7 +22,7 @@ tests/events/httpapi-v2-*.json hold its documented examples):
   statusCode, a string, a number, a list) → 200, content-type application/json, the
   function's JSON as the body.
 
-The steps every request takes are front.py's; this module supplies the HTTP API's event,
+The steps every request takes are _front.py's; this module supplies the HTTP API's event,
 response mapping and refusals.
 """
 

@@ -8,7 +8,7 @@ out of memory or times out is killed and its invocation fails. Changing memory o
 handler drains the in-flight calls and replaces every sandbox.
 
 Each sandbox gets its own Runtime API listener, so a request's socket says which sandbox
-sent it, and a listener serves only its sandbox's own process (peer.py says how and why):
+sent it, and a listener serves only its sandbox's own process (_peer.py says how and why):
 in Lambda nothing outside the execution environment can reach its Runtime API. Every
 invocation ends with CloudWatch-format START/END/REPORT lines in the log.
 """
@@ -39,7 +39,7 @@ from runner.lambda_logs import (
 )
 
 _RUNTIME_PREFIX = b"/2018-06-01/runtime/"
-# Every sandbox's Runtime API listens on loopback only (peer.py looks up TCP peers there).
+# Every sandbox's Runtime API listens on loopback only (_peer.py looks up TCP peers there).
 _RUNTIME_HOST = "127.0.0.1"
 _NOT_YOURS = (
     b'{"errorMessage":"Forbidden: this Runtime API serves only its own sandbox\'s process"}'
@@ -98,7 +98,7 @@ class Invocation:
     def __init__(self, event: bytes, on_done: OnDone) -> None:
         self.request_id = new_request_id()
         # When the front handed it over (epoch s): attributes the invocation to the phase of
-        # the step its request arrived in (lambda_logs.attribute), whatever the handler logs.
+        # the step its request arrived in (runner/invocations.py), whatever the handler logs.
         self.arrived_at = time.time()
         self.event = event
         self.on_done = on_done
@@ -165,7 +165,7 @@ class LambdaPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self.cold_starts = 0
         self.invocations = 0
-        # Quota multiplier from calibration (cgroups.calibrate), for the current memory size.
+        # Quota multiplier from calibration (_cgroups.calibrate), for the current memory size.
         self.cpu_correction = 1.0
         self.on_report: Callable[[InvocationReport], None] | None = None
         # The function timeout is fixed for the pool's life (set_memory changes only memory).

@@ -132,7 +132,7 @@ class Sandbox:
             # and the sandbox dies with the runner even if the runner is SIGKILLed.
             group.attach_self()
             _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            # The emulator may run at a higher priority (server.py); functions don't inherit it.
+            # The emulator may run at a higher priority (_server.py); functions don't inherit it.
             os.setpriority(os.PRIO_PROCESS, 0, 0)
 
         self.started_at = time.perf_counter()

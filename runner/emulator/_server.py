@@ -3,8 +3,8 @@
 `python -m runner local` runs `serve()` until SIGINT/SIGTERM. The function, its route, its
 environment and the table all come from serverless.yml (resolved by the framework), so the
 local stack runs what a deployment would run. Both API types are served at once, each on its
-own listener as on AWS (two hosts): the REST API (apigw.py, payload format 1.0) and the HTTP
-API (httpapi.py, payload format 2.0), one pool behind both. A small control API on its own
+own listener as on AWS (two hosts): the REST API (_apigw.py, payload format 1.0) and the HTTP
+API (_httpapi.py, payload format 2.0), one pool behind both. A small control API on its own
 loopback port (token-protected) lets the runner change the memory size and the handler
 between steps and read status.
 """
@@ -347,7 +347,7 @@ class LocalStack:
             "dynamodb_endpoint": endpoint,
             "pid": os.getpid(),
             "dynalite_pid": self._dynalite.pid if self._dynalite else None,
-            # The runner paces its seeding to it (runner/seeding.py).
+            # The runner paces its seeding to it (runner/load/_seeding.py).
             "usage_plan": (
                 {"rate": definition.throttle.rate, "burst": definition.throttle.burst}
                 if definition.throttle

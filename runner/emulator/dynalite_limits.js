@@ -7,7 +7,7 @@
 // code units where DynamoDB counts UTF-8 bytes, and it has no nesting, attribute-name or
 // expression-size limits. This module closes those gaps by wrapping dynalite's exported
 // validation functions (nothing in node_modules is edited); messages follow DynamoDB's
-// where it is known. Loaded by runner/emulator/dynamodb.py before dynalite itself.
+// where it is known. Loaded by runner/emulator/_dynamodb.py before dynalite itself.
 //
 // Checked after dynalite has parsed a request's expressions ("Expression parameters"): at most
 // 300 operators or functions in any one expression, at most 100 operands to IN, document

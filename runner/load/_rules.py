@@ -1,6 +1,6 @@
 """The swarm's rules as pure functions: which workers are lost, which address a worker dials.
 
-Apart from runner/swarm.py because importing Locust monkey-patches the interpreter with gevent:
+Apart from _swarm.py because importing Locust monkey-patches the interpreter with gevent:
 these take values and return values, so tests call them directly.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
-# Locust's name for a worker whose heartbeats stopped (locust.runners.STATE_MISSING; swarm.py
+# Locust's name for a worker whose heartbeats stopped (locust.runners.STATE_MISSING; _swarm.py
 # checks that the two agree when it is imported).
 STATE_MISSING = "missing"
 

@@ -318,7 +318,7 @@ def seed_table(
 ) -> SeedResult:
     """Reset (directly when the target can, else through the API) and create the items.
 
-    `render` fills the item's templates; by default the load's own (runner.locustfile),
+    `render` fills the item's templates; by default the load's own (locustfile.py),
     imported only here because importing Locust monkey-patches the whole process.
     """
     result = SeedResult()

@@ -88,7 +88,7 @@ def build_step_config(
     workers: int,
     window: tuple[float, float],
 ) -> StepConfig:
-    """The one place a step's config for the workers is made (runner/locustfile.py reads it)."""
+    """The one place a step's config for the workers is made (locustfile.py reads it)."""
     step_load: ClosedStepLoad | OpenStepLoad
     if isinstance(load, OpenLoad):
         step_load = {
@@ -436,7 +436,7 @@ class Swarm:
     def _check_workers(
         self, data: StepData, workers: list[str], *, final_deadline: float | None = None
     ) -> None:
-        """Stop on a refusal; mark the workers lost by swarm_rules.newly_lost."""
+        """Stop on a refusal; mark the workers lost by _rules.newly_lost."""
         if self.refusals:
             refused = "; ".join(f"{worker}: {why}" for worker, why in self.refusals.items())
             raise SwarmError(

@@ -6,7 +6,7 @@ workers atomically with the start of the step. Workers record every measured req
 full-resolution HDR histograms (Locust's own percentiles keep ~2 significant figures) keyed by
 step id, and send the deltas with each report (`WorkerReport`), so a late report can never land
 in the wrong step. Both ends import the types below; the master builds the config in one place
-(runner/swarm.py `build_step_config`) and the worker reads it as sent, with no defaults of its
+(runner/load/_swarm.py `build_step_config`) and the worker reads it as sent, with no defaults of its
 own.
 """
 
@@ -61,7 +61,7 @@ ACK_JOURNAL_ENV = "MEMSWEEP_ACK_JOURNAL_DIR"
 
 def _acyclic(histogram: HdrHistogram) -> HdrHistogram:
     """Break hdrh's histogram <-> encoder cycle so a dropped histogram is freed at once,
-    not at the next cyclic collection (each report drops 184 KB ones; runner/stats.py
+    not at the next cyclic collection (each report drops 184 KB ones; runner/hdr.py
     `acyclic` has the measured reason; this file cannot import it)."""
     histogram.encoder.histogram = weakref.proxy(histogram)
     return histogram

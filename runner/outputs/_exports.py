@@ -37,7 +37,8 @@ SUMMARY_CSV = "summary.csv"
 JUNIT_XML = "junit.xml"
 SUMMARY_MD = "summary.md"
 
-# summary.csv's columns, in order; README.md ("Output files") gives each one's meaning and unit.
+# summary.csv's columns, in order; README.md ("Files in a run directory") gives each one's
+# meaning and unit.
 SUMMARY_COLUMNS = (
     "memory_mb",
     "api",  # the axes beside memory: empty when the sweep does not move them

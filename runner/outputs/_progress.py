@@ -42,7 +42,7 @@ StepPhase = Literal["seeding", "setting memory", "settling", "load"]
 class Planned:
     """The run's plan, known before anything starts: the bar and the ETA count its steps."""
 
-    plan: Plan  # its steps and how long each part should take (runner/plan.py)
+    plan: Plan  # its steps and how long each part should take (runner/scenario/_plan.py)
     offered_per_s: float | None  # open model: the arrival rate; closed model: None
 
 

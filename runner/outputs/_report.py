@@ -559,7 +559,7 @@ def _memory_chart(runs: Sequence[RunView]) -> dict[str, Any]:
                     "cost": [
                         round(by_size[m].cost.total, 4) if m in by_size else None for m in sizes
                     ],
-                    # The point labels, in the table's own words (cost.money).
+                    # The point labels, in the table's own words (analysis.money).
                     "cost_labels": [
                         money(by_size[m].cost.total) if m in by_size else None for m in sizes
                     ],

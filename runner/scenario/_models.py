@@ -40,7 +40,7 @@ from runner.stack import PROJECT_ROOT
 
 SCHEMA_PATH = PROJECT_ROOT / "scenarios" / "scenario.schema.json"
 
-# Templates allowed inside request bodies and seed items (runner/locustfile.py renders them;
+# Templates allowed inside request bodies and seed items (runner/load/locustfile.py renders them;
 # a path or header is sent as written, so a template there is refused):
 #   {{uuid}}   a new random id          {{seq}}  a per-worker counter
 #   {{seeded}} the id of a random item seeded before the step

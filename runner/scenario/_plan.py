@@ -23,7 +23,7 @@ STEP_OVERHEAD_S = {"local": 3.0, "aws": 15.0, "url": 1.0}
 # writing the report (~4 s measured).
 START_S = {"local": 15.0, "aws": 5.0, "url": 2.0}
 END_S = 4.0
-# Seeding paces itself to 80 % of the usage plan's rate (runner/seeding.py SAFE_FRACTION)
+# Seeding paces itself to 80 % of the usage plan's rate (runner/load/_seeding.py SAFE_FRACTION)
 # and serverless.yml's plan allows 100 requests/s: 80 items/s, unless a 429 halves it.
 SEED_ITEMS_PER_S = 80.0
 

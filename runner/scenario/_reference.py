@@ -1,4 +1,4 @@
-"""The scenario reference (scenarios/README.md), generated from the models in scenario.py.
+"""The scenario reference (scenarios/README.md), generated from the models in _models.py.
 
 Every key gets a row: its type, default, unit, allowed values, an example and what it means,
 read from the model's annotations, its Field(description=..., examples=...) and the JSON

@@ -78,10 +78,11 @@ REFUSED_CREDENTIALS = {
 }
 
 
-# Seeding sends POST (runner.seeding); API Gateway names a method's throttle by resource path
-# and HTTP method: "/DynamoDBManager/POST" in a usage plan's apiStages[].throttle (ApiStage
-# reference), "DynamoDBManager/POST" or "*/*" (every method) in a stage's methodSettings
-# (MethodSetting reference; "~1" escapes "/" in patch paths, so a key may carry it).
+# Seeding sends POST (runner/load/_seeding.py); API Gateway names a method's throttle by
+# resource path and HTTP method: "/DynamoDBManager/POST" in a usage plan's
+# apiStages[].throttle (ApiStage reference), "DynamoDBManager/POST" or "*/*" (every method) in
+# a stage's methodSettings (MethodSetting reference; "~1" escapes "/" in patch paths, so a key
+# may carry it).
 SEED_METHOD = "POST"
 ALL_METHODS = "*/*"
 

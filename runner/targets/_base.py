@@ -64,7 +64,7 @@ class Target(ABC):
         twice."""
         return None
 
-    # --- the axes beside memory (issue 17) -------------------------------------------------
+    # --- the axes beside memory ------------------------------------------------------------
     # A sweep point is (memory, api, architecture, handler). Before the first step the sweep
     # asks `refuses` about every value the plan needs, so a run that cannot be done stops
     # (exit 2) before any load; then for each step it calls set_api, set_architecture,
@@ -102,7 +102,7 @@ class Target(ABC):
     @abstractmethod
     def invocations(self, phases: Phases) -> tuple[Invocations, OutsideWindow]:
         """The step's invocations whose requests arrived in its measured window, and the
-        others counted by phase (lambda_logs.attribute)."""
+        others counted by phase (runner/invocations.py `attribute`)."""
 
     def delivery(self) -> Delivery | None:
         """Cumulative CPU accounting of the function's sandboxes (local stack), else None."""

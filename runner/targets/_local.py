@@ -43,7 +43,7 @@ class LocalStackTarget(Target):
         self._status: StackStatus | None = None  # as the stack last answered it
         # Where each step's log starts (marked before its seeding), so a step reads only
         # its own part of a log that grows for the whole run. Which invocation belongs to
-        # which phase is decided per request (lambda_logs.attribute), not by these offsets.
+        # which phase is decided per request (runner/invocations.py), not by these offsets.
         self._marks: list[tuple[float, int]] = []
         self._api: str = DEFAULT_API  # which front's URL the load goes to (set_api)
         self._started_handler: str | None = None  # restore() puts it back
