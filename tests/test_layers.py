@@ -2,7 +2,7 @@
 
 Importing Locust monkey-patches the interpreter with gevent (sockets, threads, time), so a
 module that only reads step data or results must never pull it in; docs/ARCHITECTURE.md,
-section 1 has the layers, and the lint step (lint-imports) checks their static edges.
+section 2.1 has the layers, and the lint step (lint-imports) checks their static edges.
 """
 
 from __future__ import annotations
