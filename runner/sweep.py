@@ -1,4 +1,5 @@
-"""The step loop: set memory → wait until live → seed → load (warm-up excluded) → record → restore.
+"""The step loop: seed → apply the point (live before it returns) → load (warm-up excluded) →
+record → restore.
 
 Every step's results are written to results.json as soon as the step ends, so an interrupted
 or failed run leaves a valid partial file. Memory is restored in `finally`, whatever ends the

@@ -1,7 +1,8 @@
 """The scenario format: what a run is asked to do.
 
 A YAML file is read once (with each key's line), checked against typed models, and turned
-into a plan of steps. Everything else in memsweep reads the typed `Scenario`, never YAML.
+into a plan of steps. Everything else in memsweep reads the typed `Scenario`; only redaction
+parses a scenario's text again, to blank its secrets in what a run keeps.
 
 - `_models`: the pydantic models and their defaults (the only place a default lives)
 - `_reading`: YAML with line numbers → `Scenario` (`parse_scenario`, `load_scenario`)
