@@ -18,7 +18,7 @@ from runner.lambda_logs import (
     parse_handler_record,
     parse_report,
 )
-from runner.results import Invocations, OutsideWindow
+from runner.results import BilledSecond, Invocations, OutsideWindow
 
 
 def percentile_ms(values: list[float], q: float) -> float | None:
@@ -155,6 +155,7 @@ def attribute(
         "after": [],
     }
     unattributed = 0
+    warm_by_second: dict[int, tuple[int, int]] = {}  # second of the window -> (count, billed)
     for request_id, report in reports.items():
         record = records.get(request_id)
         arrived = arrivals.get(request_id)
@@ -166,7 +167,12 @@ def attribute(
         if arrived is None:
             unattributed += 1
             continue
-        grouped[phases.of(arrived)].append(report)
+        phase = phases.of(arrived)
+        grouped[phase].append(report)
+        if phase == "window" and report.init_duration_ms is None:
+            second = int(arrived - phases.window_start)
+            count, billed = warm_by_second.get(second, (0, 0))
+            warm_by_second[second] = (count + 1, billed + report.billed_duration_ms)
 
     def summary(phase: str) -> Invocations:
         chosen = grouped[phase]
@@ -174,7 +180,15 @@ def attribute(
             chosen, [records[r.request_id] for r in chosen if r.request_id in records], source
         )
 
-    return summary("window"), OutsideWindow(
+    window = summary("window").model_copy(
+        update={
+            "warm_billed_by_second": [
+                BilledSecond(t=second, count=count, billed_ms=billed)
+                for second, (count, billed) in sorted(warm_by_second.items())
+            ]
+        }
+    )
+    return window, OutsideWindow(
         before=summary("before"),
         warmup=summary("warmup"),
         after_window=len(grouped["after"]),

@@ -38,7 +38,11 @@ from runner.scenario import HandlerName, Point, Scenario, point_label
 # 3: typed records where 2 kept free text or loose dicts: the scenario is a Scenario, the host
 # a HostRecord, problems are Problem(kind, detail). A version 2 file is read by moving its
 # text problems and host over (read_results); its figures are the same.
-SCHEMA_VERSION = 3
+# 4: cost with an interval: each window's warm billed duration per second
+# (Invocations.warm_billed_by_second), and the verdict's tie rule (decided_by, equivalent,
+# costs, cost_differences) and pick share. A version 3 file reads as it is: the new fields
+# are empty, and its verdict is re-derived when a report is rendered.
+SCHEMA_VERSION = 4
 
 
 # --- bounds on what a results file may hold --------------------------------------------------
@@ -122,6 +126,16 @@ class Second(_Model):
     users: Count | None = None
 
 
+class BilledSecond(_Model):
+    """Warm invocations whose request arrived in one second of the window, and their billed
+    duration: the batches cost's interval is computed from (t: seconds since the window
+    started)."""
+
+    t: int = Field(ge=0)
+    count: Count
+    billed_ms: Count
+
+
 class Invocations(_Model):
     """What the function's own logs (REPORT lines) say about the step's window."""
 
@@ -148,6 +162,9 @@ class Invocations(_Model):
     # original does not): the units above are theirs. None: a schema 2 file (all of count).
     capacity_records: Count | None = None
     source: str = ""  # "local log", "CloudWatch Logs", or why there is none
+    # The measured window's warm invocations per second of arrival (empty outside the window,
+    # and in a schema 3 file): cost's interval rests on them.
+    warm_billed_by_second: list[BilledSecond] = Field(default_factory=list)
 
 
 class OutsideWindow(_Model):
@@ -335,12 +352,37 @@ class DegradedStep(_Model):
 class Confidence(_Model):
     """How sure the pick is, from resamples of the measured windows."""
 
-    level: Literal["sure", "likely", "too close to call", "by cost only", "none"]
+    level: Literal["sure", "likely", "too close to call", "not enough data", "by cost only", "none"]
     statement: str
     # Share of resamples in which the pick met every latency threshold.
     meets_share: float | None = None
-    too_close: list[str] = Field(default_factory=list)  # "256 vs 512 MB: ..."
-    repeats_needed: int | None = None  # to separate the closest call, at this noise
+    too_close: list[str] = Field(default_factory=list)  # "between 256 MB and 512 MB"
+    repeats_needed: int | None = None  # schema 3: repeats to separate the closest call
+    # Share of joint resamples (every setting's figures together) the rule picks the pick in,
+    # and the setting it picks most often instead.
+    pick_share: float | None = None
+    runner_up: str | None = None
+    seconds_needed: float | None = None  # measured per setting to separate them, at this noise
+
+
+class CostInterval(_Model):
+    """Cost per 1M requests (US dollars, steady state) and its 95 % interval (None: none)."""
+
+    value: float = Field(ge=0)
+    low: float | None = None
+    high: float | None = None
+
+
+class CostPair(_Model):
+    """b - a in dollars per 1M requests with its 95 % interval, and what the rule made of it."""
+
+    a: str
+    b: str
+    value: float
+    low: float
+    high: float
+    margin: float = Field(ge=0)
+    relation: Literal["same", "different", "undetermined"]
 
 
 class RecommendedPoint(_Model):
@@ -367,6 +409,14 @@ class RunVerdict(_Model):
     fastest_mb: Memory | None = None
     balanced_mb: Memory | None = None
     exit_code: int = 0
+    # Which rule decided the pick: "cost" (it is the cheapest, others cost more), "latency
+    # among equal costs" (the clearly fastest of those that cost the same as the cheapest) or
+    # "smallest among equals" (none clearly faster). None: no pick, or a schema 3 file.
+    decided_by: str | None = None
+    equivalent: list[str] = Field(default_factory=list)  # tied with the pick on cost (keys of met)
+    cost_tolerance_pct: float | None = None  # the margin that decided "the same"
+    costs: dict[str, CostInterval] = Field(default_factory=dict)  # per setting (keys of met)
+    cost_differences: list[CostPair] = Field(default_factory=list)  # the cheapest vs each other
 
 
 class Results(_Model):
@@ -510,6 +560,8 @@ def read_results(path: str | Path) -> Results:
         )
     if version == 2:
         data = _from_schema_2(data)
+    elif version == 3:
+        data = {**data, "schema_version": SCHEMA_VERSION}  # 4 only adds fields with defaults
     elif version != SCHEMA_VERSION:
         raise BadInput(
             f"{file}: results schema version {_shown(version)}, this memsweep reads version "
@@ -531,7 +583,8 @@ def read_results(path: str | Path) -> Results:
 
 
 def _from_schema_2(data: dict[str, Any]) -> dict[str, Any]:
-    """A version 2 document as version 3: the same figures; its problems were text (kind
+    """A version 2 document as the current version: the same figures (the fields added since
+    take their defaults); its problems were text (kind
     unknown: "recorded") and its host a loose mapping (the fields 3 keeps)."""
 
     def typed(problems: Any) -> Any:

@@ -36,7 +36,7 @@ def three_sizes() -> Results:
             make_step(index=1, memory=128, median_ms=60.0, billed_ms=55.0, requests=REQUESTS),
             make_step(index=2, memory=256, median_ms=30.0, billed_ms=28.0, requests=REQUESTS),
             make_step(index=3, memory=256, median_ms=30.0, billed_ms=28.0, repeat=2, requests=150),
-            make_step(index=4, memory=1024, median_ms=12.0, billed_ms=8.0, requests=REQUESTS),
+            make_step(index=4, memory=1024, median_ms=12.0, billed_ms=12.0, requests=REQUESTS),
         ],
         thresholds=THRESHOLDS,
     )
@@ -196,7 +196,12 @@ def test_given_a_pick_then_the_markdown_leads_with_it_and_its_confidence_and_a_r
     lines = markdown.splitlines()
     assert lines[0] == "### memsweep: tutorial (run run-a)"
     assert lines[2].startswith("**Recommendation: 256 MB.** Run 256 MB: the cheapest")
-    assert any(line.startswith("How sure: **sure**. 256 MB meets p95 ≤ 60 ms") for line in lines)
+    assert any(
+        line.startswith(
+            "How sure: **sure**. 256 MB is the pick in 100% of resamples; it meets p95 ≤ 60 ms"
+        )
+        for line in lines
+    )
     assert "Warning" not in markdown
     sizes = [line for line in lines if line.startswith("| ") and " MB" in line.split("|")[1]]
     assert [line.split("|")[1].strip() for line in sizes] == ["128 MB", "**256 MB**", "1024 MB"]
@@ -345,7 +350,9 @@ def test_given_a_sweep_over_api_and_handler_then_junit_cases_are_named_by_point(
     points_run: dict[str, Path],
 ) -> None:
     cases = junit_cases(points_run["junit.xml"])
-    assert len(cases) == 8 + 7  # a trust case per point, the p95 threshold per measured one
+    # a trust case per point; the p95 threshold and the default error rate per measured one
+    assert len(cases) == 8 + 7 + 7
+    assert cases[f"{PICK}: errors <= 1.00% (default)"].is_passed
     assert cases[f"{PICK}: measured and trusted"].is_passed
     assert cases[f"{PICK}: p95 <= 60 ms"].is_passed
     invalid = only_result(cases[f"128 MB · REST API · {TUTORIAL}: measured and trusted"])

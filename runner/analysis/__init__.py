@@ -19,6 +19,7 @@ from runner.analysis._measure import (
     measure_step,
     step_window,
 )
+from runner.analysis._setting import Setting, Verdict
 from runner.analysis._stats import latency
 from runner.analysis._step_data import SecondStats, StepData, Tick
 from runner.analysis._trust import MIN_DELIVERED, host_snapshot
@@ -28,8 +29,6 @@ from runner.analysis._verdict import (
     AxisEffect,
     RunComparison,
     RunDifference,
-    Setting,
-    Verdict,
     analyse,
     compare_run_pair,
     effects_sentence,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -189,6 +190,40 @@ def _inflation(batches: Sequence[Batch], variance_ms2: float, *, widen: bool = T
     spread = sum(b.requests * (b.mean_ms - grand) ** 2 for b in batches) / (len(batches) - 1)
     factor = small_sample_factor(len(batches)) if widen else 1.0
     return max(1.0, spread / variance_ms2 * factor)
+
+
+def mean_interval(seconds: Sequence[Sequence[Batch]]) -> Estimate | None:
+    """The mean of every item in the batches and its 95 % interval, from batch means alone
+    (no per-item variance needed: billed durations arrive as per-second sums).
+
+    The spread of batch means estimates the variance one item carries once serial correlation
+    is counted in; the widest over BATCH_SECONDS (and, with repeats, their spread) is kept,
+    each widened by Student's t for the batches it rests on. None when no two batches exist:
+    one second says nothing about its own noise.
+    """
+    pooled = _pool([b for step in seconds for b in step])
+    if not pooled.requests:
+        return None
+    variances = [
+        _spread(batches) * small_sample_factor(len(batches))
+        for length in BATCH_SECONDS
+        if len(batches := _batches(seconds, length)) >= MIN_BATCHES
+    ]
+    if not variances and len(ones := _batches(seconds, 1)) >= 2:
+        variances.append(_spread(ones) * small_sample_factor(len(ones)))
+    repeats = [_pool(step) for step in seconds if any(b.requests for b in step)]
+    if len(repeats) >= 2:
+        variances.append(_spread(repeats))
+    if not variances:
+        return None
+    half = Z_975 * math.sqrt(max(variances) / pooled.requests)
+    return Estimate(pooled.mean_ms, pooled.mean_ms - half, pooled.mean_ms + half)
+
+
+def _spread(batches: Sequence[Batch]) -> float:
+    """Σ n_b (m_b - m)² / (k - 1): under independence, each item's variance."""
+    grand = _pool(batches).mean_ms
+    return sum(b.requests * (b.mean_ms - grand) ** 2 for b in batches) / (len(batches) - 1)
 
 
 def variance_ms2(histogram: HdrHistogram) -> float:

@@ -16,18 +16,18 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-from hdrh.histogram import HdrHistogram
+from typing import Any, Literal
 
 from runner.analysis._cost import (
-    ColdStartCost,
     CostPerMillion,
     cold_start_cost,
     cost_per_million,
     money,
 )
+from runner.analysis._decision import PICK_SHARE_NEEDED, Pick, cost_se, decide, pick_share
+from runner.analysis._setting import FunctionSide, Setting, Verdict
 from runner.analysis._stats import (
+    Z_975,
     Batch,
     Difference,
     Estimate,
@@ -35,6 +35,7 @@ from runner.analysis._stats import (
     compare_many,
     design_effect,
     latency,
+    mean_interval,
     resampled,
     variance_ms2,
 )
@@ -42,8 +43,9 @@ from runner.hdr import merge
 from runner.lambda_facts import DEFAULT_API, DEFAULT_ARCHITECTURE, Architecture
 from runner.results import (
     Confidence,
+    CostInterval,
+    CostPair,
     DegradedStep,
-    Latency,
     RecommendedPoint,
     Results,
     RunVerdict,
@@ -53,7 +55,6 @@ from runner.scenario import (
     AXES,
     ClosedLoad,
     Point,
-    PointRecord,
     Scenario,
     Thresholds,
     point_label,
@@ -72,89 +73,16 @@ COMPARED_STATISTICS = ("p50", "p95", "mean")
 # cheaper size meets them in more than 1 - SURE of its own; "likely" down to LIKELY.
 SURE = 0.95
 LIKELY = 0.80
+# Errors count by default, as drops do: a setting whose requests fail is not measured at the
+# load asked for. A scenario may set thresholds.error_rate higher (or lower).
+DEFAULT_ERROR_RATE = 0.01
+# The least a window must hold for its p95 and intervals to mean anything: 20 requests puts
+# p95 below the maximum; 3 s gives the design effect three one-second batches.
+MIN_WINDOW_REQUESTS = 20
+MIN_WINDOW_S = 3.0
 # Latency thresholds a resample can check (error rate, throughput and drops are counts,
 # not resampled).
 LATENCY_THRESHOLDS = ("p50", "p95", "p99")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One threshold checked against one memory setting."""
-
-    name: str  # "p95 ≤ 200 ms"
-    measured: str  # "183.2 ms"
-    passed: bool
-    # False when the 95 % interval straddles the limit: the verdict could flip on a re-run.
-    confident: bool = True
-
-
-@dataclass(frozen=True)
-class FunctionSide:
-    """What the function's REPORT lines say about a setting (all repeats pooled)."""
-
-    invocations: int
-    cold_starts: int
-    init_ms_mean: float | None
-    init_ms_max: float | None
-    duration_ms_mean: float | None
-    warm_duration_ms_mean: float | None
-    warm_duration_ms_p95: float | None  # the worst repeat's: percentiles don't pool
-    cold_duration_ms_mean: float | None  # handler time of cold invocations, init excluded
-    billed_ms_mean: float | None
-    max_memory_used_mb: int | None
-    source: str
-
-
-@dataclass(eq=False)
-class Setting(PointRecord):
-    """One sweep point (a memory size, and the other axes' values a sweep moves): its steps
-    (repeats) pooled."""
-
-    point: Point
-    steps: list[Step]
-    requests: int
-    failures: int
-    measured_s: float
-    dropped_arrivals: int
-    offered: int | None  # open model: arrivals in the windows, sent or dropped
-    latency: Latency
-    histogram: HdrHistogram
-    estimates: dict[str, Estimate]
-    function: FunctionSide
-    cost: CostPerMillion  # steady state: warm invocations (what a size costs when warm)
-    cold: ColdStartCost  # what cold starts add at this load, shown beside, not ranked on
-    deff: float = 1.0  # variance inflation of the latency figures (_stats.design_effect)
-    verdicts: list[Verdict] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    degraded: list[DegradedStep] = field(default_factory=list)
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.measured_s if self.measured_s > 0 else 0.0
-
-    @property
-    def error_rate(self) -> float:
-        return self.failures / self.requests if self.requests else 1.0
-
-    @property
-    def drop_rate(self) -> float | None:
-        return self.dropped_arrivals / self.offered if self.offered else None
-
-    @property
-    def valid(self) -> bool:
-        return not self.problems and self.requests > 0
-
-    @property
-    def trusted(self) -> bool:
-        return self.valid and not self.degraded
-
-    @property
-    def meets(self) -> bool:
-        return self.trusted and all(verdict.passed for verdict in self.verdicts)
-
-    @property
-    def p95(self) -> float:
-        return self.latency.p95 if self.latency.p95 is not None else float("inf")
 
 
 @dataclass(frozen=True)
@@ -183,13 +111,18 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Recommendation:
-    cheapest: Setting | None  # cheapest meeting the thresholds (all valid ones if none set)
+    # The pick: the cheapest setting meeting every threshold, or, among those costing the same
+    # as the cheapest, the clearly fastest, else the smallest (decision.decided_by says which).
+    cheapest: Setting | None
     fastest: Setting | None  # lowest p95 among valid settings
     balanced: Setting | None
     thresholds_set: bool
     headline: str
     explanation: list[str]
     degraded: list[DegradedStep] = field(default_factory=list)
+    decision: Pick | None = None
+    short_of_data: list[Setting] = field(default_factory=list)  # the pick cannot rest on them
+    too_close: bool = False  # the rule picked one setting in too few joint resamples
     balanced_formula: str = (
         f"balanced: minimise {BALANCED_COST_WEIGHT:g} · cost/max(cost) + "
         f"{1 - BALANCED_COST_WEIGHT:g} · p95/max(p95) over the settings meeting the thresholds "
@@ -199,7 +132,13 @@ class Recommendation:
 
     @property
     def none_meet(self) -> bool:
-        return self.thresholds_set and self.cheapest is None and not self.degraded
+        return (
+            self.cheapest is None
+            and self.fastest is not None
+            and not self.degraded
+            and not self.short_of_data
+            and not self.too_close
+        )
 
 
 @dataclass
@@ -248,7 +187,8 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
     ]
     # An open model always has a threshold: the drop rate (scenario.Thresholds).
     thresholds_set = _any_threshold(thresholds) or any(s.offered is not None for s in settings)
-    recommendation = recommend(settings, thresholds_set=thresholds_set)
+    tolerance_pct = scenario.decision.cost_tolerance_pct
+    recommendation = recommend(settings, thresholds_set=thresholds_set, tolerance_pct=tolerance_pct)
     effects = axis_effects(settings)
     if len(effects) > 1:  # which axis matters is the news when more than memory moved
         recommendation.explanation.append(effects_sentence(effects))
@@ -256,6 +196,24 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
         recommendation.explanation.append(
             "On the local stack the two API types' latency is the emulator's fronts, not API "
             "Gateway's (their prices are AWS's): measure on AWS before choosing on latency."
+        )
+    confidence = (
+        how_sure(settings, recommendation, thresholds, tolerance_pct=tolerance_pct)
+        if intervals
+        else None
+    )
+    if confidence is not None and confidence.level == "too close to call":
+        # No pick rests on a coin toss: the rule's choice is kept as the explanation's subject.
+        recommendation = replace(
+            recommendation,
+            cheapest=None,
+            too_close=True,
+            headline=f"No recommendation: {confidence.too_close[0]}.",
+            explanation=[
+                f"The rule would run {recommendation.headline.removeprefix('Run ')}",
+                confidence.statement,
+                *recommendation.explanation,
+            ],
         )
     return Analysis(
         results=results,
@@ -266,11 +224,7 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
         architecture=architecture,
         warmup_s=scenario.sweep.warmup_s,
         stage_ends_s=_stage_ends(scenario),
-        confidence=(
-            how_sure(settings, recommendation, thresholds, repeats=scenario.sweep.repeats)
-            if intervals
-            else None
-        ),
+        confidence=confidence,
         effects=effects,
     )
 
@@ -472,14 +426,30 @@ def _setting(
     memory = point.memory_mb
     architecture = point.architecture or architecture
     per_request, borrowed = units
-    cost = cost_per_million(
-        memory_mb=memory,
-        billed_ms_mean=warm_billed if warm_billed is not None else function.billed_ms_mean,
-        read_units_per_request=per_request[0] if per_request else None,
-        write_units_per_request=per_request[1] if per_request else None,
-        duration_ms_fallback=summary.mean,
-        architecture=architecture,
-        api=point.api or DEFAULT_API,
+
+    def cost_at(billed_ms_mean: float | None) -> CostPerMillion:
+        return cost_per_million(
+            memory_mb=memory,
+            billed_ms_mean=billed_ms_mean,
+            read_units_per_request=per_request[0] if per_request else None,
+            write_units_per_request=per_request[1] if per_request else None,
+            duration_ms_fallback=summary.mean,
+            architecture=architecture,
+            api=point.api or DEFAULT_API,
+        )
+
+    cost = cost_at(warm_billed if warm_billed is not None else function.billed_ms_mean)
+    billed = mean_interval(
+        [
+            [Batch(s.count, s.billed_ms / s.count) for s in inv.warm_billed_by_second if s.count]
+            for inv in invocations
+        ]
+    )
+    # Cost is linear in the mean billed duration: its interval maps straight onto the bill.
+    cost_estimate = (
+        Estimate(cost.total, cost_at(max(0.0, billed.low)).total, cost_at(billed.high).total)
+        if billed is not None and warm_billed is not None
+        else None
     )
     if borrowed:
         cost = replace(
@@ -504,6 +474,7 @@ def _setting(
         # Steady state: what the size costs once warm. A cold start or two more or less in
         # a short window must not decide the ranking; they are priced apart, below.
         cost=cost,
+        cost_estimate=cost_estimate,
         cold=cold_start_cost(
             memory_mb=memory,
             cold_starts=function.cold_starts,
@@ -526,6 +497,11 @@ def _setting(
     )
     if not requests:
         setting.problems.append("no requests were measured")
+    elif requests < MIN_WINDOW_REQUESTS or setting.measured_s < MIN_WINDOW_S:
+        setting.short_of_data = (
+            f"{requests} request(s) over {setting.measured_s:.1f} s measured; its p95 and "
+            f"intervals need at least {MIN_WINDOW_REQUESTS} requests over {MIN_WINDOW_S:g} s"
+        )
     setting.verdicts = verdicts(setting, thresholds)
     return setting
 
@@ -580,16 +556,19 @@ def verdicts(setting: Setting, thresholds: Thresholds) -> list[Verdict]:
                 measured="no data" if value is None else f"{value:.1f} ms",
                 passed=passed,
                 confident=confident,
+                statistic=statistic,
             )
         )
-    if thresholds.error_rate is not None:
-        checks.append(
-            Verdict(
-                name=f"errors ≤ {thresholds.error_rate:.2%}",
-                measured=f"{setting.error_rate:.2%}",
-                passed=setting.requests > 0 and setting.error_rate <= thresholds.error_rate,
-            )
+    error_limit = thresholds.error_rate
+    default = error_limit is None
+    error_limit = DEFAULT_ERROR_RATE if error_limit is None else error_limit
+    checks.append(
+        Verdict(
+            name=f"errors ≤ {error_limit:.2%}" + (" (default)" if default else ""),
+            measured=f"{setting.error_rate:.2%}",
+            passed=setting.requests > 0 and setting.error_rate <= error_limit,
         )
+    )
     if setting.offered is not None:
         rate = setting.drop_rate or 0.0
         checks.append(
@@ -608,11 +587,6 @@ def verdicts(setting: Setting, thresholds: Thresholds) -> list[Verdict]:
             )
         )
     return checks
-
-
-def _cheapest(settings: Sequence[Setting]) -> Setting | None:
-    # Ties on cost go to the faster setting, as in Power Tuning.
-    return min(settings, key=lambda s: (s.cost.total, s.p95), default=None)
 
 
 def _fastest(settings: Sequence[Setting]) -> Setting | None:
@@ -634,7 +608,9 @@ def _balanced(settings: Sequence[Setting]) -> Setting | None:
     return min(settings, key=lambda s: (score(s), s.cost.total))
 
 
-def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommendation:
+def recommend(
+    settings: Sequence[Setting], *, thresholds_set: bool, tolerance_pct: float
+) -> Recommendation:
     degraded = [step for s in settings for step in s.degraded]
     if degraded:
         # Nothing rests on a step the machine lied about: not the pick, and not the pick
@@ -655,6 +631,24 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
             ],
             degraded=degraded,
         )
+    short = [s for s in settings if s.valid and s.short_of_data]
+    if short:
+        # A window too thin to estimate what the verdict uses cannot be ranked, and the pick
+        # among the others might have been it: no pick, and what to change.
+        thin = short[0]
+        return Recommendation(
+            cheapest=None,
+            fastest=None,
+            balanced=None,
+            thresholds_set=thresholds_set,
+            headline=f"No recommendation: {thin.label} has not enough data: {thin.short_of_data}.",
+            explanation=[f"{s.label}: {s.short_of_data}" for s in short]
+            + [
+                f"Measure longer (at least {MIN_WINDOW_S:g} s and {MIN_WINDOW_REQUESTS} requests "
+                "per setting after the warm-up: --duration, or more users)."
+            ],
+            short_of_data=short,
+        )
     valid = [s for s in settings if s.valid and s.latency.p95 is not None]
     meeting = [s for s in valid if s.meets]
     fastest = _fastest(valid)
@@ -673,7 +667,7 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
             headline=f"No recommendation: no {_noun(settings)} has a valid measurement.",
             explanation=explanation,
         )
-    if thresholds_set and not meeting:
+    if not meeting:
         for s in valid:
             failed = [f"{v.name} (measured {v.measured})" for v in s.verdicts if not v.passed]
             explanation.append(f"{s.label} failed " + ", ".join(failed))
@@ -687,20 +681,18 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
             + (f" The fastest was {fastest.label}." if fastest else ""),
             explanation=explanation,
         )
-    pool = meeting if thresholds_set else valid
-    cheapest = _cheapest(pool)
-    balanced = _balanced(pool)
-    assert cheapest is not None and balanced is not None  # pool is not empty here
-    if thresholds_set:
+    decision = decide(meeting, tolerance_pct)
+    assert decision is not None  # meeting is not empty here
+    cheapest = decision.setting
+    balanced = _balanced(meeting)
+    assert balanced is not None
+    headline = _headline(decision)
+    if not thresholds_set and decision.decided_by == "cost":
         headline = (
-            f"Run {cheapest.label}: the cheapest setting that meets every threshold, "
-            f"at {money(cheapest.cost.total)} per 1M warm requests (p95 {cheapest.p95:.1f} ms)."
-        )
-    else:
-        headline = (
-            f"No thresholds were set. Cheapest: {cheapest.label} at "
+            f"No thresholds were set (errors count by default). Cheapest: {cheapest.label} at "
             f"{money(cheapest.cost.total)} per 1M requests; balanced: {balanced.label}."
         )
+    explanation += _tie_sentences(decision)
     if fastest is not None and fastest is not cheapest:
         extra = fastest.cost.total - cheapest.cost.total
         gained = cheapest.p95 - fastest.p95
@@ -718,7 +710,69 @@ def recommend(settings: Sequence[Setting], *, thresholds_set: bool) -> Recommend
         thresholds_set=thresholds_set,
         headline=headline,
         explanation=explanation,
+        decision=decision,
     )
+
+
+def _cost_shown(setting: Setting) -> str:
+    """ "$3.76 per 1M ± 0.3 %": the cost and its interval's half-width (when it has one)."""
+    text = f"{money(setting.cost.total)} per 1M"
+    estimate = setting.cost_estimate
+    if estimate is not None and setting.cost.total > 0:
+        half = (estimate.high - estimate.low) / 2 / setting.cost.total
+        text += f" ± {half:.1%}"
+    return text
+
+
+def _span(settings: Sequence[Setting]) -> str:
+    """ "128–1769 MB" for memory sizes alone, else the labels listed."""
+    if all(s.label == f"{s.memory_mb} MB" for s in settings):
+        sizes = sorted(s.memory_mb for s in settings)
+        return (
+            f"{sizes[0]}–{sizes[-1]} MB"
+            if len(sizes) > 2
+            else " and ".join(f"{m} MB" for m in sizes)
+        )
+    return ", ".join(s.label for s in settings)
+
+
+def _headline(decision: Pick) -> str:
+    """The pick and the rule that decided it, in one sentence."""
+    pick = decision.setting
+    if decision.decided_by == "cost":
+        return (
+            f"Run {pick.label}: the cheapest setting that meets every threshold, at "
+            f"{money(pick.cost.total)} per 1M warm requests (p95 {pick.p95:.1f} ms)."
+        )
+    same = f"{_span(decision.equivalent)} cost the same ({_cost_shown(decision.cheapest)})"
+    if decision.decided_by == "latency among equal costs":
+        slowest = max(decision.equivalent, key=lambda s: s.p95)
+        free = " More memory is free here." if pick.memory_mb > decision.cheapest.memory_mb else ""
+        return (
+            f"Run {pick.label}: {same}; {pick.label} has the lowest p95 ({pick.p95:.1f} ms vs "
+            f"{slowest.p95:.1f} ms at {slowest.label}).{free}"
+        )
+    return (
+        f"Run {pick.label}: {same} and none is clearly faster (p95 {pick.p95:.1f} ms); the "
+        "smallest is the pick."
+    )
+
+
+def _tie_sentences(decision: Pick) -> list[str]:
+    """What the cost comparison with the cheapest said about each other candidate."""
+    out = []
+    for d in decision.differences:
+        shown = f"{d.b.label} vs {d.a.label}: {_signed_money(d.value)} per 1M ({d.pct:+.2f} %"
+        interval = f", 95 % CI {_signed_money(d.low)} to {_signed_money(d.high)})"
+        if d.relation == "undetermined":
+            out.append(
+                f"{shown}{interval}: cost not yet known to be the same or different at the "
+                f"{d.margin / min(d.a.cost.total, d.b.cost.total):.1%} margin; measure longer "
+                "to tell."
+            )
+        elif d.relation == "same" and d.b in decision.equivalent and d.b is not d.a:
+            out.append(f"{shown}{interval}: the same cost.")
+    return out
 
 
 def _cold_sentence(setting: Setting) -> str:
@@ -740,68 +794,110 @@ def how_sure(
     recommendation: Recommendation,
     thresholds: Thresholds,
     *,
-    repeats: int,
+    tolerance_pct: float,
 ) -> Confidence:
-    """How sure the pick is: its share of resamples meeting every latency threshold, and any
-    cheaper size that is too close to call (it meets them in enough resamples of its own)."""
+    """How sure the pick is, as the pick: how often the rule, applied to every setting's
+    figures resampled together, picks it; under PICK_SHARE_NEEDED it is too close to call
+    between it and what is picked instead, with how much more measuring would separate them."""
     pick = recommendation.cheapest
+    decision = recommendation.decision
     if recommendation.degraded:
         return Confidence(level="none", statement="No pick: a step is degraded.")
-    if pick is None:
+    if recommendation.short_of_data:
+        return Confidence(
+            level="not enough data",
+            statement=f"No pick: {recommendation.short_of_data[0].label} has not enough data.",
+        )
+    if pick is None or decision is None:
         return Confidence(level="none", statement="No pick: no size met the thresholds.")
     limits = {
         statistic: getattr(thresholds, f"{statistic}_ms")
         for statistic in LATENCY_THRESHOLDS
         if getattr(thresholds, f"{statistic}_ms") is not None
     }
-    if not limits:
-        return Confidence(
-            level="by cost only",
-            statement=(
-                f"{pick.label} is the cheapest at steady state; no latency threshold "
-                "was set, so no resampling decides it."
-            ),
-        )
-    rule = " and ".join(f"{name} ≤ {limit:g} ms" for name, limit in limits.items())
-    pick_share = _meets_share(pick, limits)
-    too_close: list[str] = []
-    needed: list[int] = []
+    # Counts (errors, drops, throughput) are not resampled: a setting failing one is out.
     candidates = [
-        s for s in settings if s.trusted and s is not pick and s.cost.total < pick.cost.total
+        s
+        for s in settings
+        if s.trusted and all(v.passed for v in s.verdicts if v.statistic is None)
     ]
-    for other in candidates:
-        share = _meets_share(other, limits)
-        if share > 1 - SURE:
-            too_close.append(
-                f"{_versus(other, pick)}: too close to call: "
-                f"{other.label} meets {rule} in {share:.0%} of resamples"
+    share, runner_up = pick_share(candidates, decision, limits, tolerance_pct)
+    statement = f"{pick.label} is the pick in {share:.0%} of resamples"
+    if limits:
+        rule = " and ".join(f"{name} ≤ {limit:g} ms" for name, limit in limits.items())
+        statement += f"; it meets {rule} in {_meets_share(pick, limits):.0%}"
+    too_close: list[str] = []
+    seconds_needed = None
+    if share < PICK_SHARE_NEEDED:
+        if runner_up is not None:
+            seconds_needed = _seconds_to_separate(pick, runner_up, decision.decided_by, limits)
+            call = f"too close to call between {pick.label} and {runner_up.label}"
+        else:  # in the other resamples nothing met the thresholds
+            factor = _threshold_factor(pick, limits)
+            seconds_needed = factor * pick.measured_s if factor > 1 else None
+            call = f"too close to call whether {pick.label} meets its thresholds"
+        too_close.append(call)
+        statement += f"; {call}"
+        if seconds_needed is not None:
+            statement += (
+                f": at this noise, about {seconds_needed:,.0f} s measured per setting would "
+                f"settle it (this run had {pick.measured_s:,.0f} s)"
             )
-            needed.append(_repeats_to_separate(other, limits, repeats))
-    if pick_share < SURE:
-        needed.append(_repeats_to_separate(pick, limits, repeats))
-    statement = f"{pick.label} meets {rule} in {pick_share:.0%} of resamples"
-    if too_close:
-        level = "too close to call"
-        statement += "; " + "; ".join(too_close)
-    elif pick_share >= SURE:
+    level: Literal["sure", "likely", "too close to call"]
+    if share >= SURE:
         level = "sure"
-    elif pick_share >= LIKELY:
+    elif share >= PICK_SHARE_NEEDED:
         level = "likely"
     else:
         level = "too close to call"
-    repeats_needed = max(needed) if needed else None
-    if repeats_needed is not None and repeats_needed > repeats:
-        statement += (
-            f". At this noise, about {repeats_needed} repeats per size would separate them "
-            f"(this run had {repeats})"
-        )
     return Confidence(
         level=level,
         statement=statement + ".",
-        meets_share=pick_share,
+        meets_share=_meets_share(pick, limits) if limits else None,
+        pick_share=share,
+        runner_up=runner_up.label if runner_up is not None and share < 1 else None,
         too_close=too_close,
-        repeats_needed=repeats_needed if repeats_needed and repeats_needed > repeats else None,
+        seconds_needed=seconds_needed,
     )
+
+
+def _seconds_to_separate(
+    pick: Setting, other: Setting, decided_by: str, limits: dict[str, float]
+) -> float | None:
+    """Measured seconds per setting at which what makes the call close would be settled: a
+    95 % interval narrows with the square root of the data, so (half-width / gap)² times what
+    was measured. The gaps: each one's latency thresholds (interval against limit) and the
+    comparison that decided the pick (p95 when latency did, else cost)."""
+    factors = [_threshold_factor(s, limits) for s in (pick, other)]
+    if decided_by == "latency among equal costs":
+        difference = compare_many(
+            pick.histogram, other.histogram, ["p95"], deff_a=pick.deff, deff_b=other.deff
+        ).get("p95")
+        if difference is not None and difference.value:
+            half = (difference.high - difference.low) / 2
+            factors.append((half / abs(difference.value)) ** 2)
+    else:
+        se_a, se_b = cost_se(pick), cost_se(other)
+        gap = abs(other.cost.total - pick.cost.total)
+        if se_a is not None and se_b is not None and gap > 0:
+            factors.append((Z_975 * math.hypot(se_a, se_b) / gap) ** 2)
+    worst = max(factors, default=1.0)
+    if worst <= 1.0:
+        return None
+    return min(100.0, worst) * max(pick.measured_s, other.measured_s)
+
+
+def _threshold_factor(setting: Setting, limits: dict[str, float]) -> float:
+    """(half-width / distance to the limit)² of its closest latency threshold."""
+    worst = 1.0
+    for statistic, limit in limits.items():
+        estimate = setting.estimates.get(statistic)
+        if estimate is None:
+            continue
+        margin = abs(estimate.value - limit)
+        half = (estimate.high - estimate.low) / 2
+        worst = max(worst, (half / margin) ** 2 if margin > 0 else 100.0)
+    return worst
 
 
 def _versus(a: Setting, b: Setting) -> str:
@@ -829,22 +925,6 @@ def _meets_share(setting: Setting, limits: dict[str, float]) -> float:
     return float(meets.mean())
 
 
-def _repeats_to_separate(setting: Setting, limits: dict[str, float], repeats: int) -> int:
-    """Repeats at which the closest threshold's 95 % interval would clear its limit: the
-    interval narrows with the square root of the data, so (half-width / margin)² times."""
-    worst = 1.0
-    for statistic, limit in limits.items():
-        estimate = setting.estimates.get(statistic)
-        if estimate is None:
-            continue
-        margin = abs(estimate.value - limit)
-        half = (estimate.high - estimate.low) / 2
-        if margin <= 0:
-            return 1000
-        worst = max(worst, (half / margin) ** 2)
-    return min(1000, math.ceil(repeats * worst))
-
-
 def run_verdict(analysis: Analysis) -> RunVerdict:
     """The verdict as data: what results.json stores for CI and scripts."""
     recommendation = analysis.recommendation
@@ -852,17 +932,45 @@ def run_verdict(analysis: Analysis) -> RunVerdict:
         level="none", statement="intervals were not computed"
     )
     pick = recommendation.cheapest
+    decision = recommendation.decision
     moved = _noun(analysis.settings) == "setting"
+
+    def key(setting: Setting) -> str:
+        return setting.label if moved else str(setting.memory_mb)
+
     return RunVerdict(
         recommended=None if pick is None else recommended_point(pick.point, analysis.results),
         recommended_mb=pick.memory_mb if pick else None,
-        met={(s.label if moved else str(s.memory_mb)): s.meets for s in analysis.settings},
+        met={key(s): s.meets for s in analysis.settings},
         degraded_steps=recommendation.degraded,
         confidence=confidence,
         headline=recommendation.headline,
         fastest_mb=recommendation.fastest.memory_mb if recommendation.fastest else None,
         balanced_mb=recommendation.balanced.memory_mb if recommendation.balanced else None,
         exit_code=exit_code(analysis),
+        decided_by=decision.decided_by if decision is not None and pick is not None else None,
+        equivalent=[key(s) for s in decision.equivalent] if decision is not None else [],
+        cost_tolerance_pct=analysis.results.scenario.decision.cost_tolerance_pct,
+        costs={
+            key(s): CostInterval(
+                value=s.cost.total,
+                low=s.cost_estimate.low if s.cost_estimate else None,
+                high=s.cost_estimate.high if s.cost_estimate else None,
+            )
+            for s in analysis.settings
+        },
+        cost_differences=[
+            CostPair(
+                a=key(d.a),
+                b=key(d.b),
+                value=d.value,
+                low=d.low,
+                high=d.high,
+                margin=d.margin,
+                relation=d.relation,
+            )
+            for d in (decision.differences if decision is not None else [])
+        ],
     )
 
 
@@ -879,11 +987,15 @@ def recommended_point(point: Point, results: Results) -> RecommendedPoint:
 
 
 def exit_code(analysis: Analysis) -> int:
-    """The run's verdict: 3 if a step is invalid or degraded, 1 if no setting met the
-    thresholds, else 0."""
+    """The run's verdict: 3 if a step is invalid or degraded, a setting has too little data to
+    rank or the pick is too close to call (the answer is not known: measure longer), 1 if no
+    setting met the thresholds, else 0."""
     if any(not step.valid or step.trust.degraded for step in analysis.results.steps):
         return 3
-    return 1 if analysis.recommendation.none_meet else 0
+    recommendation = analysis.recommendation
+    if recommendation.short_of_data or recommendation.too_close:
+        return 3
+    return 1 if recommendation.none_meet else 0
 
 
 # Metrics `report A B` compares per size: latency with bootstrap intervals of the difference,

@@ -93,7 +93,7 @@ class Row(PointRecord):
 def write_exports(results_path: Path) -> list[Path]:
     """Write the run's export files beside results_path; returns their paths."""
     results_path = Path(results_path)
-    analysis = analyse(read_results(results_path), intervals=False)
+    analysis = analyse(read_results(results_path))
     rows = summary_rows(analysis)
     files = {
         SUMMARY_CSV: summary_csv(rows),

@@ -716,6 +716,20 @@ class Thresholds(_Model):
     )
 
 
+class Decision(_Model):
+    """How settings are told apart: when two costs are "the same"."""
+
+    cost_tolerance_pct: float = Field(
+        0.5,
+        ge=0,
+        le=100,
+        description="two settings cost the same when their difference per 1M requests lies "
+        "wholly within this percentage of the cheaper bill (or cannot be told from zero); "
+        "among those, the clearly faster one is the pick",
+        examples=[1.0],
+    )
+
+
 class Workers(_Model):
     """The Locust processes that generate the load."""
 
@@ -785,6 +799,11 @@ class Scenario(_Model):
         Thresholds(),
         description="what a size must meet to be recommended",
         examples=[{"p95_ms": 250, "error_rate": 0.01}],
+    )
+    decision: Decision = Field(
+        Decision(),
+        description="how the pick is decided: the cost margin within which settings tie",
+        examples=[{"cost_tolerance_pct": 1.0}],
     )
     workers: Workers = Field(
         Workers(), description="Locust load generators", examples=[{"local": 2}]

@@ -1,0 +1,194 @@
+"""How the pick is decided: cost with an interval, when two costs are the same, the rule among
+settings that tie on cost, and how often a resampled run picks the same setting.
+
+API Gateway's fixed price per request is most of the bill when the function is quick, so two
+memory sizes often differ by a fraction of a cent per 1M requests: a rounding accident must
+not choose the size. Two settings cost the same when their difference cannot be told from
+zero at the run's noise (its interval holds zero) or lies wholly inside a practical margin
+(`decision.cost_tolerance_pct` of the cheaper bill). Among the settings that meet every
+threshold and cost the same as the cheapest, the clearly fastest (p95 lower than each other's,
+its interval clear of zero) is the pick; with none clearly fastest, the smallest memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from runner.analysis._setting import Setting
+from runner.analysis._stats import Z_975, compare_many, resampled
+
+Relation = Literal["same", "different", "undetermined"]
+DecidedBy = Literal["cost", "latency among equal costs", "smallest among equals"]
+# The pick stands when the rule picks it in at least this share of joint resamples.
+PICK_SHARE_NEEDED = 0.90
+PICK_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class CostDifference:
+    """b - a in US dollars per 1M requests, its 95 % interval, and what it says."""
+
+    a: Setting
+    b: Setting
+    value: float
+    low: float
+    high: float
+    margin: float  # the practical margin in dollars: tolerance × the cheaper bill
+    relation: Relation
+
+    @property
+    def pct(self) -> float:
+        """The difference as a percentage of the cheaper bill."""
+        cheaper = min(self.a.cost.total, self.b.cost.total)
+        return 100 * self.value / cheaper if cheaper else 0.0
+
+
+def cost_se(setting: Setting) -> float | None:
+    """The standard error of the setting's cost per 1M, from its interval (None: none)."""
+    estimate = setting.cost_estimate
+    if estimate is None:
+        return None
+    return (estimate.high - estimate.low) / (2 * Z_975)
+
+
+def cost_difference(a: Setting, b: Setting, tolerance_pct: float) -> CostDifference:
+    """b - a with its interval (the two settings' errors combined), classified: the same
+    (interval holds zero, or lies wholly within ±margin), different (wholly outside the
+    margin), or undetermined (it straddles the margin: more data would tell)."""
+    value = b.cost.total - a.cost.total
+    margin = tolerance_pct / 100 * min(a.cost.total, b.cost.total)
+    se_a, se_b = cost_se(a), cost_se(b)
+    # Without an interval on one side (no per-second billing records), only the margin decides.
+    half = Z_975 * math.hypot(se_a, se_b) if se_a is not None and se_b is not None else 0.0
+    low, high = value - half, value + half
+    relation: Relation
+    if low <= 0 <= high or (-margin <= low and high <= margin):
+        relation = "same"
+    elif high < -margin or low > margin:
+        relation = "different"
+    else:
+        relation = "undetermined"
+    return CostDifference(a, b, value, low, high, margin, relation)
+
+
+def _faster(a: Setting, b: Setting) -> bool:
+    """a's p95 is lower than b's, the 95 % interval of the difference clear of zero."""
+    difference = compare_many(a.histogram, b.histogram, ["p95"], deff_a=a.deff, deff_b=b.deff).get(
+        "p95"
+    )
+    return difference is not None and difference.low > 0  # b - a: must be > 0
+
+
+def clearly_faster(setting: Setting, others: Sequence[Setting]) -> bool:
+    """Its p95 is lower than each other's, the difference's 95 % interval clear of zero."""
+    return all(_faster(setting, other) for other in others)
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The rule's answer among the settings that meet every threshold."""
+
+    setting: Setting
+    cheapest: Setting  # the lowest cost per 1M as measured
+    equivalent: list[Setting]  # the same cost as the cheapest (the cheapest and pick included)
+    undetermined: list[Setting]  # neither the same nor different from the cheapest yet
+    decided_by: DecidedBy
+    differences: list[CostDifference]  # the cheapest against each other candidate
+
+
+def decide(pool: Sequence[Setting], tolerance_pct: float) -> Pick | None:
+    """The pick among `pool` (settings meeting every threshold): the cheapest, unless others
+    cost the same; then the clearly fastest of those, else the smallest memory."""
+    if not pool:
+        return None
+    cheapest = min(pool, key=lambda s: (s.cost.total, s.memory_mb))
+    differences = [cost_difference(cheapest, s, tolerance_pct) for s in pool if s is not cheapest]
+    equivalent = [cheapest] + [d.b for d in differences if d.relation == "same"]
+    undetermined = [d.b for d in differences if d.relation == "undetermined"]
+    if len(equivalent) == 1:
+        return Pick(cheapest, cheapest, equivalent, undetermined, "cost", differences)
+    equivalent.sort(key=lambda s: (s.memory_mb, s.cost.total))
+    fastest = min(equivalent, key=lambda s: s.p95)
+    if clearly_faster(fastest, [s for s in equivalent if s is not fastest]):
+        return Pick(
+            fastest, cheapest, equivalent, undetermined, "latency among equal costs", differences
+        )
+    return Pick(
+        equivalent[0], cheapest, equivalent, undetermined, "smallest among equals", differences
+    )
+
+
+def _cost_draws(setting: Setting, rng: np.random.Generator, resamples: int) -> np.ndarray:
+    se = cost_se(setting) or 0.0
+    draws: np.ndarray = rng.normal(setting.cost.total, se, resamples)
+    return draws
+
+
+def pick_share(
+    candidates: Sequence[Setting],
+    pick: Pick,
+    limits: Mapping[str, float],
+    tolerance_pct: float,
+    *,
+    resamples: int = PICK_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, Setting | None]:
+    """How often the rule, applied to jointly resampled figures, picks the same setting, and
+    the setting it picks most often instead (None: never another).
+
+    candidates: the settings that met the non-latency thresholds (errors, drops, throughput:
+    counts, not resampled). In each resample every setting's p50/p95/p99 come from its own
+    histogram (n / deff draws) and its cost from its interval; a setting meets the latency
+    thresholds in the resample or not; among those that do, the ones within the margin of the
+    cheapest tie, and the rule decides among them as it did for the run: the one the run showed
+    clearly faster than the others that tie, else the smallest memory (the cheapest alone when
+    nothing ties).
+    """
+    rng = np.random.default_rng(seed)
+    statistics = sorted({*limits, "p95"})
+    meets = np.zeros((len(candidates), resamples), dtype=bool)
+    p95 = np.full((len(candidates), resamples), np.inf)
+    cost = np.zeros((len(candidates), resamples))
+    for i, setting in enumerate(candidates):
+        draws = resampled(
+            setting.histogram, statistics, deff=setting.deff, resamples=resamples, seed=seed + i
+        )
+        if not draws:
+            continue
+        ok = np.ones(resamples, dtype=bool)
+        for statistic, limit in limits.items():
+            ok &= draws[statistic] <= limit
+        meets[i], p95[i], cost[i] = ok, draws["p95"], _cost_draws(setting, rng, resamples)
+    memory = np.array([s.memory_mb for s in candidates], dtype=float)
+    faster: dict[tuple[int, int], bool] = {}  # (i, j): i clearly faster than j (from the run)
+
+    def clearly(i: int, j: int) -> bool:
+        if (i, j) not in faster:
+            faster[i, j] = _faster(candidates[i], candidates[j])
+        return faster[i, j]
+
+    picks: Counter[int] = Counter()
+    for r in range(resamples):
+        eligible = np.flatnonzero(meets[:, r])
+        if eligible.size == 0:
+            picks[-1] += 1
+            continue
+        cheapest = cost[eligible, r].min()
+        tied = [int(i) for i in eligible[cost[eligible, r] <= cheapest * (1 + tolerance_pct / 100)]]
+        fastest = min(tied, key=lambda i: p95[i, r])
+        if len(tied) > 1 and all(clearly(fastest, j) for j in tied if j != fastest):
+            chosen = fastest
+        else:
+            chosen = min(tied, key=lambda i: (memory[i], cost[i, r]))
+        picks[chosen] += 1
+    index = next(i for i, s in enumerate(candidates) if s is pick.setting)
+    share = picks[index] / resamples
+    others = [(count, i) for i, count in picks.items() if i not in (index, -1)]
+    runner_up = candidates[max(others)[1]] if others else None
+    return share, runner_up

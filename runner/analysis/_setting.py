@@ -1,0 +1,99 @@
+"""A setting as the analysis sees it: one sweep point, its steps (repeats) pooled, its figures,
+its cost and its threshold verdicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+
+from runner.analysis._cost import ColdStartCost, CostPerMillion
+from runner.analysis._stats import Estimate
+from runner.results import DegradedStep, Latency, Step
+from runner.scenario import Point, PointRecord
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One threshold checked against one memory setting."""
+
+    name: str  # "p95 ≤ 200 ms"
+    measured: str  # "183.2 ms"
+    passed: bool
+    # False when the 95 % interval straddles the limit: the verdict could flip on a re-run.
+    confident: bool = True
+    statistic: str | None = None  # p50, p95 or p99 for a latency threshold (resampled)
+
+
+@dataclass(frozen=True)
+class FunctionSide:
+    """What the function's REPORT lines say about a setting (all repeats pooled)."""
+
+    invocations: int
+    cold_starts: int
+    init_ms_mean: float | None
+    init_ms_max: float | None
+    duration_ms_mean: float | None
+    warm_duration_ms_mean: float | None
+    warm_duration_ms_p95: float | None  # the worst repeat's: percentiles don't pool
+    cold_duration_ms_mean: float | None  # handler time of cold invocations, init excluded
+    billed_ms_mean: float | None
+    max_memory_used_mb: int | None
+    source: str
+
+
+@dataclass(eq=False)
+class Setting(PointRecord):
+    """One sweep point (a memory size, and the other axes' values a sweep moves): its steps
+    (repeats) pooled."""
+
+    point: Point
+    steps: list[Step]
+    requests: int
+    failures: int
+    measured_s: float
+    dropped_arrivals: int
+    offered: int | None  # open model: arrivals in the windows, sent or dropped
+    latency: Latency
+    histogram: HdrHistogram
+    estimates: dict[str, Estimate]
+    function: FunctionSide
+    cost: CostPerMillion  # steady state: warm invocations (what a size costs when warm)
+    cold: ColdStartCost  # what cold starts add at this load, shown beside, not ranked on
+    # cost.total's 95 % interval, from the warm invocations' billed durations batched per
+    # second of the window (None: no per-second billing records, e.g. a schema 3 file)
+    cost_estimate: Estimate | None = None
+    deff: float = 1.0  # variance inflation of the latency figures (_stats.design_effect)
+    verdicts: list[Verdict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    # Why its window is too thin to rank ("" when it is not): no pick rests on it.
+    short_of_data: str = ""
+    degraded: list[DegradedStep] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.measured_s if self.measured_s > 0 else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        return self.failures / self.requests if self.requests else 1.0
+
+    @property
+    def drop_rate(self) -> float | None:
+        return self.dropped_arrivals / self.offered if self.offered else None
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems and self.requests > 0
+
+    @property
+    def trusted(self) -> bool:
+        return self.valid and not self.degraded
+
+    @property
+    def meets(self) -> bool:
+        return self.trusted and all(verdict.passed for verdict in self.verdicts)
+
+    @property
+    def p95(self) -> float:
+        return self.latency.p95 if self.latency.p95 is not None else float("inf")

@@ -1,0 +1,166 @@
+"""The pick when settings tie on cost, cost with an interval, and no verdict without evidence.
+
+In process, on results built as a run writes them (tests/test_report.py's make_step): API
+Gateway's $3.50 per 1M is most of the bill, so sizes whose compute costs the same
+(memory × billed duration held equal) must tie, and the faster one is then the pick.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runner.analysis import analyse, run_verdict
+from runner.analysis._decision import cost_difference
+from runner.analysis._stats import Batch, mean_interval
+from runner.analysis._verdict import DEFAULT_ERROR_RATE, exit_code
+from runner.results import Results, read_results, write_results
+from tests.test_report import make_results, make_step
+
+
+def tied_mix(*, seed: int = 0, fast: tuple[float, float, float] = (60.0, 20.0, 10.0)) -> Results:
+    """128, 256 and 512 MB whose compute costs the same (memory × billed ms held equal), p95
+    falling with memory: the read-and-echo case where more memory is free."""
+    return make_results(
+        [
+            make_step(index=1, memory=128, median_ms=fast[0], billed_ms=20.0, seed=seed),
+            make_step(index=2, memory=256, median_ms=fast[1], billed_ms=10.0, seed=seed),
+            make_step(index=3, memory=512, median_ms=fast[2], billed_ms=5.0, seed=seed),
+        ],
+        thresholds={"p95_ms": 3000},
+    )
+
+
+def test_given_settings_that_cost_the_same_then_the_clearly_faster_is_the_pick() -> None:
+    analysis = analyse(tied_mix())
+    verdict = run_verdict(analysis)
+
+    assert verdict.recommended_mb == 512
+    assert verdict.decided_by == "latency among equal costs"
+    assert verdict.equivalent == ["128", "256", "512"]
+    assert {pair.relation for pair in verdict.cost_differences} == {"same"}
+    headline = verdict.headline
+    assert headline.startswith("Run 512 MB: 128–512 MB cost the same ($"), headline
+    assert "512 MB has the lowest p95" in headline and "More memory is free here." in headline
+    assert verdict.confidence.pick_share is not None and verdict.confidence.pick_share >= 0.9
+    assert verdict.exit_code == 0
+
+
+def test_given_equal_costs_and_no_clearly_faster_setting_then_the_smallest_is_the_pick() -> None:
+    verdict = run_verdict(analyse(tied_mix(fast=(20.0, 20.0, 20.0))))
+
+    assert verdict.decided_by == "smallest among equals"
+    assert verdict.recommended_mb == 128
+    assert "none is clearly faster" in verdict.headline
+    assert verdict.exit_code == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_given_identical_runs_of_a_tied_mix_then_the_pick_is_the_same(seed: int) -> None:
+    # GIVEN two runs of the same mix, measured apart (other random draws)
+    a, b = (run_verdict(analyse(tied_mix(seed=s))) for s in (seed, seed + 10))
+    # THEN a fraction of a cent no longer chooses the size
+    assert (a.recommended_mb, a.decided_by) == (b.recommended_mb, b.decided_by)
+
+
+def test_given_a_clear_cost_difference_then_cost_decides() -> None:
+    # 1024 MB billing 40 ms costs $0.67 per 1M more than 128 MB billing 40 ms: 15 % of the bill
+    results = make_results(
+        [
+            make_step(index=1, memory=128, median_ms=30.0, billed_ms=40.0),
+            make_step(index=2, memory=1024, median_ms=10.0, billed_ms=40.0),
+        ],
+        thresholds={"p95_ms": 3000},
+    )
+    verdict = run_verdict(analyse(results))
+
+    assert verdict.decided_by == "cost" and verdict.recommended_mb == 128
+    assert verdict.equivalent == ["128"]
+    (pair,) = verdict.cost_differences
+    assert pair.relation == "different" and pair.low > pair.margin
+    assert verdict.costs["128"].low is not None and verdict.costs["128"].high is not None
+    assert verdict.costs["128"].low <= verdict.costs["128"].value <= verdict.costs["128"].high
+
+
+def test_given_a_cost_difference_then_same_different_or_undetermined_by_its_interval() -> None:
+    settings = analyse(tied_mix()).settings
+    small, _, large = settings
+    # The same within the practical margin, or when the interval holds zero
+    assert cost_difference(small, large, 0.5).relation == "same"
+    # A margin of 0 leaves only "holds zero": still the same (equal compute)
+    assert cost_difference(small, large, 0.0).relation == "same"
+
+    results = make_results(
+        [
+            make_step(index=1, memory=128, median_ms=30.0, billed_ms=40.0, billed_noise=0.4),
+            make_step(index=2, memory=160, median_ms=30.0, billed_ms=40.0, billed_noise=0.4),
+        ]
+    )
+    a, b = analyse(results).settings
+    d = cost_difference(a, b, 0.15)
+    # 160 MB costs 0.4 % more (a noisy estimate): above zero, straddling the 0.15 % margin
+    assert d.low > 0 or d.relation == "same"
+    if d.low > 0:
+        assert d.relation in ("undetermined", "different")
+
+
+def test_given_per_second_batches_then_the_mean_has_an_interval_that_widens_with_their_spread() -> (
+    None
+):
+    steady = [[Batch(10, 20.0) for _ in range(12)]]
+    noisy = [[Batch(10, 20.0 + (4.0 if t % 2 else -4.0)) for t in range(12)]]
+    quiet, loud = mean_interval(steady), mean_interval(noisy)
+    assert quiet is not None and loud is not None
+    assert quiet.low == quiet.high == 20.0
+    assert loud.low < 20.0 < loud.high
+    assert mean_interval([[Batch(10, 20.0)]]) is None  # one second: no noise known
+
+
+def test_given_a_window_of_a_few_requests_then_not_enough_data_and_exit_3() -> None:
+    results = make_results(
+        [
+            make_step(index=1, memory=128, median_ms=30.0, requests=12),
+            make_step(index=2, memory=1024, median_ms=10.0, requests=12),
+        ],
+        thresholds={"p95_ms": 3000},
+    )
+    analysis = analyse(results)
+    verdict = run_verdict(analysis)
+
+    assert verdict.recommended_mb is None and verdict.exit_code == 3 == exit_code(analysis)
+    assert verdict.headline.startswith("No recommendation: 128 MB has not enough data: 12 ")
+    assert verdict.confidence.level == "not enough data"
+    assert any("Measure longer" in line for line in analysis.recommendation.explanation)
+
+
+def test_given_errors_and_no_error_threshold_then_the_default_applies() -> None:
+    results = make_results(
+        [
+            make_step(index=1, memory=128, median_ms=30.0, failures=200),
+            make_step(index=2, memory=1024, median_ms=10.0),
+        ],
+        thresholds={"p95_ms": 3000},
+    )
+    analysis = analyse(results)
+    small = analysis.settings[0]
+
+    (errors,) = [v for v in small.verdicts if v.name.startswith("errors")]
+    assert errors.name == f"errors ≤ {DEFAULT_ERROR_RATE:.2%} (default)" and not errors.passed
+    assert run_verdict(analysis).recommended_mb == 1024
+
+
+def test_given_a_schema_3_file_then_it_is_read_and_its_verdict_rederived(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    write_results(tied_mix(), path)
+    data = json.loads(path.read_text())
+    data["schema_version"] = 3
+    for step in data["steps"]:
+        del step["invocations"]["warm_billed_by_second"]
+    path.write_text(json.dumps(data))
+
+    analysis = analyse(read_results(path))
+
+    assert all(s.cost_estimate is None for s in analysis.settings)  # no per-second billing
+    assert run_verdict(analysis).decided_by == "latency among equal costs"  # by the margin
