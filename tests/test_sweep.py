@@ -198,7 +198,7 @@ def test_given_a_sweep_over_memory_api_and_handler_then_valid_results_for_every_
     assert 'data-memory="512"' in html and "512 MB · HTTP API · tutorial_handler" in html
     # The file itself: plain JSON, versioned, with the verdict and the scenario as written.
     data = json.loads((tmp_path / "reports" / "test" / "results.json").read_text())
-    assert data["schema_version"] == 3
+    assert data["schema_version"] == 4
     verdict = data["verdict"]
     assert verdict["exit_code"] == 0 and verdict["recommended_mb"] in (512, 1024)
     # The pick on every axis; the API type's price gap ($2.50 per 1M) decides it here.

@@ -76,10 +76,11 @@ LIKELY = 0.80
 # Errors count by default, as drops do: a setting whose requests fail is not measured at the
 # load asked for. A scenario may set thresholds.error_rate higher (or lower).
 DEFAULT_ERROR_RATE = 0.01
-# The least a window must hold for its p95 and intervals to mean anything: 20 requests puts
-# p95 below the maximum; 3 s gives the design effect three one-second batches.
+# The least a window must hold for its p95 and intervals to mean anything: 20 requests put p95
+# below the maximum; 2 s give the design effect two one-second batches (one second says nothing
+# of its own noise; with two, Student's t at 1 degree of freedom widens the interval ~42-fold).
 MIN_WINDOW_REQUESTS = 20
-MIN_WINDOW_S = 3.0
+MIN_WINDOW_S = 2.0
 # Latency thresholds a resample can check (error rate, throughput and drops are counts,
 # not resampled).
 LATENCY_THRESHOLDS = ("p50", "p95", "p99")

@@ -34,6 +34,7 @@ from runner.scenario._models import (
     UrlTarget,
     json_schema,
     point_label,
+    step_load,
     value_name,
     write_json_schema,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "point_label",
     "read_scenario_text",
     "reference_markdown",
+    "step_load",
     "value_name",
     "with_overrides",
     "with_target",

@@ -283,6 +283,35 @@ class Sweep(_Model):
         "per repeat, so a drift hits every size",
         examples=["interleaved"],
     )
+    until: Literal["fixed", "confident"] = Field(
+        "fixed",
+        description="fixed: each step runs the load profile as written; confident: settings are "
+        "measured in interleaved rounds at the profile's peak load, each until nothing the "
+        "verdict needs about it is unsettled (min_s to max_s measured per setting)",
+        examples=["confident"],
+    )
+    round_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="until: confident: measured seconds per setting per round (warm-up added)",
+        examples=[10],
+    )
+    min_s: float = Field(
+        10.0,
+        ge=0,
+        le=86_400,
+        description="until: confident: measured seconds per setting before it may stop",
+        examples=[10],
+    )
+    max_s: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="until: confident: measured seconds per setting at most (then the verdict "
+        "says what is still unsettled)",
+        examples=[120],
+    )
     settle_s: float = Field(
         0.0, ge=0, le=3600, description="wait after a memory change, before the load", examples=[2]
     )
@@ -361,6 +390,20 @@ class Sweep(_Model):
                     raise ValueError(f"lists point {i + 1} twice ({point_label(point)})")
         return value
 
+    @model_validator(mode="after")
+    def _confident_bounds(self) -> Sweep:
+        if self.until == "confident":
+            if self.repeats != 1:
+                raise ValueError(
+                    "sweep.repeats: until: confident measures in rounds until the answer is "
+                    "known; bound it with min_s and max_s instead of repeats"
+                )
+            if self.min_s > self.max_s:
+                raise ValueError(
+                    f"sweep.min_s: {self.min_s:g} s is more than max_s ({self.max_s:g} s)"
+                )
+        return self
+
     @property
     def swept_axes(self) -> list[str]:
         """The axes beside memory this sweep moves (an explicit point list: those it names)."""
@@ -386,6 +429,19 @@ class Sweep(_Model):
             for api in apis
             for memory in self.memory_mb
         ]
+
+
+def step_load(scenario: Scenario) -> ClosedLoad | OpenLoad:
+    """The load of one step: the profile as written (until: fixed), or one round (until:
+    confident): the profile's peak users (or its rate) for the warm-up and round_s."""
+    load, sweep = scenario.load, scenario.sweep
+    if sweep.until == "fixed":
+        return load
+    length = sweep.warmup_s + sweep.round_s
+    if isinstance(load, OpenLoad):
+        return load.model_copy(update={"duration_s": length})
+    peak = Stage(users=load.peak_users, duration_s=length)
+    return load.model_copy(update={"stages": [peak]})
 
 
 class PointRecord:

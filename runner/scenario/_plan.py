@@ -6,10 +6,11 @@ live terminal (whose whole-run bar and ETA count its steps and their estimated l
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import pairwise
 
-from runner.scenario._models import ClosedLoad, Point, Scenario, point_label
+from runner.scenario._models import ClosedLoad, Point, Scenario, point_label, step_load
 
 # Per-step time outside the load, measured on local sweeps here (5 s and 30 s steps): the
 # local stack swaps every sandbox for the new size and Locust stops its users in 1-3 s. On
@@ -30,12 +31,25 @@ SEED_ITEMS_PER_S = 80.0
 
 def plan_steps(scenario: Scenario) -> list[tuple[Point, int]]:
     """(point, repeat) in run order. as-listed: each point's repeats together; interleaved:
-    the whole list once per repeat, so a drift in the host or the cloud hits every point."""
+    the whole list once per repeat, so a drift in the host or the cloud hits every point.
+    until: confident: every round that could run (a point stops early once it is settled),
+    interleaved: the repeat is the round."""
     points = scenario.sweep.planned_points()
     repeats = range(1, scenario.sweep.repeats + 1)
+    if scenario.sweep.until == "confident":
+        return [
+            (point, round_) for round_ in range(1, max_rounds(scenario) + 1) for point in points
+        ]
     if scenario.sweep.order == "interleaved":
         return [(point, repeat) for repeat in repeats for point in points]
     return [(point, repeat) for point in points for repeat in repeats]
+
+
+def max_rounds(scenario: Scenario) -> int:
+    """until: confident: the rounds that measure a setting for max_s (the last may be short
+    of a full round_s only in the plan's count: it runs whole)."""
+    sweep = scenario.sweep
+    return max(1, math.ceil(sweep.max_s / sweep.round_s - 1e-9))
 
 
 @dataclass(frozen=True)
@@ -43,7 +57,8 @@ class Plan:
     """What a run will do, estimated before it starts."""
 
     steps: list[tuple[Point, int]]  # (point, repeat), in run order
-    repeats: int
+    repeats: int  # until: confident: the most rounds
+    until: str
     target: str
     load_s: float  # each step's load, warm-up included
     warmup_s: float
@@ -75,10 +90,17 @@ class Plan:
     def lines(self) -> list[str]:
         """The plan as `validate` and `--dry-run` print it."""
         count = len(self.steps)
-        out = [f"plan: {count} step{'s' if count != 1 else ''} on the {self.target} target"]
+        if self.until == "confident":
+            out = [
+                f"plan: up to {count} steps on the {self.target} target: rounds of every setting, "
+                "each stopping once nothing the verdict needs about it is unsettled"
+            ]
+        else:
+            out = [f"plan: {count} step{'s' if count != 1 else ''} on the {self.target} target"]
         width = len(str(count))
         for index, (point, repeat) in enumerate(self.steps, start=1):
-            again = f", repeat {repeat}/{self.repeats}" if self.repeats > 1 else ""
+            word = "round" if self.until == "confident" else "repeat"
+            again = f", {word} {repeat}/{self.repeats}" if self.repeats > 1 else ""
             out.append(f"  {index:>{width}}. {point_label(point)}{again}")
         out.append(f"load: {self.model} model, {self.load_text}")
         window = f"{_duration(self.load_s)} of load"
@@ -89,7 +111,10 @@ class Plan:
             )
         out.append(f"each step: {window}")
         out.append(self._requests_line())
-        out.append(f"estimated duration: {_duration(self.total_s)}")
+        if self.until == "confident":
+            out.append(f"estimated duration: at most {_duration(self.total_s)}")
+        else:
+            out.append(f"estimated duration: {_duration(self.total_s)}")
         out.append(f"  = {_duration(self.start_s)} to start the target and the Locust workers")
         parts = [f"{_duration(self.load_s)} load"]
         if self.settle_s:
@@ -130,7 +155,7 @@ class Plan:
 
 def describe_plan(scenario: Scenario) -> Plan:
     """The plan of a run of `scenario`: its steps, their length and the requests expected."""
-    load = scenario.load
+    load = step_load(scenario)
     sweep = scenario.sweep
     kind = scenario.target.kind
     warmup = min(sweep.warmup_s, load.duration_s)
@@ -157,7 +182,8 @@ def describe_plan(scenario: Scenario) -> Plan:
         per_step = load.rate_per_s * measured
     return Plan(
         steps=plan_steps(scenario),
-        repeats=sweep.repeats,
+        repeats=max_rounds(scenario) if sweep.until == "confident" else sweep.repeats,
+        until=sweep.until,
         target=kind,
         load_s=load.duration_s,
         warmup_s=warmup,
