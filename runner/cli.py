@@ -252,9 +252,16 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="memory sizes to sweep, e.g. 256,512 (sweep.memory_mb)",
     )
     quick.add_argument(
+        "--until",
+        choices=("fixed", "confident"),
+        help="fixed: each step runs the profile as written; confident: rounds until the "
+        "answer is known (sweep.until)",
+    )
+    quick.add_argument(
         "--duration",
         metavar="TIME",
-        help="each step's load: 20, 20s, 2m (a closed profile's stages and ramps scale to it)",
+        help="each step's load: 20, 20s, 2m (a closed profile's stages and ramps scale to it); "
+        "until confident: the most measured per setting (sweep.max_s)",
     )
     model = quick.add_mutually_exclusive_group()
     model.add_argument(
@@ -433,6 +440,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
     scenario, notes = with_overrides(
         scenario,
         memory=args.memory,
+        until=args.until,
         duration=args.duration,
         users=args.users,
         rate=args.rate,

@@ -419,6 +419,16 @@ class RunVerdict(_Model):
     cost_differences: list[CostPair] = Field(default_factory=list)  # the cheapest vs each other
 
 
+class RoundRecord(_Model):
+    """until: confident: one round of the interleaved settings, and what the look after it
+    decided (keys: labels, as the verdict's `met`)."""
+
+    round: int = Field(ge=1)
+    measured: list[str]  # the settings this round measured, in order
+    still_open: dict[str, str] = Field(default_factory=dict)  # kept measuring: why
+    stopped: dict[str, str] = Field(default_factory=dict)  # stopped after it: why
+
+
 class Results(_Model):
     schema_version: int = SCHEMA_VERSION
     run_id: str
@@ -436,6 +446,7 @@ class Results(_Model):
     steps: list[Step] = Field(default_factory=list)
     problems: list[Problem] = Field(default_factory=list)
     verdict: RunVerdict | None = None
+    rounds: list[RoundRecord] = Field(default_factory=list)  # until: confident: each look
 
     # Secrets are taken out when the results are built, and again when a file is read (one
     # written before this redaction existed must not put its key in a new report).

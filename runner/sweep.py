@@ -31,24 +31,36 @@ from runner.analysis import (
     Measured,
     Readings,
     Tick,
+    analyse,
     host_snapshot,
     load_tick,
     measure_step,
     step_window,
+    still_open,
 )
 from runner.errors import BadInput, MemsweepError
 from runner.invocations import Phases
 from runner.load import StepTraffic, Swarm, seed_items
 from runner.outputs import Event, Note, Phase, Planned, StepDone
-from runner.results import HostRecord, Problem, ProblemKind, Results, RunVerdict, write_results
+from runner.results import (
+    HostRecord,
+    Problem,
+    ProblemKind,
+    Results,
+    RoundRecord,
+    RunVerdict,
+    write_results,
+)
 from runner.scenario import (
     AXES,
     ClosedLoad,
     Point,
     Scenario,
     describe_plan,
+    max_rounds,
     plan_steps,
     point_label,
+    step_load,
 )
 from runner.targets import Target, make_target
 
@@ -228,51 +240,94 @@ class Sweep:
         return None
 
     def _steps(self, target: Target, swarm: Swarm) -> None:
-        plan = plan_steps(self.scenario)
-        for index, (point, repeat) in enumerate(plan, start=1):
-            self._check_stop()
-            target.mark(time.time())  # this step's logs start here, its seeding included
-            label = point_label(point)
-            phase = functools.partial(
-                Phase, index=index, memory_mb=point.memory_mb, repeat=repeat, label=label
-            )
-            items = self.scenario.seed.items
-            self.say(phase(phase="seeding", detail=f"{items} items" if items else ""))
-            # Seed while the previous step's sandboxes are warm, then change memory: the
-            # measured load meets fresh sandboxes, as after a real configuration change (the
-            # tutorial's cold-start spike), and seeding adds no cold starts between steps.
-            seeded = seed_items(
-                self.scenario, target, should_stop=lambda: bool(self.stop_requested)
-            )
-            self._check_stop()  # an interrupt cuts seeding short: never measure a half seed
-            self.say(phase(phase="setting memory", detail=f"to {label}"))
-            _apply(target, point)
-            if self.scenario.sweep.settle_s > 0:
-                self.say(phase(phase="settling"))
-            self._sleep(self.scenario.sweep.settle_s)
-            step, problems = self._one_step(
-                target, swarm, index=index, point=point, repeat=repeat, seeded=seeded
-            )
-            self.results.steps.append(step)
-            self._save()
-            self.say(StepDone(step))
-            self._check_stop()  # an interrupt explains whatever else went wrong in the step
-            why_down = target.alive()
-            if why_down is not None:
-                raise RunFailed(f"step {index}: {why_down}")
-            # Stated rule: a step that lost a worker or its target is kept (marked degraded,
-            # the lost worker named) and the sweep stops there: later steps would compare
-            # settings under a different load.
-            lost = [worker.id for worker in step.workers if worker.lost]
-            if lost:
-                raise RunFailed(
-                    f"step {index}: Locust worker(s) lost: {', '.join(lost)} "
-                    f"({step.workers[[w.id for w in step.workers].index(lost[0])].detail})"
+        if self.scenario.sweep.until == "confident":
+            self._rounds(target, swarm)
+            return
+        for index, (point, repeat) in enumerate(plan_steps(self.scenario), start=1):
+            self._step(target, swarm, index=index, point=point, repeat=repeat)
+
+    def _rounds(self, target: Target, swarm: Swarm) -> None:
+        """until: confident: every open setting once per round, interleaved, so host drift hits
+        all alike; after each round a look decides which settings are still open (why, in the
+        terminal and results.json) and the others stop. max_s bounds each setting."""
+        sweep = self.scenario.sweep
+        looks = max_rounds(self.scenario)
+        active = sweep.planned_points()
+        index = 0
+        for round_ in range(1, looks + 1):
+            for point in active:
+                index += 1
+                self._step(target, swarm, index=index, point=point, repeat=round_)
+            open_ = still_open(analyse(self.results), looks=looks)
+            record = RoundRecord(round=round_, measured=[point_label(p) for p in active])
+            following: list[Point] = []
+            for point in active:
+                label = point_label(point)
+                measured = sum(
+                    s.window_end - s.window_start for s in self.results.steps if s.point == point
                 )
-            broken = [problem for problem in problems if problem.kind in STOPS_THE_SWEEP]
-            if broken:
-                raise RunFailed(f"step {index}: {broken[0].detail}")
-            self._check_stop()
+                why = open_.get(point)
+                if why is None and measured < sweep.min_s:
+                    why = f"under min_s ({measured:.0f} of {sweep.min_s:g} s measured)"
+                if why is None:
+                    record.stopped[label] = f"settled after {measured:.0f} s"
+                elif measured + sweep.round_s > sweep.max_s + 1e-9:
+                    record.stopped[label] = f"max_s reached ({measured:.0f} s); still open: {why}"
+                else:
+                    record.still_open[label] = why
+                    following.append(point)
+            for label, why in {**record.stopped, **record.still_open}.items():
+                verb = "keeps measuring" if label in record.still_open else "stops"
+                self.say(Note(f"round {round_}: {label} {verb}: {why}"))
+            self.results.rounds.append(record)
+            self._save()
+            active = following
+            if not active:
+                return
+
+    def _step(self, target: Target, swarm: Swarm, *, index: int, point: Point, repeat: int) -> None:
+        """One step: seed, apply the point, load, record; stop the sweep on a broken step."""
+        self._check_stop()
+        target.mark(time.time())  # this step's logs start here, its seeding included
+        label = point_label(point)
+        phase = functools.partial(
+            Phase, index=index, memory_mb=point.memory_mb, repeat=repeat, label=label
+        )
+        items = self.scenario.seed.items
+        self.say(phase(phase="seeding", detail=f"{items} items" if items else ""))
+        # Seed while the previous step's sandboxes are warm, then change memory: the
+        # measured load meets fresh sandboxes, as after a real configuration change (the
+        # tutorial's cold-start spike), and seeding adds no cold starts between steps.
+        seeded = seed_items(self.scenario, target, should_stop=lambda: bool(self.stop_requested))
+        self._check_stop()  # an interrupt cuts seeding short: never measure a half seed
+        self.say(phase(phase="setting memory", detail=f"to {label}"))
+        _apply(target, point)
+        if self.scenario.sweep.settle_s > 0:
+            self.say(phase(phase="settling"))
+        self._sleep(self.scenario.sweep.settle_s)
+        step, problems = self._one_step(
+            target, swarm, index=index, point=point, repeat=repeat, seeded=seeded
+        )
+        self.results.steps.append(step)
+        self._save()
+        self.say(StepDone(step))
+        self._check_stop()  # an interrupt explains whatever else went wrong in the step
+        why_down = target.alive()
+        if why_down is not None:
+            raise RunFailed(f"step {index}: {why_down}")
+        # Stated rule: a step that lost a worker or its target is kept (marked degraded,
+        # the lost worker named) and the sweep stops there: later steps would compare
+        # settings under a different load.
+        lost = [worker.id for worker in step.workers if worker.lost]
+        if lost:
+            raise RunFailed(
+                f"step {index}: Locust worker(s) lost: {', '.join(lost)} "
+                f"({step.workers[[w.id for w in step.workers].index(lost[0])].detail})"
+            )
+        broken = [problem for problem in problems if problem.kind in STOPS_THE_SWEEP]
+        if broken:
+            raise RunFailed(f"step {index}: {broken[0].detail}")
+        self._check_stop()
 
     def _one_step(
         self,
@@ -285,7 +340,7 @@ class Sweep:
         seeded: list[str],
     ) -> Measured:
         scenario = self.scenario
-        load = scenario.load
+        load = step_load(scenario)
         memory = point.memory_mb
         step_id = f"step{index:02d}-{memory}mb-r{repeat}"
         traffic = StepTraffic(

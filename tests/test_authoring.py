@@ -117,7 +117,7 @@ def test_given_init_then_a_commented_starter_that_validates_and_targets_the_loca
     assert text.count("\n#") + text.count("  #") >= 15  # it explains itself
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f'{path}: ok: "my first sweep"\nplan: 3 steps on the local target')
+    assert out.startswith(f'{path}: ok: "my first sweep"\nplan: up to 36 steps on the local target')
     scenario = load_scenario(path)
     assert scenario.target == LocalTarget()
     assert scenario.load.duration_s <= 60  # a first run takes minutes, not an hour
@@ -362,14 +362,16 @@ def test_given_an_open_load_then_expected_requests_are_rate_times_the_measured_w
 
 
 def test_given_a_closed_profile_then_the_bound_is_user_seconds_over_mean_think_time() -> None:
-    scenario = load_scenario(SCENARIOS / "memory_sweep.yaml")  # 3 for 30 s, ramp to 10, hold 60
+    # 3 for 30 s, ramp to 10, hold 60: the profile as written (until: fixed)
+    scenario, _ = with_overrides(load_scenario(SCENARIOS / "memory_sweep.yaml"), until="fixed")
     assert isinstance(scenario.load, ClosedLoad)
     area = 3 * 30 + (3 + 10) / 2 * 30 + 10 * 60
     assert user_seconds(scenario.load) == pytest.approx(area)
     assert user_seconds(scenario.load, start=45) == pytest.approx((6.5 + 10) / 2 * 15 + 600)
     plan = describe_plan(scenario)
-    assert plan.requests_per_step == pytest.approx(area / 1.5)  # think time 1.2-1.8 s
-    assert any(line.startswith("expected requests: at most 590 per step") for line in plan.lines())
+    # think time 1.2-1.8 s; the first 2 s (3 users) are the warm-up
+    assert plan.requests_per_step == pytest.approx((area - 3 * 2) / 1.5)
+    assert any(line.startswith("expected requests: at most 586 per step") for line in plan.lines())
 
 
 def test_given_no_think_time_then_the_plan_says_nothing_bounds_the_requests() -> None:
@@ -419,20 +421,27 @@ def test_given_the_other_load_model_then_a_note_says_what_replaced_it(
     text = capsys.readouterr().out
     assert "note: --users 4 replaces the scenario's open load (50 req/s) with a closed load" in text
     assert "load: closed model, 4 users, think time 0 s" in text
-    assert main([str(SCENARIOS / "memory_sweep.yaml"), "--rate", "20", "--dry-run"]) == 0
+    tutorial = [str(SCENARIOS / "memory_sweep.yaml"), "--until", "fixed"]
+    assert main([*tutorial, "--rate", "20", "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "note: --rate 20 replaces the scenario's closed load (up to 10 users)" in text
-    assert "expected requests: 2,400 per step" in text  # 20/s × 120 s, no warm-up
+    assert "expected requests: 2,360 per step" in text  # 20/s × (120 s - 2 s warm-up)
     # With --duration too, the note names the length the run will have (it said 120 s).
-    argv = [str(SCENARIOS / "memory_sweep.yaml"), "--rate", "20", "--duration", "20s"]
-    assert main([*argv, "--dry-run"]) == 0
+    assert main([*tutorial, "--rate", "20", "--duration", "20s", "--dry-run"]) == 0
     assert "with an open load: 20 req/s for 20 s," in capsys.readouterr().out
 
 
 def test_given_a_duration_on_a_staged_profile_then_its_stages_scale() -> None:
-    scenario, notes = with_overrides(load_scenario(SCENARIOS / "memory_sweep.yaml"), duration="1m")
+    tutorial = load_scenario(SCENARIOS / "memory_sweep.yaml")
+    scenario, notes = with_overrides(tutorial, until="fixed", duration="1m")
     assert isinstance(scenario.load, ClosedLoad) and not notes
     assert [(s.duration_s, s.ramp_s) for s in scenario.load.stages] == [(15, 0), (15, 15), (30, 0)]
+
+
+def test_given_a_duration_on_a_confident_sweep_then_it_bounds_each_setting() -> None:
+    scenario, notes = with_overrides(load_scenario(SCENARIOS / "memory_sweep.yaml"), duration="40s")
+    assert scenario.sweep.until == "confident" and scenario.sweep.max_s == 40
+    assert notes == ["--duration 40s: until confident, each setting is measured 40 s at most"]
 
 
 def test_given_memory_on_a_points_scenario_then_it_keeps_the_points_at_those_sizes() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.analysis import analyse, run_verdict
+from runner.analysis import analyse, look_widening, run_verdict, still_open
 from runner.analysis._decision import cost_difference
 from runner.analysis._stats import Batch, mean_interval
 from runner.analysis._verdict import DEFAULT_ERROR_RATE, exit_code
@@ -164,3 +164,53 @@ def test_given_a_schema_3_file_then_it_is_read_and_its_verdict_rederived(tmp_pat
 
     assert all(s.cost_estimate is None for s in analysis.settings)  # no per-second billing
     assert run_verdict(analysis).decided_by == "latency among equal costs"  # by the margin
+
+
+# --- until: confident: which settings stay open after a look -----------------------------------
+
+
+def test_given_more_looks_then_each_look_judges_with_wider_intervals() -> None:
+    assert look_widening(1) == pytest.approx(1.0, abs=1e-3)
+    assert 1.0 < look_widening(6) < look_widening(12) < 1.7
+
+
+def test_given_clearly_separated_settings_then_nothing_is_left_open() -> None:
+    results = make_results(
+        [
+            make_step(index=1, memory=128, median_ms=30.0, billed_ms=40.0),
+            make_step(index=2, memory=1024, median_ms=10.0, billed_ms=40.0),
+        ],
+        thresholds={"p95_ms": 3000},
+    )
+    assert still_open(analyse(results), looks=6) == {}
+
+
+def test_given_a_threshold_inside_the_interval_then_that_setting_stays_open_and_says_why() -> None:
+    step = make_step(index=1, memory=512, median_ms=20, requests=300)
+    assert step.latency.p95 is not None
+    analysis = analyse(make_results([step], thresholds={"p95_ms": step.latency.p95}))
+    (why,) = still_open(analysis, looks=6).values()
+    assert why.startswith("p95 ≤ ") and why.endswith("its interval straddles the limit")
+
+
+def test_given_two_settings_of_the_same_cost_and_close_speed_then_both_stay_open() -> None:
+    # Equal compute (memory × billed held equal), p95 8 % apart: neither separated nor
+    # within the 10 % margin at the look's level
+    results = make_results(
+        [
+            make_step(index=1, memory=256, median_ms=21.0, billed_ms=10.0, requests=300),
+            make_step(index=2, memory=512, median_ms=19.5, billed_ms=5.0, requests=300),
+        ],
+        thresholds={"p95_ms": 3000},
+    )
+    reasons = still_open(analyse(results), looks=6)
+    assert set(reasons) == {s.point for s in analyse(results).settings}
+    assert all("p95: not yet separated" in why for why in reasons.values())
+
+
+def test_given_a_short_window_then_it_stays_open_for_data() -> None:
+    results = make_results(
+        [make_step(index=1, memory=128, median_ms=30.0, requests=12)],
+        thresholds={"p95_ms": 3000},
+    )
+    assert list(still_open(analyse(results), looks=6).values()) == ["not enough data yet"]

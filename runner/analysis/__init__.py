@@ -6,6 +6,8 @@ numbers say. Pure: values in, values out; nothing here touches a target, a proce
 - `_trust`: whether a step may be believed (CPU delivered vs modelled, generator CPU, host)
 - `_stats`: intervals and differences on HDR histograms, respecting serial correlation
 - `_cost`: the dated price table and cost per 1M requests
+- `_decision`: cost intervals, ties on cost and the rule among them, how often the pick holds
+- `_sequential`: which settings a confident run must keep measuring, and why
 - `_verdict`: per-setting summaries, threshold verdicts, the recommendation, significance
 """
 
@@ -19,6 +21,7 @@ from runner.analysis._measure import (
     measure_step,
     step_window,
 )
+from runner.analysis._sequential import look_widening, still_open
 from runner.analysis._setting import Setting, Verdict
 from runner.analysis._stats import latency
 from runner.analysis._step_data import SecondStats, StepData, Tick
@@ -60,10 +63,12 @@ __all__ = [
     "host_snapshot",
     "latency",
     "load_tick",
+    "look_widening",
     "measure_step",
     "money",
     "point_order",
     "recommended_point",
     "run_verdict",
     "step_window",
+    "still_open",
 ]

@@ -39,7 +39,7 @@ from runner.scenario._models import (
     write_json_schema,
 )
 from runner.scenario._overrides import with_overrides, with_target
-from runner.scenario._plan import Plan, describe_plan, plan_steps
+from runner.scenario._plan import Plan, describe_plan, max_rounds, plan_steps
 from runner.scenario._reading import load_scenario, parse_scenario, read_scenario_text
 from runner.scenario._reference import REFERENCE_PATH, reference_markdown, write_reference
 from runner.scenario._starter import write_starter
@@ -69,6 +69,7 @@ __all__ = [
     "describe_plan",
     "json_schema",
     "load_scenario",
+    "max_rounds",
     "parse_scenario",
     "plan_steps",
     "point_label",

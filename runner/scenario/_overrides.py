@@ -94,6 +94,7 @@ def with_overrides(
     scenario: Scenario,
     *,
     memory: str | None = None,
+    until: str | None = None,
     duration: str | None = None,
     users: int | None = None,
     rate: float | None = None,
@@ -113,6 +114,7 @@ def with_overrides(
         )
     values = {
         "--memory": memory,
+        "--until": until,
         "--repeats": repeats,
         "--users": users,
         "--rate": rate,
@@ -213,9 +215,23 @@ def _rate(data: _Document, rate: float, context: _Context) -> _Change:
     return {**data, "load": {"model": "open", "rate_per_s": rate, "duration_s": length}}, [note]
 
 
+def _until(data: _Document, until: str, context: _Context) -> _Change:
+    """--until: fixed (the profile as written) or confident (rounds until the answer is known)."""
+    return {**data, "sweep": {**data["sweep"], "until": until}}, []
+
+
 def _duration(data: _Document, duration: str, context: _Context) -> _Change:
-    """--duration: the load's length; a closed profile's stages and ramps scale to it."""
+    """--duration: the load's length; a closed profile's stages and ramps scale to it. A
+    confident run measures in rounds at the peak load: there it bounds each setting (max_s)."""
     seconds = parse_duration(duration)
+    sweep = data["sweep"]
+    if sweep.get("until") == "confident":
+        bounded = {**sweep, "max_s": seconds, "min_s": min(sweep.get("min_s", seconds), seconds)}
+        note = (
+            f"--duration {duration}: until confident, each setting is measured {seconds:g} s "
+            "at most"
+        )
+        return {**data, "sweep": bounded}, [note]
     load = data["load"]
     if load["model"] == "open":
         return {**data, "load": {**load, "duration_s": seconds}}, []
@@ -239,6 +255,7 @@ _Apply = Callable[[_Document, Any, _Context], _Change]  # an option's value -> i
 # --rate replace the load before --duration scales it.
 _QUICK_TRIES: tuple[tuple[str, Callable[[Any], str], _Apply], ...] = (
     ("--memory", str, _memory),
+    ("--until", str, _until),
     ("--repeats", str, _repeats),
     ("--users", str, _users),
     ("--rate", "{:g}".format, _rate),

@@ -7,9 +7,11 @@ live terminal (whose whole-run bar and ETA count its steps and their estimated l
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from itertools import pairwise
 
+from runner.lambda_facts import MB_PER_VCPU
 from runner.scenario._models import ClosedLoad, Point, Scenario, point_label, step_load
 
 # Per-step time outside the load, measured on local sweeps here (5 s and 30 s steps): the
@@ -69,6 +71,8 @@ class Plan:
     start_s: float
     end_s: float
     model: str  # "closed" or "open"
+    cpus: int  # this machine's (what the local stack's sandboxes share)
+    largest_mb: int
     load_text: str  # the load in words: "3 → 10 users, think time 1.2-1.8 s"
     # Requests measured per step: the expected count (open model) or an upper bound from the
     # users and their mean think time (closed model); None when nothing bounds it.
@@ -98,11 +102,23 @@ class Plan:
         else:
             out = [f"plan: {count} step{'s' if count != 1 else ''} on the {self.target} target"]
         width = len(str(count))
-        for index, (point, repeat) in enumerate(self.steps, start=1):
+        if self.until == "confident":
+            first = [point for point, round_ in self.steps if round_ == 1]
+            for index, point in enumerate(first, start=1):
+                out.append(f"  {index:>{width}}. {point_label(point)}")
+            out.append(
+                f"  then the same order again, round after round, for each setting still open: "
+                f"up to {self.repeats} rounds"
+            )
+        for index, (point, repeat) in enumerate(
+            [] if self.until == "confident" else self.steps, start=1
+        ):
             word = "round" if self.until == "confident" else "repeat"
             again = f", {word} {repeat}/{self.repeats}" if self.repeats > 1 else ""
             out.append(f"  {index:>{width}}. {point_label(point)}{again}")
         out.append(f"load: {self.model} model, {self.load_text}")
+        if self.target == "local":
+            out.append(self._cores_line())
         window = f"{_duration(self.load_s)} of load"
         if self.warmup_s:
             window += (
@@ -131,6 +147,21 @@ class Plan:
             "  not included: seeding slowed by the API's throttle (429), waiting for remote workers"
         )
         return out
+
+    def _cores_line(self) -> str:
+        """What this machine can serve: a sandbox gets memory/1769 of a CPU, and its cores are
+        shared with the load generator and the stack itself."""
+        whole = self.cpus * MB_PER_VCPU
+        line = (
+            f"this machine: {self.cpus} core(s), so the local stack serves sizes up to "
+            f"{whole:,} MB at their full CPU share while nothing else runs"
+        )
+        if self.largest_mb > whole:
+            line += (
+                f"; {self.largest_mb:,} MB asks for more than the machine has: its steps will "
+                "be degraded (measure it on AWS)"
+            )
+        return line
 
     def _requests_line(self) -> str:
         per_step, total = self.requests_per_step, self.requests_total
@@ -194,6 +225,8 @@ def describe_plan(scenario: Scenario) -> Plan:
         start_s=START_S[kind],
         end_s=END_S,
         model=load.model,
+        cpus=os.cpu_count() or 1,
+        largest_mb=max(point.memory_mb for point, _ in plan_steps(scenario)),
         load_text=load_text,
         requests_per_step=per_step,
     )

@@ -24,14 +24,21 @@ name: my first sweep
 target: local
 
 sweep:
-  memory_mb: [128, 512, 1024]  # the sizes to compare, 128-10240 MB
-  repeats: 1                   # measure each size this many times
-  warmup_s: 5                  # the first seconds of each step's load are not measured
-  # order: interleaved         # with repeats: 128, 512, 1024, 128, ... (drift hits every size)
+  # The sizes to compare, 128-10240 MB: AWS Lambda Power Tuning's suggestion. The local stack
+  # gives a size memory/1769 of a CPU: `validate` says which sizes this machine can serve.
+  memory_mb: [128, 256, 512, 1024, 1536, 3008]
+  # confident: measure the sizes in interleaved rounds (drift hits every size alike), each
+  # size only until its part of the answer is known; fixed: run the load below once per size.
+  until: confident
+  round_s: 10                  # measured seconds per size per round
+  min_s: 10                    # at least this much per size
+  max_s: 60                    # at most this much per size
+  warmup_s: 3                  # the first seconds of each round's load are not measured
   # settle_s: 2                # wait after each memory change
 
 load:
-  # Closed model: users who send, wait for the answer, think, and send again.
+  # Closed model: users who send, wait for the answer, think, and send again. A confident
+  # sweep runs each round at the profile's peak users.
   stages:
     - {users: 5, duration_s: 30}
     # - {users: 20, duration_s: 60, ramp_s: 30}  # then ramp to 20 users over 30 s, hold
