@@ -93,7 +93,14 @@ class _State:
     stopping: bool = False  # interrupted: no next step
 
 
-def step_line(step: Step, total: int) -> str:
+def steps_shown(plan: Plan | None, fallback: int) -> str:
+    """How many steps the run has: "24", or "≤24" for a confident sweep (it may stop early)."""
+    if plan is None:
+        return str(fallback)
+    return f"≤{len(plan.steps)}" if plan.until == "confident" else str(len(plan.steps))
+
+
+def step_line(step: Step, total: int | str) -> str:
     """A finished step in one line: what stays on screen, and what a pipe gets."""
     p95 = f"{step.latency.p95:.1f} ms" if step.latency.p95 is not None else "-"
     line = (
@@ -217,8 +224,7 @@ class Progress:
                 state.finished_s.append(now - state.step_started)
             state.last_step_done = now
             state.phase, state.load_started, state.load = None, None, None
-            total = len(state.plan.steps) if state.plan else event.step.index
-            self._step_summary(step_line(event.step, total))
+            self._step_summary(step_line(event.step, steps_shown(state.plan, event.step.index)))
 
     def done(self, sweep: Any, report: Path | None) -> None:
         """The run's final lines, after every step's own: the recommendation is the last."""
@@ -257,7 +263,7 @@ class Progress:
 
     def _step_name(self) -> str:
         state = self.state
-        total = len(state.plan.steps) if state.plan else "?"
+        total = steps_shown(state.plan, 0) if state.plan else "?"
         return f"step {state.index}/{total} {state.label} r{state.repeat}"
 
     def _load_plan(self) -> str:
@@ -341,7 +347,7 @@ class Progress:
         """The live area at monotonic time `now`: the bar's fraction and its lines of text."""
         state, plan = self.state, self.state.plan
         done, total, remaining = self._eta(now)
-        steps = len(plan.steps) if plan else 0
+        steps = steps_shown(plan, 0)
         eta = _clock(remaining) if plan else "-"
         lines = [
             f"{100 * done / total:3.0f}%  {len(state.finished_s)}/{steps} steps done  "
@@ -351,8 +357,9 @@ class Progress:
             lines.append(self._phase_text(now))
         else:
             repeats = f"/{plan.repeats}" if plan else ""
+            word = "round" if plan and plan.until == "confident" else "repeat"
             lines.append(
-                f"step {state.index}/{steps} · {state.label} · repeat "
+                f"step {state.index}/{steps} · {state.label} · {word} "
                 f"{state.repeat}{repeats} · {self._phase_text(now)}"
             )
         load = self._load_text(now) if state.phase == "load" else ""
