@@ -456,11 +456,12 @@ workers: {local: 1}
 def test_given_until_confident_then_rounds_stop_each_setting_once_settled_and_say_why(
     tmp_path: Path,
 ) -> None:
-    # GIVEN two sizes far apart in speed, measured in 2 s rounds for at most 8 s each
+    # GIVEN two sizes far apart in speed, measured in 2 s rounds, at least 4 s and at most
+    # 8 s each
     path = scenario(
         tmp_path,
         sizes="[128, 1024]",
-        axes=", until: confident, round_s: 2, min_s: 2, max_s: 8",
+        axes=", until: confident, round_s: 2, min_s: 4, max_s: 8",
         workers=1,
     )
     code, output = finish(start_run(path, tmp_path), timeout=240)
@@ -468,7 +469,15 @@ def test_given_until_confident_then_rounds_stop_each_setting_once_settled_and_sa
 
     # THEN every round is recorded with what it measured and what the look after it decided
     assert code in (0, 3), output
-    assert results.rounds and len(results.rounds) <= 4
+    assert 2 <= len(results.rounds) <= 4
+    # every setting measured in at least two rounds (min_s), pooled into one setting whose
+    # intervals carry the spread between its rounds
+    settings = analyse(results).settings
+    assert [len(s.steps) >= 2 for s in settings] == [True, True]
+    assert results.rounds[0].still_open == {
+        "128 MB": "under min_s (2 of 4 s measured)",
+        "1024 MB": "under min_s (2 of 4 s measured)",
+    } or all(why for why in results.rounds[0].still_open.values())
     assert [r.round for r in results.rounds] == list(range(1, len(results.rounds) + 1))
     stopped = {label: why for r in results.rounds for label, why in r.stopped.items()}
     assert set(stopped) == {"128 MB", "1024 MB"}, results.rounds
