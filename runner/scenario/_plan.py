@@ -119,6 +119,13 @@ class Plan:
         out.append(f"load: {self.model} model, {self.load_text}")
         if self.target == "local":
             out.append(self._cores_line())
+        if self.target == "aws" and self.until == "confident":
+            out.append(
+                "each round changes memory on AWS: a new set of sandboxes (their cold starts "
+                f"fall in the warm-up, and are billed) and ~{_duration(self.overhead_s)} to "
+                "update the function and read its logs; until: fixed measures one block per "
+                "setting instead"
+            )
         window = f"{_duration(self.load_s)} of load"
         if self.warmup_s:
             window += (
