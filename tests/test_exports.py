@@ -23,7 +23,16 @@ from runner.outputs import write_exports
 from runner.outputs._exports import SUMMARY_COLUMNS
 from runner.outputs._tables import NO_VALUE
 from runner.results import Results, Trust, read_results, write_results
-from tests.test_report import HARDENED, PICK, TUTORIAL, XSS, make_results, make_step, whole_bill
+from tests.test_report import (
+    HARDENED,
+    PICK,
+    TUTORIAL,
+    XSS,
+    four_sizes,
+    make_results,
+    make_step,
+    whole_bill,
+)
 
 # 128 MB: p95 ≈ 98 ms; 256 MB (two repeats): ≈ 49 ms; 1024 MB: ≈ 20 ms (test_report.py).
 THRESHOLDS = {"p95_ms": 60, "error_rate": 0.01}
@@ -103,6 +112,13 @@ def test_given_a_run_then_summary_csv_has_a_row_per_size_with_the_reports_figure
                 getattr(setting.latency, stat), abs=5e-4
             )
         assert float(row["cost_per_1m_requests_usd"]) == pytest.approx(setting.cost.total, abs=5e-7)
+        # Its 95 % interval, in the two columns appended after the others.
+        estimate = setting.cost_estimate
+        assert estimate is not None
+        low, high = (float(row[f"cost_per_1m_requests_usd_{end}"]) for end in ("low", "high"))
+        assert low == pytest.approx(estimate.low, abs=5e-7)
+        assert high == pytest.approx(estimate.high, abs=5e-7)
+        assert low < setting.cost.total < high
         assert int(row["cold_starts"]) == setting.function.cold_starts
         assert row["dropped_arrivals"] == "" and row["offered_arrivals"] == ""  # closed model
         assert row["api"] == row["architecture"] == row["handler"] == ""  # memory only
@@ -170,6 +186,7 @@ def test_given_degraded_invalid_and_unmeasured_sizes_then_each_says_why_it_was_n
     assert rows["128"]["verdict_detail"] == f"step 1: {cause}"
     assert rows["512"]["verdict"] == "no data" and "worker-b lost" in rows["512"]["verdict_detail"]
     assert rows["2048"]["verdict"] == "not measured" and rows["2048"]["requests"] == ""
+    assert rows["2048"]["cost_per_1m_requests_usd_low"] == ""
 
     cases = junit_cases(files["junit.xml"])
     error = only_result(cases["128 MB: measured and trusted"])
@@ -196,6 +213,11 @@ def test_given_a_pick_then_the_markdown_leads_with_it_and_its_confidence_and_a_r
     lines = markdown.splitlines()
     assert lines[0] == "### memsweep: tutorial (run run-a)"
     assert lines[2].startswith("**Recommendation: 256 MB.** Run 256 MB: the cheapest")
+    # Which part of the rule decided, in the report's words, with the margin.
+    assert lines[4] == (
+        "Decided by **cost**: the cheapest setting that meets every threshold; no other is known "
+        "to cost the same (margin 0.5 % of the cheaper bill)."
+    )
     assert any(
         line.startswith(
             "How sure: **sure**. 256 MB is the pick in 100% of resamples; it meets p95 ≤ 60 ms"
@@ -207,6 +229,24 @@ def test_given_a_pick_then_the_markdown_leads_with_it_and_its_confidence_and_a_r
     assert [line.split("|")[1].strip() for line in sizes] == ["128 MB", "**256 MB**", "1024 MB"]
     assert "| p95 ≤ 60 ms | ❌ fail " in markdown and "✅ pass" in markdown
     assert len(markdown) < 2000  # a CI job summary, not a report
+
+
+def test_given_settings_that_cost_the_same_then_the_markdown_names_the_rule_and_the_tie(
+    tmp_path: Path,
+) -> None:
+    # GIVEN 256 and 512 MB billing the same compute, 512 MB clearly faster (test_report.py)
+    results = four_sizes()
+    results.verdict = run_verdict(analyse(results))
+    # WHEN the exports are written
+    markdown = exported(tmp_path, results)["summary.md"].read_text()
+    # THEN summary.md says the faster of the settings that tie on cost was picked, and which tie
+    decided = next(line for line in markdown.splitlines() if line.startswith("Decided by "))
+    assert decided == (
+        "Decided by **latency among equal costs**: of the settings that cost the same as the "
+        "cheapest, the one whose p95 is clearly the lowest. Cost the same (within 0.5 % of the "
+        "cheaper bill): 256 MB, 512 MB."
+    )
+    assert markdown.splitlines()[2].startswith("**Recommendation: 512 MB.**")
 
 
 def test_given_markup_and_control_characters_in_the_scenario_name_then_every_file_stays_valid(

@@ -1,7 +1,8 @@
 """Facts stated once: Lambda's numbers, how money reads, which templates exist.
 
 Each test checks that the places that use a fact agree with its one source (runner/
-lambda_facts.py, runner/analysis/_cost.py `money`, runner/scenario/_models.py's template names).
+lambda_facts.py, runner/analysis/_cost.py `money`, runner/scenario/_models.py's template names,
+runner/analysis/_decision.py's rule, which README.md repeats).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import pytest
 from runner import hdr, lambda_facts
 from runner.analysis import PRICES_US_EAST_1, analyse, money
 from runner.analysis._cost import lambda_compute_cost
+from runner.analysis._decision import decision_rule
 from runner.emulator import check_memory, cpu_share
 from runner.errors import BadInput
 from runner.outputs._exports import summary_markdown, summary_rows
 from runner.outputs._report import render
-from runner.scenario import Point, json_schema, parse_scenario, value_name
+from runner.scenario import Decision, Point, json_schema, parse_scenario, value_name
 from runner.scenario._models import TEMPLATE
-from runner.stack import default_rate_limit, usage_plan_limit
+from runner.stack import PROJECT_ROOT, default_rate_limit, usage_plan_limit
 from tests.test_report import make_results, make_step
 from tests.test_scenario_hostile import GOOD, body
 
@@ -57,6 +59,22 @@ def test_given_a_run_then_the_headline_the_report_and_summary_md_show_the_same_m
     md_row = next(line for line in markdown.splitlines() if line.startswith("| **1024 MB**"))
     escaped = cost.replace("$", "\\$")  # a bare $ pair is maths to GitHub's Markdown
     assert f"| {escaped} |" in md_row and f"at {escaped} per 1M" in markdown
+
+
+def test_given_the_decision_rule_then_readme_and_the_report_state_it_in_the_same_words() -> None:
+    # GIVEN the rule as runner/analysis/_decision.py words it, with the default margin
+    default = Decision().cost_tolerance_pct
+    rule = decision_rule(default)
+    assert f"within {default:g} % of the cheaper bill" in rule
+    # WHEN README.md (wrapped at will) and a run's report state it
+    readme = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
+    steps = [make_step(index=1, memory=128, median_ms=60.0, requests=200)]
+    analysis = analyse(make_results(steps, thresholds={"p95_ms": 500}), intervals=False)
+    page = render([analysis])
+    # THEN both say it in those words
+    assert f"The rule: {rule}" in readme
+    banner = re.search(r'<p class="rule" data-role="rule">(.*?)</p>', page, re.S)
+    assert banner is not None and f"The rule:</strong> {rule} " in banner.group(1)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from markupsafe import escape
 
 from runner.analysis import (
     PRICES_US_EAST_1,
@@ -25,6 +26,7 @@ from runner.analysis import (
     analyse,
     compare_run_pair,
     latency,
+    money,
     run_verdict,
 )
 from runner.analysis._verdict import BALANCED_COST_WEIGHT, exit_code
@@ -50,6 +52,7 @@ from runner.results import (
     read_results,
     write_results,
 )
+from runner.scenario import Decision, Thresholds
 from runner.stack import PROJECT_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -524,6 +527,20 @@ def test_given_two_runs_then_one_report_sets_them_side_by_side_with_their_differ
     )
     assert p95.inner_text().startswith("+") and "a change" in p95.inner_text()
     assert p95.get_attribute("data-significant") == "yes"
+    # Cost too: B - A, the interval of the difference, and what the rule makes of it.
+    cost = opened.page.locator(
+        "table.summary tr[data-run='B-A'][data-memory='128'] [data-field=cost]"
+    )
+    change, interval, verdict = cost.inner_text().splitlines()
+    assert change.startswith("+$") and change.endswith(" %")
+    low, _, high = interval.partition(" to ")
+    assert low.startswith("+$") and high.startswith("+$")  # wholly above zero
+    assert verdict == "a change" and cost.get_attribute("data-relation") == "different"
+    same = opened.page.locator(
+        "table.summary tr[data-run='B-A'][data-memory='1024'] [data-field=cost]"
+    )
+    assert same.inner_text().splitlines()[-1] == "the same cost"
+    assert same.get_attribute("data-significant") == "no"
     assert opened.chart_points("percentiles") == [9, 9, 9, 9]
 
 
@@ -679,6 +696,16 @@ def open_at(browser: Any, path: Path, width: int) -> Opened:
     opened = Opened(browser, path)
     opened.page.set_viewport_size({"width": width, "height": 900})
     opened.page.wait_for_function(f"document.documentElement.clientWidth === {width}")
+    # Chart.js redraws a chart for its new box on a later frame (a ResizeObserver): until then
+    # a canvas keeps the width of the window it was first drawn in. Polled from here: the
+    # page's Content-Security-Policy forbids the eval a wait_for_function predicate needs.
+    for _ in range(100):
+        if opened.page.evaluate(
+            "[...document.querySelectorAll('canvas')].every(c => "
+            "Math.round(c.getBoundingClientRect().width) <= c.parentElement.clientWidth)"
+        ):
+            break
+        opened.page.wait_for_timeout(50)
     return opened
 
 
@@ -1107,3 +1134,174 @@ def test_given_two_runs_of_points_then_their_rows_are_matched_by_point(
         assert rows[:3] == ["A", "B", "B-A"], (setting.label, rows)
     assert f"Same recommendation in both runs: {PICK}." in page
     assert page.count('<table class="matrix"') == 2
+
+
+# --- the rule, cost intervals and cost differences --------------------------------------------
+
+
+def priced_pair(tolerance_pct: float | None = None) -> Results:
+    """128 MB at $3.88 per 1M and 1024 MB at $3.96 (2.2 % more, its 95 % interval +$0.078 to
+    +$0.093) whose p95 is 5× lower: a different cost at the default 0.5 % margin, the same at
+    3 %."""
+    results = two_settings(thresholds={"p95_ms": 200})
+    if tolerance_pct is not None:
+        results.scenario = results.scenario.model_copy(
+            update={"decision": Decision(cost_tolerance_pct=tolerance_pct)}
+        )
+    return results
+
+
+def test_given_a_report_then_each_cost_shows_its_interval_as_the_latency_columns_do(
+    tmp_path: Path, browser: Any
+) -> None:
+    analysis = analyse(priced_pair())
+    opened = Opened(browser, write_report([written(tmp_path, priced_pair())]))
+    for setting in analysis.settings:
+        estimate = setting.cost_estimate
+        assert estimate is not None and estimate.low < setting.cost.total < estimate.high
+        cell = opened.page.locator(
+            f"table.summary tr[data-memory='{setting.memory_mb}'] td[data-field=cost]"
+        )
+        # The bill, and under it the half-width of its interval: "$3.88" / "± 0.12 %".
+        figure, spread = cell.inner_text().splitlines()
+        half = 50 * (estimate.high - estimate.low) / setting.cost.total
+        assert (figure, spread) == (money(setting.cost.total), f"± {half:.2f} %")
+        title = cell.locator("[data-field=cost_interval]").get_attribute("title")
+        assert title == f"95 % interval: {money(estimate.low)} to {money(estimate.high)} per 1M"
+
+
+def test_given_a_faster_setting_beyond_the_margin_then_the_report_lays_out_the_trade(
+    tmp_path: Path, browser: Any
+) -> None:
+    # GIVEN 1024 MB 2.2 % dearer than 128 MB (beyond the 0.5 % margin) and 5× faster
+    analysis = analyse(priced_pair())
+    # WHEN the report is opened
+    opened = Opened(browser, write_report([written(tmp_path, priced_pair())]))
+    page = opened.page
+    assert opened.console_errors == []
+    banner = page.locator("[data-role=recommendation]")
+    # THEN the banner names the pick, which part of the rule decided it, and the rule itself
+    assert banner.locator("[data-field=pick]").inner_text().strip() == "Recommendation: 128 MB"
+    assert banner.locator("[data-role=decided-by]").inner_text() == (
+        "Decided by cost: the cheapest setting that meets every threshold; no other is known "
+        "to cost the same."
+    )
+    rule = banner.locator("[data-role=rule]").inner_text()
+    assert rule.startswith(f"The rule: {analysis.rule} ")
+    assert "within 0.5 % of the cheaper bill" in rule and "decision.cost_tolerance_pct" in rule
+    assert page.locator("[data-role=rule]").count() == 1  # stated once
+    # ... and what the faster setting would buy, with the margin it missed
+    assert (
+        "The fastest, 1024 MB, has a p95 5.2× lower (19.0 vs 99.4 ms) for $0.085 more per 1M "
+        "requests (+2.2 %): beyond the 0.5 % margin of the cheapest's cost (128 MB), a "
+        "different cost, so the rule keeps the cheaper 128 MB; with decision: "
+        "{cost_tolerance_pct: 2.5} it would count as costing the same as 128 MB."
+    ) in banner.inner_text()
+    # The cost differences: the cheapest first, then each other candidate against it.
+    block = page.locator("[data-role=cost-differences]")
+    rows = block.locator("tbody tr")
+    assert [rows.nth(i).get_attribute("data-candidate") for i in range(2)] == ["128 MB", "1024 MB"]
+    cheapest, other = analysis.settings
+    (difference,) = analysis.recommendation.decision.differences  # type: ignore[union-attr]
+
+    def field(row: int, name: str) -> str:
+        return str(rows.nth(row).locator(f"[data-field={name}]").inner_text())
+
+    assert field(0, "relation") == "the cheapest" and field(0, "delta") == "–"
+    assert "▲ pick" in rows.nth(0).inner_text()
+    assert field(1, "cost").splitlines() == [money(other.cost.total), other.cost_spread]
+    assert field(1, "delta") == f"+{money(difference.value)}" == "+$0.085"
+    assert field(1, "pct") == "+2.20 %"
+    assert field(1, "interval") == f"+{money(difference.low)} to +{money(difference.high)}"
+    assert field(1, "interval") == "+$0.078 to +$0.093"
+    assert field(1, "margin") == f"±{money(difference.margin)}" == "±$0.019"
+    assert field(1, "relation") == "different"
+    assert field(1, "p95").splitlines()[0] == f"{other.latency.p95:,.1f}"
+    assert field(0, "p95").splitlines()[0] == f"{cheapest.latency.p95:,.1f}"
+    assert field(1, "p95_versus") == "p95 5.2× lower"
+    assert unexplained_columns(opened) == []
+    # It sits between the recommendation and the summary table.
+    order = page.evaluate(
+        "['[data-role=recommendation]', '[data-role=cost-differences]', 'table.summary']"
+        ".map(s => document.querySelector(s).getBoundingClientRect().top)"
+    )
+    assert order == sorted(order)
+
+
+def test_given_the_same_difference_inside_a_wider_margin_then_the_faster_is_the_pick(
+    tmp_path: Path, browser: Any
+) -> None:
+    # GIVEN the same two settings, and decision: {cost_tolerance_pct: 3}
+    analysis = analyse(priced_pair(3.0))
+    assert run_verdict(analysis).decided_by == "latency among equal costs"
+    opened = Opened(browser, write_report([written(tmp_path, priced_pair(3.0))]))
+    banner = opened.page.locator("[data-role=recommendation]")
+    # THEN 1024 MB is the pick, the banner says why, and the trade is still said
+    assert banner.locator("[data-field=pick]").inner_text().strip() == "Recommendation: 1024 MB"
+    decided = banner.locator("[data-role=decided-by]").inner_text()
+    assert decided == (
+        "Decided by latency among equal costs: of the settings that cost the same as the "
+        "cheapest, the one whose p95 is clearly the lowest."
+    )
+    headline = banner.locator("[data-field=headline]").inner_text()
+    assert headline.startswith("Run 1024 MB: 128 MB and 1024 MB cost the same ($3.88 per 1M ± ")
+    # The block still shows what "the same" spans here: 2.2 % of the bill, inside a 3 % margin.
+    row = opened.page.locator("[data-role=cost-differences] tr[data-candidate='1024 MB']")
+    assert row.locator("[data-field=pct]").inner_text() == "+2.20 %"
+    assert row.locator("[data-field=margin]").inner_text() == "±$0.116"
+    assert "within 3 % of the cheaper bill" in banner.locator("[data-role=rule]").inner_text()
+    assert "Cheapest meeting the thresholds: 128 MB" in banner.inner_text()
+    relation = opened.page.locator(
+        "[data-role=cost-differences] tr[data-candidate='1024 MB'] [data-field=relation]"
+    )
+    assert relation.inner_text() == "the same"
+    picked = opened.page.locator("[data-role=cost-differences] tr.picked")
+    assert picked.get_attribute("data-candidate") == "1024 MB"
+
+
+def test_given_a_window_short_of_data_then_the_banner_warns_and_states_the_rule(
+    tmp_path: Path, browser: Any
+) -> None:
+    results = make_results(
+        [
+            make_step(index=1, memory=128, median_ms=60.0, requests=12),
+            make_step(index=2, memory=1024, median_ms=12.0, requests=400),
+        ],
+        thresholds={"p95_ms": 200},
+    )
+    opened = Opened(browser, write_report([written(tmp_path, results)]))
+    banner = opened.page.locator("[data-role=recommendation]")
+    # A warning, like too close to call: the answer is not known yet, nothing failed.
+    assert banner.get_attribute("class") == "banner warn"
+    pick = banner.locator("[data-field=pick]").inner_text().strip()
+    assert pick.startswith("No recommendation: 128 MB has not enough data: 12 request(s)")
+    confidence = banner.locator("[data-role=confidence]").inner_text()
+    assert confidence.startswith("How sure: not enough data.") and "exits 3" in confidence
+    assert "Measure longer" in banner.inner_text()
+    assert banner.locator("[data-role=decided-by]").count() == 0
+    assert banner.locator("[data-role=rule]").count() == 1
+    assert opened.page.locator("[data-role=cost-differences]").count() == 0
+
+
+def test_given_a_run_too_close_to_call_then_the_banner_warns_without_repeating_itself() -> None:
+    results = make_results(
+        [
+            make_step(index=1, memory=128, median_ms=60.0, billed_ms=10.0, requests=300),
+            make_step(index=2, memory=1024, median_ms=12.0, billed_ms=8.0, requests=300),
+        ]
+    )
+    p95 = analyse(results, intervals=False).settings[0].latency.p95
+    assert p95 is not None
+    results.scenario = results.scenario.model_copy(
+        update={"thresholds": Thresholds(p95_ms=p95 + 0.5)}
+    )
+    analysis = analyse(results)
+    assert analysis.confidence is not None and analysis.confidence.level == "too close to call"
+    page = render([analysis])
+    banner = re.search(
+        r'<div class="banner (\w+)" data-role="recommendation".*?\n</div>', page, re.S
+    )
+    assert banner is not None and banner.group(1) == "warn"
+    statement = str(escape(analysis.confidence.statement))
+    assert banner.group(0).count(statement) == 1  # in "How sure", not again in the list
+    assert "No pick until it is known: the run exits 3." in banner.group(0)

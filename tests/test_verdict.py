@@ -5,6 +5,7 @@ histograms (tests/test_report.py), so every expected answer is worked out by han
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from runner.analysis import analyse, compare_run_pair, run_verdict
+from runner.analysis._decision import cost_se
 from runner.analysis._stats import Batch, design_effect
 from runner.analysis._verdict import exit_code
 from runner.results import CpuDelivery, Invocations, Results, Second, Trust, write_results
@@ -151,10 +153,16 @@ def test_given_two_identical_runs_then_report_a_b_json_shows_the_same_recommenda
     data = json.loads(done.stdout)
     assert data["recommendation"] == {"a": 128, "b": 128} and data["changed"] is False
     assert data["warnings"] == []
-    keys = {"memory_mb", "metric", "a", "b", "delta", "low", "high", "significant"}
+    keys = {"memory_mb", "metric", "a", "b", "delta", "low", "high", "significant", "relation"}
     assert all(keys <= set(row) for row in data["differences"])
     latency = [row for row in data["differences"] if row["metric"].endswith("_ms")]
     assert latency and not any(row["significant"] for row in latency)
+    # Cost too has the interval of its difference: zero apart, the same cost.
+    cost = [row for row in data["differences"] if row["metric"] == "cost_per_1m"]
+    assert [row["memory_mb"] for row in cost] == [128, 1024]
+    for row in cost:
+        assert row["delta"] == 0 and row["low"] < 0 < row["high"]
+        assert row["relation"] == "same" and row["significant"] is False
 
 
 def test_given_a_faster_second_run_then_the_comparison_calls_the_change_significant() -> None:
@@ -203,3 +211,55 @@ def test_given_runs_whose_sandboxes_got_different_cpu_then_the_comparison_warns(
         "128 MB: the sandboxes got 0.062 of a CPU per period in run-a and 0.072 in run-b: "
         "latency differences at this size may come from the host, not the code"
     ]
+
+
+def test_given_a_dearer_second_run_then_report_a_b_gives_the_cost_change_its_interval() -> None:
+    # GIVEN run b billing 128 MB 60 ms a call (a was 55: +$0.010, 0.3 % of a $3.88 bill) and
+    # 1024 MB as before (other random draws of the same billing)
+    a = analyse(two_settings(thresholds={"p95_ms": 200}))
+    dearer = make_results(
+        [
+            make_step(index=1, memory=128, median_ms=60.0, billed_ms=60.0, seed=5),
+            make_step(index=2, memory=1024, median_ms=12.0, billed_ms=12.0, seed=5),
+        ],
+        thresholds={"p95_ms": 200},
+        run_id="run-b",
+    )
+    b = analyse(dearer)
+    # WHEN the runs are compared
+    pair = compare_run_pair(a, b)
+    cost = {d.memory_mb: d for d in pair.differences if d.metric == "cost_per_1m"}
+    # THEN each size's cost difference has the interval of both runs' cost intervals combined
+    for memory, row in cost.items():
+        old, new = (next(s for s in run.settings if s.memory_mb == memory) for run in (a, b))
+        se_a, se_b = (cost_se(s) for s in (old, new))
+        assert se_a is not None and se_b is not None and row.delta is not None
+        half = 1.96 * math.hypot(se_a, se_b)
+        assert row.low == pytest.approx(row.delta - half)
+        assert row.high == pytest.approx(row.delta + half)
+        assert row.margin == pytest.approx(0.005 * min(old.cost.total, new.cost.total))
+    # ... 128 MB's is clear of zero but inside the 0.5 % margin: not a change, as the rule
+    # would call two settings that far apart the same cost
+    small = cost[128]
+    assert small.low is not None and small.low > 0
+    assert small.relation == "same" and small.significant is False
+    large = cost[1024]
+    assert large.low is not None and large.high is not None
+    assert large.relation == "same" and large.low < 0 < large.high
+    as_json = {(row["memory_mb"], row["metric"]): row for row in pair.as_json()["differences"]}
+    assert as_json[128, "cost_per_1m"]["low"] == small.low
+    assert as_json[128, "cost_per_1m"]["relation"] == "same"
+    # AND a cost change beyond the margin is called one
+    much = compare_run_pair(
+        a,
+        analyse(
+            make_results(
+                [make_step(index=1, memory=128, median_ms=60.0, billed_ms=120.0, seed=5)],
+                thresholds={"p95_ms": 200},
+                run_id="run-c",
+            )
+        ),
+    )
+    (row,) = [d for d in much.differences if d.metric == "cost_per_1m"]
+    assert row.relation == "different" and row.significant is True
+    assert row.low is not None and row.margin is not None and row.low > row.margin

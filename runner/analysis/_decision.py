@@ -29,6 +29,37 @@ DecidedBy = Literal["cost", "latency among equal costs", "smallest among equals"
 PICK_SHARE_NEEDED = 0.90
 PICK_RESAMPLES = 2000
 
+# The rule in plain words, stated once: the report's recommendation banner shows it with the
+# run's margin, and README.md ("The report") with the default one (tests/test_one_truth.py
+# reads README and holds its copy equal).
+RULE = (
+    "Among the settings that meet every threshold, the cheapest per 1M requests is the pick. "
+    "Two costs count as the same when the 95 % interval of their difference holds zero or lies "
+    "wholly within {tolerance} of the cheaper bill; when others cost the same as the cheapest, "
+    "the pick is the one whose p95 is clearly lower than each of theirs (the 95 % interval of "
+    "the difference clear of zero), else the smallest memory."
+)
+# Which part of the rule decided a pick (`Pick.decided_by`, results.json's verdict.decided_by),
+# in the words the report and summary.md use.
+DECIDED_BY_WORDS: dict[str, str] = {
+    "cost": "the cheapest setting that meets every threshold; no other is known to cost the same",
+    "latency among equal costs": "of the settings that cost the same as the cheapest, the one "
+    "whose p95 is clearly the lowest",
+    "smallest among equals": "settings cost the same as the cheapest and none is clearly "
+    "faster, so the smallest memory",
+}
+# What the rule made of a cost difference, in words (`CostDifference.relation`).
+RELATION_WORDS: dict[str, str] = {
+    "same": "the same",
+    "different": "different",
+    "undetermined": "not yet known",
+}
+
+
+def decision_rule(tolerance_pct: float) -> str:
+    """The rule with this margin ("... within 0.5 % of the cheaper bill ...")."""
+    return RULE.format(tolerance=f"{tolerance_pct:g} %")
+
 
 @dataclass(frozen=True)
 class CostDifference:
@@ -47,6 +78,24 @@ class CostDifference:
         """The difference as a percentage of the cheaper bill."""
         cheaper = min(self.a.cost.total, self.b.cost.total)
         return 100 * self.value / cheaper if cheaper else 0.0
+
+    @property
+    def has_interval(self) -> bool:
+        """Both settings have a cost interval (else only the margin decided)."""
+        return self.a.cost_estimate is not None and self.b.cost_estimate is not None
+
+    @property
+    def relation_words(self) -> str:
+        return RELATION_WORDS[self.relation]
+
+    def tolerance_to_tie(self) -> float:
+        """The smallest decision.cost_tolerance_pct (to 0.1) at which the two would count as
+        the same: the interval wholly within the margin."""
+        cheaper = min(self.a.cost.total, self.b.cost.total)
+        if not cheaper:
+            return 0.0
+        widest = max(abs(self.low), abs(self.high)) / cheaper * 100
+        return math.ceil(round(widest * 10, 6)) / 10
 
 
 def cost_se(setting: Setting) -> float | None:
@@ -100,6 +149,20 @@ class Pick:
     undetermined: list[Setting]  # neither the same nor different from the cheapest yet
     decided_by: DecidedBy
     differences: list[CostDifference]  # the cheapest against each other candidate
+
+    @property
+    def reason(self) -> str:
+        """Why decided_by decided, in words: "the cheapest setting that meets ..." """
+        return DECIDED_BY_WORDS[self.decided_by]
+
+    @property
+    def decided_by_words(self) -> str:
+        """ "cost: the cheapest setting that meets every threshold; ..." """
+        return f"{self.decided_by}: {self.reason}"
+
+    def difference_to(self, setting: Setting) -> CostDifference | None:
+        """The cheapest against `setting` (None: it is the cheapest, or no candidate)."""
+        return next((d for d in self.differences if d.b is setting), None)
 
 
 def decide(pool: Sequence[Setting], tolerance_pct: float) -> Pick | None:

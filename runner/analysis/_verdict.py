@@ -24,7 +24,15 @@ from runner.analysis._cost import (
     cost_per_million,
     money,
 )
-from runner.analysis._decision import PICK_SHARE_NEEDED, Pick, cost_se, decide, pick_share
+from runner.analysis._decision import (
+    PICK_SHARE_NEEDED,
+    Pick,
+    cost_difference,
+    cost_se,
+    decide,
+    decision_rule,
+    pick_share,
+)
 from runner.analysis._setting import FunctionSide, Setting, Verdict
 from runner.analysis._stats import (
     Z_975,
@@ -154,6 +162,16 @@ class Analysis:
     stage_ends_s: list[float]  # load stage boundaries, seconds since load start
     confidence: Confidence | None = None  # None when intervals were skipped
     effects: list[AxisEffect] = field(default_factory=list)  # what each swept axis moves
+
+    @property
+    def tolerance_pct(self) -> float:
+        """The practical margin on cost (decision.cost_tolerance_pct)."""
+        return self.results.scenario.decision.cost_tolerance_pct
+
+    @property
+    def rule(self) -> str:
+        """How the pick is made, in plain words, with this run's margin."""
+        return decision_rule(self.tolerance_pct)
 
 
 def analyse(results: Results, *, intervals: bool = True) -> Analysis:
@@ -695,12 +713,7 @@ def recommend(
         )
     explanation += _tie_sentences(decision)
     if fastest is not None and fastest is not cheapest:
-        extra = fastest.cost.total - cheapest.cost.total
-        gained = cheapest.p95 - fastest.p95
-        explanation.append(
-            f"The fastest, {fastest.label}, cuts p95 by {gained:.1f} ms for "
-            f"{money(extra)} more per 1M requests."
-        )
+        explanation.append(_trade_sentence(decision, fastest, tolerance_pct))
     explanation.append(_cold_sentence(cheapest))
     if cheapest.cost.estimated:
         explanation.append(f"Cost is an estimate: {cheapest.cost.basis}.")
@@ -716,12 +729,10 @@ def recommend(
 
 
 def _cost_shown(setting: Setting) -> str:
-    """ "$3.76 per 1M ± 0.3 %": the cost and its interval's half-width (when it has one)."""
+    """ "$3.76 per 1M ± 0.31 %": the cost and its interval's half-width (when it has one)."""
     text = f"{money(setting.cost.total)} per 1M"
-    estimate = setting.cost_estimate
-    if estimate is not None and setting.cost.total > 0:
-        half = (estimate.high - estimate.low) / 2 / setting.cost.total
-        text += f" ± {half:.1%}"
+    if setting.cost_spread is not None:
+        text += f" {setting.cost_spread}"
     return text
 
 
@@ -774,6 +785,43 @@ def _tie_sentences(decision: Pick) -> list[str]:
         elif d.relation == "same" and d.b in decision.equivalent and d.b is not d.a:
             out.append(f"{shown}{interval}: the same cost.")
     return out
+
+
+def _trade_sentence(decision: Pick, fastest: Setting, tolerance_pct: float) -> str:
+    """What the fastest setting would buy over the pick, and why the rule did not take it: the
+    trade stated whichever side of the margin its cost falls."""
+    pick, cheapest = decision.setting, decision.cheapest
+    extra = fastest.cost.total - pick.cost.total
+    pct = 100 * extra / pick.cost.total if pick.cost.total else 0.0
+    text = (
+        f"The fastest, {fastest.label}, has a {fastest.p95_against(pick)} for "
+        f"{money(abs(extra))} {'more' if extra >= 0 else 'less'} per 1M requests ({pct:+.1f} %)"
+    )
+    if not fastest.meets:
+        return text + ", but it misses a threshold, so the rule leaves it out."
+    margin = f"the {tolerance_pct:g} % margin of the cheapest's cost ({cheapest.label})"
+    passed_over = "the rule passes it over"
+    if pick is cheapest:
+        passed_over = f"the rule keeps the cheaper {pick.label}"
+    difference = decision.difference_to(fastest)
+    if difference is None or difference.relation == "same":
+        return text + (
+            f": it costs the same within {margin}, but is not clearly faster than each setting "
+            "that does, so the smallest memory is the pick."
+        )
+    if difference.relation == "undetermined":
+        return text + (
+            f": whether its cost is within {margin} is not yet known, so {passed_over}; measure "
+            "longer to tell."
+        )
+    tie = difference.tolerance_to_tie()
+    hint = (
+        f"; with decision: {{cost_tolerance_pct: {tie:g}}} it would count as costing the same "
+        f"as {cheapest.label}"
+        if tie <= 100
+        else ""
+    )
+    return text + f": beyond {margin}, a different cost, so {passed_over}{hint}."
 
 
 def _cold_sentence(setting: Setting) -> str:
@@ -999,10 +1047,12 @@ def exit_code(analysis: Analysis) -> int:
     return 1 if recommendation.none_meet else 0
 
 
-# Metrics `report A B` compares per size: latency with bootstrap intervals of the difference,
-# the rest as plain deltas (counts and prices have no resampling here).
+# Metrics `report A B` compares per size: latency with bootstrap intervals of the difference;
+# cost per 1M with the interval of the difference from each run's cost interval, judged
+# against B's decision.cost_tolerance_pct as the pick judges two settings; throughput as a
+# plain delta.
 RUN_METRICS_WITH_INTERVALS = COMPARED_STATISTICS
-RUN_METRICS_PLAIN = ("rps", "cost_per_1m")
+RUN_METRICS_PLAIN = ("rps",)
 
 
 @dataclass(frozen=True)
@@ -1016,6 +1066,9 @@ class RunDifference:
     high: float | None
     significant: bool | None  # None: no interval for this metric
     margin: float | None = None  # smallest |delta| called a change between these runs
+    # cost_per_1m only: what the decision rule makes of the difference ("same", "different",
+    # "undetermined"; None: a run without a cost interval, or another metric)
+    relation: str | None = None
 
     @property
     def memory_mb(self) -> int:
@@ -1082,6 +1135,7 @@ class RunComparison:
                     "high": d.high,
                     "significant": d.significant,
                     "margin": d.margin,
+                    "relation": d.relation,
                 }
                 for d in self.differences
             ],
@@ -1123,6 +1177,26 @@ def _delivery_warnings(a: Analysis, b: Analysis) -> list[str]:
                 "at this size may come from the host, not the code"
             )
     return out
+
+
+def _cost_change(old: Setting, new: Setting, tolerance_pct: float) -> RunDifference:
+    """B - A in cost per 1M at one point: the interval from both runs' cost intervals (their
+    standard errors combined, as between two settings of one run), a change when it lies wholly
+    beyond the margin, the same when it holds zero or lies within it."""
+    difference = cost_difference(old, new, tolerance_pct)
+    known = difference.has_interval
+    return RunDifference(
+        point=new.point,
+        metric="cost_per_1m",
+        a=old.cost.total,
+        b=new.cost.total,
+        delta=difference.value,
+        low=difference.low if known else None,
+        high=difference.high if known else None,
+        significant=difference.relation == "different" if known else None,
+        margin=difference.margin,
+        relation=difference.relation if known else None,
+    )
 
 
 def compare_run_pair(a: Analysis, b: Analysis) -> RunComparison:
@@ -1185,13 +1259,12 @@ def compare_run_pair(a: Analysis, b: Analysis) -> RunComparison:
                     margin=margin,
                 )
             )
-        for metric, va, vb in (
-            ("rps", old.rps, setting.rps),
-            ("cost_per_1m", old.cost.total, setting.cost.total),
-        ):
-            differences.append(
-                RunDifference(setting.point, metric, va, vb, vb - va, None, None, None)
+        differences.append(
+            RunDifference(
+                setting.point, "rps", old.rps, setting.rps, setting.rps - old.rps, None, None, None
             )
+        )
+        differences.append(_cost_change(old, setting, rb.scenario.decision.cost_tolerance_pct))
     return RunComparison(
         a_run=ra.run_id,
         b_run=rb.run_id,

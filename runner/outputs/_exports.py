@@ -62,6 +62,10 @@ SUMMARY_COLUMNS = (
     "cold_start_cost_per_1m_requests_usd",
     "verdict",
     "verdict_detail",
+    # Appended after the columns above (their order kept for existing readers): the 95 %
+    # interval of cost_per_1m_requests_usd, empty when the run has none.
+    "cost_per_1m_requests_usd_low",
+    "cost_per_1m_requests_usd_high",
 )
 # The `verdict` column's values.
 RECOMMENDED = "recommended"
@@ -208,6 +212,11 @@ def _csv_fields(row: Row) -> dict[str, str | int]:
         cost_is_estimate="true" if s.cost.estimated else "false",
         cold_start_cost_per_1m_requests_usd=_number(s.cold.per_million, 6),
     )
+    if s.cost_estimate is not None:
+        fields.update(
+            cost_per_1m_requests_usd_low=_number(s.cost_estimate.low, 6),
+            cost_per_1m_requests_usd_high=_number(s.cost_estimate.high, 6),
+        )
     if s.offered is not None:
         fields.update(dropped_arrivals=s.dropped_arrivals, offered_arrivals=s.offered)
     if s.function.invocations:
@@ -348,6 +357,8 @@ def summary_markdown(analysis: Analysis, rows: list[Row]) -> str:
         lines.append(f"**Recommendation: {_md(pick.label)}.** {_md(recommendation.headline)}")
         if swept:
             lines += ["", _deploy_line(analysis, pick, swept)]
+        if recommendation.decision is not None:
+            lines += ["", _decided_line(analysis)]
     else:  # the headline says why there is none
         lines.append(f"**{_md(recommendation.headline)}**")
     if confidence is not None:
@@ -378,6 +389,24 @@ def summary_markdown(analysis: Analysis, rows: list[Row]) -> str:
         f"`report.html`, `results.json`, `{SUMMARY_CSV}`, `{JUNIT_XML}`.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _decided_line(analysis: Analysis) -> str:
+    """Which part of the rule made the pick, and which settings cost the same as the cheapest
+    (within the margin) or are not yet known to."""
+    decision = analysis.recommendation.decision
+    assert decision is not None
+    margin = f"{analysis.tolerance_pct:g} %"
+    line = f"Decided by **{_md(decision.decided_by)}**: {_md(decision.reason)}"
+    if len(decision.equivalent) > 1:
+        same = ", ".join(_md(s.label) for s in decision.equivalent)
+        line += f". Cost the same (within {margin} of the cheaper bill): {same}."
+    else:
+        line += f" (margin {margin} of the cheaper bill)."
+    if decision.undetermined:
+        unknown = ", ".join(_md(s.label) for s in decision.undetermined)
+        line += f" Not yet known to cost the same or not: {unknown} (measure longer to tell)."
+    return line
 
 
 def _deploy_line(analysis: Analysis, pick: Setting, swept: list[str]) -> str:

@@ -88,6 +88,11 @@ def breakable(text: str) -> Markup:
     return Markup(str(escape(text)).replace(".", ".<wbr>").replace("_", "_<wbr>"))
 
 
+def signed_money(dollars: float) -> str:
+    """ "+$0.039", or "$2.50" after a minus sign (U+2212): a difference in money."""
+    return ("+" if dollars >= 0 else "\u2212") + money(abs(dollars))
+
+
 def chart_library() -> Markup:
     parts = []
     for relative in CHART_SCRIPTS:
@@ -203,7 +208,43 @@ COLUMNS: dict[str, Column] = {
             "cost",
             "cost / 1M",
             "US$ per one million requests at steady state (warm invocations): Lambda compute "
-            "and requests, API Gateway REST and DynamoDB, at the dated us-east-1 prices.",
+            "and requests, API Gateway REST and DynamoDB, at the dated us-east-1 prices; under "
+            "it, the half-width of its 95 % interval (from the spread of the warm invocations' "
+            "billed duration from second to second).",
+        ),
+        (
+            "candidate",
+            "candidate",
+            "A setting that meets every threshold: the cheapest first, then each other.",
+        ),
+        (
+            "cost_delta",
+            "Δ cost / 1M",
+            "This candidate's cost per 1M requests minus the cheapest's (US$).",
+        ),
+        ("cost_delta_pct", "Δ %", "That difference as a percentage of the cheaper bill."),
+        (
+            "cost_delta_ci",
+            "95 % CI of Δ",
+            "The 95 % interval of the difference: both settings' cost intervals combined.",
+        ),
+        (
+            "cost_margin",
+            "margin",
+            "The practical margin: decision.cost_tolerance_pct of the cheaper bill. A "
+            "difference wholly inside ±margin (or holding zero) is no difference.",
+        ),
+        (
+            "cost_relation",
+            "cost is",
+            "What the rule made of the difference: the same (its interval holds zero or lies "
+            "within the margin), different (wholly beyond it) or not yet known (it straddles "
+            "the margin: measure longer).",
+        ),
+        (
+            "p95_versus",
+            "p95 vs the cheapest",
+            "This candidate's p95 against the cheapest's: what the extra cost buys, or saves.",
         ),
         (
             "cold_cost",
@@ -321,7 +362,8 @@ COLUMNS: dict[str, Column] = {
         (
             "delta",
             "Δ B - A",
-            "B minus A: the difference, its 95 % interval and whether it is a change.",
+            "B minus A: the difference, its 95 % interval and whether it is a change (cost: "
+            "judged against B's margin on cost, as the rule judges two settings).",
         ),
     )
 }
@@ -339,6 +381,23 @@ class Legends:
         again = [COLUMNS[key] for key in keys if key in self.explained]
         self.explained.update(keys)
         return new, again
+
+
+@dataclass(frozen=True)
+class CostRow:
+    """One candidate in a run's cost differences: the cheapest meeting every threshold, then
+    each other, against it (the rule's reading of the difference, and what it buys in p95)."""
+
+    setting: Setting
+    cheapest: bool
+    picked: bool
+    delta: float | None = None  # US$ per 1M, this minus the cheapest (None: the cheapest)
+    pct: float | None = None  # of the cheaper bill
+    low: float | None = None  # the 95 % interval of delta (None: a setting has no interval)
+    high: float | None = None
+    margin: float | None = None
+    relation: str = "the cheapest"  # "the same", "different", "not yet known"
+    p95_versus: str = ""  # "p95 4.9× lower (20.1 vs 98.3 ms)"
 
 
 @dataclass(frozen=True)
@@ -388,17 +447,56 @@ class RunView:
 
     @property
     def explanation(self) -> list[str]:
-        """The recommendation's lines, less the effects sentence the effects block shows."""
-        lines = self.analysis.recommendation.explanation
-        if not self.effects:
-            return lines
-        sentence = effects_sentence(self.effects)
-        return [line for line in lines if line != sentence]
+        """The recommendation's lines, less what the banner and the effects block already
+        show (how sure, what moves the bill)."""
+        shown = set()
+        if self.analysis.confidence is not None:
+            shown.add(self.analysis.confidence.statement)
+        if self.effects:
+            shown.add(effects_sentence(self.effects))
+        return [line for line in self.analysis.recommendation.explanation if line not in shown]
 
     @property
     def picked(self) -> Point | None:
         pick = self.analysis.recommendation.cheapest
         return pick.point if pick is not None else None
+
+    @property
+    def decided_by(self) -> str | None:
+        """Which part of the rule made the pick, in words (None: no pick)."""
+        recommendation = self.analysis.recommendation
+        decision = recommendation.decision
+        if decision is None or recommendation.cheapest is None:
+            return None
+        return decision.decided_by_words
+
+    @property
+    def cost_rows(self) -> list[CostRow]:
+        """The cheapest setting meeting every threshold, then each other candidate against it
+        (empty: the rule decided nothing, e.g. a degraded step or none met the thresholds)."""
+        recommendation = self.analysis.recommendation
+        decision = recommendation.decision
+        if decision is None:
+            return []
+        pick = recommendation.cheapest
+        cheapest = decision.cheapest
+        rows = [CostRow(cheapest, cheapest=True, picked=cheapest is pick)]
+        for d in decision.differences:
+            rows.append(
+                CostRow(
+                    d.b,
+                    cheapest=False,
+                    picked=d.b is pick,
+                    delta=d.value,
+                    pct=d.pct,
+                    low=d.low if d.has_interval else None,
+                    high=d.high if d.has_interval else None,
+                    margin=d.margin,
+                    relation=d.relation_words,
+                    p95_versus=d.b.p95_against(cheapest, figures=False),
+                )
+            )
+        return rows
 
     @property
     def pick(self) -> str:
@@ -711,7 +809,13 @@ def _environment() -> Environment:
         extensions=["jinja2.ext.do"],
     )
     env.filters.update(
-        ms=ms, money=money, percent=percent, when=when, clock=clock, breakable=breakable
+        ms=ms,
+        money=money,
+        signed_money=signed_money,
+        percent=percent,
+        when=when,
+        clock=clock,
+        breakable=breakable,
     )
     return env
 
@@ -730,6 +834,8 @@ def render(analyses: list[Analysis], *, pair: RunComparison | None = None) -> st
             title=title,
             runs=runs,
             two=len(runs) > 1,
+            # The rule is stated once: in the banner, or under both when the runs share it.
+            shared_rule=len({run.analysis.rule for run in runs}) == 1 and len(runs) > 1,
             rows=point_rows(runs, pair),
             swept=any(run.axes for run in runs),
             first_key="point" if any(run.axes for run in runs) else "memory",
