@@ -416,7 +416,8 @@ class RunVerdict(_Model):
     equivalent: list[str] = Field(default_factory=list)  # tied with the pick on cost (keys of met)
     cost_tolerance_pct: float | None = None  # the margin that decided "the same"
     costs: dict[str, CostInterval] = Field(default_factory=dict)  # per setting (keys of met)
-    cost_differences: list[CostPair] = Field(default_factory=list)  # the cheapest vs each other
+    # every pair of trusted settings: the rule's (the cheapest against each candidate) first
+    cost_differences: list[CostPair] = Field(default_factory=list)
 
 
 class RoundRecord(_Model):

@@ -214,3 +214,11 @@ def test_given_a_short_window_then_it_stays_open_for_data() -> None:
         thresholds={"p95_ms": 3000},
     )
     assert list(still_open(analyse(results), looks=6).values()) == ["not enough data yet"]
+
+
+def test_given_three_settings_then_every_pair_has_its_cost_difference_the_rules_first() -> None:
+    verdict = run_verdict(analyse(tied_mix()))
+    pairs = [(pair.a, pair.b) for pair in verdict.cost_differences]
+    assert len(pairs) == 3 and len({frozenset(p) for p in pairs}) == 3
+    cheapest = pairs[0][0]
+    assert pairs[0][0] == pairs[1][0] == cheapest  # the rule's: the cheapest against each other

@@ -26,6 +26,7 @@ from runner.analysis._cost import (
 )
 from runner.analysis._decision import (
     PICK_SHARE_NEEDED,
+    CostDifference,
     Pick,
     cost_difference,
     cost_se,
@@ -1018,9 +1019,25 @@ def run_verdict(analysis: Analysis) -> RunVerdict:
                 margin=d.margin,
                 relation=d.relation,
             )
-            for d in (decision.differences if decision is not None else [])
+            for d in _every_pair(analysis)
         ],
     )
+
+
+def _every_pair(analysis: Analysis) -> list[CostDifference]:
+    """The cost difference of every pair of trusted settings: the rule's (the cheapest against
+    each candidate) first, then the others, each cheaper one as `a`."""
+    decision = analysis.recommendation.decision
+    tolerance = analysis.results.scenario.decision.cost_tolerance_pct
+    pairs = list(decision.differences) if decision is not None else []
+    seen = {(d.a.point, d.b.point) for d in pairs} | {(d.b.point, d.a.point) for d in pairs}
+    trusted = sorted(
+        (s for s in analysis.settings if s.trusted), key=lambda s: (s.cost.total, s.memory_mb)
+    )
+    for a, b in itertools.combinations(trusted, 2):
+        if (a.point, b.point) not in seen:
+            pairs.append(cost_difference(a, b, tolerance))
+    return pairs
 
 
 def recommended_point(point: Point, results: Results) -> RecommendedPoint:
