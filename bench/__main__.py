@@ -8,7 +8,15 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench import fidelity, generator, local_stack, master_scale, sweep_overhead, trust
+from bench import (
+    fidelity,
+    generator,
+    local_stack,
+    master_scale,
+    sequential,
+    sweep_overhead,
+    trust,
+)
 from bench.common import BENCH_DIR, Figure, machine_description, versions
 
 # RESULTS.md below this line is written by hand (what changed and why) and kept by every run.
@@ -25,6 +33,9 @@ BENCHMARKS: dict[str, Callable[..., Figure | list[Figure]]] = {
     "worker-scaling": generator.worker_scaling,
     "master-memory": master_scale.master_memory,
     "verdict-trust": trust.verdict_trust,
+    "confident-verdict-time": sequential.confident_verdict_time,
+    "stable-pick": sequential.stable_pick,
+    "false-stops": sequential.false_stops,
 }
 
 
