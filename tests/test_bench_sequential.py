@@ -93,7 +93,7 @@ def test_given_truth_c_when_run_in_rounds_then_cost_picks_the_cheaper() -> None:
     assert 1 <= len(trial.look_s) <= QUICK_SHAPE.max_s // QUICK_SHAPE.round_s
 
 
-def test_given_a_setting_kept_open_by_a_stopped_one_then_its_steps_are_counted() -> None:
+def test_given_a_setting_kept_open_by_a_stopped_one_then_its_later_steps_are_counted() -> None:
     results = empty_results(synthetic_scenario([128, 512, 1024], QUICK_SHAPE))
     builder = StreamBuilder(seed=2)
     for memory, rounds in ((128, 4), (512, 2), (1024, 1)):
@@ -125,3 +125,7 @@ def test_given_a_setting_kept_open_by_a_stopped_one_then_its_steps_are_counted()
     assert said.startswith("2 of 7 steps (24 s of load")  # 128 MB's steps of rounds 3 and 4
     assert "r3 128 MB" in said and "1024 MB stopped after r1" in said
     assert "r4 128 MB" in said and "512 MB stopped after r2" in said
+    assert run.beyond_first_round() == (
+        "4 of 7 steps came after the first round: 128 MB 4 rounds (stopped: settled after 40 s); "
+        "512 MB 2 rounds (stopped: settled after 20 s)"
+    )
