@@ -372,3 +372,24 @@ def test_given_target_flags_that_make_no_sense_then_bad_input_naming_the_flag(
     with pytest.raises(BadInput) as raised:
         with_target(parse_scenario(GOOD), **flags)
     assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ("until: confident, repeats: 2", "sweep.repeats: until: confident measures in rounds"),
+        ("until: confident, min_s: 90, max_s: 30", "sweep.min_s: 90 s is more than max_s (30 s)"),
+        ("until: sometimes", "until"),
+    ],
+)
+def test_given_a_confident_sweep_with_bad_bounds_then_one_line_naming_the_key(
+    keys: str, expected: str
+) -> None:
+    text = GOOD.replace(
+        "  memory_mb: [128, 1024]\n",
+        f"  memory_mb: [128, 1024]\n  {keys.replace(', ', chr(10) + '  ')}\n",
+    )
+    with pytest.raises(BadInput) as raised:
+        parse_scenario(text, path="x.yaml")
+    message = str(raised.value)
+    assert message.startswith("x.yaml:") and expected in message and "\n" not in message, message
