@@ -393,3 +393,4 @@ def test_given_a_confident_sweep_with_bad_bounds_then_one_line_naming_the_key(
         parse_scenario(text, path="x.yaml")
     message = str(raised.value)
     assert message.startswith("x.yaml:") and expected in message and "\n" not in message, message
+    assert "sweep: sweep." not in message  # the blamed key once, at its own line

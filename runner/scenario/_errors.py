@@ -71,6 +71,16 @@ def _shown(value: Any) -> str:
 # A check across fields names the field it blames first: "sweep.warmup_s: ..."
 _BLAMED_FIELD = re.compile(r"^(?P<field>[a-z_]+(?:\.[a-z_]+)+): (?P<message>.*)$", re.DOTALL)
 
+def _blamed(message: str, location: tuple[int | str, ...]) -> re.Match[str] | None:
+    """The field a check across fields blames, when it lies under the model that checked
+    (the scenario's own checks, or a section's: "sweep.repeats: ...")."""
+    blamed = _BLAMED_FIELD.match(message)
+    if blamed is None:
+        return None
+    field = tuple(blamed["field"].split("."))
+    return blamed if field[: len(location)] == tuple(str(part) for part in location) else None
+
+
 # --- errors in memsweep's words ----------------------------------------------------------------
 
 # A key's suffix says its unit (the format's own naming rule): (suffix, symbol, what a number
@@ -420,7 +430,7 @@ def explain(
             continue
         clean = _without_tags(location)
         message = item["msg"].removeprefix("Value error, ")
-        blamed = _BLAMED_FIELD.match(message) if not clean else None
+        blamed = _blamed(message, clean)
         if blamed:
             field = tuple(blamed["field"].split("."))
             line = line_of(field)
@@ -456,7 +466,7 @@ def explain_override(error: ValidationError, given: dict[str, str]) -> str:
     for item in error.errors():
         clean, text = _located(item)
         message = str(item["msg"]).removeprefix("Value error, ")
-        blamed = _BLAMED_FIELD.match(message) if not clean else None
+        blamed = _blamed(message, clean)
         if blamed:  # a check across fields (the warm-up against the load's length)
             clean = tuple(blamed["field"].split("."))
             text = f"{blamed['field']}: {blamed['message']}"
