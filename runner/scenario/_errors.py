@@ -71,6 +71,7 @@ def _shown(value: Any) -> str:
 # A check across fields names the field it blames first: "sweep.warmup_s: ..."
 _BLAMED_FIELD = re.compile(r"^(?P<field>[a-z_]+(?:\.[a-z_]+)+): (?P<message>.*)$", re.DOTALL)
 
+
 def _blamed(message: str, location: tuple[int | str, ...]) -> re.Match[str] | None:
     """The field a check across fields blames, when it lies under the model that checked
     (the scenario's own checks, or a section's: "sweep.repeats: ...")."""
