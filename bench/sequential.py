@@ -39,12 +39,15 @@ from runner.analysis import (
     analyse,
     latency,
     look_widening,
+    next_round,
+    relation_of,
     run_verdict,
     still_open,
 )
 from runner.hdr import empty_histogram, encode
 from runner.results import (
     BilledSecond,
+    CostPair,
     HostRecord,
     Invocations,
     Results,
@@ -54,7 +57,7 @@ from runner.results import (
     TargetInfo,
     read_results,
 )
-from runner.scenario import Point, Scenario, max_rounds
+from runner.scenario import Scenario, max_rounds
 from runner.stack import PROJECT_ROOT
 
 RUN_TIMEOUT_S = 1200
@@ -718,8 +721,8 @@ class Trial:
 def run_trial(truth: Truth, seed: int, shape: Shape) -> Trial:
     """The truth's two settings measured round by round as runner/sweep.py's _rounds does:
     every open setting once per round, a look (analyse, still_open at the plan's K looks)
-    after each, a setting stops when nothing is open about it and min_s is measured, or when
-    another round would pass max_s; then the verdict, as cli.py makes it."""
+    after each, and the same next_round decides which settings the next round measures; then
+    the verdict, as cli.py makes it."""
     by_memory = {s.memory_mb: s for s in truth.settings}
     scenario = synthetic_scenario(sorted(by_memory), shape)
     sweep = scenario.sweep
@@ -738,18 +741,17 @@ def run_trial(truth: Truth, seed: int, shape: Shape) -> Trial:
         began = time.perf_counter()
         open_ = still_open(analyse(results), looks=looks)
         look_s.append(time.perf_counter() - began)
-        following: list[Point] = []
-        for point in active:
-            done = measured[point.memory_mb]
-            why = open_.get(point)
-            if why is None and done < sweep.min_s:
-                why = "under min_s"
-            if why is None:
-                continue
-            if done + sweep.round_s > sweep.max_s + 1e-9:
-                at_max = True
-            else:
-                following.append(point)
+        plan = next_round(
+            sweep.planned_points(),
+            active,
+            {point: measured[point.memory_mb] for point in sweep.planned_points()},
+            open_,
+            min_s=sweep.min_s,
+            round_s=sweep.round_s,
+            max_s=sweep.max_s,
+        )
+        at_max = at_max or plan.at_max
+        following = plan.measured
         active = following
         if not active:
             break
@@ -771,24 +773,20 @@ def run_trial(truth: Truth, seed: int, shape: Shape) -> Trial:
 
 
 def cost_call(verdict: RunVerdict, looks: int) -> tuple[str, str] | None:
-    """The cost difference between the two settings as the verdict classified it (its 95 %
-    interval) and as a look over the same data did (widened for `looks` looks)."""
+    """The cost difference between the two settings as the verdict classified it (its interval
+    widened for `looks` looks, as every look of the run did) and as a plain 95 % interval over
+    the same data would have (what the verdict said before the two were made one)."""
     if not verdict.cost_differences:
         return None
     d = verdict.cost_differences[0]
+    low, high = plain_interval(d, looks)
+    return d.relation, relation_of(low, high, d.margin)
+
+
+def plain_interval(d: CostPair, looks: int) -> tuple[float, float]:
+    """The verdict's widened interval of a cost difference narrowed back to plain 95 %."""
     factor = look_widening(looks)
-    low, high = d.value - factor * (d.value - d.low), d.value + factor * (d.high - d.value)
-    return d.relation, _relation(low, high, d.margin)
-
-
-def _relation(low: float, high: float, margin: float) -> str:
-    """runner/analysis/_decision.py's classification of a cost difference's interval (the
-    verdict's cost_difference; _sequential._cost_open at a look, on the widened interval)."""
-    if low <= 0 <= high or (-margin <= low and high <= margin):
-        return "same"
-    if high < -margin or low > margin:
-        return "different"
-    return "undetermined"
+    return d.value - (d.value - d.low) / factor, d.value + (d.high - d.value) / factor
 
 
 @dataclass(frozen=True)
@@ -904,46 +902,46 @@ def _mechanism(errors: list[Trial], looks: int, equal_costs: list[Trial], round_
     patterns = Counter(
         f"rule {t.rule}"
         + (
-            f", cost {t.cost_call[0]} by the verdict / {t.cost_call[1]} by the look"
+            f", cost {t.cost_call[0]} by the verdict / {t.cost_call[1]} by a plain 95 % interval"
             if t.cost_call
             else ""
         )
         for t in errors
     )
     text = "counted: " + ", ".join(f"{p} ×{n}" for p, n in patterns.most_common())
-    split = sum(1 for t in errors if t.rule == "cost" and t.cost_call == ("undetermined", "same"))
-    if split:
+    apart = sum(1 for t in errors if t.rule == "cost" and t.cost_call and t.cost_call[0] != "same")
+    if apart:
         text += (
-            f". In {split} of {len(errors)} the look and the verdict disagreed on the same data: "
-            f"the look's interval of the cost difference, widened ×{look_widening(looks):.2f} "
-            f"for {looks} looks, held zero (the same cost: nothing left to measure for cost), "
-            "while the verdict's 95 % interval excluded zero yet reached past the "
-            f"±{errors[0].verdict.cost_tolerance_pct or 0:g} % margin (undetermined), so the "
-            "other setting left the tie and the one measured cheaper won on cost. Widening makes "
-            "'holds zero' easier to meet: for 'the same' a look is laxer than the verdict"
+            f". In {apart} of {len(errors)} the verdict's interval of the cost difference, widened "
+            f"×{look_widening(looks):.2f} for {looks} looks as the looks' were, did not hold "
+            f"zero nor lie within the ±{errors[0].verdict.cost_tolerance_pct or 0:g} % margin, so "
+            "the one measured cheaper won on cost"
         )
     if equal_costs:
         one = [t for t in equal_costs if max(t.measured_s.values()) <= round_s]
         more = [t for t in equal_costs if max(t.measured_s.values()) > round_s]
         text += (
             f". Of the {len(equal_costs)} runs whose two costs are equal by construction, the "
-            f"verdict's 95 % interval of their difference excluded zero in "
-            f"{_missed_zero(equal_costs)} (5 % expected): {_missed_zero(one)} of {len(one)} that "
+            f"plain 95 % interval of their difference excluded zero in "
+            f"{_missed_zero(equal_costs, looks)} (5 % expected): "
+            f"{_missed_zero(one, looks)} of {len(one)} that "
             f"ended after one {round_s} s round (its interval rests on {round_s} one-second and "
             f"{round_s // 2} two-second batches, against a level that persists from second to "
-            f"second, AR(1) phi {AR_PHI}), {_missed_zero(more)} of {len(more)} that ran longer "
+            f"second, AR(1) phi {AR_PHI}), {_missed_zero(more, looks)} of {len(more)} that ran "
+            "longer "
             "(the spread between rounds counted)"
         )
     return text
 
 
-def _missed_zero(trials: list[Trial]) -> int:
-    return sum(
-        1
-        for t in trials
-        if t.verdict.cost_differences
-        and (t.verdict.cost_differences[0].low > 0 or t.verdict.cost_differences[0].high < 0)
-    )
+def _missed_zero(trials: list[Trial], looks: int) -> int:
+    """How many trials' plain 95 % interval of the cost difference excluded zero."""
+    missed = 0
+    for t in trials:
+        if t.verdict.cost_differences:
+            low, high = plain_interval(t.verdict.cost_differences[0], looks)
+            missed += low > 0 or high < 0
+    return missed
 
 
 def _truth_line(truth: Truth, trials: list[Trial], judged: list[Judged]) -> str:

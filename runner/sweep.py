@@ -35,6 +35,7 @@ from runner.analysis import (
     host_snapshot,
     load_tick,
     measure_step,
+    next_round,
     step_window,
     still_open,
 )
@@ -259,26 +260,33 @@ class Sweep:
                 index += 1
                 self._step(target, swarm, index=index, point=point, repeat=round_)
             open_ = still_open(analyse(self.results), looks=looks)
-            record = RoundRecord(round=round_, measured=[point_label(p) for p in active])
-            following: list[Point] = []
-            for point in active:
-                label = point_label(point)
-                measured = sum(
-                    s.window_end - s.window_start for s in self.results.steps if s.point == point
+            measured_s: dict[Point, float] = {}
+            for step in self.results.steps:
+                measured_s[step.point] = (
+                    measured_s.get(step.point, 0.0) + step.window_end - step.window_start
                 )
-                why = open_.get(point)
-                if why is None and measured < sweep.min_s:
-                    why = f"under min_s ({measured:.0f} of {sweep.min_s:g} s measured)"
-                if why is None:
-                    record.stopped[label] = f"settled after {measured:.0f} s"
-                elif measured + sweep.round_s > sweep.max_s + 1e-9:
-                    record.stopped[label] = f"max_s reached ({measured:.0f} s); still open: {why}"
-                else:
-                    record.still_open[label] = why
-                    following.append(point)
-            for label, why in {**record.stopped, **record.still_open}.items():
-                verb = "keeps measuring" if label in record.still_open else "stops"
-                self.say(Note(f"round {round_}: {label} {verb}: {why}"))
+            plan = next_round(
+                sweep.planned_points(),
+                active,
+                measured_s,
+                open_,
+                min_s=sweep.min_s,
+                round_s=sweep.round_s,
+                max_s=sweep.max_s,
+            )
+            record = RoundRecord(
+                round=round_,
+                measured=[point_label(p) for p in active],
+                still_open={point_label(p): why for p, why in plan.still_open.items()},
+                stopped={point_label(p): why for p, why in plan.stopped.items()},
+            )
+            following = plan.measured
+            verbs = {point: "stops" for point in plan.stopped}
+            verbs |= {point: "keeps measuring" for point in plan.still_open}
+            verbs |= {point: "measures again" for point in plan.reopened}
+            for point, verb in verbs.items():
+                why = plan.stopped.get(point) or plan.still_open[point]
+                self.say(Note(f"round {round_}: {point_label(point)} {verb}: {why}"))
             self.results.rounds.append(record)
             self._save()
             active = following

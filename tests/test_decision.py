@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from runner.analysis import analyse, look_widening, run_verdict, still_open
+from runner.analysis import analyse, look_widening, next_round, run_verdict, still_open
 from runner.analysis._decision import cost_difference
 from runner.analysis._stats import Batch, mean_interval
 from runner.analysis._verdict import DEFAULT_ERROR_RATE, exit_code
 from runner.results import Results, read_results, write_results
+from runner.scenario import Point
+from runner.stack import PROJECT_ROOT
 from tests.test_report import make_results, make_step
 
 
@@ -172,6 +174,9 @@ def test_given_a_schema_3_file_then_it_is_read_and_its_verdict_rederived(tmp_pat
 def test_given_more_looks_then_each_look_judges_with_wider_intervals() -> None:
     assert look_widening(1) == pytest.approx(1.0, abs=1e-3)
     assert 1.0 < look_widening(6) < look_widening(12) < 1.7
+    # README.md's figure for the main job's 12 looks is this one
+    readme = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"×{look_widening(12):.2f} for 12" in readme
 
 
 def test_given_clearly_separated_settings_then_nothing_is_left_open() -> None:
@@ -222,3 +227,67 @@ def test_given_three_settings_then_every_pair_has_its_cost_difference_the_rules_
     assert len(pairs) == 3 and len({frozenset(p) for p in pairs}) == 3
     cheapest = pairs[0][0]
     assert pairs[0][0] == pairs[1][0] == cheapest  # the rule's: the cheapest against each other
+
+
+CONFIDENT = {"until": "confident", "round_s": 10, "min_s": 10, "max_s": 120}  # 12 looks
+
+
+def test_given_a_confident_run_then_the_verdict_judges_cost_as_its_looks_did() -> None:
+    # GIVEN 146 MB billing as long as 128 MB: 0.65 % dearer, measured with some noise. A plain
+    # 95 % interval excludes zero and straddles the 0.5 % margin; widened for 12 looks it
+    # holds zero
+    steps = [
+        make_step(index=1, memory=128, median_ms=30.0, billed_ms=40.0, billed_noise=0.1),
+        make_step(index=2, memory=146, median_ms=30.0, billed_ms=40.0, billed_noise=0.1),
+    ]
+    fixed = run_verdict(analyse(make_results(steps, thresholds={"p95_ms": 3000})))
+    confident_analysis = analyse(make_results(steps, thresholds={"p95_ms": 3000}, sweep=CONFIDENT))
+    confident = run_verdict(confident_analysis)
+    (plain,), (widened,) = fixed.cost_differences, confident.cost_differences
+
+    # THEN the confident verdict's interval is the looks' (×look_widening(12)), and it says
+    # what a look over the same data says: the same cost, nothing open about cost
+    assert widened.high - widened.value == pytest.approx(
+        look_widening(12) * (plain.high - plain.value)
+    )
+    assert (plain.relation, fixed.decided_by) == ("undetermined", "cost")
+    assert (widened.relation, confident.decided_by) == ("same", "smallest among equals")
+    assert not [why for why in still_open(confident_analysis, looks=12).values() if "cost" in why]
+
+
+def test_given_a_look_then_next_round_measures_the_open_reopens_the_stopped_and_stops_at_max() -> (
+    None
+):
+    a, b, c, d = (Point(memory_mb=m) for m in (128, 256, 512, 1024))
+    plan = next_round(
+        [a, b, c, d],
+        [a, b, d],  # c stopped in an earlier round
+        {a: 20.0, b: 20.0, c: 10.0, d: 40.0},
+        {b: "256 MB vs 512 MB cost: not yet separated", c: "256 MB vs 512 MB cost: ...", d: "x"},
+        min_s=30,
+        round_s=10,
+        max_s=40,
+    )
+    # a: nothing open but under min_s; b: open; c: open again, though it had stopped; d: open,
+    # but another round would pass max_s
+    assert plan.measured == [a, b, c]
+    assert plan.reopened == [c]
+    assert plan.still_open[a] == "under min_s (20 of 30 s measured)"
+    assert plan.stopped == {d: "max_s reached (40 s); still open: x"} and plan.at_max
+    settled = next_round([a], [a], {a: 30.0}, {}, min_s=30, round_s=10, max_s=40)
+    assert (settled.measured, settled.stopped) == ([], {a: "settled after 30 s"})
+
+
+def test_given_twins_with_noisy_costs_then_resamples_keep_them_tied_and_the_smallest_picked() -> (
+    None
+):
+    # Identical compute, noisy billing: a resample's costs land apart by more than the 0.5 %
+    # margin often (tying only within the margin, 128 MB was picked in 87 % of resamples: too
+    # close to call between twins), but within what the run's own interval calls the same
+    steps = [
+        make_step(index=1, memory=128, median_ms=20.0, billed_ms=40.0, billed_noise=0.4),
+        make_step(index=2, memory=256, median_ms=20.0, billed_ms=20.0, billed_noise=0.4),
+    ]
+    verdict = run_verdict(analyse(make_results(steps, thresholds={"p95_ms": 3000})))
+    assert verdict.decided_by == "smallest among equals" and verdict.recommended_mb == 128
+    assert verdict.confidence.pick_share is not None and verdict.confidence.pick_share >= 0.9

@@ -12,6 +12,7 @@ numbers say. Pure: values in, values out; nothing here touches a target, a proce
 """
 
 from runner.analysis._cost import PRICES_US_EAST_1, money
+from runner.analysis._decision import look_widening, relation_of
 from runner.analysis._measure import (
     STOPS_THE_SWEEP,
     Load,
@@ -21,7 +22,7 @@ from runner.analysis._measure import (
     measure_step,
     step_window,
 )
-from runner.analysis._sequential import look_widening, still_open
+from runner.analysis._sequential import NextRound, next_round, still_open
 from runner.analysis._setting import Setting, Verdict
 from runner.analysis._stats import latency
 from runner.analysis._step_data import SecondStats, StepData, Tick
@@ -49,6 +50,7 @@ __all__ = [
     "AxisEffect",
     "Load",
     "Measured",
+    "NextRound",
     "Readings",
     "RunComparison",
     "RunDifference",
@@ -66,8 +68,10 @@ __all__ = [
     "look_widening",
     "measure_step",
     "money",
+    "next_round",
     "point_order",
     "recommended_point",
+    "relation_of",
     "run_verdict",
     "step_window",
     "still_open",

@@ -16,6 +16,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
@@ -54,6 +55,21 @@ RELATION_WORDS: dict[str, str] = {
     "different": "different",
     "undetermined": "not yet known",
 }
+
+
+ALPHA = 0.05
+
+
+def look_widening(looks: int) -> float:
+    """How much wider than a 95 % interval an interval must be to hold at whichever of `looks`
+    looks a run stops: z(1 - ALPHA / 2K) / z(0.975) (Bonferroni over a fixed look schedule).
+
+    A confident run looks after every round and stops a setting once its comparisons settle;
+    judged with plain 95 % intervals, some look would settle by chance far more often than 5 %
+    of the time. Its looks and its verdict both classify cost with this widening, so the
+    verdict says what the look that stopped the setting saw (bench/sequential.py measured a
+    verdict whose narrower interval undid the look's "the same": 8 of 120 false ties)."""
+    return NormalDist().inv_cdf(1 - ALPHA / (2 * max(1, looks))) / Z_975
 
 
 def decision_rule(tolerance_pct: float) -> str:
@@ -106,24 +122,36 @@ def cost_se(setting: Setting) -> float | None:
     return (estimate.high - estimate.low) / (2 * Z_975)
 
 
-def cost_difference(a: Setting, b: Setting, tolerance_pct: float) -> CostDifference:
-    """b - a with its interval (the two settings' errors combined), classified: the same
-    (interval holds zero, or lies wholly within ±margin), different (wholly outside the
-    margin), or undetermined (it straddles the margin: more data would tell)."""
+def relation_of(low: float, high: float, margin: float) -> Relation:
+    """What an interval of a cost difference says: the same (it holds zero, or lies wholly
+    within ±margin), different (wholly outside the margin), or undetermined (it straddles the
+    margin: more data would tell)."""
+    if low <= 0 <= high or (-margin <= low and high <= margin):
+        return "same"
+    if high < -margin or low > margin:
+        return "different"
+    return "undetermined"
+
+
+def _half_width(a: Setting, b: Setting, widening: float) -> float:
+    """Half the interval of b - a: the two settings' errors combined. Without an interval on
+    one side (no per-second billing records), 0: only the margin decides."""
+    se_a, se_b = cost_se(a), cost_se(b)
+    if se_a is None or se_b is None:
+        return 0.0
+    return widening * Z_975 * math.hypot(se_a, se_b)
+
+
+def cost_difference(
+    a: Setting, b: Setting, tolerance_pct: float, *, widening: float = 1.0
+) -> CostDifference:
+    """b - a with its 95 % interval (widened by `widening` for a confident run's looks: see
+    look_widening), classified by relation_of."""
     value = b.cost.total - a.cost.total
     margin = tolerance_pct / 100 * min(a.cost.total, b.cost.total)
-    se_a, se_b = cost_se(a), cost_se(b)
-    # Without an interval on one side (no per-second billing records), only the margin decides.
-    half = Z_975 * math.hypot(se_a, se_b) if se_a is not None and se_b is not None else 0.0
+    half = _half_width(a, b, widening)
     low, high = value - half, value + half
-    relation: Relation
-    if low <= 0 <= high or (-margin <= low and high <= margin):
-        relation = "same"
-    elif high < -margin or low > margin:
-        relation = "different"
-    else:
-        relation = "undetermined"
-    return CostDifference(a, b, value, low, high, margin, relation)
+    return CostDifference(a, b, value, low, high, margin, relation_of(low, high, margin))
 
 
 def _faster(a: Setting, b: Setting) -> bool:
@@ -165,13 +193,17 @@ class Pick:
         return next((d for d in self.differences if d.b is setting), None)
 
 
-def decide(pool: Sequence[Setting], tolerance_pct: float) -> Pick | None:
+def decide(pool: Sequence[Setting], tolerance_pct: float, *, widening: float = 1.0) -> Pick | None:
     """The pick among `pool` (settings meeting every threshold): the cheapest, unless others
     cost the same; then the clearly fastest of those, else the smallest memory."""
     if not pool:
         return None
     cheapest = min(pool, key=lambda s: (s.cost.total, s.memory_mb))
-    differences = [cost_difference(cheapest, s, tolerance_pct) for s in pool if s is not cheapest]
+    differences = [
+        cost_difference(cheapest, s, tolerance_pct, widening=widening)
+        for s in pool
+        if s is not cheapest
+    ]
     equivalent = [cheapest] + [d.b for d in differences if d.relation == "same"]
     undetermined = [d.b for d in differences if d.relation == "undetermined"]
     if len(equivalent) == 1:
@@ -199,6 +231,7 @@ def pick_share(
     limits: Mapping[str, float],
     tolerance_pct: float,
     *,
+    widening: float = 1.0,
     resamples: int = PICK_RESAMPLES,
     seed: int = 0,
 ) -> tuple[float, Setting | None]:
@@ -208,10 +241,13 @@ def pick_share(
     candidates: the settings that met the non-latency thresholds (errors, drops, throughput:
     counts, not resampled). In each resample every setting's p50/p95/p99 come from its own
     histogram (n / deff draws) and its cost from its interval; a setting meets the latency
-    thresholds in the resample or not; among those that do, the ones within the margin of the
-    cheapest tie, and the rule decides among them as it did for the run: the one the run showed
-    clearly faster than the others that tie, else the smallest memory (the cheapest alone when
-    nothing ties).
+    thresholds in the resample or not; among those that do, the ones that cost the same as the
+    cheapest by the run's own test (the difference within the run's interval half-width, i.e.
+    its interval would hold zero, or the interval wholly within the margin) tie, and the rule
+    decides among them as it did for the run: the one the run showed clearly faster than the
+    others that tie, else the smallest memory (the cheapest alone when nothing ties). A rule
+    that tied only within the margin would call identical settings different in every resample
+    whose draws landed apart, and flip the pick between twins.
     """
     rng = np.random.default_rng(seed)
     statistics = sorted({*limits, "p95"})
@@ -229,6 +265,9 @@ def pick_share(
             ok &= draws[statistic] <= limit
         meets[i], p95[i], cost[i] = ok, draws["p95"], _cost_draws(setting, rng, resamples)
     memory = np.array([s.memory_mb for s in candidates], dtype=float)
+    # Each setting's cost error (None: no interval; only the margin can tie it).
+    errors = [cost_se(s) for s in candidates]
+    se = np.array([e if e is not None else np.nan for e in errors])
     faster: dict[tuple[int, int], bool] = {}  # (i, j): i clearly faster than j (from the run)
 
     def clearly(i: int, j: int) -> bool:
@@ -242,8 +281,12 @@ def pick_share(
         if eligible.size == 0:
             picks[-1] += 1
             continue
-        cheapest = cost[eligible, r].min()
-        tied = [int(i) for i in eligible[cost[eligible, r] <= cheapest * (1 + tolerance_pct / 100)]]
+        c = int(eligible[np.argmin(cost[eligible, r])])
+        above = cost[eligible, r] - cost[c, r]
+        half = np.nan_to_num(widening * Z_975 * np.hypot(se[c], se[eligible]), nan=0.0)
+        margin = tolerance_pct / 100 * cost[c, r]
+        same = (above <= half) | (above + half <= margin)
+        tied = [int(i) for i in eligible[same]]
         fastest = min(tied, key=lambda i: p95[i, r])
         if len(tied) > 1 and all(clearly(fastest, j) for j in tied if j != fastest):
             chosen = fastest

@@ -32,6 +32,7 @@ from runner.analysis._decision import (
     cost_se,
     decide,
     decision_rule,
+    look_widening,
     pick_share,
 )
 from runner.analysis._setting import FunctionSide, Setting, Verdict
@@ -66,6 +67,7 @@ from runner.scenario import (
     Point,
     Scenario,
     Thresholds,
+    max_rounds,
     point_label,
     value_name,
 )
@@ -174,6 +176,19 @@ class Analysis:
         """How the pick is made, in plain words, with this run's margin."""
         return decision_rule(self.tolerance_pct)
 
+    @property
+    def cost_widening(self) -> float:
+        return cost_widening(self.results.scenario)
+
+
+def cost_widening(scenario: Scenario) -> float:
+    """How much wider than 95 % the cost intervals of a comparison are: 1 for a fixed run; for
+    a confident one, wide enough to hold at whichever of its looks it stopped (look_widening),
+    so its verdict classifies a cost difference as the look that stopped it did."""
+    if scenario.sweep.until != "confident":
+        return 1.0
+    return look_widening(max_rounds(scenario))
+
 
 def analyse(results: Results, *, intervals: bool = True) -> Analysis:
     """intervals=False skips the bootstrap (intervals, significance): the exit code needs
@@ -208,7 +223,10 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
     # An open model always has a threshold: the drop rate (scenario.Thresholds).
     thresholds_set = _any_threshold(thresholds) or any(s.offered is not None for s in settings)
     tolerance_pct = scenario.decision.cost_tolerance_pct
-    recommendation = recommend(settings, thresholds_set=thresholds_set, tolerance_pct=tolerance_pct)
+    widening = cost_widening(scenario)
+    recommendation = recommend(
+        settings, thresholds_set=thresholds_set, tolerance_pct=tolerance_pct, widening=widening
+    )
     effects = axis_effects(settings)
     if len(effects) > 1:  # which axis matters is the news when more than memory moved
         recommendation.explanation.append(effects_sentence(effects))
@@ -218,7 +236,9 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
             "Gateway's (their prices are AWS's): measure on AWS before choosing on latency."
         )
     confidence = (
-        how_sure(settings, recommendation, thresholds, tolerance_pct=tolerance_pct)
+        how_sure(
+            settings, recommendation, thresholds, tolerance_pct=tolerance_pct, widening=widening
+        )
         if intervals
         else None
     )
@@ -629,7 +649,11 @@ def _balanced(settings: Sequence[Setting]) -> Setting | None:
 
 
 def recommend(
-    settings: Sequence[Setting], *, thresholds_set: bool, tolerance_pct: float
+    settings: Sequence[Setting],
+    *,
+    thresholds_set: bool,
+    tolerance_pct: float,
+    widening: float = 1.0,
 ) -> Recommendation:
     degraded = [step for s in settings for step in s.degraded]
     if degraded:
@@ -701,7 +725,7 @@ def recommend(
             + (f" The fastest was {fastest.label}." if fastest else ""),
             explanation=explanation,
         )
-    decision = decide(meeting, tolerance_pct)
+    decision = decide(meeting, tolerance_pct, widening=widening)
     assert decision is not None  # meeting is not empty here
     cheapest = decision.setting
     balanced = _balanced(meeting)
@@ -845,6 +869,7 @@ def how_sure(
     thresholds: Thresholds,
     *,
     tolerance_pct: float,
+    widening: float = 1.0,
 ) -> Confidence:
     """How sure the pick is, as the pick: how often the rule, applied to every setting's
     figures resampled together, picks it; under PICK_SHARE_NEEDED it is too close to call
@@ -871,7 +896,7 @@ def how_sure(
         for s in settings
         if s.trusted and all(v.passed for v in s.verdicts if v.statistic is None)
     ]
-    share, runner_up = pick_share(candidates, decision, limits, tolerance_pct)
+    share, runner_up = pick_share(candidates, decision, limits, tolerance_pct, widening=widening)
     statement = f"{pick.label} is the pick in {share:.0%} of resamples"
     if limits:
         rule = " and ".join(f"{name} ≤ {limit:g} ms" for name, limit in limits.items())
@@ -1036,7 +1061,7 @@ def _every_pair(analysis: Analysis) -> list[CostDifference]:
     )
     for a, b in itertools.combinations(trusted, 2):
         if (a.point, b.point) not in seen:
-            pairs.append(cost_difference(a, b, tolerance))
+            pairs.append(cost_difference(a, b, tolerance, widening=analysis.cost_widening))
     return pairs
 
 
