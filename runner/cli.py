@@ -16,6 +16,7 @@ from runner import __version__
 from runner.errors import BadInput, MemsweepError
 
 if TYPE_CHECKING:
+    from runner.outputs import S3Destination, Uploaded
     from runner.scenario import Scenario
     from runner.sweep import Sweep
 
@@ -241,6 +242,13 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--out", type=Path, default=Path("reports"), help="output directory")
     run.add_argument("--run-id", type=_run_id, help="default: timestamp + scenario name")
     run.add_argument("--quiet", action="store_true", help="one line per step (for CI)")
+    run.add_argument(
+        "--upload",
+        metavar="s3://BUCKET[/PREFIX]",
+        help="when the run ends, however it ends, copy its directory to "
+        "s3://BUCKET/PREFIX/<run-id>/ (default: $MEMSWEEP_UPLOAD; --upload '' for none); a "
+        "failed upload keeps the local copy and leaves the exit code alone",
+    )
     quick = run.add_argument_group(
         "quick tries",
         "change the scenario for this run without editing it; the values meet the same checks "
@@ -446,6 +454,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
         rate=args.rate,
         repeats=args.repeats,
     )
+    upload = _upload_destination(args)  # checked before anything starts, a dry run too
     if args.dry_run:
         _print_plan(args.scenario, scenario, notes)
         return 0
@@ -490,8 +499,38 @@ def _run_scenario(args: argparse.Namespace) -> int:
             code = exc.exit_code
         finally:
             report = _report_after_run(sweep.results_path)
-            progress.done(sweep, report)  # the step lines, the files, the pick: the last line
+            uploaded = _upload_after_run(sweep.run_dir, upload) if upload else None
+            # the step lines, the files, where they were uploaded, the pick: the last line
+            progress.done(sweep, report, uploaded)
     return code
+
+
+def _upload_destination(args: argparse.Namespace) -> S3Destination | None:
+    """--upload, else $MEMSWEEP_UPLOAD, as a checked destination; None when neither (or '')."""
+    from runner.outputs import UPLOAD_VARIABLE, parse_s3_uri
+
+    if args.upload is not None:
+        return parse_s3_uri(args.upload, given="--upload") if args.upload else None
+    from_env = os.environ.get(UPLOAD_VARIABLE, "")
+    return parse_s3_uri(from_env, given=f"${UPLOAD_VARIABLE}") if from_env else None
+
+
+def _upload_after_run(run_dir: Path, destination: S3Destination) -> Uploaded | None:
+    """The run directory copied to S3 after its report; a failure is one line on stderr, and
+    the run's exit code stands (docs/ARCHITECTURE.md, section 1)."""
+    if not run_dir.is_dir():  # the run ended before it made its directory: nothing to keep
+        return None
+    from runner.outputs import UploadFailed, upload_run
+
+    try:
+        return upload_run(run_dir, destination)
+    except UploadFailed as exc:
+        print(f"memsweep: {exc}", file=sys.stderr)
+    except Exception as exc:  # a bug: said in one line, the run's outcome unchanged
+        if os.environ.get("MEMSWEEP_DEBUG"):
+            raise
+        print(f"memsweep: upload failed: internal error: {exc!r}", file=sys.stderr)
+    return None
 
 
 def _verdict(sweep: Sweep) -> int:

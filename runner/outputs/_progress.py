@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.analysis import Load
+from runner.outputs._upload import Uploaded
 from runner.results import Step
 from runner.scenario import Plan
 
@@ -116,13 +117,17 @@ def step_line(step: Step, total: int | str) -> str:
     return line
 
 
-def final_lines(sweep: Any, report: Path | None) -> list[tuple[str, str | None]]:
-    """The run's last lines as (text, the URI in it to link): results, report, confidence, and
-    the recommendation last."""
+def final_lines(
+    sweep: Any, report: Path | None, uploaded: Uploaded | None = None
+) -> list[tuple[str, str | None]]:
+    """The run's last lines as (text, the URI in it to link): results, report, where it was
+    uploaded (--upload), confidence, and the recommendation last."""
     lines: list[tuple[str, str | None]] = [(f"results: {Path(sweep.results_path).resolve()}", None)]
     if report is not None:
         uri = Path(report).resolve().as_uri()
         lines.append((f"report: {uri}", uri))
+    if uploaded is not None:
+        lines.append((uploaded.line(), None))
     verdict = sweep.results.verdict
     if verdict is not None:  # the answer is the run's last line: the pick and how sure
         lines.append((f"confidence: {verdict.confidence.statement}", None))
@@ -226,11 +231,11 @@ class Progress:
             state.phase, state.load_started, state.load = None, None, None
             self._step_summary(step_line(event.step, steps_shown(state.plan, event.step.index)))
 
-    def done(self, sweep: Any, report: Path | None) -> None:
+    def done(self, sweep: Any, report: Path | None, uploaded: Uploaded | None = None) -> None:
         """The run's final lines, after every step's own: the recommendation is the last."""
         was_live = self.live is not None
         self._stop_live()
-        lines = final_lines(sweep, report)
+        lines = final_lines(sweep, report, uploaded)
         if self.stdout_is_tty and not self.quiet:
             self._print_linked(Console(file=self.out), lines)
             return
