@@ -178,8 +178,11 @@ def _tolerate_unsupported_resources_in_describe_stack_resource() -> None:
 
 
 @contextlib.contextmanager
-def moto_server_endpoint() -> Iterator[str]:
-    """A fresh moto server (real HTTP on a free loopback port) for the AWS control plane."""
+def moto_server_endpoint(*, reset: bool = True) -> Iterator[str]:
+    """A fresh moto server (real HTTP on a free loopback port) for the AWS control plane.
+
+    `reset=False` leaves moto's state as it is: it is global to the process, so a test that
+    runs beside the session's deployment (`moto_stack`) and uses names of its own keeps it."""
     from moto.server import ThreadedMotoServer
 
     _tolerate_unsupported_resources_in_describe_stack_resource()
@@ -189,7 +192,10 @@ def moto_server_endpoint() -> Iterator[str]:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         # moto's state is global to the process: start every server from a clean slate.
-        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
+        if reset:
+            urllib.request.urlopen(
+                urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+            )
         yield endpoint
     finally:
         server.stop()
