@@ -93,6 +93,9 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
 
 
 _port = _whole(0, 65535)  # 0: any free port
+# How long a worker waits for its master by default: Locust's own bound (60 hellos, each
+# waiting 5 s for an ack: locust.runners in 2.47), stated and made an option.
+MASTER_WAIT_S = 300.0
 # A run id names one directory under --out: no separators, no "..", nothing hidden.
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -361,6 +364,14 @@ def _add_worker(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     worker.add_argument("--master-host", required=True)
     worker.add_argument("--master-port", type=_whole(1, 65535), default=5557)
+    worker.add_argument(
+        "--master-wait",
+        type=_seconds(0, 86400),
+        default=MASTER_WAIT_S,
+        metavar="SECONDS",
+        help="how long to keep trying to join a master that is not there yet (or whose name "
+        f"does not resolve yet), then exit 3 in one line (default: {MASTER_WAIT_S:g}, Locust's)",
+    )
     worker.add_argument("--quiet", action="store_true")
 
 
@@ -644,7 +655,9 @@ def _schema(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from runner.load import exec_worker
 
-    exec_worker(args.master_host, args.master_port, quiet=args.quiet)
+    exec_worker(
+        args.master_host, args.master_port, quiet=args.quiet, master_wait_s=args.master_wait
+    )
     return 0  # not reached: the process is now the Locust worker
 
 

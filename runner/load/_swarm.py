@@ -704,20 +704,21 @@ def worker_command(master_host: str, master_port: int, *, quiet: bool = False) -
     return command
 
 
-def exec_worker(master_host: str, master_port: int, *, quiet: bool = False) -> None:
-    """Replace this process with a Locust worker (so signals reach Locust directly)."""
-    import socket
+def exec_worker(
+    master_host: str, master_port: int, *, quiet: bool = False, master_wait_s: float
+) -> None:
+    """Replace this process with a Locust worker (so signals reach Locust directly) that tries
+    to join its master for `master_wait_s`, then exits 3 with one line saying why not.
 
+    A name that does not resolve yet is waited for too: on Kubernetes the master's Service
+    name resolves only once the master's pod runs, and pods start in any order.
+    """
     if master_host in ("*", "") or not _host_syntax(master_host):  # nothing to dial
         raise BadInput(f"--master-host {master_host!r}: not an IP address or host name")
-    try:
-        socket.getaddrinfo(master_host, master_port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        # Locust prints the resolver's error and retries for 5 minutes; say it once, now.
-        raise BadInput(f"--master-host {master_host}: no such host ({exc.strerror})") from None
     command = worker_command(master_host, master_port, quiet=quiet)
     # The worker checks it against the master's before running a step.
     os.environ[locustfile.WORKER_VERSION_ENV] = __version__
+    os.environ[locustfile.MASTER_WAIT_ENV] = f"{master_wait_s:g}"
     os.execv(command[0], command)
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import random
 import re
 import socket
+import sys
 import time
 import uuid
 import weakref
@@ -27,6 +29,7 @@ from typing import Any, Literal, TypedDict, cast
 
 import gevent
 import locust.runners
+import zmq
 from gevent.lock import Semaphore
 from hdrh.histogram import HdrHistogram
 from locust import FastHttpUser, constant, events, task
@@ -370,6 +373,97 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         runner._send_stats()
+
+
+# --- joining the master -------------------------------------------------------------------------
+
+# How long `python -m runner worker` keeps trying to join a master that is not there yet, in
+# seconds (its --master-wait; pods on a cluster start in any order). Locust's own join loop stays
+# the engine: it sends its hello and waits CONNECT_TIMEOUT (5 s) for the master's ack, up to
+# CONNECT_RETRY_COUNT (60) times, then logs "Failed to connect to the Locust master: " with no
+# reason and exits 255 (docs/ARCHITECTURE.md, section 4.4). Sized here to the wait, it ends in
+# one line naming host:port instead, and exit code 3.
+MASTER_WAIT_ENV = "MEMSWEEP_MASTER_WAIT_S"
+# libzmq re-dials an absent master every 0.1 s and resolves its name each time (on Kubernetes
+# that is ~10 DNS lookups a second per waiting worker, each tried under every search domain);
+# doubling up to 1 s keeps it to one a second and a worker still joins within about a second
+# of the master appearing (bench/worker_join.py).
+REDIAL_MAX_MS = 1000
+# A worker that never reached its master ran nothing: a run that could not be measured (the
+# exit code runner/cli.py gives such runs).
+UNREACHED_EXIT = 3
+# The probe that says why at the end: refused, silent or something else listening.
+PROBE_TIMEOUT_S = 1.0
+
+
+def bound_the_join(wait_s: float) -> None:
+    """Size Locust's join loop to `wait_s`, dialling with backoff, and end it in one line."""
+    hellos = max(1, math.ceil(wait_s / locust.runners.CONNECT_TIMEOUT))
+    # Locust's constant is an int; its wait takes a float as well.
+    locust.runners.CONNECT_TIMEOUT = wait_s / hellos  # type: ignore[assignment]
+    locust.runners.CONNECT_RETRY_COUNT = hellos - 1  # it gives up once a retry exceeds this
+    locust_join = WorkerRunner.connect_to_master
+
+    def connect_to_master(self: WorkerRunner) -> None:
+        if self.retry:  # Locust's loop calls itself for each retry: only the first call wraps it
+            locust_join(self)
+            return
+        _redial_with_backoff(self)
+        started = time.monotonic()
+        try:
+            locust_join(self)
+        except ConnectionError:
+            waited = time.monotonic() - started
+            line = unreached(self.master_host, self.master_port, waited)
+            print(f"memsweep: {line}", file=sys.stderr, flush=True)
+            raise SystemExit(UNREACHED_EXIT) from None
+
+    WorkerRunner.connect_to_master = connect_to_master  # type: ignore[method-assign]
+
+
+def _redial_with_backoff(runner: WorkerRunner) -> None:
+    """Dial the master again with libzmq's reconnect backoff on (Locust's socket has none;
+    libzmq reads it when it dials), before the first hello.
+
+    Under a new identity: the first dial may already have reached a listening master, whose
+    socket then holds the old identity until it sees that connection close, and ignores a
+    second connection under the same one (measured: 5 of 8 workers never joined).
+    """
+    sock = runner.client.socket
+    endpoint = f"tcp://{runner.master_host}:{runner.master_port}"  # as locust.rpc dials it
+    try:
+        sock.disconnect(endpoint)
+    except zmq.ZMQError:  # not dialled as expected: keep Locust's own dial
+        return
+    runner.client_id = f"{socket.gethostname()}_{uuid.uuid4().hex}"  # as Locust names one
+    sock.setsockopt(zmq.IDENTITY, runner.client_id.encode())
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, REDIAL_MAX_MS)
+    sock.connect(endpoint)
+
+
+def unreached(host: str, port: int, waited_s: float) -> str:
+    """Why a worker gave up on its master, in one line."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        why = f"{host} does not resolve ({exc.strerror})"
+    else:
+        try:
+            with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+                why = "something listens there, but no Locust master answered"
+        except ConnectionRefusedError:
+            why = "nothing listens on that port"
+        except OSError as exc:
+            why = f"no answer ({exc.strerror or 'timed out'}: a firewall or network policy?)"
+    return (
+        f"could not reach the Locust master at {host}:{port} after {waited_s:.0f} s: {why}; "
+        "start the run with a --master-bind-host this worker can reach, or wait longer "
+        "with --master-wait"
+    )
+
+
+if os.environ.get(MASTER_WAIT_ENV):
+    bound_the_join(float(os.environ[MASTER_WAIT_ENV]))
 
 
 # --- what users send ----------------------------------------------------------------------------
