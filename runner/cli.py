@@ -234,6 +234,13 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "remote workers need a reachable address, on a private network)",
     )
     run.add_argument("--master-port", type=_port, default=0, help="default: any free port")
+    run.add_argument(
+        "--worker-wait",
+        type=_seconds(0, 3600),
+        metavar="SECONDS",
+        help="how long the master waits for every worker to join, then fails naming how many "
+        "did (exit 3); default: the scenario's workers.wait_s (120)",
+    )
     target = run.add_argument_group(
         "target", "override the scenario's target (e.g. the same scenario against AWS)"
     )
@@ -498,6 +505,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
                 expect_remote=args.expect_workers,
                 master_bind_host=args.master_bind_host,
                 master_port=args.master_port,
+                worker_wait_s=args.worker_wait,
                 quiet=args.quiet,
                 progress=progress.update,
                 run_id=args.run_id or "",

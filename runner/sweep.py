@@ -81,6 +81,7 @@ class RunOptions:
     expect_remote: int | None = None
     master_bind_host: str = "127.0.0.1"
     master_port: int = 0
+    worker_wait_s: float | None = None  # the scenario's workers.wait_s when None
     quiet: bool = False
     progress: Callable[[Event], None] | None = None
     run_id: str = ""
@@ -217,11 +218,17 @@ class Sweep:
         remote = self.options.expect_remote
         if remote is None:
             remote = workers.expect_remote
-        self.say(Note(f"starting {local} local Locust worker(s), expecting {remote} remote"))
+        wait_s = self.options.worker_wait_s or workers.wait_s
+        self.say(
+            Note(
+                f"starting {local} local Locust worker(s), expecting {remote} remote "
+                f"(waiting up to {wait_s:g} s for them)"
+            )
+        )
         with Swarm(
             local_workers=local,
             expect_remote=remote,
-            wait_s=workers.wait_s,
+            wait_s=wait_s,
             bind_host=self.options.master_bind_host,
             bind_port=self.options.master_port,
             csv_dir=self.run_dir / "locust",

@@ -189,7 +189,7 @@ class Swarm:
         *,
         local_workers: int,
         expect_remote: int = 0,
-        wait_s: float = 60.0,
+        wait_s: float = 120.0,  # the scenario's default (workers.wait_s)
         bind_host: str = "127.0.0.1",
         bind_port: int = 0,
         csv_dir: Path | None = None,
@@ -212,7 +212,11 @@ class Swarm:
         return self.local_workers + self.expect_remote
 
     def __enter__(self) -> Swarm:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # workers that did join are told to quit; local ones are stopped
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -258,12 +262,17 @@ class Swarm:
         deadline = time.monotonic() + self.wait_s
         while self.runner.worker_count < self.expected_workers:
             if time.monotonic() > deadline:
+                how = (
+                    " Start remote ones with: python -m runner worker --master-host <this host> "
+                    f"--master-port {self.bind_port}"
+                    if self.expect_remote
+                    else ""
+                )
                 raise SwarmError(
                     f"expected {self.expected_workers} Locust workers ({self.local_workers} "
                     f"local, {self.expect_remote} remote) on {self.bind_host}:{self.bind_port}; "
-                    f"{self.runner.worker_count} arrived within {self.wait_s:.0f} s. Start "
-                    f"remote ones with: python -m runner worker --master-host <this host> "
-                    f"--master-port {self.bind_port}"
+                    f"{self.runner.worker_count} arrived within {self.wait_s:g} s "
+                    f"(--worker-wait waits longer).{how}"
                 )
             for process in self.processes:
                 if process.poll() is not None:

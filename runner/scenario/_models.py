@@ -803,8 +803,14 @@ class Workers(_Model):
         description="workers joining from other machines (`python -m runner worker`)",
         examples=[2],
     )
+    # Pods on a cluster start in any order: a worker may start a minute after its master.
     wait_s: float = Field(
-        60.0, gt=0, le=3600, description="how long to wait for workers to join", examples=[120]
+        120.0,
+        gt=0,
+        le=3600,
+        description="how long the master waits for every worker to join (--worker-wait), then "
+        "fails naming how many did",
+        examples=[300],
     )
 
 
