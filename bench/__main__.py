@@ -16,6 +16,7 @@ from bench import (
     sequential,
     sweep_overhead,
     trust,
+    worker_join,
 )
 from bench.common import BENCH_DIR, Figure, machine_description, versions
 
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, Callable[..., Figure | list[Figure]]] = {
     "latency-bias": generator.latency_bias,
     "worker-scaling": generator.worker_scaling,
     "master-memory": master_scale.master_memory,
+    "worker-join": worker_join.worker_join,
     "verdict-trust": trust.verdict_trust,
     "confident-verdict-time": sequential.confident_verdict_time,
     "stable-pick": sequential.stable_pick,
