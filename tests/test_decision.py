@@ -291,3 +291,22 @@ def test_given_twins_with_noisy_costs_then_resamples_keep_them_tied_and_the_smal
     verdict = run_verdict(analyse(make_results(steps, thresholds={"p95_ms": 3000})))
     assert verdict.decided_by == "smallest among equals" and verdict.recommended_mb == 128
     assert verdict.confidence.pick_share is not None and verdict.confidence.pick_share >= 0.9
+
+
+def test_given_two_sizes_tied_for_fastest_then_the_smaller_of_them_not_the_smallest_of_all() -> (
+    None
+):
+    # 128 MB slow; 512 and 1024 MB as fast as each other, both clearly faster; equal compute
+    results = make_results(
+        [
+            make_step(index=1, memory=128, median_ms=60.0, billed_ms=40.0),
+            make_step(index=2, memory=512, median_ms=10.0, billed_ms=10.0, seed=1),
+            make_step(index=3, memory=1024, median_ms=10.0, billed_ms=5.0, seed=2),
+        ],
+        thresholds={"p95_ms": 3000},
+    )
+    verdict = run_verdict(analyse(results))
+    assert verdict.decided_by == "latency among equal costs"
+    assert verdict.recommended_mb == 512, verdict.headline
+    assert "512 MB and 1024 MB are the fastest, not clearly apart" in verdict.headline
+    assert "512 MB is the smallest of them" in verdict.headline

@@ -6,8 +6,11 @@ memory sizes often differ by a fraction of a cent per 1M requests: a rounding ac
 not choose the size. Two settings cost the same when their difference cannot be told from
 zero at the run's noise (its interval holds zero) or lies wholly inside a practical margin
 (`decision.cost_tolerance_pct` of the cheaper bill). Among the settings that meet every
-threshold and cost the same as the cheapest, the clearly fastest (p95 lower than each other's,
-its interval clear of zero) is the pick; with none clearly fastest, the smallest memory.
+threshold and cost the same as the cheapest, the fastest are the one with the lowest p95 and
+those not clearly slower than it (the interval of the difference holds zero); the pick is the
+smallest memory among them. One clearly fastest setting is the pick; with none clearly apart,
+the smallest memory. Two sizes tied for fastest no longer hand the pick to the smallest of all
+(a 1536 and a 3008 MB as fast as each other, both clearly faster than 128 MB, chose 128 MB).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Literal
 
@@ -37,15 +40,16 @@ RULE = (
     "Among the settings that meet every threshold, the cheapest per 1M requests is the pick. "
     "Two costs count as the same when the 95 % interval of their difference holds zero or lies "
     "wholly within {tolerance} of the cheaper bill; when others cost the same as the cheapest, "
-    "the pick is the one whose p95 is clearly lower than each of theirs (the 95 % interval of "
-    "the difference clear of zero), else the smallest memory."
+    "the fastest of them are the one with the lowest p95 and those whose p95 is not clearly "
+    "higher (the 95 % interval of the difference holds zero), and the pick is the smallest "
+    "memory among the fastest."
 )
 # Which part of the rule decided a pick (`Pick.decided_by`, results.json's verdict.decided_by),
 # in the words the report and summary.md use.
 DECIDED_BY_WORDS: dict[str, str] = {
     "cost": "the cheapest setting that meets every threshold; no other is known to cost the same",
-    "latency among equal costs": "of the settings that cost the same as the cheapest, the one "
-    "whose p95 is clearly the lowest",
+    "latency among equal costs": "of the settings that cost the same as the cheapest, the "
+    "smallest of those whose p95 is not clearly above the lowest (the others are clearly slower)",
     "smallest among equals": "settings cost the same as the cheapest and none is clearly "
     "faster, so the smallest memory",
 }
@@ -177,6 +181,8 @@ class Pick:
     undetermined: list[Setting]  # neither the same nor different from the cheapest yet
     decided_by: DecidedBy
     differences: list[CostDifference]  # the cheapest against each other candidate
+    # Among the equivalent: the lowest p95 and those not clearly slower (the pick the smallest)
+    fastest: list[Setting] = field(default_factory=list)
 
     @property
     def reason(self) -> str:
@@ -207,16 +213,20 @@ def decide(pool: Sequence[Setting], tolerance_pct: float, *, widening: float = 1
     equivalent = [cheapest] + [d.b for d in differences if d.relation == "same"]
     undetermined = [d.b for d in differences if d.relation == "undetermined"]
     if len(equivalent) == 1:
-        return Pick(cheapest, cheapest, equivalent, undetermined, "cost", differences)
+        return Pick(cheapest, cheapest, equivalent, undetermined, "cost", differences, equivalent)
     equivalent.sort(key=lambda s: (s.memory_mb, s.cost.total))
-    fastest = min(equivalent, key=lambda s: s.p95)
-    if clearly_faster(fastest, [s for s in equivalent if s is not fastest]):
-        return Pick(
-            fastest, cheapest, equivalent, undetermined, "latency among equal costs", differences
-        )
-    return Pick(
-        equivalent[0], cheapest, equivalent, undetermined, "smallest among equals", differences
+    group = fastest_group(equivalent)
+    decided_by: DecidedBy = (
+        "smallest among equals" if len(group) == len(equivalent) else "latency among equal costs"
     )
+    return Pick(group[0], cheapest, equivalent, undetermined, decided_by, differences, group)
+
+
+def fastest_group(settings: Sequence[Setting]) -> list[Setting]:
+    """The setting with the lowest p95 and those not clearly slower than it, by memory."""
+    fastest = min(settings, key=lambda s: s.p95)
+    group = [s for s in settings if s is fastest or not _faster(fastest, s)]
+    return sorted(group, key=lambda s: (s.memory_mb, s.cost.total))
 
 
 def _cost_draws(setting: Setting, rng: np.random.Generator, resamples: int) -> np.ndarray:
@@ -244,8 +254,9 @@ def pick_share(
     thresholds in the resample or not; among those that do, the ones that cost the same as the
     cheapest by the run's own test (the difference within the run's interval half-width, i.e.
     its interval would hold zero, or the interval wholly within the margin) tie, and the rule
-    decides among them as it did for the run: the one the run showed clearly faster than the
-    others that tie, else the smallest memory (the cheapest alone when nothing ties). A rule
+    decides among them as it did for the run: the smallest memory among the resample's fastest
+    and those the run did not show clearly slower than it (the cheapest alone when nothing
+    ties). A rule
     that tied only within the margin would call identical settings different in every resample
     whose draws landed apart, and flip the pick between twins.
     """
@@ -288,11 +299,8 @@ def pick_share(
         same = (above <= half) | (above + half <= margin)
         tied = [int(i) for i in eligible[same]]
         fastest = min(tied, key=lambda i: p95[i, r])
-        if len(tied) > 1 and all(clearly(fastest, j) for j in tied if j != fastest):
-            chosen = fastest
-        else:
-            chosen = min(tied, key=lambda i: (memory[i], cost[i, r]))
-        picks[chosen] += 1
+        group = [j for j in tied if j == fastest or not clearly(fastest, j)]
+        picks[min(group, key=lambda i: (memory[i], cost[i, r]))] += 1
     index = next(i for i, s in enumerate(candidates) if s is pick.setting)
     share = picks[index] / resamples
     others = [(count, i) for i, count in picks.items() if i not in (index, -1)]

@@ -76,10 +76,12 @@ def still_open(analysis: Analysis, *, looks: int) -> dict[Point, str]:
             mark(difference.b, why)
     pick = decision.setting
     if decision.decided_by != "cost":
+        # The pick is the smallest of the fastest: who belongs with the fastest decides it.
+        fastest = min(decision.equivalent, key=lambda s: s.p95)
         for other in decision.equivalent:
-            if other is not pick and _p95_open(pick, other, factor):
-                why = f"{other.label} vs {pick.label} p95: not yet separated"
-                mark(pick, why)
+            if other is not fastest and _p95_open(fastest, other, factor):
+                why = f"{other.label} vs {fastest.label} p95: not yet separated"
+                mark(fastest, why)
                 mark(other, why)
     confidence = analysis.confidence
     if recommendation.too_close and confidence is not None and confidence.too_close:

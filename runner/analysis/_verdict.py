@@ -785,6 +785,13 @@ def _headline(decision: Pick) -> str:
     if decision.decided_by == "latency among equal costs":
         slowest = max(decision.equivalent, key=lambda s: s.p95)
         free = " More memory is free here." if pick.memory_mb > decision.cheapest.memory_mb else ""
+        if len(decision.fastest) > 1:  # several as fast as each other: the smallest of them
+            fastest = _span(decision.fastest)
+            return (
+                f"Run {pick.label}: {same}; {fastest} are the fastest, not clearly apart (p95 "
+                f"{pick.p95:.1f} ms at {pick.label} vs {slowest.p95:.1f} ms at {slowest.label}), "
+                f"and {pick.label} is the smallest of them.{free}"
+            )
         return (
             f"Run {pick.label}: {same}; {pick.label} has the lowest p95 ({pick.p95:.1f} ms vs "
             f"{slowest.p95:.1f} ms at {slowest.label}).{free}"
