@@ -13,8 +13,13 @@ from pathlib import Path
 import pytest
 
 from runner.analysis import analyse, look_widening, next_round, run_verdict, still_open
-from runner.analysis._decision import cost_difference
-from runner.analysis._stats import Batch, mean_interval
+from runner.analysis._decision import (
+    clearly_faster,
+    cost_difference,
+    p95_difference,
+    paired_rounds,
+)
+from runner.analysis._stats import Batch, compare_many, mean_interval
 from runner.analysis._verdict import DEFAULT_ERROR_RATE, exit_code
 from runner.results import Results, read_results, write_results
 from runner.scenario import Point
@@ -310,3 +315,23 @@ def test_given_two_sizes_tied_for_fastest_then_the_smaller_of_them_not_the_small
     assert verdict.recommended_mb == 512, verdict.headline
     assert "512 MB and 1024 MB are the fastest, not clearly apart" in verdict.headline
     assert "512 MB is the smallest of them" in verdict.headline
+
+
+def test_given_rounds_that_drift_together_then_p95s_are_compared_round_by_round() -> None:
+    # GIVEN 256 MB 20 % faster than 128 MB in each of 4 rounds, while the host's drift moves
+    # both by up to 3x from round to round
+    steps = [
+        make_step(index=i * 2 + j, memory=m, median_ms=level * ms, repeat=i + 1, seed=i * 2 + j)
+        for i, level in enumerate((1.0, 3.0, 1.5, 2.5))
+        for j, (m, ms) in enumerate(((128, 10.0), (256, 8.0)))
+    ]
+    slow, fast = analyse(make_results(steps, thresholds={"p95_ms": 3000})).settings
+    # THEN the pooled histograms cannot tell them apart, the rounds can
+    pooled = compare_many(
+        slow.histogram, fast.histogram, ["p95"], deff_a=slow.deff, deff_b=fast.deff
+    )
+    assert not pooled["p95"].significant
+    assert len(paired_rounds(slow, fast)) == 4
+    difference = p95_difference(slow, fast)
+    assert difference is not None and difference.high < 0
+    assert clearly_faster(fast, [slow])

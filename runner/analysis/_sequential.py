@@ -24,9 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from runner.analysis._decision import look_widening
+from runner.analysis._decision import look_widening, p95_difference
 from runner.analysis._setting import Setting
-from runner.analysis._stats import compare_many
 from runner.analysis._verdict import Analysis
 from runner.scenario import Point
 
@@ -148,12 +147,10 @@ def next_round(
 def _p95_open(a: Setting, b: Setting, factor: float) -> bool:
     """Neither separated (the interval clear of zero) nor the same speed (wholly within
     SAME_SPEED_PCT of the smaller p95) at the look's level."""
-    difference = compare_many(a.histogram, b.histogram, ["p95"], deff_a=a.deff, deff_b=b.deff).get(
-        "p95"
-    )
+    difference = p95_difference(a, b, widening=factor)
     if difference is None:
         return False
-    low, high = _widened(difference.low, difference.value, difference.high, factor)
+    low, high = difference.low, difference.high
     if low > 0 or high < 0:
         return False
     margin = SAME_SPEED_PCT / 100 * min(a.p95, b.p95)

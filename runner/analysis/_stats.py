@@ -124,12 +124,18 @@ T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
 Z_975 = 1.96
 
 
+def t_975(df: int) -> float:
+    """Student's t two-sided 97.5 % quantile for `df` degrees of freedom (1.96 beyond 30)."""
+    if df < 1:
+        raise ValueError("t needs at least one degree of freedom")
+    return T_975[df - 1] if df <= len(T_975) else Z_975
+
+
 def small_sample_factor(batches: int) -> float:
     """(t / z)^2 for a variance estimated from `batches` batches (1 from 31 on)."""
-    df = batches - 1
-    if df < 1:
+    if batches < 2:
         raise ValueError("a variance needs at least two batches")
-    return (T_975[df - 1] / Z_975) ** 2 if df <= len(T_975) else 1.0
+    return (t_975(batches - 1) / Z_975) ** 2
 
 
 @dataclass(frozen=True)
