@@ -538,7 +538,7 @@ name: kubernetes pods on loopback
 target: {{kind: url, url: "{url}"}}
 sweep: {{memory_mb: [128, 1024], warmup_s: 1}}
 load:
-  stages: [{{users: 6, duration_s: 4}}]
+  stages: [{{users: 6, duration_s: {duration}}}]
   think_time: {{min_s: 0.02, max_s: 0.06}}
 requests:
   - name: create
@@ -605,12 +605,19 @@ def stack(start_module_stack: StartStack) -> LocalStackProcess:
 
 
 def cluster_for(
-    tmp_path: Path, image: Image, stack: LocalStackProcess, s3: S3, *, p95_ms: float
+    tmp_path: Path,
+    image: Image,
+    stack: LocalStackProcess,
+    s3: S3,
+    *,
+    p95_ms: float = 5000,
+    duration_s: float = 4,
+    mistake: str = "",
 ) -> Cluster:
     """The example overlay with its scenario replaced (the file a user edits), rendered."""
     copied = tmp_path / "kubernetes"
     shutil.copytree(DEPLOY, copied)
-    scenario = E2E_SCENARIO.format(url=stack.url, p95=p95_ms)
+    scenario = E2E_SCENARIO.format(url=stack.url, p95=p95_ms, duration=duration_s) + mistake
     (copied / "overlays" / "example" / "scenario.yaml").write_text(scenario)
     objects = kustomize.render(copied / "overlays" / "example")
     hosts = None
@@ -745,3 +752,41 @@ def test_given_the_sizing_rule_then_the_manifests_and_readme_state_one_figure() 
     # 3 workers in the example: ceil(its scenario's rate / the figure).
     rate = yaml.safe_load((EXAMPLE / "scenario.yaml").read_text())["load"]["rate_per_s"]
     assert math.ceil(rate / int(figure.replace(",", ""))) == 3
+
+
+def test_given_a_worker_pod_lost_mid_run_then_the_master_exits_3_naming_it_and_the_rest_end(
+    tmp_path: Path, image: Image, stack: LocalStackProcess, s3: S3, cleanup: list[Cluster]
+) -> None:
+    """A worker pod killed (evicted, its node gone): the run fails (exit 3, the Job Failed),
+    results.json names the worker, the report still reaches S3 and the other pods end."""
+    cluster = cluster_for(tmp_path, image, stack, s3, duration_s=20)
+    cleanup.append(cluster)
+    count = kind(cluster.objects, "Job", "memsweep-worker")["spec"]["parallelism"]
+    master = cluster.pod("memsweep-master")
+    workers = [cluster.pod("memsweep-worker", i) for i in range(count)]
+    for pod in [master, *workers]:
+        pod.start()
+    assert wait_until(lambda: "load running" in master.log.read_text(), 60), logs(cluster)
+    time.sleep(2)
+    workers[0].kill()
+    code = run_until_master_ends(cluster, master)
+    assert code == 3, logs(cluster)
+    results = read_results(run_directory(cluster) / "results.json")
+    assert results.exit_code == 3
+    assert sum(w.lost for step in results.steps for w in step.workers) == 1
+    assert uploaded_whole(s3, run_directory(cluster)), logs(cluster)
+    others = workers[1:]
+    assert wait_until(lambda: all(w.ended() for w in others), WORKERS_GONE_S), logs(cluster)
+
+
+def test_given_a_scenario_with_a_mistake_then_the_master_exits_2_at_once(
+    tmp_path: Path, image: Image, stack: LocalStackProcess, s3: S3, cleanup: list[Cluster]
+) -> None:
+    """Bad input fails the master's Job before anything starts, in one line naming the key."""
+    cluster = cluster_for(tmp_path, image, stack, s3, mistake="sweeps: {}\n")
+    cleanup.append(cluster)
+    master = cluster.pod("memsweep-master")
+    master.start()
+    code = run_until_master_ends(cluster, master, timeout=30)
+    assert code == 2, logs(cluster)
+    assert "sweeps: unknown key" in master.log.read_text(), logs(cluster)
