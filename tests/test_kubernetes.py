@@ -674,6 +674,10 @@ def logs(cluster: Cluster) -> str:
     return "\n".join(f"--- {p.name}\n{p.log.read_text()[-3000:]}" for p in cluster.pods)
 
 
+def files_under(root: Path) -> set[Path]:
+    return {path for path in root.rglob("*") if not path.is_dir()}
+
+
 def run_directory(cluster: Cluster) -> Path:
     (results,) = cluster.directory.glob("memsweep-master-0/mounts/*/*/results.json")
     return results.parent
@@ -691,6 +695,7 @@ def test_given_the_example_pods_then_the_master_exits_with_the_run_and_every_wor
     cleanup.append(cluster)
     count = kind(cluster.objects, "Job", "memsweep-worker")["spec"]["parallelism"]
     assert count == 3
+    image_files = files_under(image.root)
     workers = [cluster.pod("memsweep-worker", i) for i in range(count)]
     master = cluster.pod("memsweep-master")
     # Pods start in any order: one worker before the master has an address.
@@ -718,6 +723,10 @@ def test_given_the_example_pods_then_the_master_exits_with_the_run_and_every_wor
         w.ended_at is not None and w.ended_at - master.ended_at <= WORKERS_GONE_S for w in workers
     )
     assert [w.process.returncode for w in workers if w.process] == [0] * count, logs(cluster)
+    # readOnlyRootFilesystem holds: nothing written outside the pods' emptyDirs (not into the
+    # image, not into the working directory).
+    assert files_under(image.root) == image_files
+    assert all(not any((cluster.directory / p.name / "workdir").iterdir()) for p in cluster.pods)
     # Within the pods' memory limits, with room (the limit is 2x or more what was used here).
     print("PEAKS", [(p.name, p.peak_kb) for p in cluster.pods])
     for pod in cluster.pods:
