@@ -49,7 +49,7 @@ RULE = (
 DECIDED_BY_WORDS: dict[str, str] = {
     "cost": "the cheapest setting that meets every threshold; no other is known to cost the same",
     "latency among equal costs": "of the settings that cost the same as the cheapest, the "
-    "smallest of those whose p95 is not clearly above the lowest (the others are clearly slower)",
+    "smallest of the fastest (the lowest p95 and any not clearly above it)",
     "smallest among equals": "settings cost the same as the cheapest and none is clearly "
     "faster, so the smallest memory",
 }
