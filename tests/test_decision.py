@@ -17,6 +17,7 @@ from runner.analysis._decision import (
     clearly_faster,
     cost_difference,
     p95_difference,
+    paired_ratio,
     paired_rounds,
 )
 from runner.analysis._stats import Batch, compare_many, mean_interval
@@ -335,3 +336,27 @@ def test_given_rounds_that_drift_together_then_p95s_are_compared_round_by_round(
     difference = p95_difference(slow, fast)
     assert difference is not None and difference.high < 0
     assert clearly_faster(fast, [slow])
+
+
+def test_given_sizes_as_fast_as_each_other_then_a_look_stops_them_when_separating_is_futile() -> (
+    None
+):
+    # GIVEN 512 and 1024 MB of equal cost whose p95s trade places round by round (±15-20 %):
+    # 4 rounds of 12 cannot tell them apart, nor show them within 10 % of each other
+    medians = [(10.0, 12.0), (12.0, 10.0), (10.0, 11.5), (11.5, 10.0)]
+    steps = [
+        make_step(index=2 * r + i, memory=m, median_ms=ms, billed_ms=b, repeat=r + 1, seed=r)
+        for r, pair in enumerate(medians)
+        for i, (m, ms, b) in enumerate(zip((512, 1024), pair, (10.0, 5.0), strict=True))
+    ]
+    analysis = analyse(make_results(steps, thresholds={"p95_ms": 3000}, sweep=CONFIDENT))
+    a, b = analysis.settings
+    paired = paired_ratio(a, b)
+    assert paired is not None and paired.rounds == 4
+    difference = p95_difference(a, b, widening=look_widening(12))
+    assert difference is not None and difference.low < -0.1 * a.p95 and difference.high > 0
+    # THEN nothing is left open at 12 looks: at this spread, a mean this close to zero would
+    # not clear the last look's half-width; with 4 looks left it would have been open
+    assert still_open(analysis, looks=12) == {}
+    last_look = set(still_open(analysis, looks=4).values())
+    assert len(last_look) == 1 and last_look.pop().endswith(" p95: not yet separated")

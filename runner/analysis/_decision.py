@@ -168,14 +168,30 @@ MIN_PAIRED_ROUNDS = 3
 MIN_ROUND_REQUESTS = 20
 
 
+@dataclass(frozen=True)
+class PairedRatio:
+    """log(b's p95 / a's) over the rounds both measured: its mean, its spread from round to
+    round, and how many rounds."""
+
+    mean: float
+    sd: float
+    rounds: int
+
+    def half_width(self, *, widening: float = 1.0, rounds: int | None = None) -> float:
+        """The 95 % half-width (Student's t) of the mean, widened; over `rounds` rounds at
+        this spread (default: the rounds measured)."""
+        n = rounds or self.rounds
+        return widening * t_975(n - 1) * self.sd / math.sqrt(n)
+
+
 def p95_difference(a: Setting, b: Setting, *, widening: float = 1.0) -> Difference | None:
     """b's p95 - a's (ms), with its 95 % interval widened by `widening`: from the rounds both
-    measured (paired_rounds) when there are enough, else from the pooled histograms'
+    measured (paired_ratio) when there are enough, else from the pooled histograms'
     bootstrap (n / deff draws each). None: a side has no requests."""
-    paired = _paired_ratio(a, b)
+    paired = paired_ratio(a, b)
     if paired is not None:
-        mean, half = paired
-        low, high = math.expm1(mean - widening * half), math.expm1(mean + widening * half)
+        half = paired.half_width(widening=widening)
+        low, high = math.expm1(paired.mean - half), math.expm1(paired.mean + half)
         return Difference("p95", b.p95 - a.p95, a.p95 * low, a.p95 * high)
     difference = compare_many(a.histogram, b.histogram, ["p95"], deff_a=a.deff, deff_b=b.deff).get(
         "p95"
@@ -205,14 +221,13 @@ def paired_rounds(a: Setting, b: Setting) -> list[tuple[float, float]]:
     return [(rounds_a[r], rounds_b[r]) for r in sorted(rounds_a.keys() & rounds_b.keys())]
 
 
-def _paired_ratio(a: Setting, b: Setting) -> tuple[float, float] | None:
-    """The mean of log(b's p95 / a's) over the shared rounds and its 95 % half-width (t)."""
+def paired_ratio(a: Setting, b: Setting) -> PairedRatio | None:
+    """log(b's p95 / a's) over the shared rounds (None: fewer than MIN_PAIRED_ROUNDS)."""
     pairs = paired_rounds(a, b)
     if len(pairs) < MIN_PAIRED_ROUNDS:
         return None
     logs = np.log([pb / pa for pa, pb in pairs])
-    half = t_975(len(logs) - 1) * float(np.std(logs, ddof=1)) / math.sqrt(len(logs))
-    return float(np.mean(logs)), half
+    return PairedRatio(float(np.mean(logs)), float(np.std(logs, ddof=1)), len(logs))
 
 
 def _faster(a: Setting, b: Setting) -> bool:
