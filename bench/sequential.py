@@ -526,9 +526,9 @@ class Shape:
 
 
 # Full mode: the main job's shape (scenarios/memory_sweep.yaml: 12 looks). Quick mode halves
-# max_s (6 looks): identical settings run to max_s, and a look's analysis grows with the data
-# (~0.2 s at one round to ~1.4 s at twelve, measured here), so twelve looks × 8 seeds alone
-# would take ~100 s.
+# max_s (6 looks): a look's analysis grows with the data (~0.2 s at one round to ~0.9 s at
+# twelve, measured here), and identical settings run until separating them is futile (~4
+# rounds) or to max_s.
 FULL_SHAPE = Shape(round_s=10, min_s=10, max_s=120)
 QUICK_SHAPE = Shape(round_s=10, min_s=10, max_s=60)
 

@@ -486,6 +486,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
     from runner.load import check_master_address
 
     check_master_address(args.master_bind_host, args.master_port)
+    _check_some_worker(args, scenario)
     _check_out(args.out, args.run_id)
     if scenario.target.kind == "aws":
         from runner.targets import preflight
@@ -658,6 +659,22 @@ def _schema(args: argparse.Namespace) -> int:
         return 0
     print(write_json_schema(args.output or SCHEMA_PATH))
     return 0
+
+
+def _check_some_worker(args: argparse.Namespace, scenario: Any) -> None:
+    """No local worker and none expected: nothing would send the load. Said before the target
+    starts (it waited for no one, then called every worker lost)."""
+    local = args.workers if args.workers is not None else scenario.workers.local
+    remote = (
+        args.expect_workers if args.expect_workers is not None else scenario.workers.expect_remote
+    )
+    if local == 0 and not remote:
+        where = "--workers 0" if args.workers is not None else "workers.local: 0"
+        raise BadInput(
+            f"{where} and no remote workers expected: no Locust worker would send the load; "
+            "give --expect-workers N for workers started elsewhere (python -m runner worker "
+            "--master-host ...), or --workers 1 or more"
+        )
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -175,6 +175,10 @@ def test_given_an_unknown_command_then_exit_2_naming_it_with_the_commands() -> N
         (["--workers", "10000"], "argument --workers: must be a whole number 0-256, got '10000'"),
         (["--workers", "two"], "argument --workers: must be a whole number 0-256, got 'two'"),
         (["--expect-workers", "-3"], "argument --expect-workers: must be a whole number 0-1000"),
+        (
+            ["--workers", "0"],  # and no remote ones: the run waited 23 s, then "every worker lost"
+            "--workers 0 and no remote workers expected: no Locust worker would send the load",
+        ),
         (["--master-port", "70000"], "argument --master-port: must be a whole number 0-65535"),
         (
             ["--master-bind-host", "192.0.2.1"],  # TEST-NET-1: an address of no machine here
