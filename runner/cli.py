@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import codecs
+import io
 import json
 import math
 import os
@@ -738,7 +740,40 @@ def _run_local(args: argparse.Namespace) -> int:
     return 0
 
 
+# What memsweep prints beyond ASCII, and what a terminal that cannot show it gets instead
+# (an ASCII-only locale or PYTHONIOENCODING=ascii): the plan's ÷ and a confidence line's ≤
+# ended a successful run with "internal error", exit 3, while its results.json said 0.
+PLAIN_SYMBOLS = {
+    "≤": "<=", "≥": ">=", "÷": "/", "×": "x", "±": "+/-", "–": "-", "—": "-", "·": "-",
+    "…": "...", "→": "->", "←": "<-", "µ": "u", "Δ": "d", "\u2018": "'", "\u2019": "'", "“": '"',
+    "”": '"', "\u2044": "/", "½": "1/2", "²": "^2", "≈": "~", "✓": "ok", "✗": "x", "•": "*",
+}  # fmt: skip
+
+
+def _plain(error: UnicodeError) -> tuple[str, int]:
+    """A codec error handler: each symbol the stream cannot encode as its ASCII spelling."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start : error.end]
+    return "".join(PLAIN_SYMBOLS.get(char, "?") for char in text), error.end
+
+
+codecs.register_error("memsweep-plain", _plain)
+
+
+def _plain_streams() -> None:
+    """stdout and stderr spell memsweep's symbols in ASCII where their encoding lacks them."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        try:
+            "".join(PLAIN_SYMBOLS).encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            if isinstance(stream, io.TextIOWrapper):
+                stream.reconfigure(errors="memsweep-plain")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _plain_streams()
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = _parse(parser, arguments)

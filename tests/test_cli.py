@@ -288,3 +288,39 @@ def test_given_a_reader_that_left_then_no_internal_error() -> None:
         os.close(write_end)
     assert done.returncode == 128 + signal.SIGPIPE
     assert done.stderr == ""
+
+
+def test_given_an_ascii_only_terminal_then_symbols_are_spelled_out_not_a_crash() -> None:
+    # GIVEN a terminal that can only show ASCII (an old locale, a CI log, PYTHONIOENCODING)
+    ascii_only = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    # WHEN the plan (its ÷ and ×) is printed
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "validate", "scenarios/memory_sweep.yaml"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=ascii_only,
+    )
+    # THEN it prints, in ASCII spellings, and exits 0 (it was "internal error", exit 3)
+    assert done.returncode == 0, done.stderr
+    assert "internal error" not in done.stderr
+    assert " x " in done.stdout and "÷" not in done.stdout
+    # AND a run's last lines (a confidence line's ≤) take the same spelling; an unknown
+    # symbol becomes "?"
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from runner.cli import _plain_streams; _plain_streams(); "
+            "print('confidence: meets p95 ≤ 200 ms in 99% · ±0.3 % · ☃')",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=ascii_only,
+    ).stdout
+    assert printed == "confidence: meets p95 <= 200 ms in 99% - +/-0.3 % - ?\n"
