@@ -514,6 +514,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
                 run_id=args.run_id or "",
             ),
         )
+        sweep.claim()  # refused (exit 2) when another run holds the directory: nothing written
         try:
             sweep.run()
             code = _verdict(sweep)

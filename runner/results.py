@@ -464,6 +464,28 @@ class Results(_Model):
         return redact_scenario_text(value)
 
 
+def claim_run_directory(out_dir: Path, run_id: str, *, named: bool) -> str:
+    """Make `out_dir/run_id` one run's alone, before anything starts: its results.json is
+    created exclusively, so a second run given the same --out and --run-id at the same time is
+    refused (two such runs had merged both stacks' Lambda logs into one file and kept the last
+    writer's results). A generated id (`named` False) another run took gets a suffix (-2, -3,
+    ...). Returns the id claimed."""
+    for attempt in range(1, 10):
+        claimed = run_id if attempt == 1 else f"{run_id}-{attempt}"
+        run_dir = out_dir / claimed
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with (run_dir / "results.json").open("x", encoding="utf-8"):
+                return claimed
+        except FileExistsError:
+            if named:
+                raise BadInput(
+                    f"--run-id {run_id}: {run_dir} already holds a run (another run may be "
+                    "writing to it now); choose another run id"
+                ) from None
+    raise BadInput(f"--out {out_dir}: no free run directory for {run_id}")
+
+
 def write_results(results: Results, path: Path) -> None:
     """Write atomically: readers see the old file or the new one, never half of one."""
     # allow_nan=False: a NaN or infinity that reached a model by assignment is a bug, and

@@ -50,6 +50,7 @@ from runner.results import (
     Results,
     RoundRecord,
     RunVerdict,
+    claim_run_directory,
     write_results,
 )
 from runner.scenario import (
@@ -102,6 +103,7 @@ class Sweep:
         self.run_dir = options.out_dir / self.run_id
         self.results_path = self.run_dir / "results.json"
         self.stop_requested: str | None = None
+        self.claimed = False  # claim(): results.json created by this run
         self.results = Results(
             run_id=self.run_id,
             status="running",
@@ -120,6 +122,18 @@ class Sweep:
             target={"kind": scenario.target.kind, "url": ""},
         )
 
+    def claim(self) -> None:
+        """The run directory made this run's alone before anything starts (results.claim_run_
+        directory): a second run with the same --out and --run-id is refused."""
+        self.run_id = claim_run_directory(
+            self.options.out_dir, self.run_id, named=bool(self.options.run_id)
+        )
+        self.results.run_id = self.run_id
+        self.run_dir = self.options.out_dir / self.run_id
+        self.results_path = self.run_dir / "results.json"
+        self.claimed = True
+        self._save()
+
     def say(self, event: Event) -> None:
         if self.options.progress is not None:
             self.options.progress(event)
@@ -135,7 +149,8 @@ class Sweep:
         results.json is written whatever happens. A run that does not reach its end records
         why, then raises (Interrupted: exit 130, the partial results kept).
         """
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.claimed:
+            self.claim()
         handlers = [
             gevent.signal_handler(signal.SIGINT, self._on_signal, "SIGINT"),
             gevent.signal_handler(signal.SIGTERM, self._on_signal, "SIGTERM"),

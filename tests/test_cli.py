@@ -324,3 +324,21 @@ def test_given_an_ascii_only_terminal_then_symbols_are_spelled_out_not_a_crash()
         env=ascii_only,
     ).stdout
     assert printed == "confidence: meets p95 <= 200 ms in 99% - +/-0.3 % - ?\n"
+
+
+def test_given_two_runs_claiming_one_run_directory_then_the_second_is_refused(
+    tmp_path: Path,
+) -> None:
+    from runner.errors import BadInput
+    from runner.results import claim_run_directory
+
+    # GIVEN a run that claimed --run-id same (its results.json created exclusively)
+    assert claim_run_directory(tmp_path, "same", named=True) == "same"
+    (tmp_path / "same" / "results.json").write_text("the first run's")
+    # WHEN a second run names the same directory at the same time: refused, one line
+    with pytest.raises(BadInput, match=r"^--run-id same: .*same already holds a run"):
+        claim_run_directory(tmp_path, "same", named=True)
+    # THEN the first run's file is untouched; and generated ids that meet take a suffix
+    assert (tmp_path / "same" / "results.json").read_text() == "the first run's"
+    claimed = [claim_run_directory(tmp_path, "20261206-000000-crud", named=False) for _ in "abc"]
+    assert claimed == ["20261206-000000-crud", "20261206-000000-crud-2", "20261206-000000-crud-3"]
