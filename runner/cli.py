@@ -591,9 +591,15 @@ def _after_run(what: str, write: Callable[[Path], _Written], results_path: Path)
     try:
         return write(results_path)
     except Exception as exc:  # the run's own outcome and exit code stand
-        if os.environ.get("MEMSWEEP_DEBUG"):
+        # A disk that is full or read-only is not a bug: the same line with or without debug
+        if os.environ.get("MEMSWEEP_DEBUG") and not isinstance(exc, OSError | MemsweepError):
             raise
-        why = str(exc) if isinstance(exc, MemsweepError) else f"internal error: {exc!r}"
+        if isinstance(exc, MemsweepError):
+            why = str(exc)
+        elif isinstance(exc, OSError):
+            why = f"cannot write {exc.filename or 'a file'}: {exc.strerror or exc}"
+        else:
+            why = f"internal error: {exc!r}"
         print(f"memsweep: {what} not written: {why}", file=sys.stderr)
         return None
 

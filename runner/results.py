@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from runner import hdr
-from runner.errors import BadInput
+from runner.errors import BadInput, MemsweepError
 from runner.lambda_facts import ApiType, Architecture
 from runner.redaction import redact_scenario, redact_scenario_text, redact_url
 from runner.scenario import HandlerName, Point, Scenario, point_label
@@ -473,8 +473,8 @@ def claim_run_directory(out_dir: Path, run_id: str, *, named: bool) -> str:
     for attempt in range(1, 10):
         claimed = run_id if attempt == 1 else f"{run_id}-{attempt}"
         run_dir = out_dir / claimed
-        run_dir.mkdir(parents=True, exist_ok=True)
         try:
+            run_dir.mkdir(parents=True, exist_ok=True)
             with (run_dir / "results.json").open("x", encoding="utf-8"):
                 return claimed
         except FileExistsError:
@@ -483,6 +483,11 @@ def claim_run_directory(out_dir: Path, run_id: str, *, named: bool) -> str:
                     f"--run-id {run_id}: {run_dir} already holds a run (another run may be "
                     "writing to it now); choose another run id"
                 ) from None
+        except OSError as exc:  # read-only, no permission, no space: before anything starts
+            raise BadInput(
+                f"--out {out_dir}: cannot write there: {exc.strerror or exc}"
+                + (f" ({exc.filename})" if exc.filename else "")
+            ) from None
     raise BadInput(f"--out {out_dir}: no free run directory for {run_id}")
 
 
@@ -491,17 +496,37 @@ def write_results(results: Results, path: Path) -> None:
     # allow_nan=False: a NaN or infinity that reached a model by assignment is a bug, and
     # pydantic's own JSON would write it as null, a silent "not measured".
     text = json.dumps(results.model_dump(mode="json"), indent=1, allow_nan=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
+    except OSError as exc:
+        raise OutputError(path, exc) from None
     try:
         with os.fdopen(handle, "w") as out:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(temp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(path, exc) from None
         raise
+
+
+class OutputError(MemsweepError):
+    """A run file could not be written (a full disk, a read-only one, no permission): one line
+    naming the file and why, exit 3, with or without MEMSWEEP_DEBUG. The file on disk, if
+    any, is its last complete write (writes are atomic)."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        why = error.strerror or str(error)
+        kept = (
+            f"; {path.name} there is its last complete write"
+            if path.exists()
+            else f"; no {path.name} was written"
+        )
+        super().__init__(f"cannot write {path}: {why}{kept}")
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
