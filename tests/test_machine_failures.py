@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +94,72 @@ def test_given_a_disk_that_fills_then_exit_3_naming_the_file_with_or_without_deb
         assert json.loads(written.read_text())["run_id"] == "full"
         assert "its last complete write" in done.stderr
     assert leftovers(mounted) == []
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under `pid` (children first), read from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_given_dynamodb_killed_mid_step_then_the_run_fails_naming_it_not_a_memory_verdict(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a run whose step is loading
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "runner",
+                "scenarios/memory_sweep.yaml",
+                *("--memory", "1024", "--until", "fixed", "--duration", "8s", "--quiet"),
+                *("--out", str(tmp_path / "reports"), "--run-id", "dead"),
+            ],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
+    try:
+        for _ in range(600):  # bounded: 60 s
+            if "load running" in stderr.read_text() or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert process.poll() is None and "load running" in stderr.read_text(), stderr.read_text()
+        # WHEN its DynamoDB (the local stack's dynalite) is killed
+        (dynalite,) = [pid for pid in descendants(process.pid) if "dynalite" in cmdline(pid)]
+        os.kill(dynalite, 9)
+        code = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+    # THEN the run fails (exit 3) naming DynamoDB, not "no memory size met the thresholds"
+    said = stderr.read_text()
+    assert code == 3, said
+    assert f"DynamoDB (the local stack's dynalite, pid {dynalite}) exited" in said
+    assert "met the thresholds" not in said
+    results = json.loads((tmp_path / "reports" / "dead" / "results.json").read_text())
+    assert results["status"] == "failed" and results["exit_code"] == 3
+    assert any("DynamoDB" in problem["detail"] for problem in results["problems"])
+    assert descendants(process.pid) == [] and leftovers(tmp_path) == []

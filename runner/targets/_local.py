@@ -231,16 +231,36 @@ class LocalStackTarget(Target):
         )
 
     def alive(self) -> str | None:
+        """None while every part of the stack runs; else which part stopped. DynamoDB is its
+        own process (dynalite): killed mid-step, 628 of 662 requests failed with HTTP 500 and
+        the run called it a memory verdict ("no size met the thresholds")."""
         if self.stack is None or self.stack.process is None:
             return "the local stack is not running"
         code = self.stack.process.poll()
         if code is not None:
             return f"the local stack exited (code {code})"
+        ready = self._ready()
+        pid = ready["dynalite_pid"] if ready is not None else None
+        if pid is not None:
+            state = _process_state(pid)
+            if state is None or state in "ZX":
+                return f"DynamoDB (the local stack's dynalite, pid {pid}) exited"
+            if state == "T":
+                return f"DynamoDB (the local stack's dynalite, pid {pid}) is stopped (SIGSTOP)"
         return None
 
     def _ready(self) -> StackReady | None:
         """The stack's ready line; None before it started (or when it could not)."""
         return self.stack.ready if self.stack is not None and self.stack.started else None
+
+
+def _process_state(pid: int) -> str | None:
+    """The process's state letter from /proc (R, S, D, T, Z, ...); None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[0]  # after "(comm)", which may hold spaces
 
 
 __all__ = ["LocalStackTarget"]
