@@ -18,14 +18,20 @@ from runner import __version__
 from runner.stack import PROJECT_ROOT
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return python("-m", "runner", *args, env=env)
+
+
+def python(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """This Python with `args` in the project, its environment plus `env`."""
     return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
+        [sys.executable, *args],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -292,35 +298,19 @@ def test_given_a_reader_that_left_then_no_internal_error() -> None:
 
 def test_given_an_ascii_only_terminal_then_symbols_are_spelled_out_not_a_crash() -> None:
     # GIVEN a terminal that can only show ASCII (an old locale, a CI log, PYTHONIOENCODING)
-    ascii_only = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    ascii_only = {"PYTHONIOENCODING": "ascii"}
     # WHEN the plan (its ÷ and ×) is printed
-    done = subprocess.run(
-        [sys.executable, "-m", "runner", "validate", "scenarios/memory_sweep.yaml"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=ascii_only,
-    )
+    done = run_cli("validate", "scenarios/memory_sweep.yaml", env=ascii_only)
     # THEN it prints, in ASCII spellings, and exits 0 (it was "internal error", exit 3)
     assert done.returncode == 0, done.stderr
     assert "internal error" not in done.stderr
     assert " x " in done.stdout and "÷" not in done.stdout
     # AND a run's last lines (a confidence line's ≤) take the same spelling; an unknown
     # symbol becomes "?"
-    printed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from runner.cli import _plain_streams; _plain_streams(); "
-            "print('confidence: meets p95 ≤ 200 ms in 99% · ±0.3 % · ☃')",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    printed = python(
+        "-c",
+        "from runner.cli import _plain_streams; _plain_streams(); "
+        "print('confidence: meets p95 ≤ 200 ms in 99% · ±0.3 % · ☃')",
         env=ascii_only,
     ).stdout
     assert printed == "confidence: meets p95 <= 200 ms in 99% - +/-0.3 % - ?\n"
