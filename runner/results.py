@@ -212,6 +212,7 @@ class Trust(_Model):
     generator_cpu_mean: float | None = None
     steal: float | None = None  # hypervisor steal, share of the host's CPU time
     pressure: float | None = None  # /proc/pressure/cpu "some": share of wall time
+    host_busy: float | None = None  # the host's CPUs busy (not idle, not iowait): share
     checked: list[str] = Field(default_factory=list)  # the rules applied, in words
 
 

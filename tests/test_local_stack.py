@@ -247,14 +247,22 @@ def test_given_a_handler_past_the_function_timeout_then_502_and_a_new_sandbox_se
 def test_given_a_sandbox_killed_mid_call_then_502_and_a_new_sandbox_serves_the_next_call(
     behaviour_stack: LocalStackProcess,
 ) -> None:
+    # A warm sandbox first: with none idle (an earlier test retired it), the call below
+    # starts one, and "fewer idle than sandboxes" held while its process did not exist yet:
+    # every pid listed was killed, then the new sandbox served the call, 200 (issue 27: this
+    # test failed 2 of 3 times in a -k selection, passed in the file's order).
+    warm = call(behaviour_stack, {"action": "ping"}).json()["pid"]
+
+    def running() -> bool:
+        status = behaviour_stack.status()
+        started = len(status["sandbox_pids"]) == status["sandboxes"]
+        return started and status["idle_sandboxes"] < status["sandboxes"]
+
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(call, behaviour_stack, {"action": "sleep", "seconds": 2})
-        assert wait_until(
-            lambda: (
-                behaviour_stack.status()["idle_sandboxes"] < behaviour_stack.status()["sandboxes"]
-            )
-        )
+        assert wait_until(running)
         busy = set(behaviour_stack.status()["sandbox_pids"])
+        assert warm in busy
         for pid in busy:
             os.kill(pid, signal.SIGKILL)
         assert pending.result().status == 502

@@ -117,5 +117,28 @@ def test_given_this_machines_proc_then_a_host_snapshot_reads_its_counters(tmp_pa
         "some avg10=0.00 avg60=0.00 avg300=0.00 total=1234\n"
     )
     snap = host_snapshot(5.0, proc=tmp_path)
-    assert snap == HostSnapshot(at=5.0, steal=4, total=100, pressure_some_us=1234)
+    assert snap == HostSnapshot(at=5.0, steal=4, total=100, pressure_some_us=1234, idle=81)
     assert host_snapshot(1.0) is not None  # and the real one is readable here
+
+
+def test_given_a_cold_start_storm_then_the_busy_host_is_the_cause() -> None:
+    # GIVEN a step whose sandboxes ran 0.01 s (they were still starting: init is not counted)
+    # while the host's CPUs were 97 % busy
+    cpu = cpu_delivery(
+        ZERO, snapshot(cpu_ms=10, delay_ms=0, throttled_ms=0, periods=2, throttled=0)
+    )
+    before = HostSnapshot(at=0.0, steal=0, total=10_000, pressure_some_us=0, idle=5_000)
+    after = HostSnapshot(at=5.0, steal=0, total=11_000, pressure_some_us=4_000_000, idle=5_030)
+    trust = judge(memory_mb=128, cpu=cpu, generator_cpu={}, host_before=before, host_after=after)
+    # THEN the step says what the host was doing (it recorded "0.00 s" and no cause)
+    assert trust.host_busy == 0.97 and trust.pressure == 0.8
+    assert trust.causes == [
+        "host saturated: its CPUs were 97% busy while the 128 MB sandboxes ran 0.01 s (starting "
+        "sandboxes run their init unthrottled and uncounted: a cold-start storm, or other work "
+        "on the host)"
+    ]
+    # AND a quiet host with as little sandbox CPU is not a cause
+    idle = HostSnapshot(at=5.0, steal=0, total=11_000, pressure_some_us=0, idle=5_800)
+    assert not judge(
+        memory_mb=128, cpu=cpu, generator_cpu={}, host_before=before, host_after=idle
+    ).degraded

@@ -43,6 +43,10 @@ MIN_CPU_S = 0.2
 GENERATOR_CPU_MAX = 90.0
 # Hypervisor steal beyond this share of the host's CPU time: the VM itself was starved.
 MAX_STEAL = 0.10
+# A step whose sandboxes ran too little to judge delivery, on a host this busy: what the host
+# was doing is the cause (a cold-start storm: 3000 users at once, sandboxes starting, the host
+# at 100 %, nothing completed, and the step recorded sandbox CPU "0.00 s" and no cause).
+MAX_HOST_BUSY = 0.90
 PERIOD_S = CFS_PERIOD_US / 1e6  # the emulator's CFS period
 
 
@@ -54,6 +58,7 @@ class HostSnapshot:
     steal: int
     total: int
     pressure_some_us: int | None
+    idle: int = 0  # idle + iowait jiffies
 
 
 def host_snapshot(at: float, *, proc: Path = Path("/proc")) -> HostSnapshot | None:
@@ -72,7 +77,8 @@ def host_snapshot(at: float, *, proc: Path = Path("/proc")) -> HostSnapshot | No
                 pressure = int(line.rsplit("total=", 1)[1])
     except (OSError, IndexError, ValueError):
         pressure = None
-    return HostSnapshot(at=at, steal=steal, total=total, pressure_some_us=pressure)
+    idle = sum(numbers[3:5])
+    return HostSnapshot(at=at, steal=steal, total=total, pressure_some_us=pressure, idle=idle)
 
 
 def cpu_delivery(before: Delivery, after: Delivery) -> CpuDelivery:
@@ -152,6 +158,16 @@ def judge(
                 )
     elif cpu is not None:
         checked.append(f"CPU delivery not judged: only {cpu.cpu_s:.2f} s of sandbox CPU")
+    host_busy = _host_busy(host_before, host_after)
+    # The local stack only (cpu known): an aws or url target's host is the load generator's
+    if cpu is not None and cpu.cpu_s < MIN_CPU_S and host_busy is not None:
+        checked.append(f"too little sandbox CPU to judge: the host under {MAX_HOST_BUSY:.0%} busy")
+        if host_busy >= MAX_HOST_BUSY:
+            causes.append(
+                f"host saturated: its CPUs were {host_busy:.0%} busy while the {memory_mb} MB "
+                f"sandboxes ran {cpu.cpu_s:.2f} s (starting sandboxes run their init "
+                "unthrottled and uncounted: a cold-start storm, or other work on the host)"
+            )
     busiest, peak, mean = _busiest(generator_cpu)
     if busiest is not None:
         checked.append(f"each Locust worker under {GENERATOR_CPU_MAX:.0f} % of a core")
@@ -183,8 +199,16 @@ def judge(
         generator_cpu_mean=mean,
         steal=steal,
         pressure=pressure,
+        host_busy=host_busy,
         checked=checked,
     )
+
+
+def _host_busy(before: HostSnapshot | None, after: HostSnapshot | None) -> float | None:
+    """The share of the host's CPU time that was busy between the two snapshots."""
+    if before is None or after is None or not before.idle or after.total <= before.total:
+        return None
+    return 1 - (after.idle - before.idle) / (after.total - before.total)
 
 
 def _busiest(
