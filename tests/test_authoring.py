@@ -372,6 +372,11 @@ def test_given_a_closed_profile_then_the_bound_is_user_seconds_over_mean_think_t
     # think time 1.2-1.8 s; the first 2 s (3 users) are the warm-up
     assert plan.requests_per_step == pytest.approx((area - 3 * 2) / 1.5)
     assert any(line.startswith("expected requests: at most 586 per step") for line in plan.lines())
+    # and the space its directory needs: 2 steps, 586 measured requests each (+ the warm-up)
+    invocations = plan.requests_per_step * 2 * plan.load_s / plan.measured_s
+    assert plan.disk_bytes == pytest.approx(600_000 + 2 * 30_000 + 700 * invocations)
+    disk = next(line for line in plan.lines() if line.startswith("disk under --out: "))
+    assert disk.startswith(f"disk under --out: at most about {plan.disk_bytes / 1e6:,.1f} MB (")
 
 
 def test_given_no_think_time_then_the_plan_says_nothing_bounds_the_requests() -> None:

@@ -54,6 +54,14 @@ def max_rounds(scenario: Scenario) -> int:
     return max(1, math.ceil(sweep.max_s / sweep.round_s - 1e-9))
 
 
+# What a run directory holds, measured here (a six-size confident sweep: 45 steps, 3,494
+# invocations): lambda.log 663 B per invocation (START, END, REPORT and the handler's lines),
+# results.json ~7.5 KB and Locust's CSVs ~20 KB per step, report.html 0.3-0.4 MB.
+DISK_PER_REQUEST = 700
+DISK_PER_STEP = 30_000
+DISK_BASE = 600_000
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a run will do, estimated before it starts."""
@@ -134,6 +142,7 @@ class Plan:
             )
         out.append(f"each step: {window}")
         out.append(self._requests_line())
+        out.append(self._disk_line())
         if self.until == "confident":
             out.append(f"estimated duration: at most {_duration(self.total_s)}")
         else:
@@ -154,6 +163,27 @@ class Plan:
             "  not included: seeding slowed by the API's throttle (429), waiting for remote workers"
         )
         return out
+
+    @property
+    def disk_bytes(self) -> float | None:
+        """What the run directory will hold at most (None: the request count has no bound)."""
+        if self.requests_total is None:
+            return None
+        invocations = self.requests_total * self.load_s / max(self.measured_s, 1e-9)
+        return DISK_BASE + DISK_PER_STEP * len(self.steps) + DISK_PER_REQUEST * invocations
+
+    def _disk_line(self) -> str:
+        """The space --out needs: a full disk mid-run ends it (exit 3, the file named)."""
+        parts = (
+            f"the Lambda log ~{DISK_PER_REQUEST / 1000:.1f} KB per request, "
+            f"~{DISK_PER_STEP / 1000:.0f} KB per step of results and Locust CSVs, "
+            f"~{DISK_BASE / 1e6:.1f} MB of report and exports"
+        )
+        size = self.disk_bytes
+        if size is None:
+            return f"disk under --out: {parts}"
+        bound = "at most " if self.model == "closed" or self.until == "confident" else ""
+        return f"disk under --out: {bound}about {size / 1e6:,.1f} MB ({parts})"
 
     def _cores_line(self) -> str:
         """What this machine can serve: a sandbox gets memory/1769 of a CPU, and its cores are
