@@ -373,6 +373,7 @@ def test_given_a_closed_profile_then_the_bound_is_user_seconds_over_mean_think_t
     assert plan.requests_per_step == pytest.approx((area - 3 * 2) / 1.5)
     assert any(line.startswith("expected requests: at most 586 per step") for line in plan.lines())
     # and the space its directory needs: 2 steps, 586 measured requests each (+ the warm-up)
+    assert plan.requests_per_step is not None and plan.disk_bytes is not None
     invocations = plan.requests_per_step * 2 * plan.load_s / plan.measured_s
     assert plan.disk_bytes == pytest.approx(600_000 + 2 * 30_000 + 700 * invocations)
     disk = next(line for line in plan.lines() if line.startswith("disk under --out: "))
