@@ -280,7 +280,7 @@ def test_given_arm64_on_the_local_stack_then_exit_2_in_one_line_before_any_load(
 ) -> None:
     """The local stack runs on this machine's CPU: it cannot measure an arm64 function, and
     says so before a single request (the x86_64 point is not run either)."""
-    path = scenario(tmp_path, workers=0, sizes="[1024]", axes=", architecture: [x86_64, arm64]")
+    path = scenario(tmp_path, workers=1, sizes="[1024]", axes=", architecture: [x86_64, arm64]")
     code, stderr = finish(start_run(path, tmp_path))
     assert code == 2, stderr
     lines = [line for line in stderr.splitlines() if line.startswith("memsweep:")]
