@@ -360,3 +360,67 @@ def test_given_sizes_as_fast_as_each_other_then_a_look_stops_them_when_separatin
     assert still_open(analysis, looks=12) == {}
     last_look = set(still_open(analysis, looks=4).values())
     assert len(last_look) == 1 and last_look.pop().endswith(" p95: not yet separated")
+
+
+def with_decision(results: Results, **decision: float) -> Results:
+    """The same results under other decision margins (as if the scenario had set them)."""
+    scenario = results.scenario
+    changed = scenario.decision.model_copy(update=decision)
+    return results.model_copy(
+        update={"scenario": scenario.model_copy(update={"decision": changed})}
+    )
+
+
+def near_pair(*, rounds: int = 1, requests: int = 8000) -> Results:
+    """256 and 512 MB of equal compute whose p95s are 5 % apart (512 MB the faster): the
+    six-size sweep's case, 5.7 vs 5.4 ms, scaled."""
+    steps = [
+        make_step(
+            index=2 * r + i,
+            memory=m,
+            median_ms=ms,
+            billed_ms=b,
+            repeat=r + 1,
+            seed=r,
+            requests=requests,
+        )
+        for r in range(rounds)
+        for i, (m, ms, b) in enumerate(((256, 10.5, 10.0), (512, 10.0, 5.0)))
+    ]
+    return make_results(steps, thresholds={"p95_ms": 3000}, sweep=CONFIDENT if rounds > 1 else None)
+
+
+def test_given_equal_costs_and_p95s_inside_the_speed_margin_then_the_smallest_is_picked() -> None:
+    # GIVEN 512 MB's p95 measurably (its interval clear of zero) but only 5 % below 256 MB's
+    results = near_pair()
+    slow, fast = analyse(results).settings
+    difference = p95_difference(fast, slow)
+    assert difference is not None and difference.low > 0 and difference.high < 0.1 * fast.p95
+    # THEN within the default 10 % margin they are as fast: the smaller is the pick
+    verdict = run_verdict(analyse(results))
+    assert (verdict.recommended_mb, verdict.decided_by) == (256, "smallest among equals")
+    assert "none is clearly faster" in verdict.headline
+    # AND with no margin the faster is clearly faster, and the pick
+    strict = run_verdict(
+        analyse(with_decision(results, latency_tolerance_pct=0.0, latency_tolerance_ms=0.0))
+    )
+    assert (strict.recommended_mb, strict.decided_by) == (512, "latency among equal costs")
+    # AND the floor in ms alone also makes them as fast (a 0.8 ms gap under a 2 ms floor)
+    floor = run_verdict(
+        analyse(with_decision(results, latency_tolerance_pct=0.0, latency_tolerance_ms=2.0))
+    )
+    assert floor.recommended_mb == 256
+
+
+def test_given_p95s_inside_the_speed_margin_then_a_look_stops_them_once_it_is_out_of_reach() -> (
+    None
+):
+    # GIVEN 4 rounds of 1000 requests each: 512 MB about 5 % faster, round after round, not
+    # yet separated from zero at the look's level
+    results = near_pair(rounds=4, requests=1000)
+    # THEN the margin cannot be cleared by max_s at this spread: nothing is open
+    assert still_open(analyse(results), looks=12) == {}
+    # AND with no margin, separating the two from zero is still within reach: both open
+    strict = with_decision(results, latency_tolerance_pct=0.0, latency_tolerance_ms=0.0)
+    reasons = still_open(analyse(strict), looks=12)
+    assert len(reasons) == 2 and all(" p95: not yet separated" in why for why in reasons.values())

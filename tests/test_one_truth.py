@@ -66,6 +66,8 @@ def test_given_the_decision_rule_then_readme_and_the_report_state_it_in_the_same
     default = Decision().cost_tolerance_pct
     rule = decision_rule(default)
     assert f"within {default:g} % of the cheaper bill" in rule
+    speed = Decision().latency_tolerance_pct, Decision().latency_tolerance_ms
+    assert f"below {speed[0]:g} % of the lower p95 or {speed[1]:g} ms" in rule
     # WHEN README.md (wrapped at will) and a run's report state it
     readme = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
     steps = [make_step(index=1, memory=128, median_ms=60.0, requests=200)]

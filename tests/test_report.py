@@ -1241,7 +1241,8 @@ def test_given_the_same_difference_inside_a_wider_margin_then_the_faster_is_the_
     decided = banner.locator("[data-role=decided-by]").inner_text()
     assert decided == (
         "Decided by latency among equal costs: of the settings that cost the same as the "
-        "cheapest, the smallest of the fastest (the lowest p95 and any not clearly above it)."
+        "cheapest, the smallest of the fastest (the lowest p95 and any not clearly above it, "
+        "beyond the latency margin)."
     )
     headline = banner.locator("[data-field=headline]").inner_text()
     assert headline.startswith("Run 1024 MB: 128 MB and 1024 MB cost the same ($3.88 per 1M ± ")

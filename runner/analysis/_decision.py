@@ -7,10 +7,16 @@ not choose the size. Two settings cost the same when their difference cannot be 
 zero at the run's noise (its interval holds zero) or lies wholly inside a practical margin
 (`decision.cost_tolerance_pct` of the cheaper bill). Among the settings that meet every
 threshold and cost the same as the cheapest, the fastest are the one with the lowest p95 and
-those not clearly slower than it (the interval of the difference holds zero); the pick is the
-smallest memory among them. One clearly fastest setting is the pick; with none clearly apart,
-the smallest memory. Two sizes tied for fastest no longer hand the pick to the smallest of all
-(a 1536 and a 3008 MB as fast as each other, both clearly faster than 128 MB, chose 128 MB).
+those not clearly slower than it; the pick is the smallest memory among them. One clearly
+fastest setting is the pick; with none clearly apart, the smallest memory. Two sizes tied for
+fastest no longer hand the pick to the smallest of all (a 1536 and a 3008 MB as fast as each
+other, both clearly faster than 128 MB, chose 128 MB).
+
+"Clearly slower" has a practical margin too (`SpeedMargin`: decision.latency_tolerance_pct of
+the lower p95, at least decision.latency_tolerance_ms): the interval of the difference must lie
+wholly above it. A 0.3 ms p95 gap between 256 and 512 MB (5.7 vs 5.4 ms on the local stack)
+is no reason to pay for twice the memory, and proving it is not a reason cost a six-size sweep
+all its twelve rounds (bench/RESULTS.md). Cost and latency are judged by one rule, relation_of.
 """
 
 from __future__ import annotations
@@ -41,15 +47,16 @@ RULE = (
     "Two costs count as the same when the 95 % interval of their difference holds zero or lies "
     "wholly within {tolerance} of the cheaper bill; when others cost the same as the cheapest, "
     "the fastest of them are the one with the lowest p95 and those whose p95 is not clearly "
-    "higher (the 95 % interval of the difference holds zero), and the pick is the smallest "
-    "memory among the fastest."
+    "higher (the 95 % interval of the difference reaches below {speed}), and the pick is the "
+    "smallest memory among the fastest."
 )
 # Which part of the rule decided a pick (`Pick.decided_by`, results.json's verdict.decided_by),
 # in the words the report and summary.md use.
 DECIDED_BY_WORDS: dict[str, str] = {
     "cost": "the cheapest setting that meets every threshold; no other is known to cost the same",
     "latency among equal costs": "of the settings that cost the same as the cheapest, the "
-    "smallest of the fastest (the lowest p95 and any not clearly above it)",
+    "smallest of the fastest (the lowest p95 and any not clearly above it, beyond the latency "
+    "margin)",
     "smallest among equals": "settings cost the same as the cheapest and none is clearly "
     "faster, so the smallest memory",
 }
@@ -76,9 +83,27 @@ def look_widening(looks: int) -> float:
     return NormalDist().inv_cdf(1 - ALPHA / (2 * max(1, looks))) / Z_975
 
 
-def decision_rule(tolerance_pct: float) -> str:
-    """The rule with this margin ("... within 0.5 % of the cheaper bill ...")."""
-    return RULE.format(tolerance=f"{tolerance_pct:g} %")
+@dataclass(frozen=True)
+class SpeedMargin:
+    """When one p95 is clearly higher than another: the interval of the difference lies wholly
+    above `pct` of the lower p95, and above `floor_ms` (decision.latency_tolerance_pct and
+    latency_tolerance_ms). Within it, two settings are as fast as each other."""
+
+    pct: float = 10.0
+    floor_ms: float = 1.0
+
+    def of(self, a: Setting, b: Setting) -> float:
+        """The margin in ms for these two settings' p95s."""
+        return max(self.pct / 100 * min(a.p95, b.p95), self.floor_ms)
+
+    def __str__(self) -> str:
+        """ "10 % of the lower p95 or 1 ms, whichever is larger" """
+        return f"{self.pct:g} % of the lower p95 or {self.floor_ms:g} ms, whichever is larger"
+
+
+def decision_rule(tolerance_pct: float, speed: SpeedMargin | None = None) -> str:
+    """The rule with these margins ("... within 0.5 % of the cheaper bill ...")."""
+    return RULE.format(tolerance=f"{tolerance_pct:g} %", speed=speed or SpeedMargin())
 
 
 @dataclass(frozen=True)
@@ -230,15 +255,27 @@ def paired_ratio(a: Setting, b: Setting) -> PairedRatio | None:
     return PairedRatio(float(np.mean(logs)), float(np.std(logs, ddof=1)), len(logs))
 
 
-def _faster(a: Setting, b: Setting) -> bool:
-    """a's p95 is lower than b's, the 95 % interval of the difference clear of zero."""
-    difference = p95_difference(a, b)
-    return difference is not None and difference.low > 0  # b - a: must be > 0
+def _faster(a: Setting, b: Setting, speed: SpeedMargin, widening: float = 1.0) -> bool:
+    """a's p95 is clearly lower than b's: the 95 % interval of the difference (widened by
+    `widening` for a confident run's looks) lies wholly above the speed margin."""
+    difference = p95_difference(a, b, widening=widening)
+    if difference is None:
+        return False
+    return relation_of(difference.low, difference.high, speed.of(a, b)) == "different" and (
+        difference.low > 0  # b - a: b is the slower
+    )
 
 
-def clearly_faster(setting: Setting, others: Sequence[Setting]) -> bool:
-    """Its p95 is lower than each other's, the difference's 95 % interval clear of zero."""
-    return all(_faster(setting, other) for other in others)
+def clearly_faster(
+    setting: Setting,
+    others: Sequence[Setting],
+    speed: SpeedMargin | None = None,
+    *,
+    widening: float = 1.0,
+) -> bool:
+    """Its p95 is clearly lower than each other's (beyond the speed margin)."""
+    margin = speed or SpeedMargin()
+    return all(_faster(setting, other, margin, widening) for other in others)
 
 
 @dataclass(frozen=True)
@@ -269,7 +306,13 @@ class Pick:
         return next((d for d in self.differences if d.b is setting), None)
 
 
-def decide(pool: Sequence[Setting], tolerance_pct: float, *, widening: float = 1.0) -> Pick | None:
+def decide(
+    pool: Sequence[Setting],
+    tolerance_pct: float,
+    *,
+    speed: SpeedMargin | None = None,
+    widening: float = 1.0,
+) -> Pick | None:
     """The pick among `pool` (settings meeting every threshold): the cheapest, unless others
     cost the same; then the clearly fastest of those, else the smallest memory."""
     if not pool:
@@ -285,17 +328,20 @@ def decide(pool: Sequence[Setting], tolerance_pct: float, *, widening: float = 1
     if len(equivalent) == 1:
         return Pick(cheapest, cheapest, equivalent, undetermined, "cost", differences, equivalent)
     equivalent.sort(key=lambda s: (s.memory_mb, s.cost.total))
-    group = fastest_group(equivalent)
+    group = fastest_group(equivalent, speed, widening=widening)
     decided_by: DecidedBy = (
         "smallest among equals" if len(group) == len(equivalent) else "latency among equal costs"
     )
     return Pick(group[0], cheapest, equivalent, undetermined, decided_by, differences, group)
 
 
-def fastest_group(settings: Sequence[Setting]) -> list[Setting]:
+def fastest_group(
+    settings: Sequence[Setting], speed: SpeedMargin | None = None, *, widening: float = 1.0
+) -> list[Setting]:
     """The setting with the lowest p95 and those not clearly slower than it, by memory."""
+    margin = speed or SpeedMargin()
     fastest = min(settings, key=lambda s: s.p95)
-    group = [s for s in settings if s is fastest or not _faster(fastest, s)]
+    group = [s for s in settings if s is fastest or not _faster(fastest, s, margin, widening)]
     return sorted(group, key=lambda s: (s.memory_mb, s.cost.total))
 
 
@@ -311,6 +357,7 @@ def pick_share(
     limits: Mapping[str, float],
     tolerance_pct: float,
     *,
+    speed: SpeedMargin | None = None,
     widening: float = 1.0,
     resamples: int = PICK_RESAMPLES,
     seed: int = 0,
@@ -350,10 +397,11 @@ def pick_share(
     errors = [cost_se(s) for s in candidates]
     se = np.array([e if e is not None else np.nan for e in errors])
     faster: dict[tuple[int, int], bool] = {}  # (i, j): i clearly faster than j (from the run)
+    speed_margin = speed or SpeedMargin()
 
     def clearly(i: int, j: int) -> bool:
         if (i, j) not in faster:
-            faster[i, j] = _faster(candidates[i], candidates[j])
+            faster[i, j] = _faster(candidates[i], candidates[j], speed_margin, widening)
         return faster[i, j]
 
     picks: Counter[int] = Counter()

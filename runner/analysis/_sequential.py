@@ -4,7 +4,8 @@ After each round the run's results are analysed as they stand. A setting keeps b
 while something the verdict needs about it is unsettled: too little data; a latency threshold
 whose interval straddles its limit; a cost comparison with the cheapest that is neither the
 same nor different; a p95 comparison among settings that cost the same that is neither
-separated nor the same speed, and could still separate by max_s; a pick too close to call. A
+clearly apart (beyond the speed margin) nor within it, and could still get clearly apart by
+max_s; a pick too close to call. A
 setting that cannot be the pick and has settled its thresholds stops.
 
 Looking again and again at growing data would stop too early too often if each look used the
@@ -14,9 +15,10 @@ over the looks): the chance that any look stops on a comparison its data cannot 
 stays under 5 %. Cost comparisons are widened where they are made (the analysis of a
 confident run, analysis._decision.look_widening), so a look and the verdict classify a cost
 difference alike: a verdict that re-judged it with the narrower 95 % interval undid a look's
-"the same" in 8 of 120 equal-cost runs. Latency thresholds and p95 comparisons are widened
-here; the verdict judges them with the pooled rounds' 95 % intervals, the spread between
-rounds included. bench/sequential.py measures the false-stop rate.
+"the same" in 8 of 120 equal-cost runs; p95 comparisons among equal costs likewise (the
+verdict's fastest_group). Latency thresholds are widened here; the verdict judges them with
+the pooled rounds' 95 % intervals, the spread between rounds included. bench/sequential.py
+measures the false-stop rate.
 """
 
 from __future__ import annotations
@@ -25,18 +27,21 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from runner.analysis._decision import look_widening, p95_difference, paired_ratio
+from runner.analysis._decision import (
+    SpeedMargin,
+    look_widening,
+    p95_difference,
+    paired_ratio,
+    relation_of,
+)
 from runner.analysis._setting import Setting
-from runner.analysis._verdict import Analysis
+from runner.analysis._verdict import Analysis, speed_margin
 from runner.scenario import Point
 
 Z_95 = 1.6449  # the normal's 95 % quantile
 # A spread from 3 rounds is too rough to give up on: one seed of a 26 % gap stopped at round 3
 # as "futile" on a round-to-round spread 20 % above what later rounds showed.
 FUTILITY_ROUNDS = 4
-# Two p95s are the same speed when their difference lies wholly within this share of the
-# smaller: identical settings never separate, and a tie must end a round, not run to max_s.
-SAME_SPEED_PCT = 10.0
 
 
 def _widened(low: float, value: float, high: float, factor: float) -> tuple[float, float]:
@@ -46,6 +51,7 @@ def _widened(low: float, value: float, high: float, factor: float) -> tuple[floa
 def still_open(analysis: Analysis, *, looks: int) -> dict[Point, str]:
     """Each setting that must keep being measured, with why; the others are settled."""
     factor = look_widening(looks)
+    speed = speed_margin(analysis.results.scenario)
     reasons: dict[Point, str] = {}
 
     def mark(setting: Setting, why: str) -> None:
@@ -83,7 +89,7 @@ def still_open(analysis: Analysis, *, looks: int) -> dict[Point, str]:
         # The pick is the smallest of the fastest: who belongs with the fastest decides it.
         fastest = min(decision.equivalent, key=lambda s: s.p95)
         for other in decision.equivalent:
-            if other is not fastest and _p95_open(fastest, other, factor, looks):
+            if other is not fastest and _p95_open(fastest, other, factor, looks, speed):
                 why = f"{other.label} vs {fastest.label} p95: not yet separated"
                 mark(fastest, why)
                 mark(other, why)
@@ -149,28 +155,30 @@ def next_round(
     return plan
 
 
-def _p95_open(a: Setting, b: Setting, factor: float, looks: int) -> bool:
-    """Neither separated (the interval clear of zero) nor the same speed (wholly within
-    SAME_SPEED_PCT of the smaller p95) at the look's level, nor futile: compared round by
-    round, the difference so far is so far inside the half-width the interval would still
-    have after every round max_s allows that, were it the truth, the last look would separate
-    it less than 5 % of the time
-    (two sizes as fast as each other kept a six-size sweep measuring them for all 12 rounds,
-    a p95 interval that can only narrow toward zero never leaving ±10 %)."""
+def _p95_open(a: Setting, b: Setting, factor: float, looks: int, speed: SpeedMargin) -> bool:
+    """Whether b's p95 against a's (a the fastest) could still change the pick: it is neither
+    clearly different (the interval wholly beyond the speed margin: relation_of, as the
+    verdict's fastest_group judges) nor wholly within the margin at the look's level, and
+    "clearly different" is still within reach. Compared round by round, the difference so far
+    is so far inside the margin plus the half-width the interval would still have after every
+    round max_s allows that, were it the truth, the last look would clear them less than 5 %
+    of the time. Anything short of "different" keeps both in the fastest group, so a pair that
+    cannot get there is settled (two sizes 4-7 % apart at p95s of ~5.5 ms kept a six-size sweep
+    measuring them for all 12 rounds)."""
     difference = p95_difference(a, b, widening=factor)
     if difference is None:
         return False
     low, high = difference.low, difference.high
-    if low > 0 or high < 0:
+    margin = speed.of(a, b)
+    if relation_of(low, high, margin) == "different":
         return False
-    margin = SAME_SPEED_PCT / 100 * min(a.p95, b.p95)
     if -margin <= low and high <= margin:
         return False
     paired = paired_ratio(a, b)
     if paired is not None and FUTILITY_ROUNDS <= paired.rounds < looks:
         # Conditional power under the current trend: were the difference what it is now, the
-        # last look's estimate would clear its half-width less than 5 % of the time.
-        final = paired.half_width(widening=factor, rounds=looks)
-        if abs(paired.mean) < final - Z_95 * paired.sd / math.sqrt(looks):
+        # last look's interval would lie beyond the margin less than 5 % of the time.
+        beyond = math.log1p(margin / a.p95) + paired.half_width(widening=factor, rounds=looks)
+        if abs(paired.mean) < beyond - Z_95 * paired.sd / math.sqrt(looks):
             return False
     return True

@@ -28,6 +28,7 @@ from runner.analysis._decision import (
     PICK_SHARE_NEEDED,
     CostDifference,
     Pick,
+    SpeedMargin,
     cost_difference,
     cost_se,
     decide,
@@ -174,17 +175,29 @@ class Analysis:
     @property
     def rule(self) -> str:
         """How the pick is made, in plain words, with this run's margin."""
-        return decision_rule(self.tolerance_pct)
+        return decision_rule(self.tolerance_pct, self.speed)
 
     @property
-    def cost_widening(self) -> float:
-        return cost_widening(self.results.scenario)
+    def speed(self) -> SpeedMargin:
+        """The practical margin on p95 (decision.latency_tolerance_pct and _ms)."""
+        return speed_margin(self.results.scenario)
+
+    @property
+    def verdict_widening(self) -> float:
+        return verdict_widening(self.results.scenario)
 
 
-def cost_widening(scenario: Scenario) -> float:
-    """How much wider than 95 % the cost intervals of a comparison are: 1 for a fixed run; for
-    a confident one, wide enough to hold at whichever of its looks it stopped (look_widening),
-    so its verdict classifies a cost difference as the look that stopped it did."""
+def speed_margin(scenario: Scenario) -> SpeedMargin:
+    """When one p95 is clearly higher than another, by the scenario's decision."""
+    decision = scenario.decision
+    return SpeedMargin(decision.latency_tolerance_pct, decision.latency_tolerance_ms)
+
+
+def verdict_widening(scenario: Scenario) -> float:
+    """How much wider than 95 % the intervals of the rule's comparisons (cost, and p95 among
+    equal costs) are: 1 for a fixed run; for a confident one, wide enough to hold at whichever
+    of its looks it stopped (look_widening), so its verdict classifies a difference as the look
+    that stopped it did."""
     if scenario.sweep.until != "confident":
         return 1.0
     return look_widening(max_rounds(scenario))
@@ -223,9 +236,14 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
     # An open model always has a threshold: the drop rate (scenario.Thresholds).
     thresholds_set = _any_threshold(thresholds) or any(s.offered is not None for s in settings)
     tolerance_pct = scenario.decision.cost_tolerance_pct
-    widening = cost_widening(scenario)
+    widening = verdict_widening(scenario)
+    speed = speed_margin(scenario)
     recommendation = recommend(
-        settings, thresholds_set=thresholds_set, tolerance_pct=tolerance_pct, widening=widening
+        settings,
+        thresholds_set=thresholds_set,
+        tolerance_pct=tolerance_pct,
+        speed=speed,
+        widening=widening,
     )
     effects = axis_effects(settings)
     if len(effects) > 1:  # which axis matters is the news when more than memory moved
@@ -237,7 +255,12 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
         )
     confidence = (
         how_sure(
-            settings, recommendation, thresholds, tolerance_pct=tolerance_pct, widening=widening
+            settings,
+            recommendation,
+            thresholds,
+            tolerance_pct=tolerance_pct,
+            speed=speed,
+            widening=widening,
         )
         if intervals
         else None
@@ -653,6 +676,7 @@ def recommend(
     *,
     thresholds_set: bool,
     tolerance_pct: float,
+    speed: SpeedMargin | None = None,
     widening: float = 1.0,
 ) -> Recommendation:
     degraded = [step for s in settings for step in s.degraded]
@@ -725,7 +749,7 @@ def recommend(
             + (f" The fastest was {fastest.label}." if fastest else ""),
             explanation=explanation,
         )
-    decision = decide(meeting, tolerance_pct, widening=widening)
+    decision = decide(meeting, tolerance_pct, speed=speed, widening=widening)
     assert decision is not None  # meeting is not empty here
     cheapest = decision.setting
     balanced = _balanced(meeting)
@@ -876,6 +900,7 @@ def how_sure(
     thresholds: Thresholds,
     *,
     tolerance_pct: float,
+    speed: SpeedMargin | None = None,
     widening: float = 1.0,
 ) -> Confidence:
     """How sure the pick is, as the pick: how often the rule, applied to every setting's
@@ -903,7 +928,9 @@ def how_sure(
         for s in settings
         if s.trusted and all(v.passed for v in s.verdicts if v.statistic is None)
     ]
-    share, runner_up = pick_share(candidates, decision, limits, tolerance_pct, widening=widening)
+    share, runner_up = pick_share(
+        candidates, decision, limits, tolerance_pct, speed=speed, widening=widening
+    )
     statement = f"{pick.label} is the pick in {share:.0%} of resamples"
     if limits:
         rule = " and ".join(f"{name} ≤ {limit:g} ms" for name, limit in limits.items())
@@ -1068,7 +1095,7 @@ def _every_pair(analysis: Analysis) -> list[CostDifference]:
     )
     for a, b in itertools.combinations(trusted, 2):
         if (a.point, b.point) not in seen:
-            pairs.append(cost_difference(a, b, tolerance, widening=analysis.cost_widening))
+            pairs.append(cost_difference(a, b, tolerance, widening=analysis.verdict_widening))
     return pairs
 
 

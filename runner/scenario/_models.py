@@ -773,7 +773,8 @@ class Thresholds(_Model):
 
 
 class Decision(_Model):
-    """How settings are told apart: when two costs are "the same"."""
+    """How settings are told apart: when two costs are "the same", and when one p95 is
+    clearly lower than another."""
 
     cost_tolerance_pct: float = Field(
         0.5,
@@ -783,6 +784,24 @@ class Decision(_Model):
         "wholly within this percentage of the cheaper bill (or cannot be told from zero); "
         "among those, the clearly faster one is the pick",
         examples=[1.0],
+    )
+    latency_tolerance_pct: float = Field(
+        10.0,
+        ge=0,
+        le=100,
+        description="among settings that cost the same, a p95 is clearly higher only when the "
+        "95 % interval of the difference lies wholly above this percentage of the lower p95 "
+        "(or latency_tolerance_ms, whichever is larger); within it, settings are as fast and "
+        "the smallest memory is the pick",
+        examples=[5.0],
+    )
+    latency_tolerance_ms: float = Field(
+        1.0,
+        ge=0,
+        le=10_000,
+        description="the smallest p95 difference that can make one setting clearly faster, in "
+        "ms (a floor under latency_tolerance_pct for p95s of a few ms)",
+        examples=[2.0],
     )
 
 
