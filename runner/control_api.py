@@ -79,6 +79,9 @@ class Delivery(TypedDict):
     nr_throttled: int  # of those, periods that ran out of quota
     sandboxes_counted: int  # retired sandboxes read at retirement + live ones read now
     samples_lost: int  # sandboxes that died before a final read (last snapshot's figures kept)
+    sandboxes_started: int  # sandboxes the pool has started (cold starts, init or not)
+    start_failures: int  # sandboxes the host could not start (spawn refused: OSError)
+    last_start_failure: str  # the last one's error, "" if none
 
 
 # Delivery's cumulative counters: a window's figure is the difference of two snapshots.

@@ -200,6 +200,9 @@ class CpuDelivery(_Model):
     per_throttled_period_share: float | None = None
     throttled_periods: float | None = None  # share of active periods that hit the quota
     sandboxes: int = 0
+    sandboxes_started: int | None = None  # in the window (None: a file from before it was kept)
+    start_failures: int = 0  # sandboxes the host could not start in the window
+    last_start_failure: str = ""  # the last one's error
 
 
 class Trust(_Model):

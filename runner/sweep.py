@@ -394,7 +394,10 @@ class Sweep:
             self.say(load_tick(tick))
 
         def window_opens() -> None:
-            opened["delivery"] = target.delivery()
+            try:
+                opened["delivery"] = target.delivery()
+            except MemsweepError as exc:  # in a greenlet: kept for after the load, not lost
+                opened["failed"] = str(exc)
             opened["host"] = host_snapshot(time.time())
 
         def load_started(at: float) -> None:
@@ -423,7 +426,14 @@ class Sweep:
             memory_mb=memory,
         )
         phases = step_window(data, warmup_s=warmup, now=time.time())
-        readings = _read_window(target, phases, opened=opened)
+        try:
+            if "failed" in opened:
+                raise RunFailed(opened["failed"])
+            readings = _read_window(target, phases, opened=opened)
+        except MemsweepError as exc:
+            # The stack's control API failing mid-step: which part stopped says more than
+            # "unreachable" (a SIGSTOPped stack, a dead front), when the watch can tell.
+            raise RunFailed(f"step {index}: {target.alive() or exc}") from None
         previous_end = self.results.steps[-1].window_end if self.results.steps else None
         started = phases.load_started
         measured = measure_step(
@@ -437,6 +447,7 @@ class Sweep:
             open_model=not isinstance(load, ClosedLoad),
             locust_files=swarm.step_files(step_id),
             interrupted=bool(self.stop_requested),
+            users_asked=load.peak_users if isinstance(load, ClosedLoad) else None,
         )
         swarm.forget(step_id)  # in results.json now; the master keeps no step it is done with
         return measured

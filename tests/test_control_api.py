@@ -144,6 +144,9 @@ def good_delivery(**counters: int) -> dict[str, Any]:
                 "nr_throttled": 0,
                 "sandboxes_counted": 1,
                 "samples_lost": 0,
+                "sandboxes_started": 1,
+                "start_failures": 0,
+                "last_start_failure": "",
                 **counters,
             }
         )

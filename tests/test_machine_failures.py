@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -120,10 +122,57 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def test_given_dynamodb_killed_mid_step_then_the_run_fails_naming_it_not_a_memory_verdict(
-    tmp_path: Path,
+def _dynalite(run: int) -> int:
+    (pid,) = [pid for pid in descendants(run) if "dynalite" in cmdline(pid)]
+    return pid
+
+
+def _stack(run: int) -> int:
+    (pid,) = [pid for pid in descendants(run) if "runner local" in cmdline(pid)]
+    return pid
+
+
+def _gone_code_dir(run: int, code_dir: Path) -> int:
+    """The function's code directory moved away: the next sandbox cannot start (its cwd)."""
+    code_dir.rename(code_dir.with_name("moved"))
+    return _stack(run)
+
+
+# Each part of the local stack, how it is made to fail mid-step, and what the run must say.
+PARTS: dict[str, tuple[Callable[[int, Path], int], str]] = {
+    "dynamodb killed": (
+        lambda run, _: _signalled(_dynalite(run), signal.SIGKILL),
+        "DynamoDB (the local stack's dynalite, pid {pid}) exited",
+    ),
+    "stack stopped": (
+        lambda run, _: _signalled(_stack(run), signal.SIGSTOP),
+        "the local stack (pid {pid}) is stopped (SIGSTOP)",
+    ),
+    # Two sizes: the second replaces every sandbox, so some start after the move for certain
+    "sandboxes cannot start": (
+        _gone_code_dir,
+        "the local stack's sandbox pool could not start",
+    ),
+}
+
+
+def _signalled(pid: int, sent: signal.Signals) -> int:
+    os.kill(pid, sent)
+    return pid
+
+
+@pytest.mark.parametrize("part", list(PARTS))
+def test_given_a_part_of_the_stack_failing_mid_step_then_the_run_fails_naming_it(
+    tmp_path: Path, part: str
 ) -> None:
-    # GIVEN a run whose step is loading
+    breaks, expected = PARTS[part]
+    # GIVEN a run (its handler in a directory of its own) whose first step is loading
+    code_dir = tmp_path / "code"
+    code_dir.mkdir()
+    shutil.copy(PROJECT_ROOT / "handler.py", code_dir / "handler.py")
+    scenario = tmp_path / "scenario.yaml"
+    text = (PROJECT_ROOT / "scenarios" / "memory_sweep.yaml").read_text()
+    scenario.write_text(text.replace("  kind: local\n", f"  kind: local\n  code_dir: {code_dir}\n"))
     stderr = tmp_path / "stderr.txt"
     with stderr.open("w") as err:
         process = subprocess.Popen(
@@ -131,8 +180,8 @@ def test_given_dynamodb_killed_mid_step_then_the_run_fails_naming_it_not_a_memor
                 sys.executable,
                 "-m",
                 "runner",
-                "scenarios/memory_sweep.yaml",
-                *("--memory", "1024", "--until", "fixed", "--duration", "8s", "--quiet"),
+                str(scenario),
+                *("--memory", "1024,2048", "--until", "fixed", "--duration", "8s", "--quiet"),
                 *("--out", str(tmp_path / "reports"), "--run-id", "dead"),
             ],
             cwd=PROJECT_ROOT,
@@ -147,19 +196,18 @@ def test_given_dynamodb_killed_mid_step_then_the_run_fails_naming_it_not_a_memor
                 break
             time.sleep(0.1)
         assert process.poll() is None and "load running" in stderr.read_text(), stderr.read_text()
-        # WHEN its DynamoDB (the local stack's dynalite) is killed
-        (dynalite,) = [pid for pid in descendants(process.pid) if "dynalite" in cmdline(pid)]
-        os.kill(dynalite, 9)
-        code = process.wait(timeout=120)
+        # WHEN that part is killed, stopped or broken
+        pid = breaks(process.pid, code_dir)
+        code = process.wait(timeout=150)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, 9)
-    # THEN the run fails (exit 3) naming DynamoDB, not "no memory size met the thresholds"
+    # THEN the run fails (exit 3) naming the part, not "no memory size met the thresholds"
     said = stderr.read_text()
     assert code == 3, said
-    assert f"DynamoDB (the local stack's dynalite, pid {dynalite}) exited" in said
-    assert "met the thresholds" not in said
+    assert expected.format(pid=pid) in said
+    assert "met the thresholds" not in said and "Traceback" not in said
     results = json.loads((tmp_path / "reports" / "dead" / "results.json").read_text())
     assert results["status"] == "failed" and results["exit_code"] == 3
-    assert any("DynamoDB" in problem["detail"] for problem in results["problems"])
+    assert any(expected.format(pid=pid) in problem["detail"] for problem in results["problems"])
     assert descendants(process.pid) == [] and leftovers(tmp_path) == []

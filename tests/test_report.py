@@ -1306,3 +1306,29 @@ def test_given_a_run_too_close_to_call_then_the_banner_warns_without_repeating_i
     statement = str(escape(analysis.confidence.statement))
     assert banner.group(0).count(statement) == 1  # in "How sure", not again in the list
     assert "No pick until it is known: the run exits 3." in banner.group(0)
+
+
+def test_given_the_last_good_copy_of_a_run_that_never_wrote_its_end_then_the_report_says_so() -> (
+    None
+):
+    # GIVEN a results.json still "running": the run was killed, or its last write failed
+    results = two_settings(status="running")
+    page = render([analyse(results)])
+    # THEN the report says it is the last good copy, and after which step
+    said = re.search(r'<p data-role="last-good-copy">(.*?)</p>', page, re.S)
+    assert said is not None
+    assert said.group(1).startswith(
+        "This results.json is the last good copy of a run that never wrote its end: it was "
+        "saved after step 2 (1024 MB, round or repeat 1)"
+    )
+    # AND a finished run's report does not
+    assert 'data-role="last-good-copy"' not in render([analyse(two_settings(status="failed"))])
+
+
+def test_given_a_confident_run_then_the_cost_interval_is_said_to_hold_across_its_looks() -> None:
+    confident = {"until": "confident", "round_s": 10, "min_s": 10, "max_s": 120}  # 12 looks
+    page = render([analyse(two_settings(thresholds={"p95_ms": 3000}, sweep=confident))])
+    assert "widened ×1.46 to hold across its looks" in page
+    assert "interval of Δ" in page and "95 % CI of Δ" not in page
+    fixed = render([analyse(two_settings(thresholds={"p95_ms": 3000}))])
+    assert "its interval combines both settings' cost intervals;" in fixed

@@ -12,7 +12,14 @@ MS = 1_000_000  # ns
 
 
 def snapshot(
-    *, cpu_ms: float, delay_ms: float, throttled_ms: float, periods: int, throttled: int
+    *,
+    cpu_ms: float,
+    delay_ms: float,
+    throttled_ms: float,
+    periods: int,
+    throttled: int,
+    started: int = 3,
+    start_failures: int = 0,
 ) -> Delivery:
     return {
         "at": 0.0,
@@ -27,6 +34,12 @@ def snapshot(
         "nr_throttled": throttled,
         "sandboxes_counted": 3,
         "samples_lost": 0,
+        "sandboxes_started": started,
+        "start_failures": start_failures,
+        "last_start_failure": "sandbox 7 failed to start: [Errno 11] Resource temporarily "
+        "unavailable"
+        if start_failures
+        else "",
     }
 
 
@@ -124,21 +137,44 @@ def test_given_this_machines_proc_then_a_host_snapshot_reads_its_counters(tmp_pa
 def test_given_a_cold_start_storm_then_the_busy_host_is_the_cause() -> None:
     # GIVEN a step whose sandboxes ran 0.01 s (they were still starting: init is not counted)
     # while the host's CPUs were 97 % busy
+    # and 412 sandboxes started, for 3000 users asked of which Locust had spawned 1800
     cpu = cpu_delivery(
-        ZERO, snapshot(cpu_ms=10, delay_ms=0, throttled_ms=0, periods=2, throttled=0)
+        snapshot(cpu_ms=0, delay_ms=0, throttled_ms=0, periods=0, throttled=0, started=3),
+        snapshot(cpu_ms=10, delay_ms=0, throttled_ms=0, periods=2, throttled=0, started=415),
     )
     before = HostSnapshot(at=0.0, steal=0, total=10_000, pressure_some_us=0, idle=5_000)
     after = HostSnapshot(at=5.0, steal=0, total=11_000, pressure_some_us=4_000_000, idle=5_030)
-    trust = judge(memory_mb=128, cpu=cpu, generator_cpu={}, host_before=before, host_after=after)
+    trust = judge(
+        memory_mb=128,
+        cpu=cpu,
+        generator_cpu={},
+        host_before=before,
+        host_after=after,
+        users_spawned=1800,
+        users_asked=3000,
+    )
     # THEN the step says what the host was doing (it recorded "0.00 s" and no cause)
     assert trust.host_busy == 0.97 and trust.pressure == 0.8
     assert trust.causes == [
-        "host saturated: its CPUs were 97% busy while the 128 MB sandboxes ran 0.01 s (starting "
-        "sandboxes run their init unthrottled and uncounted: a cold-start storm, or other work "
-        "on the host)"
+        "host saturated: its CPUs were 97% busy, some task waited for a CPU 80% of the time, "
+        "412 sandboxes started for 3000 users asked, Locust had spawned 1800 of the 3000 users, "
+        "while the 128 MB sandboxes ran 0.01 s (starting sandboxes run their init unthrottled "
+        "and uncounted: a cold-start storm, or other work on the host)"
     ]
     # AND a quiet host with as little sandbox CPU is not a cause
     idle = HostSnapshot(at=5.0, steal=0, total=11_000, pressure_some_us=0, idle=5_800)
     assert not judge(
         memory_mb=128, cpu=cpu, generator_cpu={}, host_before=before, host_after=idle
     ).degraded
+
+
+def test_given_sandboxes_the_host_could_not_start_then_the_window_counts_them() -> None:
+    # GIVEN two snapshots between which the pool failed to start 2 sandboxes
+    cpu = cpu_delivery(
+        ZERO,
+        snapshot(cpu_ms=900, delay_ms=0, throttled_ms=0, periods=90, throttled=0, start_failures=2),
+    )
+    # THEN the window's record names them and the last error (measure_step fails the step)
+    assert cpu.start_failures == 2
+    assert cpu.last_start_failure.endswith("[Errno 11] Resource temporarily unavailable")
+    assert cpu.sandboxes_started == 0

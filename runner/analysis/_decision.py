@@ -31,7 +31,14 @@ from typing import Literal
 import numpy as np
 
 from runner.analysis._setting import Setting
-from runner.analysis._stats import Z_975, Difference, compare_many, resampled, t_975
+from runner.analysis._stats import (
+    Z_975,
+    Difference,
+    Estimate,
+    compare_many,
+    resampled,
+    t_975,
+)
 
 Relation = Literal["same", "different", "undetermined"]
 DecidedBy = Literal["cost", "latency among equal costs", "smallest among equals"]
@@ -223,13 +230,13 @@ def p95_difference(a: Setting, b: Setting, *, widening: float = 1.0) -> Differen
     )
     if difference is None or widening == 1.0:
         return difference
-    value = difference.value
-    return Difference(
-        "p95",
-        value,
-        value - widening * (value - difference.low),
-        value + widening * (difference.high - value),
-    )
+    return Difference("p95", difference.value, *widen(difference, widening))
+
+
+def widen(interval: Difference | Estimate, factor: float) -> tuple[float, float]:
+    """(low, high) of `interval` with each side's distance from its value times `factor`."""
+    value = interval.value
+    return value - factor * (value - interval.low), value + factor * (interval.high - value)
 
 
 def paired_rounds(a: Setting, b: Setting) -> list[tuple[float, float]]:

@@ -114,7 +114,9 @@ def load_tick(tick: Tick) -> Load:
     )
 
 
-def step_trust(data: StepData, readings: Readings, *, memory_mb: int) -> Trust:
+def step_trust(
+    data: StepData, readings: Readings, *, memory_mb: int, users_asked: int | None = None
+) -> Trust:
     """Whether the step's figures may be believed, from what was measured in its window."""
     opened, closed = readings.delivery_opened, readings.delivery_closed
     cpu = cpu_delivery(opened, closed) if opened is not None and closed is not None else None
@@ -124,6 +126,8 @@ def step_trust(data: StepData, readings: Readings, *, memory_mb: int) -> Trust:
         generator_cpu=data.worker_cpu,
         host_before=readings.host_opened,
         host_after=readings.host_closed,
+        users_spawned=max(data.users_at.values(), default=None),
+        users_asked=users_asked,
     )
     if readings.fidelity.calibration_refused:
         trust.causes.append(f"CPU calibration refused: {readings.fidelity.calibration_refused}")
@@ -143,8 +147,10 @@ def measure_step(
     open_model: bool,
     locust_files: list[str],
     interrupted: bool,
+    users_asked: int | None = None,
 ) -> Measured:
-    """The step as results.json keeps it (figures, trust, workers), and why it is not valid."""
+    """The step as results.json keeps it (figures, trust, workers), and why it is not valid.
+    users_asked: the closed profile's peak users (None: an open model)."""
     requests = sum(counts[0] for counts in data.counts.values())
     failures = sum(counts[1] for counts in data.counts.values())
     measured = max(1e-9, phases.window_end - phases.window_start)
@@ -155,6 +161,20 @@ def measure_step(
         for w in workers
         if w.lost
     ]
+    trust = step_trust(data, readings, memory_mb=point.memory_mb, users_asked=users_asked)
+    cpu = trust.cpu
+    if cpu is not None and cpu.start_failures:
+        # The pool watched on its own: a sandbox the host could not start is the local stack
+        # failing, whatever share of the requests other sandboxes still served; named first,
+        # as the requests it failed are its consequence.
+        problems.insert(
+            0,
+            Problem(
+                kind="target failed",
+                detail=f"the local stack's sandbox pool could not start {cpu.start_failures} "
+                f"sandbox(es) ({cpu.last_start_failure})",
+            ),
+        )
     if requests and connection_failures / requests >= TARGET_DOWN_SHARE:
         problems.append(
             Problem(
@@ -199,7 +219,7 @@ def measure_step(
         timeline=_timeline(data, window_start=phases.window_start),
         invocations=readings.invocations,
         outside=readings.outside,
-        trust=step_trust(data, readings, memory_mb=point.memory_mb),
+        trust=trust,
         workers=workers,
         fidelity=readings.fidelity,
         valid=not problems,

@@ -33,6 +33,7 @@ from runner.analysis._decision import (
     p95_difference,
     paired_ratio,
     relation_of,
+    widen,
 )
 from runner.analysis._setting import Setting
 from runner.analysis._verdict import Analysis, speed_margin
@@ -42,10 +43,6 @@ Z_95 = 1.6449  # the normal's 95 % quantile
 # A spread from 3 rounds is too rough to give up on: one seed of a 26 % gap stopped at round 3
 # as "futile" on a round-to-round spread 20 % above what later rounds showed.
 FUTILITY_ROUNDS = 4
-
-
-def _widened(low: float, value: float, high: float, factor: float) -> tuple[float, float]:
-    return value - factor * (value - low), value + factor * (high - value)
 
 
 def still_open(analysis: Analysis, *, looks: int) -> dict[Point, str]:
@@ -72,7 +69,7 @@ def still_open(analysis: Analysis, *, looks: int) -> dict[Point, str]:
             estimate = setting.estimates.get(statistic)
             if estimate is None:
                 continue
-            low, high = _widened(estimate.low, estimate.value, estimate.high, factor)
+            low, high = widen(estimate, factor)
             if low <= limit < high:
                 mark(setting, f"{statistic} ≤ {limit:g} ms: its interval straddles the limit")
     recommendation = analysis.recommendation

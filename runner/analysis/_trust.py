@@ -108,6 +108,11 @@ def cpu_delivery(before: Delivery, after: Delivery) -> CpuDelivery:
         ),
         throttled_periods=throttled_periods / periods if periods > 0 else None,
         sandboxes=after["sandboxes_counted"],
+        sandboxes_started=after["sandboxes_started"] - before["sandboxes_started"],
+        start_failures=after["start_failures"] - before["start_failures"],
+        last_start_failure=after["last_start_failure"]
+        if after["start_failures"] > before["start_failures"]
+        else "",
     )
 
 
@@ -118,8 +123,12 @@ def judge(
     generator_cpu: Mapping[str, Sequence[float]],
     host_before: HostSnapshot | None,
     host_after: HostSnapshot | None,
+    users_spawned: int | None = None,
+    users_asked: int | None = None,
 ) -> Trust:
-    """The step's trust record: every check's measured figure, and the causes it failed on."""
+    """The step's trust record: every check's measured figure, and the causes it failed on.
+    users_spawned (the most Locust ran) and users_asked (the profile's peak) say, with the
+    sandboxes started, what a saturated host was doing when nothing else can."""
     causes: list[str] = []
     checked: list[str] = []
     if cpu is not None and cpu.cpu_s >= MIN_CPU_S:
@@ -159,14 +168,15 @@ def judge(
     elif cpu is not None:
         checked.append(f"CPU delivery not judged: only {cpu.cpu_s:.2f} s of sandbox CPU")
     host_busy = _host_busy(host_before, host_after)
+    pressure = _pressure(host_before, host_after)
     # The local stack only (cpu known): an aws or url target's host is the load generator's
     if cpu is not None and cpu.cpu_s < MIN_CPU_S and host_busy is not None:
         checked.append(f"too little sandbox CPU to judge: the host under {MAX_HOST_BUSY:.0%} busy")
         if host_busy >= MAX_HOST_BUSY:
             causes.append(
-                f"host saturated: its CPUs were {host_busy:.0%} busy while the {memory_mb} MB "
-                f"sandboxes ran {cpu.cpu_s:.2f} s (starting sandboxes run their init "
-                "unthrottled and uncounted: a cold-start storm, or other work on the host)"
+                _storm_cause(
+                    memory_mb, cpu, host_busy, pressure, spawned=users_spawned, asked=users_asked
+                )
             )
     busiest, peak, mean = _busiest(generator_cpu)
     if busiest is not None:
@@ -176,7 +186,7 @@ def judge(
                 f"load generator saturated: worker {busiest} averaged {mean:.0f} % of a core "
                 "(its timers and latency records run late)"
             )
-    steal = pressure = None
+    steal = None
     if host_before is not None and host_after is not None:
         ticks = host_after.total - host_before.total
         if ticks > 0:
@@ -184,13 +194,6 @@ def judge(
             checked.append(f"hypervisor steal under {MAX_STEAL:.0%}")
             if steal > MAX_STEAL:
                 causes.append(f"hypervisor steal: the VM lost {steal:.0%} of its CPU time")
-        wall = host_after.at - host_before.at
-        if (
-            wall > 0
-            and host_after.pressure_some_us is not None
-            and host_before.pressure_some_us is not None
-        ):
-            pressure = (host_after.pressure_some_us - host_before.pressure_some_us) / 1e6 / wall
     return Trust(
         degraded=bool(causes),
         causes=causes,
@@ -202,6 +205,44 @@ def judge(
         host_busy=host_busy,
         checked=checked,
     )
+
+
+def _storm_cause(
+    memory_mb: int,
+    cpu: CpuDelivery,
+    host_busy: float,
+    pressure: float | None,
+    *,
+    spawned: int | None,
+    asked: int | None,
+) -> str:
+    """What a saturated host was doing while the sandboxes ran too little to judge: its busy
+    share and CPU pressure, the sandboxes the pool started, and the users Locust ran against
+    those the profile asked for (the swarm spawns at most 100 users a second)."""
+    doing = [f"its CPUs were {host_busy:.0%} busy"]
+    if pressure is not None:
+        doing.append(f"some task waited for a CPU {pressure:.0%} of the time")
+    if cpu.sandboxes_started is not None:
+        users = f"{asked} users asked" if asked is not None else "the users asked"
+        doing.append(f"{cpu.sandboxes_started} sandboxes started for {users}")
+    if spawned is not None and asked is not None and spawned < asked:
+        doing.append(f"Locust had spawned {spawned} of the {asked} users")
+    return (
+        f"host saturated: {', '.join(doing)}, while the {memory_mb} MB sandboxes ran "
+        f"{cpu.cpu_s:.2f} s (starting sandboxes run their init unthrottled and uncounted: a "
+        "cold-start storm, or other work on the host)"
+    )
+
+
+def _pressure(before: HostSnapshot | None, after: HostSnapshot | None) -> float | None:
+    """/proc/pressure/cpu "some" between the snapshots: the share of wall time some task
+    waited for a CPU."""
+    if before is None or after is None:
+        return None
+    wall = after.at - before.at
+    if wall <= 0 or after.pressure_some_us is None or before.pressure_some_us is None:
+        return None
+    return (after.pressure_some_us - before.pressure_some_us) / 1e6 / wall
 
 
 def _host_busy(before: HostSnapshot | None, after: HostSnapshot | None) -> float | None:

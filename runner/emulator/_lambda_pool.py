@@ -165,6 +165,10 @@ class LambdaPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self.cold_starts = 0
         self.invocations = 0
+        # Sandboxes the host refused to start (the pool watched on its own: a step whose
+        # sandboxes could not start is the stack failing, not the function).
+        self.start_failures = 0
+        self.start_failure = ""
         # Quota multiplier from calibration (_cgroups.calibrate), for the current memory size.
         self.cpu_correction = 1.0
         self.on_report: Callable[[InvocationReport], None] | None = None
@@ -281,7 +285,9 @@ class LambdaPool:
             returncode = await slot.sandbox.wait()
         except OSError as exc:
             returncode = -1
-            os.write(self._log_fd, f"sandbox {slot.sandbox.id} failed to start: {exc}\n".encode())
+            self.start_failures += 1
+            self.start_failure = f"sandbox {slot.sandbox.id} failed to start: {exc}"
+            os.write(self._log_fd, f"{self.start_failure}\n".encode())
         self._sandbox_exited(slot, returncode)
 
     def _sandbox_exited(self, slot: _Slot, returncode: int) -> None:
@@ -549,6 +555,9 @@ class LambdaPool:
             nr_throttled=total.nr_throttled,
             sandboxes_counted=counted,
             samples_lost=self._samples_lost,
+            sandboxes_started=self.cold_starts,
+            start_failures=self.start_failures,
+            last_start_failure=self.start_failure,
         )
 
     def sandbox_pids(self) -> list[int]:

@@ -225,8 +225,10 @@ COLUMNS: dict[str, Column] = {
         ("cost_delta_pct", "Δ %", "That difference as a percentage of the cheaper bill."),
         (
             "cost_delta_ci",
-            "95 % CI of Δ",
-            "The 95 % interval of the difference: both settings' cost intervals combined.",
+            "interval of Δ",
+            "The interval of the difference: both settings' cost intervals combined. 95 % in a "
+            "fixed run; in a confident run (sweep.until: confident) widened to hold across all "
+            "of its looks, as the look that stopped a setting judged it.",
         ),
         (
             "cost_margin",

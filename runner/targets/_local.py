@@ -4,14 +4,16 @@ control API, either API type's URL. The architecture is this host's: the other o
 from __future__ import annotations
 
 import contextlib
+import http.client
 import platform
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
 from runner.control_api import Delivery, StackReady, StackStatus, handler_problem
 from runner.errors import BadInput, MemsweepError
 from runner.invocations import Phases, attribute
-from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
+from runner.lambda_facts import API_NAMES, API_TYPES, ARCHITECTURES, DEFAULT_API
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import LocalTarget
 from runner.stack import PROJECT_ROOT, RateLimit
@@ -19,6 +21,9 @@ from runner.targets._base import Target
 from runner.targets._local_client import LocalStackProcess
 
 # The instruction set the sandboxes run on: this host's CPU, whatever serverless.yml says.
+# A front that does not answer a GET (refused without invoking the function: 403 or 404) in
+# this long, after the step's load has ended, has stopped answering.
+FRONT_PROBE_S = 3.0
 _MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 HOST_ARCHITECTURE = _MACHINES.get(platform.machine().lower(), platform.machine().lower())
 
@@ -231,14 +236,19 @@ class LocalStackTarget(Target):
         )
 
     def alive(self) -> str | None:
-        """None while every part of the stack runs; else which part stopped. DynamoDB is its
-        own process (dynalite): killed mid-step, 628 of 662 requests failed with HTTP 500 and
-        the run called it a memory verdict ("no size met the thresholds")."""
+        """None while every part of the stack runs; else which part stopped: the stack's
+        process, DynamoDB (dynalite, its own process: killed mid-step, 628 of 662 requests
+        failed with HTTP 500 and the run called it a memory verdict, "no size met the
+        thresholds"), or a front that no longer answers. The sandbox pool is watched in each
+        step's CPU record (a sandbox the host could not start fails the step)."""
         if self.stack is None or self.stack.process is None:
             return "the local stack is not running"
-        code = self.stack.process.poll()
+        process = self.stack.process
+        code = process.poll()
         if code is not None:
             return f"the local stack exited (code {code})"
+        if _process_state(process.pid) == "T":
+            return f"the local stack (pid {process.pid}) is stopped (SIGSTOP)"
         ready = self._ready()
         pid = ready["dynalite_pid"] if ready is not None else None
         if pid is not None:
@@ -247,11 +257,38 @@ class LocalStackTarget(Target):
                 return f"DynamoDB (the local stack's dynalite, pid {pid}) exited"
             if state == "T":
                 return f"DynamoDB (the local stack's dynalite, pid {pid}) is stopped (SIGSTOP)"
+        urls = ready["urls"] if ready is not None else None
+        fronts = {"rest": urls["rest"], "http": urls["http"]} if urls is not None else {}
+        for api, url in fronts.items():
+            silent = _front_silent(url)
+            if silent is not None:
+                return f"the local stack's {API_NAMES.get(api, api)} front ({url}) {silent}"
         return None
 
     def _ready(self) -> StackReady | None:
         """The stack's ready line; None before it started (or when it could not)."""
         return self.stack.ready if self.stack is not None and self.stack.started else None
+
+
+def _front_silent(url: str) -> str | None:
+    """None if the front at `url` answers a GET (any status: a front refuses it without
+    invoking the function); else what happened instead."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port, timeout=FRONT_PROBE_S
+    )
+    try:
+        connection.request("GET", parts.path or "/")
+        connection.getresponse().read()
+    except TimeoutError:
+        return f"did not answer within {FRONT_PROBE_S:g} s"
+    except OSError as exc:
+        return f"stopped answering ({exc.strerror or exc!r})"
+    except http.client.HTTPException as exc:
+        return f"stopped answering ({exc!r})"
+    finally:
+        connection.close()
+    return None
 
 
 def _process_state(pid: int) -> str | None:

@@ -43,6 +43,9 @@ READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 # A memory change drains in-flight calls (up to the function timeout) and recalibrates.
 CONTROL_TIMEOUT_S = 120.0
+# A read (status, CPU counters) answers at once from a live stack: one that does not answer in
+# this long has stopped (a SIGSTOPped stack held a step's window reads for the POST timeout).
+READ_TIMEOUT_S = 10.0
 
 
 class LocalStackProcess:
@@ -135,7 +138,8 @@ class LocalStackProcess:
             headers={TOKEN_HEADER: self.ready["control_token"]},
         )
         try:
-            with urllib.request.urlopen(request, timeout=CONTROL_TIMEOUT_S) as response:
+            timeout = READ_TIMEOUT_S if method == "GET" else CONTROL_TIMEOUT_S
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             message = json.loads(exc.read() or b"{}").get("message", str(exc))
