@@ -7,7 +7,9 @@ Logs); the line formats themselves are runner/lambda_logs.py's.
 
 from __future__ import annotations
 
+import re
 import statistics
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,6 +21,15 @@ from runner.lambda_logs import (
     parse_report,
 )
 from runner.results import BilledSecond, Invocations, OutsideWindow
+
+# A handler error DynamoDB caused: handler.py's "DynamoDB error <code>" for codes it does not
+# map, a connection to the endpoint refused or dropped (dynalite killed: botocore's
+# EndpointConnectionError), or DynamoDB's own server-side codes in a message.
+DYNAMODB_FAILURE = re.compile(
+    r"DynamoDB|dynamodb|EndpointConnectionError|ConnectionClosedError|ReadTimeoutError|"
+    r"ProvisionedThroughputExceeded|ThrottlingException|RequestLimitExceeded|"
+    r"InternalServerError|ServiceUnavailable"
+)
 
 
 def percentile_ms(values: list[float], q: float) -> float | None:
@@ -70,10 +81,16 @@ def summarise(
             inits.append(report.init_duration_ms)
     reads = writes = 0.0
     logged = 0
+    failed: Counter[str] = Counter()
+    dynamodb = 0
     for record in records:
         reads += record.read_units
         writes += record.write_units
         logged += 1
+        if record.status >= 500 or record.status == 429:
+            error = record.error or f"HTTP {record.status}"
+            failed[error] += 1
+            dynamodb += record.status == 429 or bool(DYNAMODB_FAILURE.search(error))
     durations = warm + cold
     count = len(durations)
     return Invocations(
@@ -96,6 +113,9 @@ def summarise(
         read_units=reads,
         write_units=writes,
         capacity_records=logged,
+        failed_calls=sum(failed.values()),
+        dynamodb_failures=dynamodb,
+        top_error=failed.most_common(1)[0][0] if failed else "",
         source=source,
     )
 

@@ -54,6 +54,7 @@ class HandlerRecord:
     read_units: float
     write_units: float
     request_time: float | None = None  # epoch s: when API Gateway received the request
+    error: str = ""  # what the handler logged with a 5xx answer ("" for any other)
 
 
 def billed_duration_ms(duration_ms: float, init_duration_ms: float | None) -> int:
@@ -95,6 +96,10 @@ def parse_report(line: str) -> InvocationReport | None:
     )
 
 
+# A handler's error is kept to this many characters: a step names its most common one.
+MAX_ERROR_CHARS = 200
+
+
 def parse_handler_record(line: str) -> HandlerRecord | None:
     """handler.py's JSON line, or None for any other line."""
     start = line.find("{")
@@ -115,6 +120,7 @@ def parse_handler_record(line: str) -> HandlerRecord | None:
         read_units=float(capacity.get("read", 0.0)),
         write_units=float(capacity.get("write", 0.0)),
         request_time=epoch_ms / 1000 if isinstance(epoch_ms, (int, float)) else None,
+        error=str(data.get("error") or "")[:MAX_ERROR_CHARS],
     )
 
 

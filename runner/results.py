@@ -161,6 +161,11 @@ class Invocations(_Model):
     # Invocations whose handler logged its consumed capacity (handler.py does; the tutorial's
     # original does not): the units above are theirs. None: a schema 2 file (all of count).
     capacity_records: Count | None = None
+    # Handler records that answered 5xx or 429 (the handler's 429 is DynamoDB throttling), of
+    # them those DynamoDB caused, and the most common error: which layer failed a step.
+    failed_calls: Count = 0
+    dynamodb_failures: Count = 0
+    top_error: str = ""
     source: str = ""  # "local log", "CloudWatch Logs", or why there is none
     # The measured window's warm invocations per second of arrival (empty outside the window,
     # and in a schema 3 file): cost's interval rests on them.

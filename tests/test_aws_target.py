@@ -225,6 +225,84 @@ def test_given_report_lines_in_cloudwatch_then_the_window_is_summarised(
     assert (outside.warmup.count, outside.warmup.cold_starts) == (1, 1)
 
 
+def _report(request_id: str) -> str:
+    return (
+        f"REPORT RequestId: {request_id}\tDuration: 4.00 ms\tBilled Duration: 4 ms\t"
+        "Memory Size: 512 MB\tMax Memory Used: 81 MB\t"
+    )
+
+
+def _record(request_id: str, status: int, error: str = "") -> str:
+    record = {"type": "memsweep.invocation", "requestId": request_id, "status": status}
+    return json.dumps(record | ({"error": error} if error else {}))
+
+
+# What the function's log holds in a step of 100 requests the client saw fail 90 times with
+# HTTP 500/502, and which layer that names (None: the function's own failures, e.g. timeouts,
+# which the error rate judges as a memory effect).
+DYNAMODB_DOWN = (
+    'EndpointConnectionError: Could not connect to the endpoint URL: "https://dynamodb.'
+    'us-east-1.amazonaws.com/"'
+)
+LAYERS = {
+    "dynamodb": (
+        [_report(f"r{i}") for i in range(100)]
+        + [_record(f"r{i}", 500, DYNAMODB_DOWN) for i in range(90)]
+        + [_record(f"r{i}", 200) for i in range(90, 100)],
+        "DynamoDB: 90 of 100 requests failed with 5xx or 429; the function's calls to DynamoDB "
+        f"failed in 90 of them ({DYNAMODB_DOWN})",
+    ),
+    "api gateway": (
+        [_report(f"r{i}") for i in range(10)] + [_record(f"r{i}", 200) for i in range(10)],
+        "API Gateway: 90 of 100 requests failed with 5xx or 429 with 10 Lambda invocation(s) "
+        "in the window: they failed in front of the function",
+    ),
+    "the function itself": ([_report(f"r{i}") for i in range(100)], None),
+}
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_given_5xx_most_of_a_step_then_the_layer_its_logs_point_to_is_named(
+    moto_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch, layer: str
+) -> None:
+    from runner.analysis._measure import failing_layer
+    from runner.results import ErrorCount
+    from runner.scenario import AwsTarget
+    from runner.targets._aws import AwsStackTarget
+
+    lines, expected = LAYERS[layer]
+    for key, value in moto_stack.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr("runner.targets._aws.LOG_SETTLE_S", 0.1)
+    target = AwsStackTarget(
+        AwsTarget(kind="aws", stack="memsweep", stage=STAGE, region="us-east-1")
+    )
+    target.start()
+    # GIVEN the function's log in CloudWatch (moto) for a step whose client saw 90 of 100 fail
+    logs = client("logs", moto_stack)
+    group, stream = f"/aws/lambda/{FUNCTION}", f"2026/12/06/[$LATEST]{layer.replace(' ', '')}"
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    # An hour apart per case: the module's moto keeps every case's log group
+    at = time.time() - 3600 * (1 + list(LAYERS).index(layer))
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": int(at * 1000), "message": line} for line in lines],
+    )
+    window, _ = target.invocations(Phases(at - 10, at - 5, at + 5))
+    errors = [ErrorCount(request="read", kind="HTTP 500", count=90)]
+    # THEN the layer is named, with the figures that point to it
+    named = failing_layer(100, errors, window)
+    if expected is None:
+        assert named is None
+    else:
+        assert named is not None and named.startswith(expected), named
+    # AND a step where errors are not most of it names no layer
+    assert (
+        failing_layer(100, [ErrorCount(request="read", kind="HTTP 500", count=20)], window) is None
+    )
+
+
 def test_given_target_flags_then_a_local_scenario_runs_against_the_aws_stack(
     moto_stack: dict[str, str], tmp_path: Path
 ) -> None:

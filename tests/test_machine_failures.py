@@ -211,3 +211,22 @@ def test_given_a_part_of_the_stack_failing_mid_step_then_the_run_fails_naming_it
     assert results["status"] == "failed" and results["exit_code"] == 3
     assert any(expected.format(pid=pid) in problem["detail"] for problem in results["problems"])
     assert descendants(process.pid) == [] and leftovers(tmp_path) == []
+
+
+def test_given_a_front_that_accepts_but_never_answers_or_refuses_then_the_probe_says_so() -> None:
+    import socket
+
+    from runner.targets._local import FRONT_PROBE_S, _front_silent
+
+    # GIVEN a listener nobody serves (the kernel completes the handshake; no answer comes)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        said = _front_silent(f"http://127.0.0.1:{port}/dev/DynamoDBManager")
+        assert said == f"did not answer within {FRONT_PROBE_S:g} s"
+        assert time.monotonic() - started < FRONT_PROBE_S + 2
+    # AND the same port closed
+    refused = _front_silent(f"http://127.0.0.1:{port}/dev/DynamoDBManager")
+    assert refused is not None and refused.startswith("stopped answering (Connection refused")

@@ -8,6 +8,7 @@ and the host, and passes what it read; nothing here touches a target, a process 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -53,6 +54,11 @@ TARGET_DOWN_SHARE = 0.5
 # 3 s): a shorter span would swing with each report.
 MIN_RATE_SPAN_S = 0.5
 _CONNECTION_ERRORS = re.compile(r"(Connection|Refused|Reset|Timeout|timed out|EOF|Broken)", re.I)
+# Answers a layer behind the API gives when it fails or throttles (not the caller's mistakes).
+_SERVER_SIDE = re.compile(r"^HTTP (5\d\d|429)\b")
+# The failed requests that reached the function at all: under this share of them, the failures
+# happened in front of it.
+REACHED_SHARE = 0.5
 
 
 # A step with one of these stops the sweep: the next steps would meet the same broken target.
@@ -175,6 +181,9 @@ def measure_step(
                 f"sandbox(es) ({cpu.last_start_failure})",
             ),
         )
+    layer = failing_layer(requests, errors, readings.invocations)
+    if layer is not None:
+        problems.insert(0, Problem(kind="target failed", detail=layer))
     if requests and connection_failures / requests >= TARGET_DOWN_SHARE:
         problems.append(
             Problem(
@@ -227,6 +236,42 @@ def measure_step(
         locust_files=locust_files,
     )
     return Measured(step, problems)
+
+
+def failing_layer(
+    requests: int, errors: Sequence[ErrorCount], invocations: Invocations
+) -> str | None:
+    """The layer that failed the step, when 5xx and 429 answers are most of its requests and
+    the function's logs say where they came from; None otherwise (including when the function
+    itself failed: a timeout or an out-of-memory kill is a memory effect, and the error rate
+    judges it).
+
+    API Gateway: most failed requests have no invocation behind them in the window (its own
+    throttle or integration, or Lambda throttling the call before the function ran).
+    DynamoDB: most failed calls logged a DynamoDB failure (a refused connection, a throttle,
+    a server error). A dead database was reported as a memory verdict ("no memory size met the
+    thresholds"); on AWS nothing else would name it.
+    """
+    failed = sum(error.count for error in errors if _SERVER_SIDE.match(error.kind))
+    if not requests or failed < TARGET_DOWN_SHARE * requests:
+        return None
+    if invocations.capacity_records is None or invocations.source.startswith(
+        "CloudWatch Logs unavailable"
+    ):
+        return None  # no logs to tell the layers apart
+    shown = f"{failed} of {requests} requests failed with 5xx or 429"
+    if invocations.count < REACHED_SHARE * failed:
+        return (
+            f"API Gateway: {shown} with {invocations.count} Lambda invocation(s) in the window: "
+            "they failed in front of the function (API Gateway's integration or throttle, or "
+            "Lambda throttling the call)"
+        )
+    if invocations.dynamodb_failures >= REACHED_SHARE * failed:
+        return (
+            f"DynamoDB: {shown}; the function's calls to DynamoDB failed in "
+            f"{invocations.dynamodb_failures} of them ({invocations.top_error})"
+        )
+    return None
 
 
 def _errors(data: StepData) -> tuple[list[ErrorCount], int]:

@@ -283,7 +283,8 @@ def _front_silent(url: str) -> str | None:
     except TimeoutError:
         return f"did not answer within {FRONT_PROBE_S:g} s"
     except OSError as exc:
-        return f"stopped answering ({exc.strerror or exc!r})"
+        why = exc.strerror or repr(exc)
+        return f"stopped answering ({why})"
     except http.client.HTTPException as exc:
         return f"stopped answering ({exc!r})"
     finally:
