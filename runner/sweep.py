@@ -170,6 +170,10 @@ class Sweep:
                 run_dir=str(self.run_dir),
                 first_memory_mb=plan_steps(self.scenario)[0][0].memory_mb,
             )
+            if target.judges_axes_unstarted:
+                # A value it cannot run is refused before it starts (the local stack's start-up
+                # took seconds, then refused arm64 for the host's CPU).
+                _check_axes(target, plan_steps(self.scenario))
             self.say(Note(f"starting the {self.scenario.target.kind} target"))
             with target:
                 try:

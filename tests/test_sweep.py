@@ -286,6 +286,7 @@ def test_given_arm64_on_the_local_stack_then_exit_2_in_one_line_before_any_load(
     lines = [line for line in stderr.splitlines() if line.startswith("memsweep:")]
     assert len(lines) == 1 and lines[0].startswith("memsweep: sweep.architecture: arm64: "), lines
     assert "on AWS" in lines[0] and "Traceback" not in stderr
+    assert "starting the local target" not in stderr  # refused before the stack started
     results = results_of(tmp_path)
     assert results.status == "failed" and results.steps == [] and results.exit_code == 2
     assert [problem.kind for problem in results.problems] == ["stopped"]

@@ -70,6 +70,10 @@ class Target(ABC):
     # (exit 2) before any load; then for each step it calls set_api, set_architecture,
     # set_handler (only for the axes the scenario sweeps) and set_memory, in that order.
 
+    # True when `refuses` needs nothing the target learns by starting (the local stack: its
+    # axes are facts of this host and the code directory); the sweep then asks before start.
+    judges_axes_unstarted = False
+
     def refuses(self, axis: str, value: str) -> str | None:
         """None if this target can run `value` on `axis` ("api", "architecture" or
         "handler"), else one line saying why not (e.g. arm64 on the local stack)."""

@@ -100,6 +100,8 @@ class LocalStackTarget(Target):
 
     # --- the axes beside memory -------------------------------------------------------------
 
+    judges_axes_unstarted = True
+
     def refuses(self, axis: str, value: str) -> str | None:
         """Both API types and any handler in the code directory; only this host's
         architecture, since speed is what a sweep measures."""
