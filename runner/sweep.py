@@ -348,6 +348,11 @@ class Sweep:
         self._check_stop()  # an interrupt explains whatever else went wrong in the step
         why_down = target.alive()
         if why_down is not None:
+            # The step is kept, marked with the part that failed under it: however many of its
+            # requests succeeded first, it measured a broken stack, not a memory size.
+            step.problems.insert(0, Problem(kind="target failed", detail=why_down))
+            step.valid = False
+            self._save()
             raise RunFailed(f"step {index}: {why_down}")
         # Stated rule: a step that lost a worker or its target is kept (marked degraded,
         # the lost worker named) and the sweep stops there: later steps would compare

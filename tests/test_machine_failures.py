@@ -210,6 +210,10 @@ def test_given_a_part_of_the_stack_failing_mid_step_then_the_run_fails_naming_it
     results = json.loads((tmp_path / "reports" / "dead" / "results.json").read_text())
     assert results["status"] == "failed" and results["exit_code"] == 3
     assert any(expected.format(pid=pid) in problem["detail"] for problem in results["problems"])
+    # AND the step it failed under is kept, marked with the part (not a memory measurement)
+    first = results["steps"][-1]["problems"][0]
+    assert first["kind"] == "target failed" and expected.format(pid=pid) in first["detail"]
+    assert results["steps"][-1]["valid"] is False
     assert descendants(process.pid) == [] and leftovers(tmp_path) == []
 
 

@@ -1327,8 +1327,20 @@ def test_given_the_last_good_copy_of_a_run_that_never_wrote_its_end_then_the_rep
 
 def test_given_a_confident_run_then_the_cost_interval_is_said_to_hold_across_its_looks() -> None:
     confident = {"until": "confident", "round_s": 10, "min_s": 10, "max_s": 120}  # 12 looks
-    page = render([analyse(two_settings(thresholds={"p95_ms": 3000}, sweep=confident))])
+    analysis = analyse(two_settings(thresholds={"p95_ms": 3000}, sweep=confident))
+    page = render([analysis])
     assert "widened ×1.46 to hold across its looks" in page
+    # AND the sentence on two equal costs names the interval it used
+    tied = make_results(
+        [
+            make_step(index=1, memory=512, median_ms=20.0, billed_ms=10.0),
+            make_step(index=2, memory=1024, median_ms=20.0, billed_ms=5.0),
+        ],
+        thresholds={"p95_ms": 3000},
+        sweep=confident,
+    )
+    said = " ".join(analyse(tied).recommendation.explanation)
+    assert "interval held across the run's looks" in said and "95 % CI" not in said
     assert "interval of Δ" in page and "95 % CI of Δ" not in page
     fixed = render([analyse(two_settings(thresholds={"p95_ms": 3000}))])
     assert "its interval combines both settings' cost intervals;" in fixed

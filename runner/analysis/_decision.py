@@ -15,8 +15,9 @@ other, both clearly faster than 128 MB, chose 128 MB).
 "Clearly slower" has a practical margin too (`SpeedMargin`: decision.latency_tolerance_pct of
 the lower p95, at least decision.latency_tolerance_ms): the interval of the difference must lie
 wholly above it. A 0.3 ms p95 gap between 256 and 512 MB (5.7 vs 5.4 ms on the local stack)
-is no reason to pay for twice the memory, and proving it is not a reason cost a six-size sweep
-all its twelve rounds (bench/RESULTS.md). Cost and latency are judged by one rule, relation_of.
+does not make 512 MB the faster choice, and proving that it did not matter cost a six-size
+sweep all twelve of its rounds (bench/RESULTS.md). Cost and latency are judged by one rule,
+relation_of.
 """
 
 from __future__ import annotations
@@ -124,6 +125,12 @@ class CostDifference:
     high: float
     margin: float  # the practical margin in dollars: tolerance × the cheaper bill
     relation: Relation
+    widening: float = 1.0  # > 1: widened to hold across a confident run's looks
+
+    @property
+    def interval_name(self) -> str:
+        """ "95 % CI", or what a confident run's widened interval is."""
+        return "95 % CI" if self.widening == 1.0 else "interval held across the run's looks"
 
     @property
     def pct(self) -> float:
@@ -187,7 +194,8 @@ def cost_difference(
     margin = tolerance_pct / 100 * min(a.cost.total, b.cost.total)
     half = _half_width(a, b, widening)
     low, high = value - half, value + half
-    return CostDifference(a, b, value, low, high, margin, relation_of(low, high, margin))
+    relation = relation_of(low, high, margin)
+    return CostDifference(a, b, value, low, high, margin, relation, widening)
 
 
 # Settings measured in the same rounds are compared round by round once they share this many

@@ -831,7 +831,7 @@ def _tie_sentences(decision: Pick) -> list[str]:
     out = []
     for d in decision.differences:
         shown = f"{d.b.label} vs {d.a.label}: {_signed_money(d.value)} per 1M ({d.pct:+.2f} %"
-        interval = f", 95 % CI {_signed_money(d.low)} to {_signed_money(d.high)})"
+        interval = f", {d.interval_name} {_signed_money(d.low)} to {_signed_money(d.high)})"
         if d.relation == "undetermined":
             out.append(
                 f"{shown}{interval}: cost not yet known to be the same or different at the "
