@@ -72,13 +72,13 @@ def summarise(
     for report in reports:
         billed += report.billed_duration_ms
         max_memory = max(max_memory, report.max_memory_used_mb)
-        if report.init_duration_ms is None:
+        if not report.cold_start:
             warm.append(report.duration_ms)
             warm_billed += report.billed_duration_ms
         else:
             cold.append(report.duration_ms)
             cold_billed += report.billed_duration_ms
-            inits.append(report.init_duration_ms)
+            inits.append(report.start_ms)
     reads = writes = 0.0
     logged = 0
     failed: Counter[str] = Counter()
@@ -182,14 +182,14 @@ def attribute(
         if arrived is None and record is not None:
             arrived = record.request_time
         if arrived is None and request_id in ended_at:
-            spent = report.duration_ms + (report.init_duration_ms or 0.0)
+            spent = report.duration_ms + report.start_ms
             arrived = ended_at[request_id] - spent / 1000
         if arrived is None:
             unattributed += 1
             continue
         phase = phases.of(arrived)
         grouped[phase].append(report)
-        if phase == "window" and report.init_duration_ms is None:
+        if phase == "window" and not report.cold_start:
             second = int(arrived - phases.window_start)
             count, billed = warm_by_second.get(second, (0, 0))
             warm_by_second[second] = (count + 1, billed + report.billed_duration_ms)

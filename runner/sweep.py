@@ -58,6 +58,7 @@ from runner.scenario import (
     ClosedLoad,
     Point,
     Scenario,
+    concurrency_check,
     describe_plan,
     max_rounds,
     plan_steps,
@@ -227,6 +228,7 @@ class Sweep:
     def _run_on(self, target: Target) -> None:
         """Everything between starting the target and restoring it: the workers and the steps."""
         _check_axes(target, plan_steps(self.scenario))
+        self._check_concurrency(target)
         target.prepare(self.scenario.sweep.memory_mb)
         self.results.target = target.info()
         self._save()
@@ -253,6 +255,20 @@ class Sweep:
             csv_dir=self.run_dir / "locust",
         ) as swarm:
             self._steps(target, swarm)
+
+    def _check_concurrency(self, target: Target) -> None:
+        """A load the account would throttle is refused before it starts (exit 2), one close
+        to the limit is warned about; a limit that could not be read is said."""
+        limit, where = target.concurrency_limit()
+        if limit is None:
+            if where:
+                self.say(Note(where))
+            return
+        refused, line = concurrency_check(self.scenario, limit, where)
+        if refused and line:
+            raise BadInput(line)
+        if line:
+            self.say(Note(line))
 
     def _restore(self, target: Target) -> str | None:
         """Put the original configuration back (memory, and every axis the sweep moved); the

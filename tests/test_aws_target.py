@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +223,170 @@ def test_given_report_lines_in_cloudwatch_then_the_window_is_summarised(
     window, outside = target.invocations(Phases(now - 10, now - 0.2, now + 5))
     assert (window.count, window.cold_starts) == (1, 0)
     assert (outside.warmup.count, outside.warmup.cold_starts) == (1, 1)
+
+
+EVENTS = Path(__file__).parent / "events"
+
+
+def test_given_a_json_format_function_with_a_custom_log_group_then_the_same_as_text(
+    moto_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.scenario import AwsTarget
+    from runner.targets._aws import AwsStackTarget
+
+    for key, value in moto_stack.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr("runner.targets._aws.LOG_SETTLE_S", 0.1)
+    recorded = json.loads((EVENTS / "cloudwatch-json-format-invocations.json").read_text())
+    logging_config = json.loads((EVENTS / "lambda-logging-config-json.json").read_text())
+    target = AwsStackTarget(
+        AwsTarget(kind="aws", stack="memsweep", stage=STAGE, region="us-east-1")
+    )
+
+    # GIVEN a function whose LoggingConfig names the JSON format and its own group (moto does
+    # not keep LoggingConfig: its answer gets the documented shape added)
+    def with_logging_config(parsed: dict[str, Any], **_: Any) -> None:
+        parsed.update(logging_config)
+
+    target.lambda_client.meta.events.register(
+        "after-call.lambda.GetFunctionConfiguration", with_logging_config
+    )
+    target.start()
+    group = logging_config["LoggingConfig"]["LogGroup"]
+    assert (target.log_group, target.log_format) == (group, "JSON")
+    logs = client("logs", moto_stack)
+    logs.create_log_group(logGroupName=group)
+    # AND one cold and one warm invocation there as JSON records, and the same two as text
+    # lines in the default group, ten hours ago (the module's moto keeps every case's logs)
+    at = time.time() - 36_000
+    for where, lines in ((group, recorded["json"]), (f"/aws/lambda/{FUNCTION}", recorded["text"])):
+        logs.create_log_stream(logGroupName=where, logStreamName="2026/12/06/[$LATEST]json")
+        logs.put_log_events(
+            logGroupName=where,
+            logStreamName="2026/12/06/[$LATEST]json",
+            logEvents=[
+                {"timestamp": int((at + i * 0.01) * 1000), "message": line}
+                for i, line in enumerate(lines)
+            ],
+        )
+    phases = Phases(at - 10, at - 5, at + 5)
+    from_json, _ = target.invocations(phases)
+    target.log_group, target.log_format = f"/aws/lambda/{FUNCTION}", "Text"
+    from_text, _ = target.invocations(phases)
+    # THEN both give the same invocations, billed duration, cold starts and capacity
+    assert from_json.source == f"CloudWatch Logs {group}"
+    figures = (
+        "count",
+        "cold_starts",
+        "billed_ms_total",
+        "init_ms_max",
+        "write_units",
+        "read_units",
+    )
+    assert [getattr(from_json, f) for f in figures] == [getattr(from_text, f) for f in figures]
+    assert (from_json.count, from_json.cold_starts, from_json.billed_ms_total) == (2, 1, 304)
+    assert from_json.read_units == 0.5 and from_json.capacity_records == 2
+
+
+def _answer_from(path: Path) -> Callable[..., Any]:
+    """A before-call hook answering one call with a recorded response (moto does not
+    implement it): botocore sends nothing for that call."""
+    from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+    recorded = json.loads(path.read_text())
+    status = recorded.get("ResponseMetadata", {}).get("HTTPStatusCode", 200)
+
+    def answer(**_: Any) -> tuple[Any, dict[str, Any]]:
+        url = "https://lambda.us-east-1.amazonaws.com"
+        return AWSResponse(url, status, HTTPHeaders(), None), recorded
+
+    return answer
+
+
+def _started_target(moto_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    from runner.scenario import AwsTarget
+    from runner.targets._aws import AwsStackTarget
+
+    for key, value in moto_stack.items():
+        monkeypatch.setenv(key, value)
+    target = AwsStackTarget(
+        AwsTarget(kind="aws", stack="memsweep", stage=STAGE, region="us-east-1")
+    )
+    target.start()
+    return target
+
+
+def _plan(users: int) -> Any:
+    from runner.scenario import Scenario
+
+    return Scenario.model_validate(
+        {
+            "name": "limits",
+            "target": {"kind": "aws", "stack": "memsweep", "stage": STAGE},
+            "sweep": {"memory_mb": [128]},
+            "load": {"model": "closed", "stages": [{"users": users, "duration_s": 10}]},
+            "requests": [{"name": "read", "body": {"operation": "read"}}],
+        }
+    )
+
+
+def test_given_a_new_accounts_concurrency_then_a_larger_plan_is_refused_and_a_close_one_warned(
+    moto_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.scenario import concurrency_check
+
+    target = _started_target(moto_stack, monkeypatch)
+    # GIVEN an account whose concurrency is a new account's 10 (recorded: moto has no call)
+    target.lambda_client.meta.events.register(
+        "before-call.lambda.GetAccountSettings",
+        _answer_from(EVENTS / "lambda-get-account-settings-new-account.json"),
+    )
+    limit, where = target.concurrency_limit()
+    assert limit == 10 and where.startswith("the account's unreserved concurrency in us-east-1")
+    # THEN 20 users are refused in one line saying what to do; 9 are warned about; 5 pass
+    refused, line = concurrency_check(_plan(20), limit, where)
+    assert refused and line is not None and "\n" not in line
+    assert line.startswith("the plan's peak concurrency is 20 (20 users at the peak), above ")
+    assert "'Concurrent executions' quota" in line
+    warned, warning = concurrency_check(_plan(9), limit, where)
+    assert not warned and warning is not None and warning.startswith("warning: ")
+    assert concurrency_check(_plan(5), limit, where) == (False, None)
+    # AND a function's reserved concurrency (moto keeps it) is the limit instead
+    client("lambda", moto_stack).put_function_concurrency(
+        FunctionName=target.function, ReservedConcurrentExecutions=4
+    )
+    try:
+        assert target.concurrency_limit() == (4, f"{target.function}'s reserved concurrency")
+    finally:
+        client("lambda", moto_stack).delete_function_concurrency(FunctionName=target.function)
+
+
+def test_given_a_memory_size_the_account_refuses_then_awss_message_and_what_to_do(
+    moto_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.targets._aws import AwsTargetError
+
+    target = _started_target(moto_stack, monkeypatch)
+    original = target.original_memory
+    refusal = _answer_from(EVENTS / "lambda-update-memory-refused.json")
+    target.lambda_client.meta.events.register(
+        "before-call.lambda.UpdateFunctionConfiguration", refusal
+    )
+    with pytest.raises(AwsTargetError) as refused:
+        target.set_memory(10240)
+    said = str(refused.value)
+    assert "'MemorySize' value failed to satisfy constraint" in said  # AWS's own message
+    assert "This account does not allow 10240 MB" in said and "Service Quotas" in said
+    assert "\n" not in said
+    # AND nothing changed on the function: restoring finds it as it was
+    target.lambda_client.meta.events.unregister(
+        "before-call.lambda.UpdateFunctionConfiguration", refusal
+    )
+    target.restore()
+    configuration = client("lambda", moto_stack).get_function_configuration(
+        FunctionName=target.function
+    )
+    assert configuration["MemorySize"] == original
 
 
 def _report(request_id: str) -> str:

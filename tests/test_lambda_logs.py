@@ -93,3 +93,63 @@ def test_given_cold_and_warm_lines_then_the_summary_splits_them_and_bills_init()
     assert summary.warm_duration_ms_mean == 3.01
     assert summary.billed_ms_total == 290 + 4 + 4  # the cold one bills its init
     assert summary.read_units == 0.5 and summary.source == "test"
+
+
+def _platform_report(**metrics: object) -> str:
+    import json
+
+    record = {"requestId": "r1", "metrics": metrics, "status": "success"}
+    return json.dumps({"time": "2026-12-06T10:00:00Z", "type": "platform.report", "record": record})
+
+
+def test_given_a_json_format_platform_report_then_it_reads_as_the_text_line_does() -> None:
+    cold = _platform_report(
+        durationMs=10.0,
+        billedDurationMs=300,
+        memorySizeMB=512,
+        maxMemoryUsedMB=80,
+        initDurationMs=289.5,
+    )
+    text = (
+        "REPORT RequestId: r1\tDuration: 10.00 ms\tBilled Duration: 300 ms\tMemory Size: 512 MB\t"
+        "Max Memory Used: 80 MB\tInit Duration: 289.50 ms\t"
+    )
+    assert parse_report(cold) == parse_report(text)
+    restored = parse_report(
+        _platform_report(
+            durationMs=5.0,
+            billedDurationMs=130,
+            memorySizeMB=512,
+            maxMemoryUsedMB=90,
+            restoreDurationMs=120.25,
+        )
+    )
+    assert restored is not None and restored.restore_duration_ms == 120.25
+    assert restored.init_duration_ms is None
+
+
+def test_given_a_platform_report_missing_or_mistyping_a_figure_then_not_a_report() -> None:
+    # A billed duration of "300" (a string), NaN, or none at all never reads as zero
+    for metrics in (
+        {"durationMs": 1.0, "billedDurationMs": "300", "memorySizeMB": 512, "maxMemoryUsedMB": 80},
+        {
+            "durationMs": float("nan"),
+            "billedDurationMs": 2,
+            "memorySizeMB": 512,
+            "maxMemoryUsedMB": 80,
+        },
+        {"durationMs": 1.0, "memorySizeMB": 512, "maxMemoryUsedMB": 80},
+        {"durationMs": True, "billedDurationMs": 2, "memorySizeMB": 512, "maxMemoryUsedMB": 80},
+    ):
+        assert parse_report(_platform_report(**metrics)) is None
+    assert parse_report('{"type": "platform.report", "record": []}') is None
+    assert parse_report('{"type": "platform.start", "record": {"requestId": "r1"}}') is None
+
+
+def test_given_a_text_report_with_a_snapstart_restore_then_it_is_read() -> None:
+    line = (
+        "REPORT RequestId: r2\tDuration: 5.00 ms\tBilled Duration: 130 ms\tMemory Size: 512 MB\t"
+        "Max Memory Used: 90 MB\tRestore Duration: 120.25 ms\tBilled Restore Duration: 125 ms\t"
+    )
+    report = parse_report(line)
+    assert report is not None and report.restore_duration_ms == 120.25

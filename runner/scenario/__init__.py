@@ -39,7 +39,14 @@ from runner.scenario._models import (
     write_json_schema,
 )
 from runner.scenario._overrides import with_overrides, with_target
-from runner.scenario._plan import Plan, describe_plan, max_rounds, plan_steps
+from runner.scenario._plan import (
+    Plan,
+    concurrency_check,
+    describe_plan,
+    max_rounds,
+    peak_concurrency,
+    plan_steps,
+)
 from runner.scenario._reading import load_scenario, parse_scenario, read_scenario_text
 from runner.scenario._reference import REFERENCE_PATH, reference_markdown, write_reference
 from runner.scenario._starter import write_starter
@@ -66,11 +73,13 @@ __all__ = [
     "ThinkTime",
     "Thresholds",
     "UrlTarget",
+    "concurrency_check",
     "describe_plan",
     "json_schema",
     "load_scenario",
     "max_rounds",
     "parse_scenario",
+    "peak_concurrency",
     "plan_steps",
     "point_label",
     "read_scenario_text",

@@ -47,6 +47,48 @@ def plan_steps(scenario: Scenario) -> list[tuple[Point, int]]:
     return [(point, repeat) for point in points for repeat in repeats]
 
 
+# An open model's concurrency is its rate times how long a call takes, unknown before the run:
+# an API Gateway -> Lambda -> DynamoDB call of a few ms to a cold start of a few hundred.
+ASSUMED_CALL_S = 0.25
+# A plan this close to the concurrency limit is warned about: cold starts overlap the calls
+# they delay, and bursts of an open model's arrivals pass the mean.
+CONCURRENCY_WARN_SHARE = 0.8
+
+
+def peak_concurrency(scenario: Scenario) -> tuple[int, str]:
+    """The most calls the plan can have in flight at once, and how that was reached: a closed
+    model's peak users (each waits for its answer), an open model's rate × an assumed call
+    time, capped by its max_in_flight."""
+    load = scenario.load
+    if isinstance(load, ClosedLoad):
+        return load.peak_users, f"{load.peak_users} users at the peak"
+    peak = min(load.max_in_flight, math.ceil(load.rate_per_s * ASSUMED_CALL_S))
+    return peak, (
+        f"{load.rate_per_s:g} arrivals/s × an assumed {ASSUMED_CALL_S * 1000:g} ms per call "
+        f"(max_in_flight {load.max_in_flight})"
+    )
+
+
+def concurrency_check(scenario: Scenario, limit: int, where: str) -> tuple[bool, str | None]:
+    """(refused, line) for a plan against a concurrency limit: refused when its peak exceeds
+    the limit (the load would be throttled by the account, not measured), a warning within
+    CONCURRENCY_WARN_SHARE of it, (False, None) otherwise."""
+    peak, how = peak_concurrency(scenario)
+    if peak > limit:
+        return True, (
+            f"the plan's peak concurrency is {peak} ({how}), above {where} of {limit}: the "
+            "load would be throttled by the account, not measured. Ask for a higher "
+            "'Concurrent executions' quota (Service Quotas, AWS Lambda), or lower the load"
+        )
+    if peak > CONCURRENCY_WARN_SHARE * limit:
+        return False, (
+            f"warning: the plan's peak concurrency is {peak} ({how}), within "
+            f"{CONCURRENCY_WARN_SHARE:.0%} of {where} of {limit}: cold starts and bursts may be "
+            "throttled (the report names a step whose errors are 429s)"
+        )
+    return False, None
+
+
 def max_rounds(scenario: Scenario) -> int:
     """until: confident: the rounds that measure a setting for max_s (the last may be short
     of a full round_s only in the plan's count: it runs whole)."""

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,34 @@ def _normalised(key: str) -> str:
     return key.replace("~1", "/").strip("/")
 
 
+def _what_to_do(error: ClientError, fields: Mapping[str, Any]) -> str:
+    """What to do about a refused update, when AWS's message says: a memory size above the
+    account's quota ("New AWS accounts have reduced concurrency and memory quotas", Lambda
+    quotas page) is refused as an invalid MemorySize."""
+    message = str(error.response.get("Error", {}).get("Message", ""))
+    code = error.response.get("Error", {}).get("Code")
+    if (
+        "MemorySize" in fields
+        and code == "InvalidParameterValueException"
+        and ("MemorySize" in message or "memory" in message.lower())
+    ):
+        return (
+            f". This account does not allow {fields['MemorySize']} MB (new accounts have "
+            "reduced memory quotas): ask for an increase in Service Quotas (AWS Lambda), or "
+            "sweep the sizes it allows (--memory)"
+        )
+    return ""
+
+
+def log_source(function: str, configuration: Mapping[str, Any]) -> tuple[str, str]:
+    """(log group, log format) of a function, from its GetFunctionConfiguration: Lambda's
+    advanced logging controls may name a custom group (LoggingConfig.LogGroup) and the JSON
+    format; without them, /aws/lambda/<function> and text."""
+    logging = configuration.get("LoggingConfig") or {}
+    group = str(logging.get("LogGroup") or f"/aws/lambda/{function}")
+    return group, str(logging.get("LogFormat") or "Text")
+
+
 def _lowest(throttles: list[dict[str, Any]]) -> RateLimit | None:
     """The lowest rate and burst of several throttles; a negative value means none set
     (-1 is how API Gateway reports stage throttling that is off)."""
@@ -323,6 +351,9 @@ class AwsStackTarget(Target):
         self.architecture: str | None = None
         self.handler: str | None = None
         self._changed = False
+        # Where and how the function logs (LoggingConfig; the defaults before start()).
+        self.log_group = ""
+        self.log_format = "Text"
 
     # -- discovery -----------------------------------------------------------------------------
 
@@ -361,6 +392,7 @@ class AwsStackTarget(Target):
             self.original_handler = str(configuration.get("Handler") or "")
             self.handler = self.original_handler
             self.original_code_sha256 = str(configuration.get("CodeSha256") or "")
+            self.log_group, self.log_format = log_source(self.function, configuration)
         except (ClientError, BotoCoreError) as exc:
             raise AwsTargetError(f"AWS: finding stack {self.stack_name}: {exc}") from None
 
@@ -485,6 +517,26 @@ class AwsStackTarget(Target):
 
     def headers(self) -> dict[str, str]:
         return {"x-api-key": self._api_key} if self._api_key else {}
+
+    def concurrency_limit(self) -> tuple[int | None, str]:
+        """The function's reserved concurrency if it has one (GetFunctionConcurrency), else
+        the account's unreserved concurrency (GetAccountSettings): what throttles the load
+        before the function runs. New accounts have reduced concurrency quotas."""
+        try:
+            reserved = self.lambda_client.get_function_concurrency(FunctionName=self.function)
+            if reserved.get("ReservedConcurrentExecutions") is not None:
+                limit = int(reserved["ReservedConcurrentExecutions"])
+                return limit, f"{self.function}'s reserved concurrency"
+            account = self.lambda_client.get_account_settings()["AccountLimit"]
+            return int(account["UnreservedConcurrentExecutions"]), (
+                f"the account's unreserved concurrency in {self.region} (of "
+                f"{account['ConcurrentExecutions']} in all)"
+            )
+        except (ClientError, BotoCoreError, KeyError, TypeError, ValueError) as exc:
+            return None, (
+                f"warning: the account's Lambda concurrency could not be read ({exc}); the "
+                "plan is not checked against it"
+            )
 
     # -- memory, architecture, handler ---------------------------------------------------------
 
@@ -611,7 +663,7 @@ class AwsStackTarget(Target):
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code")
                 if code != "ResourceConflictException" or attempt == CONFLICT_RETRIES:
-                    raise AwsTargetError(f"AWS: {what}: {exc}") from None
+                    raise AwsTargetError(f"AWS: {what}: {exc}{_what_to_do(exc, fields)}") from None
                 time.sleep(CONFLICT_BACKOFF_S * 2**attempt)
             except BotoCoreError as exc:
                 raise AwsTargetError(f"AWS: {what}: {exc}") from None
@@ -775,8 +827,9 @@ class AwsStackTarget(Target):
     # -- metrics (no delivery(): Lambda's own CPU is what it is, nothing to check it against) --
 
     def invocations(self, phases: Phases) -> tuple[Invocations, OutsideWindow]:
-        """From before the load to after the window (REPORT lines land when calls end)."""
-        group = f"/aws/lambda/{self.function}"
+        """From before the load to after the window (REPORT lines land when calls end), in
+        the group the function's LoggingConfig names."""
+        group = self.log_group or f"/aws/lambda/{self.function}"
         start = phases.load_started - LOG_LOOKBEHIND_S
         end = phases.window_end + LOG_LOOKAHEAD_S
         lines: list[tuple[float | None, str]] = []
@@ -800,7 +853,8 @@ class AwsStackTarget(Target):
             logGroupName=group,
             startTime=int(start * 1000),
             endTime=int(end * 1000),
-            filterPattern='?REPORT ?"memsweep.invocation"',
+            # The text REPORT line, the JSON format's platform.report record, handler.py's line
+            filterPattern='?REPORT ?"platform.report" ?"memsweep.invocation"',
         )
         try:
             for page in pages:

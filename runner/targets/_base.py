@@ -95,6 +95,11 @@ class Target(ABC):
         the next requests cold-start, as after a deploy)."""
         raise ValueError(f"the {self.kind} target cannot change its handler")
 
+    def concurrency_limit(self) -> tuple[int | None, str]:
+        """The most calls the function can run at once, and whose limit that is; (None, why)
+        when it could not be read, (None, "") when the target has no such limit to read."""
+        return None, ""
+
     def prepare(self, memory_sizes: list[int]) -> None:
         """Work that would otherwise fall between steps (e.g. measuring CPU shares)."""
         return None
