@@ -243,7 +243,8 @@ def test_given_settings_that_cost_the_same_then_the_markdown_names_the_rule_and_
     decided = next(line for line in markdown.splitlines() if line.startswith("Decided by "))
     assert decided == (
         "Decided by **latency among equal costs**: of the settings that cost the same as the "
-        "cheapest, the smallest of the fastest (the lowest p95 and any not clearly above it). "
+        "cheapest, the smallest of the fastest (the lowest p95 and any not clearly above it, "
+        "beyond the latency margin). "
         "Cost the same (within 0.5 % of the cheaper bill): 256 MB, 512 MB."
     )
     assert markdown.splitlines()[2].startswith("**Recommendation: 512 MB.**")
