@@ -127,8 +127,18 @@ def _dynalite(run: int) -> int:
     return pid
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _stack(run: int) -> int:
-    (pid,) = [pid for pid in descendants(run) if "runner local" in cmdline(pid)]
+    # The run's own child: a sandbox between fork and exec still shows the stack's cmdline
+    (pid,) = [
+        pid for pid in descendants(run) if "runner local" in cmdline(pid) and _parent(pid) == run
+    ]
     return pid
 
 
