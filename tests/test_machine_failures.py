@@ -244,3 +244,22 @@ def test_given_a_front_that_accepts_but_never_answers_or_refuses_then_the_probe_
     # AND the same port closed
     refused = _front_silent(f"http://127.0.0.1:{port}/dev/DynamoDBManager")
     assert refused is not None and refused.startswith("stopped answering (Connection refused")
+
+
+def test_given_a_cold_start_storm_then_the_step_is_degraded_naming_what_the_host_was_doing(
+    tmp_path: Path,
+) -> None:
+    # GIVEN 600 users at once on a 128 MB function: the local stack starts up to 100 sandboxes
+    # together, their inits unthrottled, on this machine's cores
+    done = run(tmp_path / "reports", "--memory", "128", "--users", "600", "--run-id", "storm")
+    # THEN the step is degraded (exit 3) and says what the host was doing, in figures
+    assert done.returncode == 3, done.stderr
+    results = json.loads((tmp_path / "reports" / "storm" / "results.json").read_text())
+    (step,) = results["steps"]
+    causes = " ".join(step["trust"]["causes"])
+    assert step["trust"]["degraded"] and "host saturated" in causes, causes
+    if step["trust"]["cpu"]["cpu_s"] < 0.2:  # nothing to judge delivery on: the storm's cause
+        assert "sandboxes started for 600 users asked" in causes, causes
+        assert "CPUs were" in causes and "busy" in causes
+    assert "host saturated" in done.stdout and "Traceback" not in done.stderr
+    assert leftovers(tmp_path) == []

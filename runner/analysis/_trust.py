@@ -236,13 +236,15 @@ def _storm_cause(
 
 def _pressure(before: HostSnapshot | None, after: HostSnapshot | None) -> float | None:
     """/proc/pressure/cpu "some" between the snapshots: the share of wall time some task
-    waited for a CPU."""
+    waited for a CPU. At most 1: the closing snapshot is stamped with the window's end but read
+    a moment later, so its counter can hold more stall than the stamped wall time (a storm
+    read "111 %")."""
     if before is None or after is None:
         return None
     wall = after.at - before.at
     if wall <= 0 or after.pressure_some_us is None or before.pressure_some_us is None:
         return None
-    return (after.pressure_some_us - before.pressure_some_us) / 1e6 / wall
+    return min(1.0, (after.pressure_some_us - before.pressure_some_us) / 1e6 / wall)
 
 
 def _host_busy(before: HostSnapshot | None, after: HostSnapshot | None) -> float | None:
