@@ -424,3 +424,29 @@ def test_given_p95s_inside_the_speed_margin_then_a_look_stops_them_once_it_is_ou
     strict = with_decision(results, latency_tolerance_pct=0.0, latency_tolerance_ms=0.0)
     reasons = still_open(analyse(strict), looks=12)
     assert len(reasons) == 2 and all(" p95: not yet separated" in why for why in reasons.values())
+
+
+def test_given_a_confident_run_that_hit_max_s_with_a_question_open_then_the_verdict_says_so() -> (
+    None
+):
+    from runner.results import RoundRecord
+
+    # GIVEN a confident run whose last round stopped both settings at max_s, p95 still open
+    results = near_pair(rounds=3, requests=300)
+    why = "max_s reached (30 s); still open: 512 MB vs 256 MB p95: not yet separated"
+    results.rounds = [
+        RoundRecord(round=3, measured=["256 MB", "512 MB"], stopped={"256 MB": why, "512 MB": why})
+    ]
+    # THEN the confidence line (the terminal, summary.md, the report) names what was left open
+    verdict = run_verdict(analyse(results))
+    statement = verdict.confidence.statement
+    assert (
+        "Stopped at max_s (120 s per setting) with this still open: 256 MB: 512 MB vs 256 MB "
+        in (statement)
+    )
+    assert statement.endswith("A longer sweep.max_s would settle it.")
+    # AND a run that settled everything says nothing of it
+    results.rounds = [
+        RoundRecord(round=3, measured=["256 MB"], stopped={"256 MB": "settled after 30 s"})
+    ]
+    assert "max_s" not in run_verdict(analyse(results)).confidence.statement

@@ -265,6 +265,11 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
         if intervals
         else None
     )
+    left_open = open_at_max(results)
+    if confidence is not None and left_open:
+        confidence = confidence.model_copy(
+            update={"statement": f"{confidence.statement} {left_open}"}
+        )
     if confidence is not None and confidence.level == "too close to call":
         # No pick rests on a coin toss: the rule's choice is kept as the explanation's subject.
         recommendation = replace(
@@ -289,6 +294,25 @@ def analyse(results: Results, *, intervals: bool = True) -> Analysis:
         stage_ends_s=_stage_ends(scenario),
         confidence=confidence,
         effects=effects,
+    )
+
+
+def open_at_max(results: Results) -> str:
+    """What a confident run left open when settings reached max_s, in one sentence ("" if
+    nothing): the verdict must say it, not only the terminal. A short max_s stopped 128 and
+    512 MB with their p95s not yet separated, and the verdict said "none is clearly faster;
+    the smallest is the pick ... in 100 % of resamples" while its twin run picked 512 MB."""
+    left: dict[str, str] = {}
+    for record in results.rounds:
+        for label, why in record.stopped.items():
+            if why.startswith("max_s reached") and "still open: " in why:
+                left.setdefault(label, why.split("still open: ", 1)[1])
+    if not left:
+        return ""
+    listed = "; ".join(f"{label}: {why}" for label, why in left.items())
+    return (
+        f"Stopped at max_s ({results.scenario.sweep.max_s:g} s per setting) with this still "
+        f"open: {listed}. A longer sweep.max_s would settle it."
     )
 
 
