@@ -14,11 +14,13 @@ import pytest
 
 from runner.analysis import analyse, look_widening, next_round, run_verdict, still_open
 from runner.analysis._decision import (
+    SpeedMargin,
     clearly_faster,
     cost_difference,
     p95_difference,
     paired_ratio,
     paired_rounds,
+    speed_relation,
 )
 from runner.analysis._stats import Batch, compare_many, mean_interval
 from runner.analysis._verdict import DEFAULT_ERROR_RATE, exit_code
@@ -450,3 +452,55 @@ def test_given_a_confident_run_that_hit_max_s_with_a_question_open_then_the_verd
         RoundRecord(round=3, measured=["256 MB"], stopped={"256 MB": "settled after 30 s"})
     ]
     assert "max_s" not in run_verdict(analyse(results)).confidence.statement
+
+
+def open_pair(ratios: tuple[float, ...]) -> Results:
+    """128 and 512 MB of equal compute, 512 MB's p95 the given share of 128 MB's round by round
+    (300 requests a round): a short confident run's case, stopped at max_s."""
+    steps = [
+        make_step(
+            index=2 * r + i, memory=m, median_ms=ms, billed_ms=b, repeat=r + 1, seed=r, requests=300
+        )
+        for r, ratio in enumerate(ratios)
+        for i, (m, ms, b) in enumerate(((128, 20.0, 20.0), (512, 20.0 * ratio, 5.0)))
+    ]
+    sweep = {"until": "confident", "round_s": 10, "min_s": 10, "max_s": 30}  # 3 looks
+    return make_results(steps, thresholds={"p95_ms": 3000}, sweep=sweep)
+
+
+def test_given_a_p95_comparison_left_open_at_max_s_then_the_pick_is_not_sure() -> None:
+    # GIVEN 3 rounds in which 512 MB was 30-60 % faster than 128 MB at the same cost: too few,
+    # and too spread, to show it clearly faster at the looks' level
+    results = open_pair((0.4, 0.7, 0.5))
+    slow, fast = analyse(results).settings
+    assert speed_relation(fast, slow, SpeedMargin(), look_widening(3)) == "open"
+    # THEN the rule alone would take the smallest, but a twin run separates them often enough
+    # that it is too close to call, with what would settle it, computed from this run
+    verdict = run_verdict(analyse(results))
+    confidence = verdict.confidence
+    assert verdict.recommended_mb is None
+    assert confidence.level == "too close to call" and confidence.runner_up == "512 MB"
+    assert confidence.pick_share is not None and confidence.pick_share < 0.9
+    assert confidence.seconds_needed is not None and confidence.seconds_needed > 60
+    assert "too close to call between 128 MB and 512 MB: at this noise, about" in (
+        confidence.statement
+    )
+    # AND the same gap held steady over the rounds is settled: 512 MB, sure
+    steady = run_verdict(analyse(open_pair((0.5, 0.6, 0.55))))
+    assert (steady.recommended_mb, steady.confidence.level) == (512, "sure")
+
+
+def test_given_a_comparison_given_up_as_futile_then_the_pick_stays_sure() -> None:
+    # GIVEN 512 and 1024 MB trading places round by round: futility stopped them (the futile
+    # test above), the interval of the difference open but centred on zero
+    medians = [(10.0, 12.0), (12.0, 10.0), (10.0, 11.5), (11.5, 10.0)]
+    steps = [
+        make_step(index=2 * r + i, memory=m, median_ms=ms, billed_ms=b, repeat=r + 1, seed=r)
+        for r, pair in enumerate(medians)
+        for i, (m, ms, b) in enumerate(zip((512, 1024), pair, (10.0, 5.0), strict=True))
+    ]
+    # THEN a twin run would seldom show either clearly faster: the smaller is the pick, sure
+    verdict = run_verdict(
+        analyse(make_results(steps, thresholds={"p95_ms": 3000}, sweep=CONFIDENT))
+    )
+    assert (verdict.recommended_mb, verdict.confidence.level) == (512, "sure")

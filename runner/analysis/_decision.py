@@ -273,12 +273,63 @@ def paired_ratio(a: Setting, b: Setting) -> PairedRatio | None:
 def _faster(a: Setting, b: Setting, speed: SpeedMargin, widening: float = 1.0) -> bool:
     """a's p95 is clearly lower than b's: the 95 % interval of the difference (widened by
     `widening` for a confident run's looks) lies wholly above the speed margin."""
+    return speed_relation(a, b, speed, widening) == "faster"
+
+
+SpeedRelation = Literal["faster", "not faster", "open"]
+
+
+def speed_relation(
+    a: Setting, b: Setting, speed: SpeedMargin, widening: float = 1.0
+) -> SpeedRelation:
+    """What the run showed of a's p95 advantage over b's (b's p95 - a's, its interval widened
+    by `widening`): "faster" when it lies wholly above the speed margin, "not faster" when it
+    lies wholly at or below it, "open" when it straddles the margin (more data would tell)."""
     difference = p95_difference(a, b, widening=widening)
     if difference is None:
-        return False
-    return relation_of(difference.low, difference.high, speed.of(a, b)) == "different" and (
-        difference.low > 0  # b - a: b is the slower
-    )
+        return "not faster"
+    margin = speed.of(a, b)
+    if difference.low > margin:
+        return "faster"
+    if difference.high <= margin:
+        return "not faster"
+    return "open"
+
+
+def faster_in_resamples(
+    a: Setting,
+    b: Setting,
+    speed: SpeedMargin,
+    rng: np.random.Generator,
+    resamples: int,
+    *,
+    widening: float = 1.0,
+) -> np.ndarray:
+    """Whether a twin run would show a clearly faster than b, per resample: the twin's
+    interval of the difference (b's p95 - a's) lies wholly above the speed margin. Compared
+    round by round, the twin's rounds are drawn at the run's mean and spread of the log ratio:
+    its mean normal around the run's, its spread from the chi-square of its rounds (with three
+    rounds a twin's spread is often a fraction of this run's, and its interval with it); else
+    the difference is drawn normal from the pooled histograms' interval, with the run's
+    interval around each draw. For a relation the run left open: a gap near the edge of
+    "clearly" is a coin toss between twins, one that futility gave up on almost never
+    crosses."""
+    margin = speed.of(a, b)
+    paired = paired_ratio(a, b)
+    if paired is not None:
+        n = paired.rounds
+        means = rng.normal(paired.mean, paired.sd / math.sqrt(n), resamples)
+        spreads = paired.sd * np.sqrt(rng.chisquare(n - 1, resamples) / (n - 1))
+        halves = widening * t_975(n - 1) * spreads / math.sqrt(n)
+        faster: np.ndarray = a.p95 * np.expm1(means - halves) > margin
+        return faster
+    run = p95_difference(a, b, widening=widening)
+    plain = p95_difference(a, b)
+    if run is None or plain is None:
+        return np.zeros(resamples, dtype=bool)
+    draws = rng.normal(plain.value, (plain.high - plain.low) / (2 * Z_975), resamples)
+    faster = draws - (run.value - run.low) > margin
+    return faster
 
 
 def clearly_faster(
@@ -387,10 +438,11 @@ def pick_share(
     cheapest by the run's own test (the difference within the run's interval half-width, i.e.
     its interval would hold zero, or the interval wholly within the margin) tie, and the rule
     decides among them as it did for the run: the smallest memory among the resample's fastest
-    and those the run did not show clearly slower than it (the cheapest alone when nothing
-    ties). A rule
-    that tied only within the margin would call identical settings different in every resample
-    whose draws landed apart, and flip the pick between twins.
+    and those not clearly slower than it (the cheapest alone when nothing ties). "Clearly
+    slower" is the run's answer where the run settled it, and a resampled run's where it left
+    it open (speed_relation, faster_in_resamples). A rule that tied
+    only within the margin would call identical settings different in every resample whose
+    draws landed apart, and flip the pick between twins.
     """
     rng = np.random.default_rng(seed)
     statistics = sorted({*limits, "p95"})
@@ -411,13 +463,25 @@ def pick_share(
     # Each setting's cost error (None: no interval; only the margin can tie it).
     errors = [cost_se(s) for s in candidates]
     se = np.array([e if e is not None else np.nan for e in errors])
-    faster: dict[tuple[int, int], bool] = {}  # (i, j): i clearly faster than j (from the run)
     speed_margin = speed or SpeedMargin()
+    # (i, j): i clearly faster than j in each resample. Where the run settled it, as the run
+    # did (a confident run stops a pair the moment its interval clears the margin, with the
+    # looks' widening paying for that); where it left it open (stopped at max_s with the p95s
+    # not yet separated), as a twin run's interval might fall: holding an open relation fixed
+    # made the smallest the pick in 100 % of resamples, "sure" on a question the run had not
+    # answered, while its twin separated the two and picked the other.
+    faster: dict[tuple[int, int], np.ndarray] = {}
 
-    def clearly(i: int, j: int) -> bool:
+    def clearly(i: int, j: int, r: int) -> bool:
         if (i, j) not in faster:
-            faster[i, j] = _faster(candidates[i], candidates[j], speed_margin, widening)
-        return faster[i, j]
+            a, b = candidates[i], candidates[j]
+            relation = speed_relation(a, b, speed_margin, widening)
+            faster[i, j] = (
+                faster_in_resamples(a, b, speed_margin, rng, resamples, widening=widening)
+                if relation == "open"
+                else np.full(resamples, relation == "faster")
+            )
+        return bool(faster[i, j][r])
 
     picks: Counter[int] = Counter()
     for r in range(resamples):
@@ -432,7 +496,7 @@ def pick_share(
         same = (above <= half) | (above + half <= margin)
         tied = [int(i) for i in eligible[same]]
         fastest = min(tied, key=lambda i: p95[i, r])
-        group = [j for j in tied if j == fastest or not clearly(fastest, j)]
+        group = [j for j in tied if j == fastest or not clearly(fastest, j, r)]
         picks[min(group, key=lambda i: (memory[i], cost[i, r]))] += 1
     index = next(i for i, s in enumerate(candidates) if s is pick.setting)
     share = picks[index] / resamples

@@ -34,6 +34,8 @@ from runner.analysis._decision import (
     decide,
     decision_rule,
     look_widening,
+    p95_difference,
+    paired_ratio,
     pick_share,
 )
 from runner.analysis._setting import FunctionSide, Setting, Verdict
@@ -963,7 +965,9 @@ def how_sure(
     seconds_needed = None
     if share < PICK_SHARE_NEEDED:
         if runner_up is not None:
-            seconds_needed = _seconds_to_separate(pick, runner_up, decision.decided_by, limits)
+            seconds_needed = _seconds_to_separate(
+                pick, runner_up, decision.decided_by, limits, speed or SpeedMargin(), widening
+            )
             call = f"too close to call between {pick.label} and {runner_up.label}"
         else:  # in the other resamples nothing met the thresholds
             factor = _threshold_factor(pick, limits)
@@ -995,20 +999,24 @@ def how_sure(
 
 
 def _seconds_to_separate(
-    pick: Setting, other: Setting, decided_by: str, limits: dict[str, float]
+    pick: Setting,
+    other: Setting,
+    decided_by: str,
+    limits: dict[str, float],
+    speed: SpeedMargin,
+    widening: float,
 ) -> float | None:
     """Measured seconds per setting at which what makes the call close would be settled: a
     95 % interval narrows with the square root of the data, so (half-width / gap)² times what
     was measured. The gaps: each one's latency thresholds (interval against limit) and the
-    comparison that decided the pick (p95 when latency did, else cost)."""
+    comparison that decided the pick (p95 against the speed margin when latency or "none
+    clearly faster" did, else cost)."""
     factors = [_threshold_factor(s, limits) for s in (pick, other)]
-    if decided_by == "latency among equal costs":
-        difference = compare_many(
-            pick.histogram, other.histogram, ["p95"], deff_a=pick.deff, deff_b=other.deff
-        ).get("p95")
-        if difference is not None and difference.value:
-            half = (difference.high - difference.low) / 2
-            factors.append((half / abs(difference.value)) ** 2)
+    if decided_by != "cost":
+        # Settled once the interval of the faster one's advantage lies wholly beyond the speed
+        # margin or wholly within it: (half-width / distance to the margin)².
+        faster, slower = sorted((pick, other), key=lambda s: s.p95)
+        factors.append(_speed_factor(faster, slower, speed, widening))
     else:
         se_a, se_b = cost_se(pick), cost_se(other)
         gap = abs(other.cost.total - pick.cost.total)
@@ -1018,6 +1026,29 @@ def _seconds_to_separate(
     if worst <= 1.0:
         return None
     return min(100.0, worst) * max(pick.measured_s, other.measured_s)
+
+
+def _speed_factor(faster: Setting, slower: Setting, speed: SpeedMargin, widening: float) -> float:
+    """How many times what was measured would settle the faster one's p95 advantage against
+    the speed margin (its interval wholly beyond it, or wholly within). Compared round by
+    round: the rounds at which the t interval of the mean log ratio, at this spread, would
+    clear the margin's log ratio (Student's t narrows with the rounds as well as the root);
+    else (half-width / distance to the margin)²."""
+    margin = speed.of(faster, slower)
+    paired = paired_ratio(faster, slower)
+    if paired is not None:
+        distance = abs(paired.mean - math.log1p(margin / faster.p95))
+        rounds = paired.rounds
+        while (
+            rounds < 100 * paired.rounds
+            and paired.half_width(widening=widening, rounds=rounds) > distance
+        ):
+            rounds += 1
+        return rounds / paired.rounds
+    difference = p95_difference(faster, slower, widening=widening)
+    if difference is None or difference.value == margin:
+        return 1.0 if difference is None else 100.0
+    return ((difference.high - difference.low) / 2 / abs(difference.value - margin)) ** 2
 
 
 def _threshold_factor(setting: Setting, limits: dict[str, float]) -> float:
