@@ -1004,3 +1004,123 @@ def test_given_a_url_target_then_every_axis_but_the_rest_api_is_refused_in_one_l
         "a url target is a bare URL and cannot change its handler: sweep handler on the local "
         "or aws target"
     )
+
+
+class RecordedInsights:
+    """Answers StartQuery and GetQueryResults (moto's Logs Insights has no `stats`) from
+    tests/events/logs-insights-results-text-pair.json: which query by its text, which range
+    by its start (the window's, else the warm-up's or before the load). Keeps what was sent."""
+
+    def __init__(self, window_start: float, status: str = "Complete") -> None:
+        from runner.targets._insights import QUERIES
+
+        self.recorded = json.loads((EVENTS / "logs-insights-results-text-pair.json").read_text())
+        self.window_start = window_start
+        self.status = status
+        self.tails = {name: query.rsplit("_ms}", 1)[1] for name, query in QUERIES.items()}
+        self.sent: list[dict[str, Any]] = []
+
+    def register(self, logs: Any) -> None:
+        logs.meta.events.register("before-parameter-build.logs.StartQuery", self._keep)
+        logs.meta.events.register("before-call.logs.StartQuery", self._started)
+        logs.meta.events.register("before-call.logs.GetQueryResults", self._results)
+
+    def _keep(self, params: dict[str, Any], **_: Any) -> None:
+        self.sent.append(dict(params))
+
+    def _started(self, **_: Any) -> tuple[Any, dict[str, Any]]:
+        from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+        ok = AWSResponse("https://logs.us-east-1.amazonaws.com", 200, HTTPHeaders(), None)
+        return ok, {"queryId": str(len(self.sent) - 1)}
+
+    def _results(self, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+        sent = self.sent[int(json.loads(params["body"])["queryId"])]
+        name = next(n for n, tail in self.tails.items() if sent["queryString"].endswith(tail))
+        where = "window" if sent["startTime"] == int(self.window_start) else "outside"
+        answer = dict(self.recorded[where][name], status=self.status)
+        ok = AWSResponse("https://logs.us-east-1.amazonaws.com", 200, HTTPHeaders(), None)
+        return ok, answer
+
+
+def test_given_a_step_above_the_line_limit_then_logs_insights_gives_the_same_figures(
+    moto_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = _started_target(moto_stack, monkeypatch)
+    monkeypatch.setattr("runner.targets._aws.LOG_SETTLE_S", 0.1)
+    recorded = json.loads((EVENTS / "cloudwatch-json-format-invocations.json").read_text())
+    # GIVEN one cold and one warm invocation as text lines, in a stream of their own
+    logs = client("logs", moto_stack)
+    group, stream = f"/aws/lambda/{FUNCTION}", "2026/12/07/[$LATEST]insights"
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    at = time.time() - 20_000
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[
+            {"timestamp": int((at + i * 0.01) * 1000), "message": line}
+            for i, line in enumerate(recorded["text"])
+        ],
+    )
+    phases = Phases(at - 10, at - 1, at + 5)
+    by_line, _ = target.invocations(phases)
+    # WHEN the step has more invocations than are read line by line (here: more than 1)
+    monkeypatch.setattr("runner.targets._aws.INSIGHTS_ABOVE_INVOCATIONS", 1)
+    insights = RecordedInsights(phases.window_start)
+    insights.register(target.logs)
+    by_query, outside = target.invocations(phases)
+    # THEN Logs Insights' aggregates give what the lines gave
+    figures = (
+        "count",
+        "cold_starts",
+        "billed_ms_total",
+        "warm_billed_ms_total",
+        "cold_billed_ms_total",
+        "init_ms_max",
+        "max_memory_used_mb",
+        "duration_ms_mean",
+        "duration_ms_p50",
+        "warm_duration_ms_p95",
+        "write_units",
+        "read_units",
+        "capacity_records",
+        "failed_calls",
+    )
+    assert [getattr(by_query, f) for f in figures] == [getattr(by_line, f) for f in figures]
+    assert by_query.warm_billed_by_second == by_line.warm_billed_by_second
+    assert (outside.warmup.count, outside.before.count) == (0, 0)
+    # AND the step says which method it used and what that cannot give
+    assert by_query.source.startswith(f"CloudWatch Logs Insights {group} (aggregates")
+    assert "no per-request join" in by_query.source
+    # AND the queries ran on the function's group over the window's milliseconds
+    window = [q for q in insights.sent if q["startTime"] == int(phases.window_start)]
+    assert {q["logGroupName"] for q in insights.sent} == {group}
+    assert len(window) == 5 and all(
+        str(int(phases.window_start * 1000)) in q["queryString"] for q in window
+    )
+
+
+def test_given_an_insights_query_that_fails_then_the_step_says_why_it_has_no_invocations(
+    moto_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = _started_target(moto_stack, monkeypatch)
+    monkeypatch.setattr("runner.targets._aws.LOG_SETTLE_S", 0.1)
+    monkeypatch.setattr("runner.targets._aws.INSIGHTS_ABOVE_INVOCATIONS", 0)
+    logs = client("logs", moto_stack)
+    group, stream = f"/aws/lambda/{FUNCTION}", "2026/12/07/[$LATEST]failed"
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    at = time.time() - 30_000
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": int(at * 1000), "message": _report("f41l")}],
+    )
+    phases = Phases(at - 10, at - 1, at + 5)
+    RecordedInsights(phases.window_start, status="Failed").register(target.logs)
+    invocations, _ = target.invocations(phases)
+    assert invocations.count == 0
+    assert invocations.source == (
+        "CloudWatch Logs unavailable: Logs Insights query 'all' ended Failed"
+    )

@@ -222,3 +222,11 @@ def test_given_serverless_yml_then_seeding_and_the_local_stack_read_one_usage_pl
     # params) and as the local stack throttles to it (the framework's resolved config)
     # THEN they are the same plan
     assert default_rate_limit() == usage_plan_limit(stack_config)
+
+
+def test_given_the_logs_insights_limit_then_the_readme_states_the_same_number() -> None:
+    from runner.targets._insights import INSIGHTS_ABOVE_INVOCATIONS
+
+    readme = " ".join((PROJECT_ROOT / "README.md").read_text().split())
+    stated = f"A step of more than {INSIGHTS_ABOVE_INVOCATIONS:,} invocations is not read line"
+    assert stated in readme

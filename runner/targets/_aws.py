@@ -36,10 +36,17 @@ from runner import control_api
 from runner.errors import BadInput, MemsweepError
 from runner.invocations import Phases, attribute
 from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
+from runner.lambda_logs import PLATFORM_REPORT
 from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import AwsTarget
 from runner.stack import RateLimit
 from runner.targets._base import Target
+from runner.targets._insights import (
+    INSIGHTS_ABOVE_INVOCATIONS,
+    InsightsError,
+    InsightsReader,
+    read_step,
+)
 
 # Lambda refuses a configuration change while another is in progress.
 CONFLICT_RETRIES = 8
@@ -201,6 +208,12 @@ def _what_to_do(error: ClientError, fields: Mapping[str, Any]) -> str:
             "sweep the sizes it allows (--memory)"
         )
     return ""
+
+
+def _is_report(message: str) -> bool:
+    """A text REPORT line or a JSON platform.report record (the filter also passes handler
+    lines)."""
+    return message.startswith("REPORT") or PLATFORM_REPORT in message
 
 
 def log_source(function: str, configuration: Mapping[str, Any]) -> tuple[str, str]:
@@ -832,22 +845,31 @@ class AwsStackTarget(Target):
         group = self.log_group or f"/aws/lambda/{self.function}"
         start = phases.load_started - LOG_LOOKBEHIND_S
         end = phases.window_end + LOG_LOOKAHEAD_S
-        lines: list[tuple[float | None, str]] = []
+        lines: list[tuple[float | None, str]] | None = []
         previous = -1
         try:
             for poll in range(LOG_SETTLE_POLLS):
                 lines = self._log_lines(group, start, end)
+                if lines is None:
+                    # Too many to read line by line (and again on every poll): aggregates.
+                    reader = InsightsReader(self.logs, group)
+                    return read_step(reader, phases, lookbehind_s=LOG_LOOKBEHIND_S)
                 if len(lines) == previous:
                     break
                 previous = len(lines)
                 if poll < LOG_SETTLE_POLLS - 1:
                     time.sleep(LOG_SETTLE_S)
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, InsightsError) as exc:
             return Invocations(source=f"CloudWatch Logs unavailable: {exc}"), OutsideWindow()
-        return attribute(lines, phases, f"CloudWatch Logs {group}")
+        return attribute(lines or [], phases, f"CloudWatch Logs {group}")
 
-    def _log_lines(self, group: str, start: float, end: float) -> list[tuple[float | None, str]]:
+    def _log_lines(
+        self, group: str, start: float, end: float
+    ) -> list[tuple[float | None, str]] | None:
+        """Every REPORT and handler line of the range; None once more than
+        INSIGHTS_ABOVE_INVOCATIONS reports are seen (the step is read with Logs Insights)."""
         lines: list[tuple[float | None, str]] = []
+        reports = 0
         paginator = self.logs.get_paginator("filter_log_events")
         pages = paginator.paginate(
             logGroupName=group,
@@ -858,10 +880,14 @@ class AwsStackTarget(Target):
         )
         try:
             for page in pages:
+                events = page.get("events", [])
                 lines += [
                     (event["timestamp"] / 1000 if "timestamp" in event else None, event["message"])
-                    for event in page.get("events", [])
+                    for event in events
                 ]
+                reports += sum(_is_report(event["message"]) for event in events)
+                if reports > INSIGHTS_ABOVE_INVOCATIONS:
+                    return None
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 return []
