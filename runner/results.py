@@ -437,6 +437,8 @@ class RoundRecord(_Model):
     measured: list[str]  # the settings this round measured, in order
     still_open: dict[str, str] = Field(default_factory=dict)  # kept measuring: why
     stopped: dict[str, str] = Field(default_factory=dict)  # stopped after it: why
+    # Of those stopped, the ones max_s stopped with a question open: the question
+    open_at_max: dict[str, str] = Field(default_factory=dict)
 
 
 class Results(_Model):

@@ -321,6 +321,7 @@ class Sweep:
                 measured=[point_label(p) for p in active],
                 still_open={point_label(p): why for p, why in plan.still_open.items()},
                 stopped={point_label(p): why for p, why in plan.stopped.items()},
+                open_at_max={point_label(p): why for p, why in plan.open_at_max.items()},
             )
             following = plan.measured
             verbs = {point: "stops" for point in plan.stopped}

@@ -281,7 +281,8 @@ def test_given_a_look_then_next_round_measures_the_open_reopens_the_stopped_and_
     assert plan.measured == [a, b, c]
     assert plan.reopened == [c]
     assert plan.still_open[a] == "under min_s (20 of 30 s measured)"
-    assert plan.stopped == {d: "max_s reached (40 s); still open: x"} and plan.at_max
+    assert plan.stopped == {d: "max_s reached (40 s); still open: x"}
+    assert plan.open_at_max == {d: "x"} and plan.at_max
     settled = next_round([a], [a], {a: 30.0}, {}, min_s=30, round_s=10, max_s=40)
     assert (settled.measured, settled.stopped) == ([], {a: "settled after 30 s"})
 
@@ -436,8 +437,14 @@ def test_given_a_confident_run_that_hit_max_s_with_a_question_open_then_the_verd
     # GIVEN a confident run whose last round stopped both settings at max_s, p95 still open
     results = near_pair(rounds=3, requests=300)
     why = "max_s reached (30 s); still open: 512 MB vs 256 MB p95: not yet separated"
+    still = "512 MB vs 256 MB p95: not yet separated"
     results.rounds = [
-        RoundRecord(round=3, measured=["256 MB", "512 MB"], stopped={"256 MB": why, "512 MB": why})
+        RoundRecord(
+            round=3,
+            measured=["256 MB", "512 MB"],
+            stopped={"256 MB": why, "512 MB": why},
+            open_at_max={"256 MB": still, "512 MB": still},
+        )
     ]
     # THEN the confidence line (the terminal, summary.md, the report) names what was left open
     verdict = run_verdict(analyse(results))

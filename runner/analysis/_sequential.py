@@ -108,7 +108,14 @@ class NextRound:
     still_open: dict[Point, str] = field(default_factory=dict)  # measured again: why
     stopped: dict[Point, str] = field(default_factory=dict)  # stopped after this round: why
     reopened: list[Point] = field(default_factory=list)  # stopped before, measured again
-    at_max: bool = False  # a setting stopped at max_s with something still open
+    # Stopped at max_s with something still open: what (the verdict says it, results.json
+    # keeps it per round as RoundRecord.open_at_max)
+    open_at_max: dict[Point, str] = field(default_factory=dict)
+
+    @property
+    def at_max(self) -> bool:
+        """A setting stopped at max_s with something still open."""
+        return bool(self.open_at_max)
 
 
 def next_round(
@@ -142,7 +149,7 @@ def next_round(
             continue
         if done + round_s > max_s + 1e-9:
             if point in active:
-                plan.at_max = True
+                plan.open_at_max[point] = why
                 plan.stopped[point] = f"max_s reached ({done:.0f} s); still open: {why}"
             continue
         if point not in active:

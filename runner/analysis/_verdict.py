@@ -306,9 +306,8 @@ def open_at_max(results: Results) -> str:
     the smallest is the pick ... in 100 % of resamples" while its twin run picked 512 MB."""
     left: dict[str, str] = {}
     for record in results.rounds:
-        for label, why in record.stopped.items():
-            if why.startswith("max_s reached") and "still open: " in why:
-                left.setdefault(label, why.split("still open: ", 1)[1])
+        for label, why in record.open_at_max.items():
+            left.setdefault(label, why)
     if not left:
         return ""
     listed = "; ".join(f"{label}: {why}" for label, why in left.items())
