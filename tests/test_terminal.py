@@ -178,3 +178,18 @@ def test_given_a_step_past_its_load_then_it_is_winding_down_and_its_figures_stay
     assert "0/2 steps done" in past[0] and eta, past[0]
     assert abs(int(eta[1]) * 60 + int(eta[2]) - (total - 11)) <= 1, (past[0], total)
     assert fraction == pytest.approx(11 / total, abs=0.02)
+
+
+def test_given_a_confident_sweep_then_its_eta_is_a_bound() -> None:
+    # GIVEN a confident sweep: each setting measures until settled, at most max_s
+    scenario = parse_scenario(OPEN.replace("sweep: {", "sweep: {until: confident, "))
+    assert scenario.sweep.until == "confident"
+    progress = Progress(quiet=True)
+    progress.update(Planned(plan=describe_plan(scenario), offered_per_s=20))
+    # THEN the ETA says "at most" (its plan counts every setting to max_s), a fixed one not
+    _, lines = progress.status(time.monotonic() + 1)
+    assert re.search(r"ETA ≤ \d+:\d\d", lines[0]), lines[0]
+    progress = Progress(quiet=True)
+    progress.update(Planned(plan=describe_plan(parse_scenario(OPEN)), offered_per_s=20))
+    _, lines = progress.status(time.monotonic() + 1)
+    assert re.search(r"ETA \d+:\d\d", lines[0]), lines[0]

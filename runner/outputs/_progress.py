@@ -353,7 +353,9 @@ class Progress:
         state, plan = self.state, self.state.plan
         done, total, remaining = self._eta(now)
         steps = steps_shown(plan, 0)
-        eta = _clock(remaining) if plan else "-"
+        # A confident sweep's plan counts every setting up to max_s: its ETA is a bound.
+        at_most = "≤ " if plan and plan.until == "confident" else ""
+        eta = f"{at_most}{_clock(remaining)}" if plan else "-"
         lines = [
             f"{100 * done / total:3.0f}%  {len(state.finished_s)}/{steps} steps done  "
             f"elapsed {_clock(now - state.run_started)}  ETA {eta}"
