@@ -502,6 +502,10 @@ def claim_run_directory(out_dir: Path, run_id: str, *, named: bool) -> str:
     raise BadInput(f"--out {out_dir}: no free run directory for {run_id}")
 
 
+# Readable by all, as a file written with the default umask (the report is too).
+RESULTS_MODE = 0o644
+
+
 def write_results(results: Results, path: Path) -> None:
     """Write atomically: readers see the old file or the new one, never half of one."""
     # allow_nan=False: a NaN or infinity that reached a model by assignment is a bug, and
@@ -514,6 +518,9 @@ def write_results(results: Results, path: Path) -> None:
         raise OutputError(path, exc) from None
     try:
         with os.fdopen(handle, "w") as out:
+            # mkstemp makes the file 0600; results.json is shared like the report it feeds
+            # (CI artifacts, `report A B` by a colleague), its secrets already redacted.
+            os.fchmod(out.fileno(), RESULTS_MODE)
             out.write(text)
             out.flush()
             os.fsync(out.fileno())

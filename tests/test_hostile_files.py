@@ -252,6 +252,7 @@ def test_given_links_planted_where_the_report_is_written_then_their_targets_are_
     report = run / "report.html"
     assert report.is_file() and not report.is_symlink()
     assert oct(report.stat().st_mode & 0o777) == oct(0o644)
+    assert oct((run / "results.json").stat().st_mode & 0o777) == oct(0o644)
     # A link in the report's own place is replaced by the report, never written through.
     report.unlink()
     report.symlink_to(victim)
