@@ -218,3 +218,38 @@ def test_given_cost_from_then_dry_run_uses_that_run(tmp_path: Path) -> None:
     done = dry_run(tmp_path, SCENARIO, "--cost-from", str(path))
     assert done.returncode == 0, done.stderr
     assert f"billed time per call from {path}, 60 ms for 1024 MB (not in it)" in done.stdout
+
+
+def with_both(tmp_path: Path) -> Path:
+    """A run directory whose results.json holds an estimate and a measurement."""
+    results = make_results([make_step(index=1, memory=128, median_ms=20.0)])
+    results.test_cost_estimate = estimate_test_cost(parse_scenario(SCENARIO, path="own.yaml"))
+    results.test_cost = measured_test_cost(results)
+    path = tmp_path / "results.json"
+    write_results(results, path)
+    return path
+
+
+def test_given_both_then_summary_md_shows_the_estimate_beside_the_measured(
+    tmp_path: Path,
+) -> None:
+    from runner.outputs import write_exports
+
+    path = with_both(tmp_path)
+    write_exports(path)
+    summary = (tmp_path / "summary.md").read_text()
+    rest = "| API Gateway REST | 10,909 requests · \\$0.038 | 2,000 requests · \\$0.007 |"
+    assert rest in summary
+    assert "| CloudWatch Logs | 6.8 MB · \\$0.003 | estimate: 1.2 MB · \\$0.001 |" in summary
+    assert "| Total | \\$0.052 | \\$0.008 |" in summary
+
+
+def test_given_both_then_the_report_has_its_section_and_a_local_run_none(tmp_path: Path) -> None:
+    from runner.outputs import write_report
+
+    html = write_report([str(with_both(tmp_path))]).read_text()
+    assert 'id="own-charges"' in html and "measured after it" in html
+    assert "2,000 requests · $0.007" in html
+    plain = make_results([make_step(index=1, memory=128, median_ms=20.0)])
+    write_results(plain, tmp_path / "plain.json")
+    assert 'id="own-charges"' not in write_report([str(tmp_path / "plain.json")]).read_text()

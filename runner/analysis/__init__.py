@@ -27,7 +27,12 @@ from runner.analysis._sequential import NextRound, next_round, still_open
 from runner.analysis._setting import Setting, Verdict
 from runner.analysis._stats import latency
 from runner.analysis._step_data import SecondStats, StepData, Tick
-from runner.analysis._test_cost import charges_lines, estimate_test_cost, measured_test_cost
+from runner.analysis._test_cost import (
+    charges_lines,
+    estimate_test_cost,
+    measured_test_cost,
+    quantity_text,
+)
 from runner.analysis._trust import MIN_DELIVERED, host_snapshot
 from runner.analysis._verdict import (
     RUN_TO_RUN_MARGIN,
@@ -75,6 +80,7 @@ __all__ = [
     "money",
     "next_round",
     "point_order",
+    "quantity_text",
     "recommended_point",
     "relation_of",
     "run_verdict",

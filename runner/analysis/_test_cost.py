@@ -394,7 +394,7 @@ def charges_lines(charges: AwsCharges, *, before: bool) -> list[str]:
         by_service[_family(line.service)].append(line)
     parts = []
     for family, lines in by_service.items():
-        amounts = " and ".join(_quantity(line.quantity, line.unit) for line in lines)
+        amounts = " and ".join(quantity_text(line.quantity, line.unit) for line in lines)
         parts.append(f"{family} {amounts} {money(sum(line.usd for line in lines))}")
     head = "AWS charges of this test: about" if before else "AWS charges of this test, measured:"
     return [
@@ -416,7 +416,7 @@ def _family(service: str) -> str:
     return FAMILY.get(service, service)
 
 
-def _quantity(value: float, unit: str) -> str:
+def quantity_text(value: float, unit: str) -> str:
     """96,000 requests; 0.9k GB-s; 1.3 MB (of log data)."""
     if unit == "GB":
         return f"{value * 1024:,.1f} MB" if value < 1 else f"{value:,.2f} GB"
