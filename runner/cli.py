@@ -19,6 +19,7 @@ from runner.errors import BadInput, MemsweepError
 
 if TYPE_CHECKING:
     from runner.outputs import S3Destination, Uploaded
+    from runner.results import Results
     from runner.scenario import Scenario
     from runner.sweep import Sweep
 
@@ -255,6 +256,13 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--run-id", type=_run_id, help="default: timestamp + scenario name")
     run.add_argument("--quiet", action="store_true", help="one line per step (for CI)")
     run.add_argument(
+        "--cost-from",
+        type=Path,
+        metavar="RESULTS.json",
+        help="aws: estimate this test's own AWS charges from an earlier run's billed time per "
+        "point (default: 60 ms per call); printed by --dry-run and as the run starts",
+    )
+    run.add_argument(
         "--upload",
         metavar="s3://BUCKET[/PREFIX]",
         help="when the run ends, however it ends, copy its directory to "
@@ -475,8 +483,10 @@ def _run_scenario(args: argparse.Namespace) -> int:
         repeats=args.repeats,
     )
     upload = _upload_destination(args)  # checked before anything starts, a dry run too
+    cost_from = _cost_from(args.cost_from)  # a dry run too
     if args.dry_run:
         _print_plan(args.scenario, scenario, notes)
+        _print_charges(scenario, cost_from, args.cost_from)
         return 0
     for note in notes:
         print(f"memsweep: {note}", file=sys.stderr)
@@ -512,6 +522,8 @@ def _run_scenario(args: argparse.Namespace) -> int:
                 quiet=args.quiet,
                 progress=progress.update,
                 run_id=args.run_id or "",
+                cost_from=cost_from,
+                cost_from_name=str(args.cost_from or ""),
             ),
         )
         sweep.claim()  # refused (exit 2) when another run holds the directory: nothing written
@@ -628,6 +640,38 @@ def _print_plan(path: Path, scenario: Scenario, notes: list[str]) -> None:
     for note in notes:
         print(f"note: {note}")
     for line in describe_plan(scenario).lines():
+        print(line)
+
+
+def _cost_from(path: Path | None) -> Results | None:
+    """--cost-from's earlier run, read strictly (a bad file is one line naming it, exit 2)."""
+    if path is None:
+        return None
+    from runner.results import read_results
+
+    try:
+        return read_results(path)
+    except BadInput as exc:
+        raise BadInput(f"--cost-from {exc}") from None
+
+
+def _print_charges(scenario: Scenario, previous: Results | None, path: Path | None) -> None:
+    """What the test itself would cost on AWS: on the aws target, the estimate; on the local
+    stack, that it costs nothing here and what the same test would cost on AWS; a url target's
+    backend is unknown, so nothing."""
+    from runner.analysis import charges_lines, estimate_test_cost, money
+
+    if scenario.target.kind == "url":
+        return
+    estimate = estimate_test_cost(scenario, previous=previous, previous_name=str(path or ""))
+    lines = charges_lines(estimate, before=True)
+    if scenario.target.kind == "local":
+        print(
+            "AWS charges of this test: none (the local stack runs on this machine); "
+            f"on the aws target about {money(estimate.total_usd)}"
+        )
+        return
+    for line in lines:
         print(line)
 
 

@@ -441,6 +441,29 @@ class RoundRecord(_Model):
     open_at_max: dict[str, str] = Field(default_factory=dict)
 
 
+class ChargeLine(_Model):
+    """One AWS service's share of what a test itself costs: how much of it, and its dollars."""
+
+    service: str  # "API Gateway REST", "Lambda requests", "Lambda compute", "DynamoDB reads", ...
+    quantity: float = Field(ge=0)
+    unit: str  # "requests", "GB-s", "RRU", "WRU", "GB"
+    usd: float = Field(ge=0)
+    estimated: bool = False  # True: from an assumption (stated in the record's basis)
+
+
+class AwsCharges(_Model):
+    """What a run on the aws target costs AWS's customer: its own requests, Lambda time,
+    DynamoDB units and log ingestion, priced with the dated table (runner/analysis/_cost.py)."""
+
+    total_usd: float = Field(ge=0)
+    lines: list[ChargeLine] = Field(default_factory=list)
+    basis: str  # what it rests on, in words (the assumptions of an estimate)
+    prices_as_of: str
+    # True: estimated from the plan before the run; False: measured after it (a line marked
+    # estimated still rests on an assumption, e.g. log bytes per invocation)
+    estimated: bool
+
+
 class Results(_Model):
     schema_version: int = SCHEMA_VERSION
     run_id: str
@@ -459,6 +482,10 @@ class Results(_Model):
     problems: list[Problem] = Field(default_factory=list)
     verdict: RunVerdict | None = None
     rounds: list[RoundRecord] = Field(default_factory=list)  # until: confident: each look
+    # The aws target's own charges: estimated from the plan before the run, and what the run
+    # did cost, measured from the steps' figures (None: another target, or an older file).
+    test_cost_estimate: AwsCharges | None = None
+    test_cost: AwsCharges | None = None
 
     # Secrets are taken out when the results are built, and again when a file is read (one
     # written before this redaction existed must not put its key in a new report).

@@ -32,9 +32,12 @@ from runner.analysis import (
     Readings,
     Tick,
     analyse,
+    charges_lines,
+    estimate_test_cost,
     host_snapshot,
     load_tick,
     measure_step,
+    measured_test_cost,
     next_round,
     step_window,
     still_open,
@@ -87,6 +90,9 @@ class RunOptions:
     quiet: bool = False
     progress: Callable[[Event], None] | None = None
     run_id: str = ""
+    # --cost-from: an earlier run whose billed time per point the test's cost estimate uses
+    cost_from: Results | None = None
+    cost_from_name: str = ""
 
 
 def new_run_id(scenario: Scenario) -> str:
@@ -165,6 +171,7 @@ class Sweep:
                 offered_per_s=None if isinstance(load, ClosedLoad) else load.rate_per_s,
             )
         )
+        self._estimate_charges()
         try:
             target = make_target(
                 self.scenario.target,
@@ -205,7 +212,31 @@ class Sweep:
                 handler.cancel()
             self.results.exit_code = code
             self.results.finished_at = time.time()
+            self._measure_charges()
             self._save()
+
+    def _estimate_charges(self) -> None:
+        """On the aws target, what the run will cost by itself, said before it starts and kept
+        in results.json beside what it did cost."""
+        if self.scenario.target.kind != "aws":
+            return
+        estimate = estimate_test_cost(
+            self.scenario,
+            previous=self.options.cost_from,
+            previous_name=self.options.cost_from_name,
+        )
+        self.results.test_cost_estimate = estimate
+        for line in charges_lines(estimate, before=True):
+            self.say(Note(line.strip()))
+
+    def _measure_charges(self) -> None:
+        """On the aws target, what the run did cost, from the steps it measured."""
+        if self.scenario.target.kind != "aws":
+            return
+        self.results.test_cost = measured_test_cost(self.results)
+        if self.results.test_cost is not None:
+            for line in charges_lines(self.results.test_cost, before=False):
+                self.say(Note(line.strip()))
 
     def record_verdict(self, verdict: RunVerdict) -> None:
         """Keep the verdict in results.json, so the exit code, the report and any script

@@ -114,6 +114,19 @@ def test_given_a_sweep_then_each_step_runs_at_its_memory_and_the_original_is_res
     assert results.target.kind == "aws" and results.target.function == FUNCTION
     assert results.target.original_memory_mb == 128 and results.target.restored is True
     assert memory_of(moto_stack) == 128
+    # AND the run's own AWS charges: estimated as it started, measured as it ended. moto
+    # invokes no function, so its log group holds no REPORT line: each step's calls are the
+    # requests the clients counted (window and warm-up), marked as estimated
+    assert "AWS charges of this test: about $" in stderr
+    assert "AWS charges of this test, measured: $" in stderr
+    estimate, measured = results.test_cost_estimate, results.test_cost
+    assert estimate is not None and "60 ms billed per call" in estimate.basis
+    assert measured is not None and not measured.estimated
+    api_requests = next(line for line in measured.lines if line.service == "API Gateway REST")
+    assert api_requests.quantity >= sum(step.requests for step in results.steps)
+    assert api_requests.estimated and "512 MB: no invocations in the function's log" in (
+        measured.basis
+    )
 
 
 def test_given_the_endpoint_dies_mid_sweep_then_exit_3_and_memory_restored(

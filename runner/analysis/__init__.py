@@ -6,6 +6,7 @@ numbers say. Pure: values in, values out; nothing here touches a target, a proce
 - `_trust`: whether a step may be believed (CPU delivered vs modelled, generator CPU, host)
 - `_stats`: intervals and differences on HDR histograms, respecting serial correlation
 - `_cost`: the dated price table and cost per 1M requests
+- `_test_cost`: what a run on the aws target costs by itself, estimated before, measured after
 - `_decision`: cost intervals, ties on cost and the rule among them, how often the pick holds
 - `_sequential`: which settings a confident run must keep measuring, and why
 - `_verdict`: per-setting summaries, threshold verdicts, the recommendation, significance
@@ -26,6 +27,12 @@ from runner.analysis._sequential import NextRound, next_round, still_open
 from runner.analysis._setting import Setting, Verdict
 from runner.analysis._stats import latency
 from runner.analysis._step_data import SecondStats, StepData, Tick
+from runner.analysis._test_cost import (
+    charges_lines,
+    estimate_test_cost,
+    measured_test_cost,
+    quantity_text,
+)
 from runner.analysis._trust import MIN_DELIVERED, host_snapshot
 from runner.analysis._verdict import (
     RUN_TO_RUN_MARGIN,
@@ -60,16 +67,20 @@ __all__ = [
     "Tick",
     "Verdict",
     "analyse",
+    "charges_lines",
     "compare_run_pair",
     "effects_sentence",
+    "estimate_test_cost",
     "host_snapshot",
     "latency",
     "load_tick",
     "look_widening",
     "measure_step",
+    "measured_test_cost",
     "money",
     "next_round",
     "point_order",
+    "quantity_text",
     "recommended_point",
     "relation_of",
     "run_verdict",

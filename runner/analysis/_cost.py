@@ -28,6 +28,8 @@ class PriceTable:
     dynamodb_per_million_rru: float
     api_gateway_http_per_million: float
     http_api_metering_bytes: int  # an HTTP API request is metered in increments of this size
+    # CloudWatch Logs ingestion (standard log class), per GB of log data (GB = 2**30 bytes)
+    cloudwatch_logs_per_gb: float
 
     def api_gateway_per_million(self, api: ApiType) -> float:
         """The price of 1M requests (each within one metering increment) of an API type."""
@@ -62,6 +64,13 @@ PRICES_US_EAST_1 = PriceTable(
     # $0.125 per 1M read request units.
     dynamodb_per_million_wru=0.625,
     dynamodb_per_million_rru=0.125,
+    # https://aws.amazon.com/cloudwatch/pricing/ (Logs, "Collect (Data Ingestion)", Standard log
+    # class): $0.50 per GB. Since 1 May 2025 Lambda's own logs are "vended logs" with volume
+    # tiers whose first tier (the first 10 TB a month) keeps that $0.50 (AWS's announcement
+    # "AWS Lambda introduces tiered pricing for Amazon CloudWatch logs"). Not confirmed from
+    # AWS's page itself here: read from secondary sources quoting it (The Duckbill Group,
+    # "Lambda CloudWatch Logs tiered pricing", May 2025; hykell.com's CloudWatch Logs guide).
+    cloudwatch_logs_per_gb=0.50,
 )
 
 MILLION = 1_000_000

@@ -29,8 +29,16 @@ from runner.analysis import (
     recommended_point,
 )
 from runner.errors import BadInput
-from runner.outputs._tables import NO_VALUE, Matrix, matrix, ms, swept_axes, write_atomically
-from runner.results import Confidence, read_results
+from runner.outputs._tables import (
+    NO_VALUE,
+    Matrix,
+    charge_rows,
+    matrix,
+    ms,
+    swept_axes,
+    write_atomically,
+)
+from runner.results import Confidence, Results, read_results
 from runner.scenario import AXES, Point, PointRecord, value_name
 
 SUMMARY_CSV = "summary.csv"
@@ -383,12 +391,34 @@ def summary_markdown(analysis: Analysis, rows: list[Row]) -> str:
     judged = [row for row in rows if row.setting is not None and row.setting.verdicts]
     if judged:
         lines += ["", *_threshold_table(judged, by_row=bool(swept))]
+    lines += _charges_table(results)
     lines += [
         "",
         f"Figures cover each step's measured window (warm-up excluded). Files: "
         f"`report.html`, `results.json`, `{SUMMARY_CSV}`, `{JUNIT_XML}`.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _charges_table(results: Results) -> list[str]:
+    """The test's own AWS charges, estimated before and measured after ([] on other targets)."""
+    rows = charge_rows(results)
+    if not rows:
+        return []
+    lines = [
+        "",
+        "What this test costs on AWS:",
+        "",
+        "| service | estimated | measured |",
+        "|:---|---:|---:|",
+    ]
+    for row in rows:
+        measured = f"estimate: {row.measured}" if row.measured_is_estimate else row.measured
+        lines.append(f"| {_md(row.service)} | {_md(row.estimate)} | {_md(measured)} |")
+    charges = results.test_cost or results.test_cost_estimate
+    assert charges is not None
+    lines += ["", _md(f"{charges.basis} ({charges.prices_as_of})")]
+    return lines
 
 
 def _decided_line(analysis: Analysis) -> str:

@@ -41,6 +41,7 @@ from runner.outputs._tables import (
     NO_VALUE,
     Matrix,
     axes_label,
+    charge_rows,
     matrix,
     ms,
     swept_axes,
@@ -849,6 +850,12 @@ def render(analyses: list[Analysis], *, pair: RunComparison | None = None) -> st
             open_model=any(s.offered is not None for s in settings),
             bases=sorted({s.cost.basis for s in settings}),
             estimated_cost=any(s.cost.estimated for s in settings),
+            # The test's own AWS charges, per run: [(run, rows, estimate, measured)]
+            own_charges=[
+                (run, rows, run.analysis.results.test_cost_estimate, run.analysis.results.test_cost)
+                for run in runs
+                if (rows := charge_rows(run.analysis.results))
+            ],
             pair=pair,
             min_delivered=MIN_DELIVERED,
             chart_library=chart_library(),

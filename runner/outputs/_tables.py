@@ -9,7 +9,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.analysis import Analysis, Setting, point_order
+from runner.analysis import Analysis, Setting, money, point_order, quantity_text
+from runner.results import AwsCharges, ChargeLine, Results
 from runner.scenario import AXES, Point, point_label, value_name
 
 NO_VALUE = "\u2013"  # en dash, for a figure that was not measured
@@ -150,3 +151,54 @@ def write_atomically(target: Path, text: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+@dataclass(frozen=True)
+class ChargeRow:
+    """One service's line of the test's own AWS charges: estimated before, measured after."""
+
+    service: str
+    estimate: str  # "10,909 requests · $0.038", or NO_VALUE
+    measured: str
+    measured_is_estimate: bool  # the measured figure rests on an assumption (log bytes)
+
+
+def charge_rows(results: Results) -> list[ChargeRow]:
+    """The test's own charges side by side, the total last; [] when the run kept neither."""
+    before, after = results.test_cost_estimate, results.test_cost
+    if before is None and after is None:
+        return []
+    services = [line.service for line in (before or after).lines]  # type: ignore[union-attr]
+    services += [
+        line.service for line in (after.lines if after else []) if line.service not in services
+    ]
+    rows = [
+        ChargeRow(
+            service=service,
+            estimate=_charge_text(_line(before, service)),
+            measured=_charge_text(_line(after, service)),
+            measured_is_estimate=bool((found := _line(after, service)) and found.estimated),
+        )
+        for service in services
+    ]
+    rows.append(
+        ChargeRow(
+            service="Total",
+            estimate=money(before.total_usd) if before else NO_VALUE,
+            measured=money(after.total_usd) if after else NO_VALUE,
+            measured_is_estimate=False,
+        )
+    )
+    return rows
+
+
+def _line(charges: AwsCharges | None, service: str) -> ChargeLine | None:
+    if charges is None:
+        return None
+    return next((line for line in charges.lines if line.service == service), None)
+
+
+def _charge_text(line: ChargeLine | None) -> str:
+    if line is None:
+        return NO_VALUE
+    return f"{quantity_text(line.quantity, line.unit)} · {money(line.usd)}"

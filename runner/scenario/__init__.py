@@ -46,6 +46,7 @@ from runner.scenario._plan import (
     max_rounds,
     peak_concurrency,
     plan_steps,
+    user_seconds,
 )
 from runner.scenario._reading import load_scenario, parse_scenario, read_scenario_text
 from runner.scenario._reference import REFERENCE_PATH, reference_markdown, write_reference
@@ -85,6 +86,7 @@ __all__ = [
     "read_scenario_text",
     "reference_markdown",
     "step_load",
+    "user_seconds",
     "value_name",
     "with_overrides",
     "with_target",
