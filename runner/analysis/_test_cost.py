@@ -232,6 +232,8 @@ def _estimate_basis(
             f"each user's pace: think time + billed time + {NETWORK_AND_GATEWAY_S * 1000:g} ms "
             "of network and gateway"
         )
+    # The plan's "expected requests" counts measured windows only: say why this is more.
+    parts.append("requests over whole steps (warm-ups included) and seeding")
     parts.append("DynamoDB: 0.5 RRU per read or list, 1 WRU per write of an item under 1 KB")
     if unknown:
         parts.append(f"no DynamoDB units for {', '.join(unknown)} (not a handler.py operation)")
@@ -395,12 +397,17 @@ def charges_lines(charges: AwsCharges, *, before: bool) -> list[str]:
     parts = []
     for family, lines in by_service.items():
         amounts = " and ".join(quantity_text(line.quantity, line.unit) for line in lines)
-        parts.append(f"{family} {amounts} {money(sum(line.usd for line in lines))}")
+        parts.append(f"{family} {amounts} {_usd(sum(line.usd for line in lines))}")
     head = "AWS charges of this test: about" if before else "AWS charges of this test, measured:"
     return [
         f"{head} {money(charges.total_usd)} ({', '.join(parts)})",
         f"  {'assumes' if before else 'from'}: {charges.basis} ({charges.prices_as_of})",
     ]
+
+
+def _usd(dollars: float) -> str:
+    """money(), except that a charge under a twentieth of a cent is not shown as $0.000."""
+    return "under $0.001" if 0 < dollars < 0.0005 else money(dollars)
 
 
 # Lines billed under one service, shown together.
