@@ -129,6 +129,83 @@ def test_given_a_sweep_then_each_step_runs_at_its_memory_and_the_original_is_res
     )
 
 
+@contextlib.contextmanager
+def shipping_logs(local_log: Path, env: dict[str, str]) -> Iterator[list[int]]:
+    """What Lambda does with a function's output, for the local stack's real invocations:
+    every START/END/REPORT and handler line it writes goes to the function's CloudWatch log
+    group (moto's), stamped when it was written. Yields the count of lines shipped."""
+    logs = client("logs", env)
+    group, stream = f"/aws/lambda/{FUNCTION}", f"2026/12/07/[$LATEST]{time.time_ns()}"
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    shipped = [0]
+    stop = threading.Event()
+
+    def ship() -> None:
+        offset = 0
+        while not stop.is_set():
+            stop.wait(0.2)
+            if not local_log.exists():
+                continue
+            with local_log.open("rb") as log:
+                log.seek(offset)
+                text = log.read()
+            complete = text[: text.rfind(b"\n") + 1]
+            offset += len(complete)
+            lines = [
+                line
+                for line in complete.decode().splitlines()
+                if line and "memsweep.arrival" not in line  # the local stack's own, not AWS's
+            ]
+            if lines:
+                now = int(time.time() * 1000)
+                logs.put_log_events(
+                    logGroupName=group,
+                    logStreamName=stream,
+                    logEvents=[{"timestamp": now, "message": line} for line in lines],
+                )
+                shipped[0] += len(lines)
+
+    shipper = threading.Thread(target=ship, daemon=True)
+    shipper.start()
+    try:
+        yield shipped
+    finally:
+        stop.set()
+        shipper.join(timeout=10)
+
+
+def test_given_the_functions_logs_in_cloudwatch_then_the_runs_own_charges_are_measured(
+    moto_stack: dict[str, str], endpoint: LocalStackProcess, tmp_path: Path
+) -> None:
+    # GIVEN the function's log lines reaching CloudWatch Logs as the sweep runs (the local
+    # stack's real invocations behind the aws target's URL, shipped as Lambda ships them)
+    with shipping_logs(tmp_path / "local.log", moto_stack) as shipped:
+        code, stderr = finish(run_with(tmp_path, moto_stack, endpoint.url, 3))
+    assert code == 0, stderr
+    assert shipped[0] > 0
+    results = read_results(tmp_path / "reports" / "test" / "results.json")
+    measured = results.test_cost
+    assert measured is not None and not measured.estimated
+    # THEN Lambda's requests and GB-seconds are the logged invocations' billed time at the
+    # memory each step ran at, measured (only log bytes rest on an assumption)
+    invocations = sum(
+        step.invocations.count
+        + step.outside.before.count
+        + step.outside.warmup.count
+        + step.outside.after_window
+        + step.outside.unattributed
+        for step in results.steps
+        if step.invocations is not None
+    )
+    lambda_requests = next(line for line in measured.lines if line.service == "Lambda requests")
+    compute = next(line for line in measured.lines if line.service == "Lambda compute")
+    assert lambda_requests.quantity >= invocations > 0
+    assert not lambda_requests.estimated and not compute.estimated
+    assert compute.quantity > 0
+    assert "no invocations in the function's log" not in measured.basis
+    assert "AWS charges of this test, measured: $" in stderr
+
+
 def test_given_the_endpoint_dies_mid_sweep_then_exit_3_and_memory_restored(
     moto_stack: dict[str, str], endpoint: LocalStackProcess, tmp_path: Path
 ) -> None:

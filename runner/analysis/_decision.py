@@ -304,31 +304,25 @@ def faster_in_resamples(
     resamples: int,
     *,
     widening: float = 1.0,
-) -> np.ndarray:
+) -> np.ndarray | None:
     """Whether a twin run would show a clearly faster than b, per resample: the twin's
-    interval of the difference (b's p95 - a's) lies wholly above the speed margin. Compared
-    round by round, the twin's rounds are drawn at the run's mean and spread of the log ratio:
-    its mean normal around the run's, its spread from the chi-square of its rounds (with three
-    rounds a twin's spread is often a fraction of this run's, and its interval with it); else
-    the difference is drawn normal from the pooled histograms' interval, with the run's
-    interval around each draw. For a relation the run left open: a gap near the edge of
-    "clearly" is a coin toss between twins, one that futility gave up on almost never
-    crosses."""
-    margin = speed.of(a, b)
+    interval of the difference (b's p95 - a's) lies wholly above the speed margin. The twin's
+    rounds are drawn at the run's mean and spread of the log ratio: its mean normal around the
+    run's, its spread from the chi-square of its rounds (with three rounds a twin's spread is
+    often a fraction of this run's, and its interval with it). A gap near the edge of
+    "clearly" is a coin toss between twins; one that futility gave up on almost never crosses.
+
+    None without paired rounds (fewer than MIN_PAIRED_ROUNDS shared): a pooled interval's
+    width moves with its draws (a cold start inside the p95 of a few dozen requests makes it
+    [-7, +412] ms), so no twin can be drawn around a shifted estimate at a fixed width."""
     paired = paired_ratio(a, b)
-    if paired is not None:
-        n = paired.rounds
-        means = rng.normal(paired.mean, paired.sd / math.sqrt(n), resamples)
-        spreads = paired.sd * np.sqrt(rng.chisquare(n - 1, resamples) / (n - 1))
-        halves = widening * t_975(n - 1) * spreads / math.sqrt(n)
-        faster: np.ndarray = a.p95 * np.expm1(means - halves) > margin
-        return faster
-    run = p95_difference(a, b, widening=widening)
-    plain = p95_difference(a, b)
-    if run is None or plain is None:
-        return np.zeros(resamples, dtype=bool)
-    draws = rng.normal(plain.value, (plain.high - plain.low) / (2 * Z_975), resamples)
-    faster = draws - (run.value - run.low) > margin
+    if paired is None:
+        return None
+    n = paired.rounds
+    means = rng.normal(paired.mean, paired.sd / math.sqrt(n), resamples)
+    spreads = paired.sd * np.sqrt(rng.chisquare(n - 1, resamples) / (n - 1))
+    halves = widening * t_975(n - 1) * spreads / math.sqrt(n)
+    faster: np.ndarray = a.p95 * np.expm1(means - halves) > speed.of(a, b)
     return faster
 
 
@@ -467,7 +461,8 @@ def pick_share(
     # (i, j): i clearly faster than j in each resample. Where the run settled it, as the run
     # did (a confident run stops a pair the moment its interval clears the margin, with the
     # looks' widening paying for that); where it left it open (stopped at max_s with the p95s
-    # not yet separated), as a twin run's interval might fall: holding an open relation fixed
+    # not yet separated, compared round by round), as a twin run's interval might fall
+    # (faster_in_resamples; without paired rounds, as the run left it): holding it fixed
     # made the smallest the pick in 100 % of resamples, "sure" on a question the run had not
     # answered, while its twin separated the two and picked the other.
     faster: dict[tuple[int, int], np.ndarray] = {}
@@ -476,11 +471,10 @@ def pick_share(
         if (i, j) not in faster:
             a, b = candidates[i], candidates[j]
             relation = speed_relation(a, b, speed_margin, widening)
-            faster[i, j] = (
-                faster_in_resamples(a, b, speed_margin, rng, resamples, widening=widening)
-                if relation == "open"
-                else np.full(resamples, relation == "faster")
-            )
+            twins = None
+            if relation == "open":
+                twins = faster_in_resamples(a, b, speed_margin, rng, resamples, widening=widening)
+            faster[i, j] = twins if twins is not None else np.full(resamples, relation == "faster")
         return bool(faster[i, j][r])
 
     picks: Counter[int] = Counter()
