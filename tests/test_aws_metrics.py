@@ -324,3 +324,69 @@ def test_given_errors_but_no_throttles_then_the_step_is_not_called_throttled(
     assert "CloudWatch counted too few throttles to explain them (Lambda Throttles 0" in (
         named.detail
     )
+
+
+def test_given_a_throttled_step_then_the_report_and_summary_show_its_figures_and_old_files_read(
+    tmp_path: Path,
+) -> None:
+    from runner.outputs import write_exports, write_report
+    from runner.results import Problem, read_results, write_results
+    from tests.test_report import make_results, make_step
+
+    # GIVEN a run whose 128 MB step Lambda throttled and whose 1024 MB step's metrics were
+    # not published in time
+    throttled = make_step(index=1, memory=128, median_ms=60.0, billed_ms=55.0)
+    line = "Lambda throttled 412 of 900 invocation requests (ConcurrentExecutions peaked at 10)"
+    throttled.problems = [Problem(kind="throttled", detail=line)]
+    throttled.valid = False
+    throttled.metrics = WindowMetrics(
+        source="CloudWatch GetMetricData",
+        published=True,
+        start=1_790_000_040.0,
+        end=1_790_000_160.0,
+        polls=3,
+        api="rest",
+        lambda_invocations=488,
+        lambda_errors=0,
+        lambda_throttles=412,
+        concurrent_executions_max=10,
+        concurrency_limit=10,
+        concurrency_limit_source="the account's unreserved concurrency in us-east-1",
+        api_requests=900,
+        api_4xx=0,
+        api_5xx=412,
+        dynamodb_read_throttles=0,
+        dynamodb_write_throttles=0,
+    )
+    late = make_step(index=2, memory=1024, median_ms=12.0, billed_ms=12.0)
+    late.metrics = WindowMetrics(
+        source="CloudWatch had not published the window's last minute (13:02 UTC, api_requests)",
+        start=1_790_000_100.0,
+        end=1_790_000_220.0,
+        polls=13,
+    )
+    path = tmp_path / "results.json"
+    write_results(make_results([throttled, late]), path)
+    # WHEN the report and the exports are written
+    html = write_report([path]).read_text()
+    summary = next(p for p in write_exports(path) if p.name == "summary.md").read_text()
+    # THEN the CloudWatch table shows each step's figures or why it has none
+    table = html[
+        html.index('<table class="cloudwatch">') : html.index(
+            "</table>", html.index('<table class="cloudwatch">')
+        )
+    ]
+    assert '<span class="fail">412</span> / 900' in table
+    assert '10 / <span title="the account&#39;s unreserved concurrency in us-east-1">10</span>' in (
+        table
+    )
+    assert "0 / 412 of 900 (rest)" in table
+    assert "had not published the window&#39;s last minute" in table
+    # AND the step's problem names the layer in the steps table and in summary.md
+    assert line in html and line in summary
+    # AND a results.json written before the metrics (no `metrics` key) still reads
+    data = json.loads(path.read_text())
+    for step in data["steps"]:
+        step.pop("metrics", None)
+    path.write_text(json.dumps(data))
+    assert [s.metrics for s in read_results(path).steps] == [None, None]

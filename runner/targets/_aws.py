@@ -396,7 +396,9 @@ class AwsStackTarget(Target):
             self._urls = {DEFAULT_API: self._url}
             self.table = outputs.get("TableName") or resources.get("LambdaApigatewayTable", "")
             http_url = http_route_url(outputs, resources, self.region)
-            self._http_api_id = resources.get("HttpApi") or execute_api_id(http_url)
+            self._http_api_id = (
+                resources.get("HttpApi") or outputs.get("HttpApiId") or execute_api_id(http_url)
+            )
             if http_url:
                 self._urls["http"] = http_url
             self._method_key = _method_key(stack_url, self.spec.stage)
