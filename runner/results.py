@@ -242,11 +242,48 @@ class Fidelity(_Model):
     calibration_refused: str = ""  # why the CPU calibration could not be trusted, if so
 
 
+class WindowMetrics(_Model):
+    """What CloudWatch's metrics say about a step's window (aws target): which layer throttled.
+
+    Lambda and API Gateway publish one-minute figures a minute or more after the fact, so the
+    figures cover the whole minutes around the window ([start, end), `period_s` apart) and are
+    read only once its last minute is published; until then (or when CloudWatch refused the
+    call) every figure is None and `source` says why: never zeros that would read as "no
+    throttles". Sums over the minutes, ConcurrentExecutions their maximum.
+    """
+
+    source: str = ""  # "CloudWatch GetMetricData", or why there are no figures
+    published: bool = False  # the window's last minute was in CloudWatch when it was read
+    start: Epoch | None = None  # the minutes read
+    end: Epoch | None = None
+    period_s: int = Field(60, gt=0)
+    polls: Count = 0  # GetMetricData calls made waiting for the last minute
+    api: ApiType | None = None  # whose API Gateway metrics: the step's API type
+    # AWS/Lambda, dimension FunctionName
+    lambda_invocations: Count | None = None
+    lambda_errors: Count | None = None
+    lambda_throttles: Count | None = None
+    concurrent_executions_max: Count | None = None
+    # the concurrency that throttles the function (Target.concurrency_limit) and whose it is,
+    # or why it could not be read
+    concurrency_limit: Count | None = None
+    concurrency_limit_source: str = ""
+    # AWS/ApiGateway: REST 4XXError/5XXError/Count (ApiName, Stage), HTTP 4xx/5xx/Count
+    # (ApiId, Stage)
+    api_requests: Count | None = None
+    api_4xx: Count | None = None
+    api_5xx: Count | None = None
+    # AWS/DynamoDB, dimension TableName
+    dynamodb_read_throttles: Count | None = None
+    dynamodb_write_throttles: Count | None = None
+
+
 ProblemKind = Literal[
     # a step's (runner/analysis/_measure.py)
     "worker lost",
     "target down",
     "target failed",
+    "throttled",  # a layer's throttle failed its requests (CloudWatch metrics): not memory
     "no requests",
     "interrupted",
     # the run's (runner/sweep.py)
@@ -313,6 +350,9 @@ class Step(_Model):
     trust: Trust = Trust()
     workers: list[WorkerSeen] = Field(default_factory=list)
     fidelity: Fidelity | None = None
+    # CloudWatch's metrics for the window's minutes (aws target); None: the target has none
+    # (local, url) or a file written before they were read
+    metrics: WindowMetrics | None = None
     valid: bool = True
     problems: list[Problem] = Field(default_factory=list)
     locust_files: list[str] = Field(default_factory=list)

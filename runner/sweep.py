@@ -548,11 +548,13 @@ def _apply(target: Target, point: Point) -> None:
 
 def _read_window(target: Target, phases: Phases, *, opened: dict[str, Any]) -> Readings:
     """What measure_step takes from the target and the host, read as the window closes (the
-    CPU accounting first); on AWS, invocations() polls CloudWatch Logs for the window."""
+    CPU accounting first); on AWS, invocations() polls CloudWatch Logs for the window and
+    window_metrics() CloudWatch's metrics until the window's last minute is published."""
     delivery_closed = target.delivery()
     host_closed = host_snapshot(phases.window_end)
     fidelity = target.fidelity()
     invocations, outside = target.invocations(phases)
+    metrics = target.window_metrics(phases)  # after the logs: its minutes publish later
     return Readings(
         delivery_opened=opened.get("delivery"),
         delivery_closed=delivery_closed,
@@ -561,6 +563,7 @@ def _read_window(target: Target, phases: Phases, *, opened: dict[str, Any]) -> R
         fidelity=fidelity,
         invocations=invocations,
         outside=outside,
+        metrics=metrics,
     )
 
 

@@ -8,6 +8,7 @@ and the host, and passes what it read; nothing here touches a target, a process 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -29,6 +30,7 @@ from runner.results import (
     Second,
     Step,
     Trust,
+    WindowMetrics,
     WorkerSeen,
 )
 from runner.scenario import Point
@@ -56,12 +58,15 @@ MIN_RATE_SPAN_S = 0.5
 _CONNECTION_ERRORS = re.compile(r"(Connection|Refused|Reset|Timeout|timed out|EOF|Broken)", re.I)
 # Answers a layer behind the API gives when it fails or throttles (not the caller's mistakes).
 _SERVER_SIDE = re.compile(r"^HTTP (5\d\d|429)\b")
+_TOO_MANY = re.compile(r"^HTTP 429\b")
 # The failed requests that reached the function at all: under this share of them, the failures
 # happened in front of it.
 REACHED_SHARE = 0.5
 
 
 # A step with one of these stops the sweep: the next steps would meet the same broken target.
+# Not "throttled": a throttle is a limit met at this point's speed and load (Lambda's
+# concurrency is rate x duration, which memory changes), so the next point may pass it.
 STOPS_THE_SWEEP: tuple[ProblemKind, ...] = ("target down", "target failed")
 
 
@@ -81,6 +86,7 @@ class Readings:
     fidelity: Fidelity
     invocations: Invocations  # those whose request arrived in the window
     outside: OutsideWindow  # the others, counted by phase
+    metrics: WindowMetrics | None = None  # the service's metrics for the window (AWS)
 
 
 def step_window(data: StepData, *, warmup_s: float, now: float) -> Phases:
@@ -181,9 +187,9 @@ def measure_step(
                 f"sandbox(es) ({cpu.last_start_failure})",
             ),
         )
-    layer = failing_layer(requests, errors, readings.invocations)
+    layer = failing_layer(requests, errors, readings.invocations, readings.metrics)
     if layer is not None:
-        problems.insert(0, Problem(kind="target failed", detail=layer))
+        problems.insert(0, layer)
     if requests and connection_failures / requests >= TARGET_DOWN_SHARE:
         problems.append(
             Problem(
@@ -228,6 +234,7 @@ def measure_step(
         timeline=_timeline(data, window_start=phases.window_start),
         invocations=readings.invocations,
         outside=readings.outside,
+        metrics=readings.metrics,
         trust=trust,
         workers=workers,
         fidelity=readings.fidelity,
@@ -239,20 +246,110 @@ def measure_step(
 
 
 def failing_layer(
-    requests: int, errors: Sequence[ErrorCount], invocations: Invocations
-) -> str | None:
-    """The layer that failed the step, when 5xx and 429 answers are most of its requests and
-    the function's logs say where they came from; None otherwise (including when the function
-    itself failed: a timeout or an out-of-memory kill is a memory effect, and the error rate
-    judges it).
+    requests: int,
+    errors: Sequence[ErrorCount],
+    invocations: Invocations,
+    metrics: WindowMetrics | None = None,
+) -> Problem | None:
+    """The layer that failed the step, from one reading of two sources, or None (including when
+    the function itself failed: a timeout or an out-of-memory kill is a memory effect, and the
+    error rate judges it).
 
-    API Gateway: most failed requests have no invocation behind them in the window (its own
-    throttle or integration, or Lambda throttling the call before the function ran).
-    DynamoDB: most failed calls logged a DynamoDB failure (a refused connection, a throttle,
-    a server error). A dead database was reported as a memory verdict ("no memory size met the
-    thresholds"); on AWS nothing else would name it.
+    CloudWatch's metrics first, when the window's are published: if throttles they count
+    explain most of the step's 5xx and 429 answers, the step was "throttled" (by Lambda,
+    API Gateway or DynamoDB, with their figures), whatever share of its requests failed.
+    Otherwise the function's logs, when 5xx and 429 are most of the requests ("target failed"):
+    API Gateway when most failed requests have no invocation behind them (its integration or
+    throttle, or Lambda throttling the call), DynamoDB when most failed calls logged a DynamoDB
+    failure (a dead database was once reported as a memory verdict); with published metrics
+    the line says what they counted, so the two never disagree unsaid.
     """
     failed = sum(error.count for error in errors if _SERVER_SIDE.match(error.kind))
+    if metrics is not None and metrics.published and failed:
+        too_many = sum(error.count for error in errors if _TOO_MANY.match(error.kind))
+        throttled = _throttled(requests, failed, too_many, metrics)
+        if throttled is not None:
+            return Problem(kind="throttled", detail=throttled)
+    layer = _layer_from_logs(requests, failed, invocations)
+    if layer is None:
+        return None
+    if metrics is not None and metrics.published:
+        layer += f"; CloudWatch counted too few throttles to explain them ({_counted(metrics)})"
+    return Problem(kind="target failed", detail=layer)
+
+
+def _throttled(requests: int, failed: int, too_many: int, metrics: WindowMetrics) -> str | None:
+    """The throttling layers, most first, when their throttles explain most failed requests."""
+    m = metrics
+    lambda_throttles = m.lambda_throttles or 0
+    # API Gateway's own throttle answers 429 (counted in 4XX) before any invocation: the
+    # requests it counted that Lambda neither ran nor throttled, no more than the 429s seen.
+    behind = (m.lambda_invocations or 0) + lambda_throttles
+    not_reached = max(0, (m.api_requests or 0) - behind)
+    api_throttles = min(too_many, m.api_4xx or 0, not_reached)
+    dynamodb = (m.dynamodb_read_throttles or 0) + (m.dynamodb_write_throttles or 0)
+    layers = [
+        (lambda_throttles, _lambda_line(m)),
+        (
+            api_throttles,
+            f"API Gateway throttled {api_throttles} request(s) before the function "
+            f"({m.api_4xx} 4XX of {m.api_requests} requests, {not_reached} with no "
+            "invocation behind them: the usage plan's or the stage's throttle)",
+        ),
+        (
+            dynamodb,
+            f"DynamoDB throttled {dynamodb} request(s) (ReadThrottleEvents "
+            f"{m.dynamodb_read_throttles}, WriteThrottleEvents {m.dynamodb_write_throttles})",
+        ),
+    ]
+    counted = sum(count for count, _ in layers)
+    if counted < REACHED_SHARE * failed:
+        return None
+    named = "; ".join(line for count, line in sorted(layers, key=lambda x: -x[0]) if count)
+    return (
+        f"{named}: {failed} of {requests} requests failed with 5xx or 429, and CloudWatch "
+        f"counted {counted} throttle(s) in {_minutes(m)}: a limit, not a memory effect"
+    )
+
+
+def _lambda_line(m: WindowMetrics) -> str:
+    throttles, invocations = m.lambda_throttles or 0, m.lambda_invocations or 0
+    peak = m.concurrent_executions_max
+    line = f"Lambda throttled {throttles} of {throttles + invocations} invocation requests"
+    if peak is None:
+        return line
+    if m.concurrency_limit is None:
+        return f"{line} (ConcurrentExecutions peaked at {peak})"
+    if peak >= m.concurrency_limit:
+        return (
+            f"{line} (ConcurrentExecutions peaked at {peak}: the limit, "
+            f"{m.concurrency_limit_source})"
+        )
+    return (
+        f"{line} (ConcurrentExecutions peaked at {peak}, under the limit of "
+        f"{m.concurrency_limit}: {m.concurrency_limit_source})"
+    )
+
+
+def _counted(m: WindowMetrics) -> str:
+    return (
+        f"Lambda Throttles {m.lambda_throttles}, API Gateway 4XX {m.api_4xx} and 5XX "
+        f"{m.api_5xx} of {m.api_requests} requests, DynamoDB throttle events "
+        f"{(m.dynamodb_read_throttles or 0) + (m.dynamodb_write_throttles or 0)}, in "
+        f"{_minutes(m)}"
+    )
+
+
+def _minutes(m: WindowMetrics) -> str:
+    if m.start is None or m.end is None:
+        return "the window's minutes"
+    first = time.strftime("%H:%M", time.gmtime(m.start))
+    last = time.strftime("%H:%M", time.gmtime(m.end))
+    return f"the minutes {first}-{last} UTC"
+
+
+def _layer_from_logs(requests: int, failed: int, invocations: Invocations) -> str | None:
+    """The layer the function's logs point to when 5xx and 429 are most of the requests."""
     if not requests or failed < TARGET_DOWN_SHARE * requests:
         return None
     if invocations.capacity_records is None or invocations.source.startswith(

@@ -320,6 +320,41 @@ COLUMNS: dict[str, Column] = {
             "change, settle, seeding, workers rejoining): time the sweep spent not measuring.",
         ),
         ("problems", "problems", "Why a step is not valid (e.g. a lost worker)."),
+        (
+            "cw_minutes",
+            "minutes read",
+            "The whole minutes around the measured window that CloudWatch's GetMetricData read "
+            "(Lambda and API Gateway publish one figure a minute), and how many reads it took "
+            "until the last minute was published.",
+        ),
+        (
+            "lambda_throttles",
+            "Lambda throttles",
+            "Lambda's Throttles of Throttles + Invocations: calls refused for concurrency.",
+        ),
+        (
+            "peak_concurrency",
+            "peak concurrency",
+            "ConcurrentExecutions' maximum over the minutes / the function's concurrency limit "
+            "(reserved, else the account's unreserved) when it could be read.",
+        ),
+        (
+            "api_errors",
+            "API 4xx / 5xx",
+            "API Gateway's 4XXError / 5XXError (REST) or 4xx / 5xx (HTTP API) of its Count of "
+            "requests, for the API type the step used.",
+        ),
+        (
+            "dynamodb_throttles",
+            "DynamoDB throttles",
+            "The table's ReadThrottleEvents / WriteThrottleEvents.",
+        ),
+        (
+            "metrics_source",
+            "source",
+            "CloudWatch GetMetricData, or why the step has no figures (its last minute not "
+            "published in time, access denied): never zeros.",
+        ),
         ("trust", "verdict", "ok, or degraded with its measured cause: nothing rests on it."),
         (
             "delivered",

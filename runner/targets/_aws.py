@@ -37,10 +37,11 @@ from runner.errors import BadInput, MemsweepError
 from runner.invocations import Phases, attribute
 from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
 from runner.lambda_logs import PLATFORM_REPORT
-from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
+from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo, WindowMetrics
 from runner.scenario import AwsTarget
 from runner.stack import RateLimit
 from runner.targets._base import Target
+from runner.targets._cloudwatch import MetricsOf, metrics_wait_s, read_window
 from runner.targets._insights import (
     INSIGHTS_ABOVE_INVOCATIONS,
     InsightsError,
@@ -130,6 +131,7 @@ def preflight(spec: AwsTarget) -> None:
     Each missing piece is one line with its fix (exit 2); AWS out of reach is exit 3. Without
     this, boto3's NoRegionError surfaced as an "internal error" after the run had begun.
     """
+    metrics_wait_s()  # a bad $MEMSWEEP_METRICS_WAIT_S: one line before anything starts
     session = _session(spec)
     region = session.region_name
     if not region:
@@ -270,6 +272,17 @@ def http_route_url(outputs: dict[str, str], resources: dict[str, str], region: s
     return f"{base.rstrip('/')}/{ROUTE_PATH}"
 
 
+def execute_api_id(url: str) -> str | None:
+    """The API id in an API's default endpoint, https://<id>.execute-api.<region>.amazonaws.com
+    (API Gateway developer guide, "Invoking a REST API"/"HTTP API" default endpoint); None for
+    another address (a custom domain)."""
+    host = urlsplit(url).hostname or ""
+    labels = host.split(".")
+    if len(labels) > 2 and labels[1] == "execute-api" and labels[0]:
+        return labels[0]
+    return None
+
+
 @dataclass(frozen=True)
 class Package:
     """The deployment package `serverless deploy` gave the function, as its stack's template
@@ -335,6 +348,7 @@ class AwsStackTarget(Target):
     def __init__(self, spec: AwsTarget) -> None:
         self.spec = spec
         self.stack_name = f"{spec.stack}-{spec.stage}"
+        self.metrics_wait_s = metrics_wait_s()
         session = _session(spec)
         config = Config(retries={"mode": "standard", "max_attempts": 5})
         self.region = session.region_name or "us-east-1"
@@ -342,6 +356,7 @@ class AwsStackTarget(Target):
         self.lambda_client = session.client("lambda", config=config)
         self.apigateway = session.client("apigateway", config=config)
         self.logs = session.client("logs", config=config)
+        self.cloudwatch = session.client("cloudwatch", config=config)
         self.s3 = session.client("s3", config=config)
         self.function = ""
         self._stack: tuple[dict[str, str], dict[str, str]] | None = None  # outputs, resources
@@ -352,6 +367,10 @@ class AwsStackTarget(Target):
         self._api_key_id: str | None = None
         self._api_id: str | None = None
         self._method_key = ""
+        self._http_api_id: str | None = None
+        self._rest_api_name: tuple[str] | None = None  # read once; "" when it cannot be
+        self._concurrency: tuple[int | None, str] | None = None
+        self.table = ""
         self._rate_limit: tuple[RateLimit | None] | None = None
         self._package: Package | str | None = None  # str: why there is none
         # The configuration found at start() (None before), what is live now, and whether
@@ -388,7 +407,11 @@ class AwsStackTarget(Target):
             if not self._url:
                 raise AwsTargetError(f"stack {self.stack_name}: no ApiUrl output or REST API")
             self._urls = {DEFAULT_API: self._url}
+            self.table = outputs.get("TableName") or resources.get("LambdaApigatewayTable", "")
             http_url = http_route_url(outputs, resources, self.region)
+            self._http_api_id = (
+                resources.get("HttpApi") or outputs.get("HttpApiId") or execute_api_id(http_url)
+            )
             if http_url:
                 self._urls["http"] = http_url
             self._method_key = _method_key(stack_url, self.spec.stage)
@@ -893,6 +916,41 @@ class AwsStackTarget(Target):
                 return []
             raise
         return lines
+
+    def window_metrics(self, phases: Phases) -> WindowMetrics:
+        """CloudWatch's metrics for the window's minutes (runner/targets/_cloudwatch.py): the
+        function's throttles and peak concurrency, the step's API's 4xx/5xx, the table's
+        throttle events; the concurrency limit read once per run. Never raises: a refused
+        call is recorded as the reason there are no figures."""
+        if self._concurrency is None:
+            self._concurrency = self.concurrency_limit()
+        of = MetricsOf(
+            function=self.function,
+            api=self.api,
+            api_dimensions=self._api_dimensions(),
+            table=self.table,
+        )
+        return read_window(
+            self.cloudwatch,
+            of,
+            phases,
+            concurrency=self._concurrency,
+            wait_s=self.metrics_wait_s,
+        )
+
+    def _api_dimensions(self) -> dict[str, str]:
+        """The step's API's metric dimensions: REST by name and stage (its name read once from
+        API Gateway), the HTTP API by id and its $default stage (serverless.yml's httpApi)."""
+        if self.api == "http":
+            return {"ApiId": self._http_api_id, "Stage": "$default"} if self._http_api_id else {}
+        if self._rest_api_name is None:
+            try:
+                name = self.apigateway.get_rest_api(restApiId=self._api_id)["name"]
+            except (ClientError, BotoCoreError, KeyError):
+                name = ""
+            self._rest_api_name = (str(name),)
+        name = self._rest_api_name[0]
+        return {"ApiName": name, "Stage": self.spec.stage} if name else {}
 
     def fidelity(self) -> Fidelity:
         return Fidelity(mode="aws", level="real", configured_memory_mb=self.configured_memory)

@@ -9,7 +9,7 @@ from typing import Protocol, Self, runtime_checkable
 from runner.control_api import Delivery
 from runner.invocations import Phases
 from runner.lambda_facts import DEFAULT_API
-from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
+from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo, WindowMetrics
 from runner.stack import RateLimit
 
 
@@ -112,6 +112,11 @@ class Target(ABC):
     def invocations(self, phases: Phases) -> tuple[Invocations, OutsideWindow]:
         """The step's invocations whose requests arrived in its measured window, and the
         others counted by phase (runner/invocations.py `attribute`)."""
+
+    def window_metrics(self, phases: Phases) -> WindowMetrics | None:
+        """The service's own metrics for the step's window (CloudWatch on AWS: which layer
+        throttled), else None: the local stack and a bare URL have none to read."""
+        return None
 
     def delivery(self) -> Delivery | None:
         """Cumulative CPU accounting of the function's sandboxes (local stack), else None."""
