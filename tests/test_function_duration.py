@@ -9,6 +9,9 @@ worked out by hand); the log lines are CloudWatch's REPORT format.
 
 from __future__ import annotations
 
+import csv
+import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ from runner.analysis._verdict import exit_code
 from runner.hdr import decode
 from runner.invocations import Phases, attribute
 from runner.lambda_logs import format_arrival
+from runner.outputs import write_exports
+from runner.outputs._report import render
 from runner.results import Invocations, Results, read_results, write_results
 from tests.test_report import make_results, make_step
 
@@ -89,7 +94,7 @@ def test_given_a_duration_threshold_then_one_size_meets_it_and_one_misses_it_wit
     assert met.statistic == "duration_p95"
     # The measured figure and its 95 % interval, in words.
     fast = analysis.settings[1].function_estimates["p95"]
-    assert met.measured == f"{fast.value:.1f} ms (95 % interval {fast.low:.1f}–{fast.high:.1f})"
+    assert met.measured == f"{fast.value:.1f} ms (95 % interval {fast.low:.1f} to {fast.high:.1f})"
     assert analysis.recommendation.cheapest is analysis.settings[1]
     verdict = run_verdict(analysis)
     assert verdict.met == {"128": False, "1024": True}
@@ -148,8 +153,10 @@ def test_given_a_results_file_without_durations_then_it_reads_and_says_why_no_du
         verdict = verdict_of(analysis, setting.memory_mb, "function duration p95")
         assert not verdict.passed  # never passes silently
         assert verdict.statistic is None  # nothing to resample
-        assert verdict.measured.startswith(f"not judged: step {setting.steps[0].index}'s results")
-        assert "hold no function durations" in verdict.measured
+        assert verdict.measured == (
+            f"not judged: step {setting.steps[0].index} holds none: its results.json is from a "
+            "memsweep that did not keep them; re-run to judge them"
+        )
     assert analysis.recommendation.cheapest is None
     assert exit_code(analysis) == 1
     # Without a duration threshold the same file is judged as before.
@@ -193,3 +200,35 @@ def test_given_report_lines_then_the_window_keeps_every_duration_cold_ones_witho
         (1, 2, 15.0),
     ]
     assert outside.warmup.duration_histogram is None  # only the window's are kept
+
+
+def test_given_duration_thresholds_then_the_report_and_exports_show_both_sides(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "results.json"
+    write_results(two_settings({"p95_ms": 150, "duration_p95_ms": 30}), path)
+    analysis = analyse(read_results(path))
+    html = render([analysis])
+    table = html[html.index('id="client-function"') : html.index('id="function"')]
+    slow = analysis.settings[0]
+    assert slow.function_latency is not None and slow.function_latency.p95 is not None
+    assert slow.latency.p95 is not None
+    estimate = slow.function_estimates["p95"]
+    # Client and function p95 side by side, each with its interval, and the gap between them.
+    assert f"{slow.latency.p95:.1f}<br>" in table
+    assert f'{slow.function_latency.p95:.1f}<br><span class="ci">{estimate.low:.1f}' in table
+    assert f'data-field="outside_p95">{slow.latency.p95 - slow.function_latency.p95:.1f}<' in table
+    assert "Outside the function (client p50 minus function p50):" in table
+    write_exports(path)
+    rows = {int(r["memory_mb"]): r for r in csv.DictReader((tmp_path / "summary.csv").open())}
+    assert float(rows[128]["function_p95_ms"]) == pytest.approx(slow.function_latency.p95)
+    assert float(rows[128]["function_p95_ms_low"]) == pytest.approx(estimate.low, abs=5e-4)
+    assert "function duration p95 <= 30 ms (measured" in rows[128]["verdict_detail"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| function duration p95 ≤ 30 ms | ❌ fail" in summary
+    junit = ET.parse(tmp_path / "junit.xml").getroot()
+    names = {case.get("name"): case for case in junit.iter("testcase")}
+    failed = next(case for name, case in names.items() if name and "function duration" in name)
+    assert failed.find("failure") is not None
+    stored = json.loads(path.read_text())["steps"][0]["invocations"]
+    assert stored["duration_histogram"] and len(stored["duration_by_second"]) == 20

@@ -646,9 +646,8 @@ def _function_durations(steps: Sequence[Step], *, intervals: bool) -> dict[str, 
         why = (
             "no function logs in the window"
             if not seen
-            else f"step {next(s for s in seen if s not in kept).index}'s results hold no "
-            "function durations (written by a memsweep that did not keep them); re-run to judge "
-            "them"
+            else f"step {next(s for s in seen if s not in kept).index} holds none: its "
+            "results.json is from a memsweep that did not keep them; re-run to judge them"
         )
         return {"function_missing": why}
     histogram = merge(step.invocations.duration_histogram for step in kept)
@@ -687,7 +686,7 @@ def _latency_verdict(setting: Setting, statistic: str, limit: float) -> Verdict:
     confident = estimate is None or (estimate.high <= limit if passed else estimate.low > limit)
     measured = "no data" if value is None else f"{value:.1f} ms"
     if function and value is not None and estimate is not None:
-        measured += f" (95 % interval {estimate.low:.1f}–{estimate.high:.1f})"
+        measured += f" (95 % interval {estimate.low:.1f} to {estimate.high:.1f})"
     return Verdict(
         name=name, measured=measured, passed=passed, confident=confident, statistic=statistic
     )

@@ -260,6 +260,26 @@ COLUMNS: dict[str, Column] = {
             "Whether the size met every threshold of the scenario (degraded or not valid: no "
             "verdict).",
         ),
+        (
+            "client_latency",
+            "client ms",
+            "What the load generator measured: the network, API Gateway, Lambda's own overhead, "
+            "init on cold starts and the function; under it, its 95 % CI.",
+        ),
+        (
+            "function_latency",
+            "function ms",
+            "The function's own REPORT Duration (every invocation in the window, cold ones "
+            "without their Init Duration): immune to the network; under it, its 95 % CI by the "
+            "same method.",
+        ),
+        (
+            "outside_function",
+            "outside the function ms",
+            "Client minus function: the network, API Gateway, Lambda's overhead and init. When "
+            "this dwarfs the differences between sizes, judge on the function's duration or run "
+            "the load from the region.",
+        ),
         ("invocations", "invocations", "Function invocations whose request arrived in the window."),
         (
             "init",
@@ -800,6 +820,31 @@ def _percentile_label(q: float) -> str:
     return f"p{q:g}"
 
 
+def client_function_note(analysis: Analysis) -> str:
+    """What lies outside the function against how much the function itself moves, in figures
+    from this run ("" when no setting has function durations)."""
+    both = [
+        (s, s.latency.p50, s.function_latency.p50)
+        for s in analysis.settings
+        if s.function_latency is not None
+        and s.latency.p50 is not None
+        and s.function_latency.p50 is not None
+    ]
+    if not both:
+        return ""
+    outside = sorted(((client - own, s.label) for s, client, own in both))
+    own = sorted(((own, s.label) for s, _, own in both))
+    text = f"Outside the function (client p50 minus function p50): {outside[0][0]:.1f} ms"
+    text += f" ({outside[0][1]})"
+    if len(both) > 1:
+        text += f" to {outside[-1][0]:.1f} ms ({outside[-1][1]})"
+        text += (
+            f"; the function's own p50 moves {own[-1][0] - own[0][0]:.1f} ms across them "
+            f"({own[0][0]:.1f} ms at {own[0][1]} to {own[-1][0]:.1f} ms at {own[-1][1]})"
+        )
+    return text + "."
+
+
 @functools.cache  # compiling the template takes ~0.5 s; every report in a process reuses it
 def _environment() -> Environment:
     env = Environment(
@@ -819,6 +864,7 @@ def _environment() -> Environment:
         clock=clock,
         breakable=breakable,
     )
+    env.globals["client_function_note"] = client_function_note
     return env
 
 
