@@ -260,26 +260,6 @@ COLUMNS: dict[str, Column] = {
             "Whether the size met every threshold of the scenario (degraded or not valid: no "
             "verdict).",
         ),
-        (
-            "client_latency",
-            "client ms",
-            "What the load generator measured: the network, API Gateway, Lambda's own overhead, "
-            "init on cold starts and the function; under it, its 95 % CI.",
-        ),
-        (
-            "function_latency",
-            "function ms",
-            "The function's own REPORT Duration (every invocation in the window, cold ones "
-            "without their Init Duration): immune to the network; under it, its 95 % CI by the "
-            "same method.",
-        ),
-        (
-            "outside_function",
-            "outside the function ms",
-            "Client minus function: the network, API Gateway, Lambda's overhead and init. When "
-            "this dwarfs the differences between sizes, judge on the function's duration or run "
-            "the load from the region.",
-        ),
         ("invocations", "invocations", "Function invocations whose request arrived in the window."),
         (
             "init",
@@ -389,6 +369,33 @@ COLUMNS: dict[str, Column] = {
         ),
     )
 }
+
+
+def _client_and_function_columns() -> dict[str, Column]:
+    """The client/function table's columns: each percentile's three, explained alike."""
+    columns = {}
+    for stat in ("p50", "p95", "p99"):
+        columns[f"client_{stat}"] = Column(
+            f"client {stat} ms",
+            f"The {stat} the load generator measured: the network, API Gateway, Lambda's own "
+            "overhead, init on cold starts and the function; under it, its 95 % CI.",
+        )
+        columns[f"function_{stat}"] = Column(
+            f"function {stat} ms",
+            f"The {stat} of the function's own REPORT Duration (every invocation in the "
+            "window, cold ones without their Init Duration): immune to the network; under it, "
+            "its 95 % CI by the same method.",
+        )
+        columns[f"outside_{stat}"] = Column(
+            f"outside {stat} ms",
+            f"Client {stat} minus function {stat}: the network, API Gateway, Lambda's "
+            "overhead and init. When it dwarfs the differences between sizes, judge on the "
+            "function's duration or run the load from the region.",
+        )
+    return columns
+
+
+COLUMNS.update(_client_and_function_columns())
 
 
 class Legends:
