@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from runner.hdr import HDR_HIGHEST_US, HDR_LOWEST_US, empty_histogram, encode
 from runner.lambda_logs import (
     HandlerRecord,
     InvocationReport,
@@ -20,7 +21,7 @@ from runner.lambda_logs import (
     parse_handler_record,
     parse_report,
 )
-from runner.results import BilledSecond, Invocations, OutsideWindow
+from runner.results import BilledSecond, DurationSecond, Invocations, OutsideWindow
 
 # A handler error DynamoDB caused: handler.py's "DynamoDB error <code>" for codes it does not
 # map, a connection to the endpoint refused or dropped (dynalite killed: botocore's
@@ -176,6 +177,7 @@ def attribute(
     }
     unattributed = 0
     warm_by_second: dict[int, tuple[int, int]] = {}  # second of the window -> (count, billed)
+    durations = _WindowDurations()
     for request_id, report in reports.items():
         record = records.get(request_id)
         arrived = arrivals.get(request_id)
@@ -189,6 +191,8 @@ def attribute(
             continue
         phase = phases.of(arrived)
         grouped[phase].append(report)
+        if phase == "window":
+            durations.add(int(arrived - phases.window_start), report.duration_ms)
         if phase == "window" and not report.cold_start:
             second = int(arrived - phases.window_start)
             count, billed = warm_by_second.get(second, (0, 0))
@@ -205,7 +209,9 @@ def attribute(
             "warm_billed_by_second": [
                 BilledSecond(t=second, count=count, billed_ms=billed)
                 for second, (count, billed) in sorted(warm_by_second.items())
-            ]
+            ],
+            "duration_histogram": durations.encoded(),
+            "duration_by_second": durations.by_second(),
         }
     )
     return window, OutsideWindow(
@@ -214,3 +220,27 @@ def attribute(
         after_window=len(grouped["after"]),
         unattributed=unattributed,
     )
+
+
+class _WindowDurations:
+    """The window's REPORT Durations as an HDR histogram (µs, the client latency's range) and
+    per second of arrival (count, sum): never the raw list, so a long window stays small."""
+
+    def __init__(self) -> None:
+        self.histogram = empty_histogram()
+        self.seconds: dict[int, tuple[int, float]] = {}
+
+    def add(self, second: int, duration_ms: float) -> None:
+        micros = min(HDR_HIGHEST_US, max(HDR_LOWEST_US, round(duration_ms * 1000)))
+        self.histogram.record_value(micros)
+        count, total = self.seconds.get(second, (0, 0.0))
+        self.seconds[second] = (count + 1, total + duration_ms)
+
+    def encoded(self) -> str | None:
+        return encode(self.histogram)
+
+    def by_second(self) -> list[DurationSecond]:
+        return [
+            DurationSecond(t=second, count=count, mean_ms=total / count)
+            for second, (count, total) in sorted(self.seconds.items())
+        ]

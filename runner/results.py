@@ -42,6 +42,9 @@ from runner.scenario import HandlerName, Point, Scenario, point_label
 # (Invocations.warm_billed_by_second), and the verdict's tie rule (decided_by, equivalent,
 # costs, cost_differences) and pick share. A version 3 file reads as it is: the new fields
 # are empty, and its verdict is re-derived when a report is rendered.
+# Version 4 files may also carry each window's function durations (Invocations.
+# duration_histogram, duration_by_second): optional, so a file without them reads, and a
+# duration threshold then says it has nothing to judge.
 SCHEMA_VERSION = 4
 
 
@@ -136,6 +139,16 @@ class BilledSecond(_Model):
     billed_ms: Count
 
 
+class DurationSecond(_Model):
+    """Invocations (warm and cold) whose request arrived in one second of the window, and
+    their mean REPORT Duration: the batches the function-duration intervals' design effect is
+    measured from (t: seconds since the window started)."""
+
+    t: int = Field(ge=0)
+    count: Count
+    mean_ms: Millis
+
+
 class Invocations(_Model):
     """What the function's own logs (REPORT lines) say about the step's window."""
 
@@ -170,6 +183,13 @@ class Invocations(_Model):
     # The measured window's warm invocations per second of arrival (empty outside the window,
     # and in a schema 3 file): cost's interval rests on them.
     warm_billed_by_second: list[BilledSecond] = Field(default_factory=list)
+    # The measured window's REPORT Duration, every invocation (cold ones too: their Duration
+    # is the handler's own time, their Init Duration is not in it), as an HDR histogram (µs)
+    # and per second of arrival: what the function-duration percentiles' intervals and the
+    # thresholds.duration_* verdicts rest on. None / empty outside the window and in a file
+    # written before they were kept: such a setting has no function-duration interval.
+    duration_histogram: Histogram = None
+    duration_by_second: list[DurationSecond] = Field(default_factory=list)
 
 
 class OutsideWindow(_Model):

@@ -184,6 +184,11 @@ DID_YOU_MEAN = [
         "x.yaml:5: load.warmup_s: unknown key here (warmup_s belongs in sweep)",
     ),
     (
+        "duration-threshold-misspelt",
+        GOOD + "thresholds: {duration_p95: 50}\n",
+        "x.yaml:10: thresholds.duration_p95: unknown key (did you mean duration_p95_ms?)",
+    ),
+    (
         "close-to-a-key-elsewhere",
         GOOD.replace("name: ok", "name: ok\nmemory: [128]"),
         "x.yaml:2: memory: unknown key (did you mean memory_mb, in sweep?)",
@@ -267,6 +272,16 @@ PLAIN = [
         "greater-than",
         GOOD + "thresholds: {p95_ms: 0}\n",
         "x.yaml:10: thresholds.p95_ms: must be more than 0 ms, got 0",
+    ),
+    (
+        "duration-threshold-not-positive",
+        GOOD + "thresholds: {duration_p95_ms: -5}\n",
+        "x.yaml:10: thresholds.duration_p95_ms: must be more than 0 ms, got -5",
+    ),
+    (
+        "duration-threshold-not-a-number",
+        GOOD + "thresholds: {duration_p99_ms: fast}\n",
+        'x.yaml:10: thresholds.duration_p99_ms: expected a number of milliseconds, got "fast"',
     ),
     (
         "at-least",

@@ -37,6 +37,7 @@ from runner.outputs._tables import matrix
 from runner.results import (
     SCHEMA_VERSION,
     BilledSecond,
+    DurationSecond,
     ErrorCount,
     Fidelity,
     HostRecord,
@@ -82,10 +83,14 @@ def make_step(
     error_kind: str = "HTTP 502",
     seed: int = 0,
     billed_noise: float = 0.05,
+    duration_median_ms: float | None = None,
 ) -> Step:
-    """billed_noise: the relative spread of each second's mean billed duration (0: none)."""
+    """billed_noise: the relative spread of each second's mean billed duration (0: none).
+    duration_median_ms: the function's REPORT Durations (lognormal around it, as the client
+    latency) are kept as a run writes them; None: a results.json from before they were."""
     rng = np.random.default_rng(seed + index)
     samples = median_ms * rng.lognormal(0.0, 0.3, size=requests)
+    durations = function_durations(duration_median_ms, requests, rng)
     warm_per_second = (requests - 2) // 20
     billed_seconds = [
         BilledSecond(
@@ -146,6 +151,7 @@ def make_step(
             write_units=0.0,
             source="local log",
             warm_billed_by_second=billed_seconds,
+            **durations,
         ),
         workers=[WorkerSeen(id="worker-a", requests=requests)],
         fidelity=Fidelity(mode="cgroup-v1", level="full", cpu_share_nominal=memory / 1769),
@@ -154,6 +160,23 @@ def make_step(
         if valid
         else [Problem(kind="worker lost", detail="worker worker-b lost: missing")],
     )
+
+
+def function_durations(
+    median_ms: float | None, invocations: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """The Invocations fields a run writes for the window's Durations (none: median_ms None)."""
+    if median_ms is None:
+        return {}
+    samples = median_ms * rng.lognormal(0.0, 0.3, size=invocations)
+    per_second = np.array_split(samples, 20)
+    return {
+        "duration_histogram": encode(histogram_of(samples)),
+        "duration_by_second": [
+            DurationSecond(t=t, count=len(part), mean_ms=float(part.mean()))
+            for t, part in enumerate(per_second)
+        ],
+    }
 
 
 def make_results(

@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from runner.analysis._setting import Setting
+from runner.analysis._setting import CLIENT_STATISTICS, FUNCTION_PREFIX, Setting
 from runner.analysis._stats import (
     Z_975,
     Difference,
@@ -411,6 +411,46 @@ def _cost_draws(setting: Setting, rng: np.random.Generator, resamples: int) -> n
     return draws
 
 
+# The function side's resamples draw from a stream of their own, never another setting's
+# client stream (pick_share seeds setting i's client draws with seed + i).
+FUNCTION_SEED_OFFSET = 1_000_003
+
+
+def meets_in_resamples(
+    setting: Setting, limits: Mapping[str, float], resamples: int, seed: int = 0
+) -> np.ndarray:
+    """Whether the setting meets every latency limit in each of `resamples` resamples: the
+    client's percentiles from its latency histogram, the function's (duration_p95, ...) from
+    its Duration histogram, each with its own n / deff draws (drawn apart: the two move
+    together in a real run, so a joint share is if anything a little low). A side with no
+    histogram meets nothing: a limit without data is never met by chance."""
+    ok = np.ones(resamples, dtype=bool)
+    sides = (
+        (setting.histogram, setting.deff, CLIENT_STATISTICS, ""),
+        (setting.function_histogram, setting.function_deff, CLIENT_STATISTICS, FUNCTION_PREFIX),
+    )
+    for side, (histogram, deff, statistics, prefix) in enumerate(sides):
+        own = {s: limits[prefix + s] for s in statistics if prefix + s in limits}
+        if not own:
+            continue
+        draws = (
+            resampled(
+                histogram,
+                list(own),
+                deff=deff,
+                resamples=resamples,
+                seed=seed + side * FUNCTION_SEED_OFFSET,
+            )
+            if histogram is not None
+            else {}
+        )
+        if not draws:
+            return np.zeros(resamples, dtype=bool)
+        for statistic, limit in own.items():
+            ok &= draws[statistic] <= limit
+    return ok
+
+
 def pick_share(
     candidates: Sequence[Setting],
     pick: Pick,
@@ -427,7 +467,8 @@ def pick_share(
 
     candidates: the settings that met the non-latency thresholds (errors, drops, throughput:
     counts, not resampled). In each resample every setting's p50/p95/p99 come from its own
-    histogram (n / deff draws) and its cost from its interval; a setting meets the latency
+    histogram (n / deff draws), the function's Duration percentiles from its Duration
+    histogram (meets_in_resamples), and its cost from its interval; a setting meets the latency
     thresholds in the resample or not; among those that do, the ones that cost the same as the
     cheapest by the run's own test (the difference within the run's interval half-width, i.e.
     its interval would hold zero, or the interval wholly within the margin) tie, and the rule
@@ -439,19 +480,17 @@ def pick_share(
     draws landed apart, and flip the pick between twins.
     """
     rng = np.random.default_rng(seed)
-    statistics = sorted({*limits, "p95"})
     meets = np.zeros((len(candidates), resamples), dtype=bool)
     p95 = np.full((len(candidates), resamples), np.inf)
     cost = np.zeros((len(candidates), resamples))
     for i, setting in enumerate(candidates):
+        # The same seed as meets_in_resamples' client draws: one resampled run per setting.
         draws = resampled(
-            setting.histogram, statistics, deff=setting.deff, resamples=resamples, seed=seed + i
+            setting.histogram, ["p95"], deff=setting.deff, resamples=resamples, seed=seed + i
         )
         if not draws:
             continue
-        ok = np.ones(resamples, dtype=bool)
-        for statistic, limit in limits.items():
-            ok &= draws[statistic] <= limit
+        ok = meets_in_resamples(setting, limits, resamples, seed=seed + i)
         meets[i], p95[i], cost[i] = ok, draws["p95"], _cost_draws(setting, rng, resamples)
     memory = np.array([s.memory_mb for s in candidates], dtype=float)
     # Each setting's cost error (None: no interval; only the margin can tie it).

@@ -2,11 +2,11 @@
 
 After each round the run's results are analysed as they stand. A setting keeps being measured
 while something the verdict needs about it is unsettled: too little data; a latency threshold
-whose interval straddles its limit; a cost comparison with the cheapest that is neither the
-same nor different; a p95 comparison among settings that cost the same that is neither
-clearly apart (beyond the speed margin) nor within it, and could still get clearly apart by
-max_s; a pick too close to call. A
-setting that cannot be the pick and has settled its thresholds stops.
+(the client's or the function's Duration) whose interval straddles its limit; a cost
+comparison with the cheapest that is neither the same nor different; a p95 comparison among
+settings that cost the same that is neither clearly apart (beyond the speed margin) nor within
+it, and could still get clearly apart by max_s; a pick too close to call. A setting that
+cannot be the pick and has settled its thresholds stops.
 
 Looking again and again at growing data would stop too early too often if each look used the
 final 95 % intervals. Each look judges with intervals widened to the Bonferroni level
@@ -35,7 +35,7 @@ from runner.analysis._decision import (
     relation_of,
     widen,
 )
-from runner.analysis._setting import Setting
+from runner.analysis._setting import Setting, latency_limits, threshold_name
 from runner.analysis._verdict import Analysis, speed_margin
 from runner.scenario import Point
 
@@ -54,11 +54,7 @@ def still_open(analysis: Analysis, *, looks: int) -> dict[Point, str]:
     def mark(setting: Setting, why: str) -> None:
         reasons.setdefault(setting.point, why)
 
-    limits = {
-        statistic: getattr(analysis.thresholds, f"{statistic}_ms")
-        for statistic in ("p50", "p95", "p99")
-        if getattr(analysis.thresholds, f"{statistic}_ms") is not None
-    }
+    limits = latency_limits(analysis.thresholds)  # the client's and the function's
     for setting in analysis.settings:
         if not setting.valid or setting.degraded:
             continue  # more of the same will not mend it: the verdict says why
@@ -66,12 +62,13 @@ def still_open(analysis: Analysis, *, looks: int) -> dict[Point, str]:
             mark(setting, "not enough data yet")
             continue
         for statistic, limit in limits.items():
-            estimate = setting.estimates.get(statistic)
+            estimate = setting.estimate(statistic)
             if estimate is None:
                 continue
             low, high = widen(estimate, factor)
             if low <= limit < high:
-                mark(setting, f"{statistic} ≤ {limit:g} ms: its interval straddles the limit")
+                name = threshold_name(statistic, limit)
+                mark(setting, f"{name}: its interval straddles the limit")
     recommendation = analysis.recommendation
     decision = recommendation.decision
     if decision is None:

@@ -11,7 +11,29 @@ from hdrh.histogram import HdrHistogram
 from runner.analysis._cost import ColdStartCost, CostPerMillion
 from runner.analysis._stats import Estimate
 from runner.results import DegradedStep, Latency, Step
-from runner.scenario import Point, PointRecord
+from runner.scenario import Point, PointRecord, Thresholds
+
+# Latency thresholds a resample can check: the client's percentiles (p50, p95, p99) and the
+# function's own REPORT Duration's (duration_p50, ...), each a key of Thresholds with "_ms".
+CLIENT_STATISTICS = ("p50", "p95", "p99")
+FUNCTION_PREFIX = "duration_"
+LATENCY_THRESHOLDS = (*CLIENT_STATISTICS, *(FUNCTION_PREFIX + s for s in CLIENT_STATISTICS))
+
+
+def latency_limits(thresholds: Thresholds) -> dict[str, float]:
+    """The latency thresholds set: statistic ("p95", "duration_p95") -> limit in ms."""
+    return {
+        statistic: limit
+        for statistic in LATENCY_THRESHOLDS
+        if (limit := getattr(thresholds, f"{statistic}_ms")) is not None
+    }
+
+
+def threshold_name(statistic: str, limit: float) -> str:
+    """ "p95 ≤ 200 ms" (the client's) or "function duration p95 ≤ 50 ms"."""
+    if statistic.startswith(FUNCTION_PREFIX):
+        return f"function duration {statistic.removeprefix(FUNCTION_PREFIX)} ≤ {limit:g} ms"
+    return f"{statistic} ≤ {limit:g} ms"
 
 
 @dataclass(frozen=True)
@@ -23,7 +45,9 @@ class Verdict:
     passed: bool
     # False when the 95 % interval straddles the limit: the verdict could flip on a re-run.
     confident: bool = True
-    statistic: str | None = None  # p50, p95 or p99 for a latency threshold (resampled)
+    # p50, p95, p99 (client) or duration_p50, ... (function) for a latency threshold with data
+    # to resample; None for counts, and for a duration threshold with no durations to judge
+    statistic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,15 @@ class Setting(PointRecord):
     # second of the window (None: no per-second billing records, e.g. a schema 3 file)
     cost_estimate: Estimate | None = None
     deff: float = 1.0  # variance inflation of the latency figures (_stats.design_effect)
+    # The function's own REPORT Duration in the windows (warm and cold, init excluded): its
+    # histogram, percentiles, intervals and design effect, as the client's above. None with
+    # the reason in function_missing when the steps hold no durations (no function logs, or
+    # a results.json written before they were kept).
+    function_histogram: HdrHistogram | None = None
+    function_latency: Latency | None = None
+    function_estimates: dict[str, Estimate] = field(default_factory=dict)
+    function_deff: float = 1.0
+    function_missing: str = ""
     verdicts: list[Verdict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     # Why its window is too thin to rank ("" when it is not): no pick rests on it.
@@ -94,6 +127,12 @@ class Setting(PointRecord):
     @property
     def meets(self) -> bool:
         return self.trusted and all(verdict.passed for verdict in self.verdicts)
+
+    def estimate(self, statistic: str) -> Estimate | None:
+        """The 95 % interval of a latency threshold's statistic ("p95", "duration_p95")."""
+        if statistic.startswith(FUNCTION_PREFIX):
+            return self.function_estimates.get(statistic.removeprefix(FUNCTION_PREFIX))
+        return self.estimates.get(statistic)
 
     @property
     def p95(self) -> float:

@@ -34,12 +34,21 @@ from runner.analysis._decision import (
     decide,
     decision_rule,
     look_widening,
+    meets_in_resamples,
     p95_difference,
     paired_ratio,
     pick_share,
 )
-from runner.analysis._setting import FunctionSide, Setting, Verdict
+from runner.analysis._setting import (
+    FUNCTION_PREFIX,
+    FunctionSide,
+    Setting,
+    Verdict,
+    latency_limits,
+    threshold_name,
+)
 from runner.analysis._stats import (
+    BOOTSTRAP_RESAMPLES,
     Z_975,
     Batch,
     Difference,
@@ -49,7 +58,6 @@ from runner.analysis._stats import (
     design_effect,
     latency,
     mean_interval,
-    resampled,
     variance_ms2,
 )
 from runner.hdr import merge
@@ -95,9 +103,6 @@ DEFAULT_ERROR_RATE = 0.01
 # of its own noise; with two, Student's t at 1 degree of freedom widens the interval ~42-fold).
 MIN_WINDOW_REQUESTS = 20
 MIN_WINDOW_S = 2.0
-# Latency thresholds a resample can check (error rate, throughput and drops are counts,
-# not resampled).
-LATENCY_THRESHOLDS = ("p50", "p95", "p99")
 
 
 @dataclass(frozen=True)
@@ -504,6 +509,7 @@ def _setting(
     )
     estimates = bootstrap_many(histogram, ESTIMATED_STATISTICS, deff=deff) if intervals else {}
     function = _function_side(steps)
+    durations = _function_durations(steps, intervals=intervals)
     summary = latency(histogram)
     invocations = [step.invocations for step in steps]
     warm_count = sum(inv.count - inv.cold_starts for inv in invocations)
@@ -559,6 +565,7 @@ def _setting(
         estimates=estimates,
         function=function,
         deff=deff,
+        **durations,
         # Steady state: what the size costs once warm. A cold start or two more or less in
         # a short window must not decide the ranking; they are priced apart, below.
         cost=cost,
@@ -627,26 +634,69 @@ def _function_side(steps: Sequence[Step]) -> FunctionSide:
     )
 
 
+def _function_durations(steps: Sequence[Step], *, intervals: bool) -> dict[str, Any]:
+    """The Setting fields of the function's own Duration: its steps' window histograms merged,
+    their percentiles, and intervals by the client latency's method (bootstrap with n / deff
+    draws, deff from the per-second batches). Only when every step with invocations kept its
+    durations: a histogram of some repeats only would judge the setting on part of its data."""
+    seen = [step for step in steps if step.invocations.count]
+    kept = [step for step in seen if step.invocations.duration_histogram]
+    if not seen or len(kept) < len(seen):
+        why = (
+            "no function logs in the window"
+            if not seen
+            else f"step {next(s for s in seen if s not in kept).index} holds none: its "
+            "results.json is from a memsweep that did not keep them; re-run to judge them"
+        )
+        return {"function_missing": why}
+    histogram = merge(step.invocations.duration_histogram for step in kept)
+    deff = (
+        design_effect(
+            [
+                [Batch(s.count, s.mean_ms) for s in step.invocations.duration_by_second]
+                for step in kept
+            ],
+            variance_ms2(histogram),
+        )
+        if intervals
+        else 1.0
+    )
+    return {
+        "function_histogram": histogram,
+        "function_latency": latency(histogram),
+        "function_estimates": (
+            bootstrap_many(histogram, ESTIMATED_STATISTICS, deff=deff) if intervals else {}
+        ),
+        "function_deff": deff,
+    }
+
+
+def _latency_verdict(setting: Setting, statistic: str, limit: float) -> Verdict:
+    """A latency threshold (the client's or the function's): met, missed, or within noise
+    when its 95 % interval straddles the limit."""
+    function = statistic.startswith(FUNCTION_PREFIX)
+    name = threshold_name(statistic, limit)
+    figures = setting.function_latency if function else setting.latency
+    if figures is None:  # no durations to judge: said, never passed
+        return Verdict(name=name, measured=f"not judged: {setting.function_missing}", passed=False)
+    value = getattr(figures, statistic.removeprefix(FUNCTION_PREFIX))
+    passed = value is not None and value <= limit
+    estimate = setting.estimate(statistic)
+    confident = estimate is None or (estimate.high <= limit if passed else estimate.low > limit)
+    measured = "no data" if value is None else f"{value:.1f} ms"
+    if function and value is not None and estimate is not None:
+        measured += f" (95 % interval {estimate.low:.1f} to {estimate.high:.1f})"
+    return Verdict(
+        name=name, measured=measured, passed=passed, confident=confident, statistic=statistic
+    )
+
+
 def verdicts(setting: Setting, thresholds: Thresholds) -> list[Verdict]:
     """Each configured threshold against the setting's pooled measurements."""
-    checks: list[Verdict] = []
-    for statistic in ("p50", "p95", "p99"):
-        limit = getattr(thresholds, f"{statistic}_ms")
-        if limit is None:
-            continue
-        value = getattr(setting.latency, statistic)
-        passed = value is not None and value <= limit
-        estimate = setting.estimates.get(statistic)
-        confident = estimate is None or (estimate.high <= limit if passed else estimate.low > limit)
-        checks.append(
-            Verdict(
-                name=f"{statistic} ≤ {limit:g} ms",
-                measured="no data" if value is None else f"{value:.1f} ms",
-                passed=passed,
-                confident=confident,
-                statistic=statistic,
-            )
-        )
+    checks = [
+        _latency_verdict(setting, statistic, limit)
+        for statistic, limit in latency_limits(thresholds).items()
+    ]
     error_limit = thresholds.error_rate
     default = error_limit is None
     error_limit = DEFAULT_ERROR_RATE if error_limit is None else error_limit
@@ -942,11 +992,7 @@ def how_sure(
         )
     if pick is None or decision is None:
         return Confidence(level="none", statement="No pick: no size met the thresholds.")
-    limits = {
-        statistic: getattr(thresholds, f"{statistic}_ms")
-        for statistic in LATENCY_THRESHOLDS
-        if getattr(thresholds, f"{statistic}_ms") is not None
-    }
+    limits = latency_limits(thresholds)
     # Counts (errors, drops, throughput) are not resampled: a setting failing one is out.
     candidates = [
         s
@@ -958,7 +1004,7 @@ def how_sure(
     )
     statement = f"{pick.label} is the pick in {share:.0%} of resamples"
     if limits:
-        rule = " and ".join(f"{name} ≤ {limit:g} ms" for name, limit in limits.items())
+        rule = " and ".join(threshold_name(name, limit) for name, limit in limits.items())
         statement += f"; it meets {rule} in {_meets_share(pick, limits):.0%}"
     too_close: list[str] = []
     seconds_needed = None
@@ -1054,7 +1100,7 @@ def _threshold_factor(setting: Setting, limits: dict[str, float]) -> float:
     """(half-width / distance to the limit)² of its closest latency threshold."""
     worst = 1.0
     for statistic, limit in limits.items():
-        estimate = setting.estimates.get(statistic)
+        estimate = setting.estimate(statistic)
         if estimate is None:
             continue
         margin = abs(estimate.value - limit)
@@ -1077,15 +1123,7 @@ def _noun(settings: Sequence[Setting]) -> str:
 
 
 def _meets_share(setting: Setting, limits: dict[str, float]) -> float:
-    draws = resampled(setting.histogram, list(limits), deff=setting.deff)
-    if not draws:
-        return 0.0
-    meets = None
-    for statistic, limit in limits.items():
-        ok = draws[statistic] <= limit
-        meets = ok if meets is None else meets & ok
-    assert meets is not None
-    return float(meets.mean())
+    return float(meets_in_resamples(setting, limits, BOOTSTRAP_RESAMPLES).mean())
 
 
 def run_verdict(analysis: Analysis) -> RunVerdict:

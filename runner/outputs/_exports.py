@@ -74,6 +74,13 @@ SUMMARY_COLUMNS = (
     # interval of cost_per_1m_requests_usd, empty when the run has none.
     "cost_per_1m_requests_usd_low",
     "cost_per_1m_requests_usd_high",
+    # The function's own REPORT Duration percentiles and p95's 95 % interval, beside the
+    # client's p50_ms..p99_ms (empty: no function durations, e.g. a url target).
+    "function_p50_ms",
+    "function_p95_ms",
+    "function_p99_ms",
+    "function_p95_ms_low",
+    "function_p95_ms_high",
 )
 # The `verdict` column's values.
 RECOMMENDED = "recommended"
@@ -224,6 +231,17 @@ def _csv_fields(row: Row) -> dict[str, str | int]:
         fields.update(
             cost_per_1m_requests_usd_low=_number(s.cost_estimate.low, 6),
             cost_per_1m_requests_usd_high=_number(s.cost_estimate.high, 6),
+        )
+    if s.function_latency is not None:
+        fields.update(
+            function_p50_ms=_number(s.function_latency.p50, 3),
+            function_p95_ms=_number(s.function_latency.p95, 3),
+            function_p99_ms=_number(s.function_latency.p99, 3),
+        )
+    if (function_p95 := s.function_estimates.get("p95")) is not None:
+        fields.update(
+            function_p95_ms_low=_number(function_p95.low, 3),
+            function_p95_ms_high=_number(function_p95.high, 3),
         )
     if s.offered is not None:
         fields.update(dropped_arrivals=s.dropped_arrivals, offered_arrivals=s.offered)
@@ -541,7 +559,8 @@ def _threshold_cell(row: Row, verdict: Verdict | None) -> str:
     if row.verdict in (DEGRADED, NO_DATA):
         return f"not judged ({row.verdict})"
     mark = "✅ pass" if verdict.passed else "❌ fail"
-    return f"{mark} {_md(verdict.measured)}"
+    noise = "" if verdict.confident else " (within noise: the 95 % interval straddles the limit)"
+    return f"{mark} {_md(verdict.measured)}{noise}"
 
 
 def _warnings(analysis: Analysis, rows: list[Row]) -> list[str]:

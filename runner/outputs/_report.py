@@ -407,6 +407,33 @@ COLUMNS: dict[str, Column] = {
 }
 
 
+def _client_and_function_columns() -> dict[str, Column]:
+    """The client/function table's columns: each percentile's three, explained alike."""
+    columns = {}
+    for stat in ("p50", "p95", "p99"):
+        columns[f"client_{stat}"] = Column(
+            f"client {stat} ms",
+            f"The {stat} the load generator measured: the network, API Gateway, Lambda's own "
+            "overhead, init on cold starts and the function; under it, its 95 % CI.",
+        )
+        columns[f"function_{stat}"] = Column(
+            f"function {stat} ms",
+            f"The {stat} of the function's own REPORT Duration (every invocation in the "
+            "window, cold ones without their Init Duration): immune to the network; under it, "
+            "its 95 % CI by the same method.",
+        )
+        columns[f"outside_{stat}"] = Column(
+            f"outside {stat} ms",
+            f"Client {stat} minus function {stat}: the network, API Gateway, Lambda's "
+            "overhead and init. When it dwarfs the differences between sizes, judge on the "
+            "function's duration or run the load from the region.",
+        )
+    return columns
+
+
+COLUMNS.update(_client_and_function_columns())
+
+
 class Legends:
     """Each column explained in full under the first table that shows it; later tables name
     it (the template calls take() once per table, top to bottom)."""
@@ -836,6 +863,31 @@ def _percentile_label(q: float) -> str:
     return f"p{q:g}"
 
 
+def client_function_note(analysis: Analysis) -> str:
+    """What lies outside the function against how much the function itself moves, in figures
+    from this run ("" when no setting has function durations)."""
+    both = [
+        (s, s.latency.p50, s.function_latency.p50)
+        for s in analysis.settings
+        if s.function_latency is not None
+        and s.latency.p50 is not None
+        and s.function_latency.p50 is not None
+    ]
+    if not both:
+        return ""
+    outside = sorted(((client - own, s.label) for s, client, own in both))
+    own = sorted(((own, s.label) for s, _, own in both))
+    text = f"Outside the function (client p50 minus function p50): {outside[0][0]:.1f} ms"
+    text += f" ({outside[0][1]})"
+    if len(both) > 1:
+        text += f" to {outside[-1][0]:.1f} ms ({outside[-1][1]})"
+        text += (
+            f"; the function's own p50 moves {own[-1][0] - own[0][0]:.1f} ms across them "
+            f"({own[0][0]:.1f} ms at {own[0][1]} to {own[-1][0]:.1f} ms at {own[-1][1]})"
+        )
+    return text + "."
+
+
 @functools.cache  # compiling the template takes ~0.5 s; every report in a process reuses it
 def _environment() -> Environment:
     env = Environment(
@@ -855,6 +907,7 @@ def _environment() -> Environment:
         clock=clock,
         breakable=breakable,
     )
+    env.globals["client_function_note"] = client_function_note
     return env
 
 

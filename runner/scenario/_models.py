@@ -753,6 +753,29 @@ class Thresholds(_Model):
     p99_ms: float | None = Field(
         None, gt=0, description="99th percentile latency a size must stay under", examples=[500]
     )
+    # The same percentiles of the function's own REPORT Duration (cold invocations included,
+    # their Init Duration not): immune to the network between the load and the region, blind
+    # to API Gateway's overhead and to init (README, "Client or function latency").
+    duration_p50_ms: float | None = Field(
+        None,
+        gt=0,
+        description="median of the function's own Duration (REPORT lines) a size must stay "
+        "under; not the network's, not API Gateway's, not init",
+        examples=[20],
+    )
+    duration_p95_ms: float | None = Field(
+        None,
+        gt=0,
+        description="95th percentile of the function's own Duration a size must stay under "
+        "(use when the load comes from far from the region)",
+        examples=[50],
+    )
+    duration_p99_ms: float | None = Field(
+        None,
+        gt=0,
+        description="99th percentile of the function's own Duration a size must stay under",
+        examples=[100],
+    )
     error_rate: float | None = Field(
         None, ge=0, le=1, description="most failed / total requests", examples=[0.01]
     )
