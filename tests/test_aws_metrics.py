@@ -291,6 +291,11 @@ def test_given_429s_that_lambda_throttles_explain_then_the_step_names_lambda_and
     )
     named = failing_layer(900, step.errors, step.invocations, limited)
     assert named is not None and "peaked at 10: the limit, the account's limit)" in named.detail
+    # AND 5 throttled answers in 900 requests (0.6 %, under the default error rate's 1 %)
+    # leave the step a measurement: the error rate and the CloudWatch table count them
+    few_errors = [ErrorCount(request="ping", kind="HTTP 429", count=5)]
+    few = failing_layer(900, few_errors, step.invocations, metrics)
+    assert few is None
     # AND the throttle does not stop the sweep: another size may stay under the limit
     from runner.analysis import STOPS_THE_SWEEP
 

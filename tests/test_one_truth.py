@@ -230,3 +230,10 @@ def test_given_the_logs_insights_limit_then_the_readme_states_the_same_number() 
     readme = " ".join((PROJECT_ROOT / "README.md").read_text().split())
     stated = f"A step of more than {INSIGHTS_ABOVE_INVOCATIONS:,} invocations is not read line"
     assert stated in readme
+
+
+def test_given_the_throttled_share_then_it_is_the_default_error_rate() -> None:
+    from runner.analysis._measure import THROTTLED_SHARE
+    from runner.analysis._verdict import DEFAULT_ERROR_RATE
+
+    assert THROTTLED_SHARE == DEFAULT_ERROR_RATE

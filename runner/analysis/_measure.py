@@ -62,6 +62,11 @@ _TOO_MANY = re.compile(r"^HTTP 429\b")
 # The failed requests that reached the function at all: under this share of them, the failures
 # happened in front of it.
 REACHED_SHARE = 0.5
+# Throttled answers under this share of a step's requests leave it valid: the few it lost are
+# counted by the error rate and shown in the report's CloudWatch table, and one throttled call
+# in ten thousand does not make the rest of the window something other than a measurement.
+# The default error_rate threshold's share (runner/analysis/_verdict.py DEFAULT_ERROR_RATE).
+THROTTLED_SHARE = 0.01
 
 
 # A step with one of these stops the sweep: the next steps would meet the same broken target.
@@ -256,8 +261,8 @@ def failing_layer(
     error rate judges it).
 
     CloudWatch's metrics first, when the window's are published: if throttles they count
-    explain most of the step's 5xx and 429 answers, the step was "throttled" (by Lambda,
-    API Gateway or DynamoDB, with their figures), whatever share of its requests failed.
+    explain most of the step's 5xx and 429 answers and those are at least THROTTLED_SHARE of its
+    requests, the step was "throttled" (by Lambda, API Gateway or DynamoDB, with their figures).
     Otherwise the function's logs, when 5xx and 429 are most of the requests ("target failed"):
     API Gateway when most failed requests have no invocation behind them (its integration or
     throttle, or Lambda throttling the call), DynamoDB when most failed calls logged a DynamoDB
@@ -265,7 +270,12 @@ def failing_layer(
     the line says what they counted, so the two never disagree unsaid.
     """
     failed = sum(error.count for error in errors if _SERVER_SIDE.match(error.kind))
-    if metrics is not None and metrics.published and failed:
+    if (
+        metrics is not None
+        and metrics.published
+        and failed
+        and failed >= THROTTLED_SHARE * requests
+    ):
         too_many = sum(error.count for error in errors if _TOO_MANY.match(error.kind))
         throttled = _throttled(requests, failed, too_many, metrics)
         if throttled is not None:
