@@ -237,3 +237,15 @@ def test_given_the_throttled_share_then_it_is_the_default_error_rate() -> None:
     from runner.analysis._verdict import DEFAULT_ERROR_RATE
 
     assert THROTTLED_SHARE == DEFAULT_ERROR_RATE
+
+
+def test_given_the_metrics_wait_then_the_readme_states_the_same_figures() -> None:
+    from runner.targets._cloudwatch import MAX_WAIT_S, METRICS_POLL_S, METRICS_WAIT_S
+
+    readme = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
+    stated = (
+        f"repeated every {METRICS_POLL_S:g} s until the window's last minute is in CloudWatch, "
+        f"for at most {METRICS_WAIT_S:g} s after that minute (set `MEMSWEEP_METRICS_WAIT_S`, 0 "
+        f"to {MAX_WAIT_S:g} seconds"
+    )
+    assert stated in readme
