@@ -206,6 +206,11 @@ def test_given_the_functions_logs_in_cloudwatch_then_the_runs_own_charges_are_me
     assert compute.quantity > 0
     assert "no invocations in the function's log" not in measured.basis
     assert "AWS charges of this test, measured: $" in stderr
+    # AND the function's own Durations from CloudWatch, for duration thresholds as on the
+    # local stack: a histogram of the window's invocations and their per-second batches
+    for step in results.steps:
+        assert step.invocations is not None and step.invocations.count > 0
+        assert step.invocations.duration_histogram and step.invocations.duration_by_second
 
 
 def test_given_the_endpoint_dies_mid_sweep_then_exit_3_and_memory_restored(
@@ -925,10 +930,15 @@ def test_given_an_exception_mid_run_then_architecture_and_handler_are_restored(
     assert live(aws_env) == original
 
 
+# Python leaves SIGINT ignored when it starts with it ignored (a CI job started in the
+# background by a non-interactive shell): the child takes Ctrl-C as a terminal would give it.
 CHANGE_THEN_WAIT = f"""
+import signal
 import time
 from runner.scenario import AwsTarget
 from runner.targets import AwsStackTarget
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 target = AwsStackTarget(AwsTarget(kind="aws", stack="memsweep", stage="{STAGE}"))
 with target:
