@@ -149,6 +149,10 @@ class DurationSecond(_Model):
     mean_ms: Millis
 
 
+# An Invocations' source when the target could not read the function's logs at all.
+LOGS_UNAVAILABLE = "CloudWatch Logs unavailable"
+
+
 class Invocations(_Model):
     """What the function's own logs (REPORT lines) say about the step's window."""
 
@@ -190,6 +194,11 @@ class Invocations(_Model):
     # written before they were kept: such a setting has no function-duration interval.
     duration_histogram: Histogram = None
     duration_by_second: list[DurationSecond] = Field(default_factory=list)
+
+    @property
+    def logs_unread(self) -> bool:
+        """The function's logs could not be read (not: read, and no invocation in them)."""
+        return self.source.startswith(LOGS_UNAVAILABLE)
 
 
 class OutsideWindow(_Model):

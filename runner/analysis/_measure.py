@@ -362,9 +362,7 @@ def _layer_from_logs(requests: int, failed: int, invocations: Invocations) -> st
     """The layer the function's logs point to when 5xx and 429 are most of the requests."""
     if not requests or failed < TARGET_DOWN_SHARE * requests:
         return None
-    if invocations.capacity_records is None or invocations.source.startswith(
-        "CloudWatch Logs unavailable"
-    ):
+    if invocations.capacity_records is None or invocations.logs_unread:
         return None  # no logs to tell the layers apart
     shown = f"{failed} of {requests} requests failed with 5xx or 429"
     if invocations.count < REACHED_SHARE * failed:

@@ -37,7 +37,14 @@ from runner.errors import BadInput, MemsweepError
 from runner.invocations import Phases, attribute
 from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
 from runner.lambda_logs import PLATFORM_REPORT
-from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo, WindowMetrics
+from runner.results import (
+    LOGS_UNAVAILABLE,
+    Fidelity,
+    Invocations,
+    OutsideWindow,
+    TargetInfo,
+    WindowMetrics,
+)
 from runner.scenario import AwsTarget
 from runner.stack import RateLimit
 from runner.targets._base import Target
@@ -883,7 +890,7 @@ class AwsStackTarget(Target):
                 if poll < LOG_SETTLE_POLLS - 1:
                     time.sleep(LOG_SETTLE_S)
         except (ClientError, BotoCoreError, InsightsError) as exc:
-            return Invocations(source=f"CloudWatch Logs unavailable: {exc}"), OutsideWindow()
+            return Invocations(source=f"{LOGS_UNAVAILABLE}: {exc}"), OutsideWindow()
         return attribute(lines or [], phases, f"CloudWatch Logs {group}")
 
     def _log_lines(
