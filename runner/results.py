@@ -283,6 +283,9 @@ class WindowMetrics(_Model):
 
     source: str = ""  # "CloudWatch GetMetricData", or why there are no figures
     published: bool = False  # the window's last minute was in CloudWatch when it was read
+    # Not published yet when the step read it (each step reads once, without waiting): the run
+    # reads it again after its last step (False: published, or refused: not worth a retry)
+    pending: bool = False
     start: Epoch | None = None  # the minutes read
     end: Epoch | None = None
     period_s: int = Field(60, gt=0)

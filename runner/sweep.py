@@ -41,6 +41,7 @@ from runner.analysis import (
     next_round,
     step_window,
     still_open,
+    with_late_metrics,
 )
 from runner.errors import BadInput, MemsweepError
 from runner.invocations import Phases
@@ -188,6 +189,8 @@ class Sweep:
                     self._run_on(target)
                 finally:
                     unrestored = self._restore(target)
+                # After the restore: the wait costs the function nothing at a test's size.
+                self._late_metrics(target)
             code = None  # every step ran: the verdict decides
             # A run whose every step was measured is complete, even when a step is degraded
             # (exit 3): the verdict says why there is no pick; "failed" is for runs that broke.
@@ -214,6 +217,25 @@ class Sweep:
             self.results.finished_at = time.time()
             self._measure_charges()
             self._save()
+
+    def _late_metrics(self, target: Target) -> None:
+        """Steps whose CloudWatch minutes were not yet published when they ended (each step
+        reads them once: a confident sweep's 24 steps would otherwise each wait a minute or
+        more, on a run meant to answer in one) are read again now, the last step's first and
+        waiting for its last minute: one wait per run. A step whose throttles then explain its
+        failures is marked as measure_step would have marked it."""
+        steps = self.results.steps
+        late = [i for i, step in enumerate(steps) if step.metrics and step.metrics.pending]
+        if not late:
+            return
+        self.say(Note(f"reading CloudWatch metrics for {len(late)} step(s) once published"))
+        for order, i in enumerate(reversed(late)):
+            step = steps[i]
+            phases = Phases(step.started_at, step.window_start, step.window_end)
+            metrics = target.window_metrics(phases, api=step.api, wait=order == 0)
+            if metrics is not None:
+                steps[i] = with_late_metrics(step, metrics)
+        self._save()
 
     def _estimate_charges(self) -> None:
         """On the aws target, what the run will cost by itself, said before it starts and kept
@@ -549,7 +571,8 @@ def _apply(target: Target, point: Point) -> None:
 def _read_window(target: Target, phases: Phases, *, opened: dict[str, Any]) -> Readings:
     """What measure_step takes from the target and the host, read as the window closes (the
     CPU accounting first); on AWS, invocations() polls CloudWatch Logs for the window and
-    window_metrics() CloudWatch's metrics until the window's last minute is published."""
+    window_metrics() CloudWatch's metrics once (Sweep._late_metrics reads the unpublished again
+    after the last step)."""
     delivery_closed = target.delivery()
     host_closed = host_snapshot(phases.window_end)
     fidelity = target.fidelity()

@@ -183,9 +183,12 @@ def test_given_the_last_minute_not_published_yet_then_no_figures_and_why(
     # GIVEN only the window's first minute in CloudWatch (the last one still on its way)
     put(moto_stack, "AWS/ApiGateway", "Count", rest, (phases.load_started + 5, requests(200)))
     put(moto_stack, "AWS/Lambda", "Throttles", {"FunctionName": FUNCTION}, (phases.load_started, 0))
-    # WHEN the target has waited its bound for the last minute
-    metrics = target.window_metrics(phases)
-    # THEN the step records that its metrics were not published: no zeros read as no throttles
+    # WHEN a step reads them as it ends (once), and the run after its last step (waiting)
+    once = target.window_metrics(phases)
+    metrics = target.window_metrics(phases, wait=True)
+    # THEN the step records that its metrics were not published: no zeros read as no throttles,
+    # and pending, to be read again after the run
+    assert once.polls == 1 and once.pending and not once.published
     assert not metrics.published and metrics.polls >= 2
     assert "had not published the window's last minute" in metrics.source
     assert metrics.lambda_throttles is None and metrics.api_requests is None
@@ -300,6 +303,30 @@ def test_given_429s_that_lambda_throttles_explain_then_the_step_names_lambda_and
     from runner.analysis import STOPS_THE_SWEEP
 
     assert "throttled" not in STOPS_THE_SWEEP
+
+
+def test_given_metrics_published_after_the_step_then_the_run_marks_it_throttled_at_its_end(
+    target: Any, moto_stack: dict[str, str]
+) -> None:
+    from runner.analysis import with_late_metrics
+
+    phases = window_at(106)
+    # GIVEN a step measured before CloudWatch had its minutes: 412 of 900 answers were 429s,
+    # the step valid for now (the error rate judges it), its metrics pending
+    data = step_with({"HTTP 429": 412}, 900, phases)
+    pending = target.window_metrics(phases)
+    step, problems = measured(data, phases, pending, invoked=488)
+    assert pending.pending and problems == [] and step.valid
+    # WHEN the run reads them again after its last step, the minutes now published
+    publish_lambda_throttled_step(moto_stack, phases)
+    late = target.window_metrics(phases, api=step.api, wait=True)
+    judged = with_late_metrics(step, late)
+    # THEN the step is throttled by Lambda, with the figures, and not valid: as if read at once
+    assert late.published and not late.pending and judged.metrics == late
+    assert [p.kind for p in judged.problems] == ["throttled"] and not judged.valid
+    assert judged.problems[0].detail.startswith("Lambda throttled 412 of 900 invocation requests")
+    # AND judging it again changes nothing (the layer replaced, not added twice)
+    assert with_late_metrics(judged, late).problems == judged.problems
 
 
 def test_given_errors_but_no_throttles_then_the_step_is_not_called_throttled(

@@ -245,7 +245,7 @@ def test_given_the_metrics_wait_then_the_readme_states_the_same_figures() -> Non
     readme = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
     stated = (
         f"repeated every {METRICS_POLL_S:g} s until the window's last minute is in CloudWatch, "
-        f"for at most {METRICS_WAIT_S:g} s after that minute (set `MEMSWEEP_METRICS_WAIT_S`, 0 "
-        f"to {MAX_WAIT_S:g} seconds"
+        f"for at most {METRICS_WAIT_S:g} s after that minute, once per run (set "
+        f"`MEMSWEEP_METRICS_WAIT_S`, 0 to {MAX_WAIT_S:g} seconds"
     )
     assert stated in readme

@@ -22,6 +22,7 @@ from runner.analysis._measure import (
     load_tick,
     measure_step,
     step_window,
+    with_late_metrics,
 )
 from runner.analysis._sequential import NextRound, next_round, still_open
 from runner.analysis._setting import Setting, Verdict
@@ -86,4 +87,5 @@ __all__ = [
     "run_verdict",
     "step_window",
     "still_open",
+    "with_late_metrics",
 ]

@@ -250,6 +250,18 @@ def measure_step(
     return Measured(step, problems)
 
 
+def with_late_metrics(step: Step, metrics: WindowMetrics) -> Step:
+    """The step judged again with CloudWatch's metrics read after the run (each step reads
+    them once, before its minutes are published): the layer failing_layer names from them
+    replaces the one it named without them, and the step is valid only without problems."""
+    before = failing_layer(step.requests, step.errors, step.invocations, step.metrics)
+    after = failing_layer(step.requests, step.errors, step.invocations, metrics)
+    problems = [problem for problem in step.problems if problem != before]
+    if after is not None:
+        problems.insert(0, after)
+    return step.model_copy(update={"metrics": metrics, "problems": problems, "valid": not problems})
+
+
 def failing_layer(
     requests: int,
     errors: Sequence[ErrorCount],

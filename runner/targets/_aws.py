@@ -924,17 +924,21 @@ class AwsStackTarget(Target):
             raise
         return lines
 
-    def window_metrics(self, phases: Phases) -> WindowMetrics:
+    def window_metrics(
+        self, phases: Phases, *, api: str | None = None, wait: bool = False
+    ) -> WindowMetrics:
         """CloudWatch's metrics for the window's minutes (runner/targets/_cloudwatch.py): the
         function's throttles and peak concurrency, the step's API's 4xx/5xx, the table's
-        throttle events; the concurrency limit read once per run. Never raises: a refused
-        call is recorded as the reason there are no figures."""
+        throttle events; the concurrency limit read once per run. Read once unless `wait`
+        (then up to metrics_wait_s for the last minute). Never raises: a refused call is
+        recorded as the reason there are no figures."""
         if self._concurrency is None:
             self._concurrency = self.concurrency_limit()
+        step_api = api or self.api
         of = MetricsOf(
             function=self.function,
-            api=self.api,
-            api_dimensions=self._api_dimensions(),
+            api=step_api,
+            api_dimensions=self._api_dimensions(step_api),
             table=self.table,
         )
         return read_window(
@@ -942,13 +946,13 @@ class AwsStackTarget(Target):
             of,
             phases,
             concurrency=self._concurrency,
-            wait_s=self.metrics_wait_s,
+            wait_s=self.metrics_wait_s if wait else 0.0,
         )
 
-    def _api_dimensions(self) -> dict[str, str]:
+    def _api_dimensions(self, api: str) -> dict[str, str]:
         """The step's API's metric dimensions: REST by name and stage (its name read once from
         API Gateway), the HTTP API by id and its $default stage (serverless.yml's httpApi)."""
-        if self.api == "http":
+        if api == "http":
             return {"ApiId": self._http_api_id, "Stage": "$default"} if self._http_api_id else {}
         if self._rest_api_name is None:
             try:

@@ -113,9 +113,13 @@ class Target(ABC):
         """The step's invocations whose requests arrived in its measured window, and the
         others counted by phase (runner/invocations.py `attribute`)."""
 
-    def window_metrics(self, phases: Phases) -> WindowMetrics | None:
+    def window_metrics(
+        self, phases: Phases, *, api: str | None = None, wait: bool = False
+    ) -> WindowMetrics | None:
         """The service's own metrics for the step's window (CloudWatch on AWS: which layer
-        throttled), else None: the local stack and a bare URL have none to read."""
+        throttled), else None: the local stack and a bare URL have none to read. api: the
+        step's API type (None: the one in use); wait: wait for the window's last minute to be
+        published (bounded), else read once."""
         return None
 
     def delivery(self) -> Delivery | None:

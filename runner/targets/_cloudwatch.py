@@ -169,6 +169,7 @@ def read_window(
                 source=f"CloudWatch had not published the window's last minute ({last} UTC, "
                 f"{marker}) after {polls} read(s), waiting up to {wait_s:g} s: no figures",
                 polls=polls,
+                pending=True,
                 **base,
             )
         sleep(METRICS_POLL_S)
