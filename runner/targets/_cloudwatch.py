@@ -108,7 +108,7 @@ def queries(of: MetricsOf) -> list[_Query]:
 
 
 def metrics_wait_s() -> float:
-    """The wait for a window's metrics: $MEMSWEEP_METRICS_WAIT_S, else METRICS_WAIT_S; a value
+    """The run's wait for its steps' metrics: $MEMSWEEP_METRICS_WAIT_S, else METRICS_WAIT_S; a value
     that is not seconds from 0 to MAX_WAIT_S is refused in one line (BadInput)."""
     given = os.environ.get(WAIT_VARIABLE)
     if given is None or not given.strip():
@@ -120,7 +120,8 @@ def metrics_wait_s() -> float:
     if not 0 <= wait <= MAX_WAIT_S:  # NaN fails too
         raise BadInput(
             f"{WAIT_VARIABLE}={given[:40]!r}: must be seconds from 0 to {MAX_WAIT_S:g} (how long "
-            "each step waits for CloudWatch to publish its metrics; 0 reads them once)"
+            "a run waits, after its last step, for CloudWatch to publish its steps' metrics; 0 "
+            "reads them once)"
         )
     return wait
 
