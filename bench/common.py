@@ -377,7 +377,8 @@ def wrk_run(
 
 
 # Busy loops per core that starve the local stack measurably: with two, its sandboxes got
-# 42-48 % of the CPU they were ready to use (0.70-0.78 on the quiet host), p95 doubled.
+# 42-56 % of the CPU they were ready to use (0.70-0.79 on the quiet host; the figure moves
+# with the machine), p95 doubled.
 HOGS_PER_CORE = 2
 
 

@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from runner import hdr
@@ -388,6 +389,16 @@ class Step(_Model):
     valid: bool = True
     problems: list[Problem] = Field(default_factory=list)
     locust_files: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _drops_within_offered(self) -> Step:
+        # offered counts the sent and the dropped arrivals: more dropped than offered is a
+        # damaged file, and a rate read from it would be over 100 %.
+        if self.offered is not None and self.dropped_arrivals > self.offered:
+            raise ValueError(
+                f"dropped_arrivals ({self.dropped_arrivals}) exceeds offered ({self.offered})"
+            )
+        return self
 
     @property
     def point(self) -> Point:

@@ -143,6 +143,11 @@ CASES: list[tuple[str, Mutate | str, str]] = [
         ),
         "inflates past its size",
     ),
+    (
+        "more dropped than offered",
+        lambda d: d["steps"][1].update(offered=3, dropped_arrivals=9),
+        "steps.1: dropped_arrivals (9) exceeds offered (3)",
+    ),
     ("scenario sweep not a mapping", set_path("scenario", "sweep", value=[1]), "scenario.sweep"),
     (
         "stage duration a string",
@@ -169,6 +174,21 @@ def test_given_a_damaged_results_file_then_one_line_naming_it_and_exit_2(
     assert len(lines) == 1 and str(path) in lines[0] and expected in lines[0], lines
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
     assert not (tmp_path / "report.html").exists()
+
+
+def test_given_an_open_model_step_with_no_arrivals_then_the_report_reads_0_of_0(
+    tmp_path: Path, document: dict[str, Any]
+) -> None:
+    # Found by the fuzz below (CI, 2026-12-06): a drop rate of 0 of 0 was None, and the
+    # report's table failed formatting it.
+    empty = json.loads(json.dumps(document))
+    empty["steps"][1].update(offered=0, dropped_arrivals=0)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(empty))
+    done = report_command(path)
+    assert done.returncode == 0, done.stderr
+    html = (tmp_path / "report.html").read_text()
+    assert "0 of 0" in html
 
 
 def test_given_a_file_larger_than_any_run_writes_then_refused_before_reading(

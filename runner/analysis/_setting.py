@@ -114,7 +114,10 @@ class Setting(PointRecord):
 
     @property
     def drop_rate(self) -> float | None:
-        return self.dropped_arrivals / self.offered if self.offered else None
+        if self.offered is None:
+            return None  # closed model: nothing is offered, nothing dropped
+        # An open-model window with no arrivals dropped none of them.
+        return self.dropped_arrivals / self.offered if self.offered else 0.0
 
     @property
     def valid(self) -> bool:

@@ -21,13 +21,15 @@ from runner.results import CpuDelivery, Trust
 # Of the CPU time the sandboxes were ready to use within their quota (what they ran plus
 # what they waited for beyond the quota's own throttling), at least this share must have
 # been delivered. Below it the host, not the modelled memory size, set the pace (a saturated
-# run seen before this check: a 1024 MB step 20x slower than 512 MB, Init 14.7 s). Measured here (2
-# cores, 4 users at ~45 req/s, stack and Locust on the same machine): 0.76-0.78 at 128, 512
-# and 1769 MB with nothing else running (the stack's own processes compete: wake-up latency
-# ~0.4 ms per 20 ms period); 0.42-0.48 beside two busy loops per core, where p95 doubled at
-# 512 and 1769 MB (10 -> 20 ms); 0.70-0.73 in the quiet end-to-end test. The line sits
-# between the two, nearer the busy side: a false alarm costs a re-run, a miss a wrong pick.
-MIN_DELIVERED = 0.55
+# run seen before this check: a 1024 MB step 20x slower than 512 MB, Init 14.7 s). Measured
+# (2 cores, 4 users at ~45 req/s, stack and Locust on the same machine): 0.70-0.79 at 128,
+# 512 and 1769 MB with nothing else running (the stack's own processes compete: wake-up
+# latency ~0.4 ms per 20 ms period), in benches and the quiet end-to-end test alike; beside
+# two busy loops per core, where p95 doubled, 0.42-0.48 on one machine and 0.54-0.56 on
+# another (CI, 2026-12-06: a 0.56 step passed the old line of 0.55 unflagged). The line sits
+# midway between the highest starved and the lowest quiet figure: a false alarm costs a
+# re-run, a miss a wrong pick.
+MIN_DELIVERED = 0.62
 # Delivered CPU per 20 ms period against memory/1769: beyond this either way the modelled
 # size is not the one measured. bench/fidelity.py's goal is ±5 %; one short step is
 # noisier, so a step is only flagged past ±20 %. A period's own CPU is not in cpu.stat, so
