@@ -196,6 +196,14 @@ class Invocations(_Model):
     duration_histogram: Histogram = None
     duration_by_second: list[DurationSecond] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _cold_within_count(self) -> Invocations:
+        # The warm invocations (count less the cold ones) divide the warm billed time: more
+        # cold starts than invocations is a damaged file, and would read as a negative bill.
+        if self.cold_starts > self.count:
+            raise ValueError(f"cold_starts ({self.cold_starts}) exceeds count ({self.count})")
+        return self
+
     @property
     def logs_unread(self) -> bool:
         """The function's logs could not be read (not: read, and no invocation in them)."""
@@ -391,7 +399,9 @@ class Step(_Model):
     locust_files: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _drops_within_offered(self) -> Step:
+    def _counts_agree(self) -> Step:
+        if self.failures > self.requests:
+            raise ValueError(f"failures ({self.failures}) exceeds requests ({self.requests})")
         # offered counts the sent and the dropped arrivals: more dropped than offered is a
         # damaged file, and a rate read from it would be over 100 %.
         if self.offered is not None and self.dropped_arrivals > self.offered:

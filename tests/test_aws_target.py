@@ -1105,6 +1105,7 @@ class RecordedInsights:
         self.status = status
         self.tails = {name: query.rsplit("_ms}", 1)[1] for name, query in QUERIES.items()}
         self.sent: list[dict[str, Any]] = []
+        self.calls: list[str] = []  # "start" or "poll", in the order they came
 
     def register(self, logs: Any) -> None:
         logs.meta.events.register("before-parameter-build.logs.StartQuery", self._keep)
@@ -1113,6 +1114,7 @@ class RecordedInsights:
 
     def _keep(self, params: dict[str, Any], **_: Any) -> None:
         self.sent.append(dict(params))
+        self.calls.append("start")
 
     def _started(self, **_: Any) -> tuple[Any, dict[str, Any]]:
         from botocore.awsrequest import AWSResponse, HTTPHeaders
@@ -1123,6 +1125,7 @@ class RecordedInsights:
     def _results(self, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
         from botocore.awsrequest import AWSResponse, HTTPHeaders
 
+        self.calls.append("poll")
         sent = self.sent[int(json.loads(params["body"])["queryId"])]
         name = next(n for n, tail in self.tails.items() if sent["queryString"].endswith(tail))
         where = "window" if sent["startTime"] == int(self.window_start) else "outside"
@@ -1186,6 +1189,8 @@ def test_given_a_step_above_the_line_limit_then_logs_insights_gives_the_same_fig
     assert len(window) == 5 and all(
         str(int(phases.window_start * 1000)) in q["queryString"] for q in window
     )
+    # AND the three ranges' 9 queries were all started before the first poll: one wait
+    assert insights.calls[:10] == ["start"] * 9 + ["poll"]
 
 
 def test_given_an_insights_query_that_fails_then_the_step_says_why_it_has_no_invocations(

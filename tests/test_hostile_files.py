@@ -148,6 +148,11 @@ CASES: list[tuple[str, Mutate | str, str]] = [
         lambda d: d["steps"][1].update(offered=3, dropped_arrivals=9),
         "steps.1: dropped_arrivals (9) exceeds offered (3)",
     ),
+    (
+        "more cold starts than invocations",
+        set_path("steps", 0, "invocations", "cold_starts", value=10**6),
+        "steps.0.invocations: cold_starts (1000000) exceeds count",
+    ),
     ("scenario sweep not a mapping", set_path("scenario", "sweep", value=[1]), "scenario.sweep"),
     (
         "stage duration a string",

@@ -514,7 +514,9 @@ def _setting(
     invocations = [step.invocations for step in steps]
     warm_count = sum(inv.count - inv.cold_starts for inv in invocations)
     warm_billed = (
-        sum(inv.warm_billed_ms_total for inv in invocations) / warm_count if warm_count else None
+        sum(inv.warm_billed_ms_total for inv in invocations) / warm_count
+        if warm_count > 0
+        else None
     )
     offered = [step.offered for step in steps if step.offered is not None]
     memory = point.memory_mb

@@ -79,6 +79,7 @@ WINDOW_QUERIES = tuple(QUERIES)
 OUTSIDE_QUERIES = ("all", "capacity")
 
 Rows = list[dict[str, str]]
+QueryRange = tuple[tuple[str, ...], float, float]  # query names, start and end (epoch s)
 
 
 class InsightsError(Exception):
@@ -94,27 +95,37 @@ class InsightsReader:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
 
-    def run(self, names: tuple[str, ...], start: float, end: float) -> dict[str, Rows]:
-        """Each named query's rows over [start, end] (epoch s, by when the line was written):
-        all started at once, then polled until each completes."""
-        started = {name: self._start(QUERIES[name], start, end) for name in names}
+    def run(self, ranges: Mapping[str, QueryRange]) -> dict[str, dict[str, Rows]]:
+        """Each range's named queries' rows (a range: query names and [start, end], epoch s,
+        by when the line was written): every query of every range started at once (9 for a
+        step, under the account's 30 concurrent queries), then polled until each completes.
+        One wait for a step, not one per range."""
+        started = {
+            (key, name): self._start(QUERIES[name], start, end)
+            for key, (names, start, end) in ranges.items()
+            for name in names
+        }
         deadline = self.clock() + QUERY_TIMEOUT_S
-        results: dict[str, Rows] = {}
-        while len(results) < len(started):
-            for name, query_id in started.items():
-                if name not in results:
+        done: dict[tuple[str, str], Rows] = {}
+        while len(done) < len(started):
+            for (key, name), query_id in started.items():
+                if (key, name) not in done:
                     rows = self._poll(name, query_id)
                     if rows is not None:
-                        results[name] = rows
-            if len(results) < len(started):
+                        done[key, name] = rows
+            if len(done) < len(started):
                 if self.clock() > deadline:
-                    waiting = sorted(set(started) - set(results))
+                    waiting = sorted(
+                        {f"{name} ({key})" for key, name in started if (key, name) not in done}
+                    )
                     raise InsightsError(
                         f"Logs Insights queries not complete after {QUERY_TIMEOUT_S:.0f} s: "
                         + ", ".join(waiting)
                     )
                 self.sleep(QUERY_POLL_S)
-        return results
+        return {
+            key: {name: done[key, name] for name in names} for key, (names, _, _) in ranges.items()
+        }
 
     def _start(self, query: str, start: float, end: float) -> str:
         # The query's range is whole seconds; the filter on toMillis(@timestamp) cuts it to
@@ -237,10 +248,18 @@ def read_step(
         "when its request arrived; no per-request join)"
     )
     # Phases.of counts a request arriving at window_end itself in the window: so does this.
-    window = reader.run(WINDOW_QUERIES, phases.window_start, phases.window_end + 0.001)
-    warmup = reader.run(OUTSIDE_QUERIES, phases.load_started, phases.window_start)
-    before = reader.run(OUTSIDE_QUERIES, phases.load_started - lookbehind_s, phases.load_started)
-    return summary(window, source), OutsideWindow(
-        before=summary(before, source),
-        warmup=summary(warmup, source),
+    rows = reader.run(
+        {
+            "window": (WINDOW_QUERIES, phases.window_start, phases.window_end + 0.001),
+            "warmup": (OUTSIDE_QUERIES, phases.load_started, phases.window_start),
+            "before": (
+                OUTSIDE_QUERIES,
+                phases.load_started - lookbehind_s,
+                phases.load_started,
+            ),
+        }
+    )
+    return summary(rows["window"], source), OutsideWindow(
+        before=summary(rows["before"], source),
+        warmup=summary(rows["warmup"], source),
     )
