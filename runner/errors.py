@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """text with every character a terminal would not print as itself (line and paragraph
+    breaks, vertical tabs, escapes) written as its escape: a value quoted from a damaged file
+    can neither break the one line an error is nor drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class MemsweepError(Exception):
     """A failure with a message meant for the user; exit code 3 (run failed) by default."""
 

@@ -29,8 +29,8 @@ from pydantic import (
 )
 
 from runner import hdr
-from runner.errors import BadInput, MemsweepError
-from runner.lambda_facts import ApiType, Architecture
+from runner.errors import BadInput, MemsweepError, one_line
+from runner.lambda_facts import MAX_MEMORY_MB, MIN_MEMORY_MB, ApiType, Architecture
 from runner.redaction import redact_scenario, redact_scenario_text, redact_url
 from runner.scenario import HandlerName, Point, Scenario, point_label
 
@@ -80,7 +80,8 @@ def _check_histogram(encoded: str | None) -> str | None:
 
 Histogram = Annotated[str | None, AfterValidator(_check_histogram)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
-Memory = Annotated[int, Field(gt=0, le=1_000_000)]  # MB; Lambda's range is 128-10,240
+# MB, in Lambda's range: a step's point is rebuilt from it (and a scenario refuses others).
+Memory = Annotated[int, Field(ge=MIN_MEMORY_MB, le=MAX_MEMORY_MB)]
 Epoch = Annotated[float, Field(ge=0, le=MAX_EPOCH_S)]
 Millis = Annotated[float, Field(ge=0)]
 
@@ -774,8 +775,9 @@ def read_results(path: str | Path) -> Results:
         if first["type"] in ("value_error", "assertion_error") or not where:
             shown = ""
         raise BadInput(
-            f"{file}: not a valid results file: {where or '(top level)'}: {message}{shown} "
-            f"({exc.error_count()} problem(s))"
+            f"{file}: not a valid results file: "
+            + one_line(f"{where or '(top level)'}: {message}{shown}")
+            + f" ({exc.error_count()} problem(s))"
         ) from None
 
 

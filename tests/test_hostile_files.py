@@ -101,6 +101,11 @@ CASES: list[tuple[str, Mutate | str, str]] = [
     ("Infinity", '{"schema_version": 3, "x": -Infinity}', "-Infinity is not a number"),
     ("1e999", '{"schema_version": 3, "x": 1e999}', "1e999 is out of range"),
     ("zero memory", set_path("steps", 0, "memory_mb", value=0), "steps.0.memory_mb"),
+    (
+        "memory below Lambda's range",
+        set_path("steps", 0, "memory_mb", value=64),
+        "steps.0.memory_mb",
+    ),
     ("negative memory", set_path("steps", 1, "memory_mb", value=-128), "steps.1.memory_mb"),
     ("negative count", set_path("steps", 0, "requests", value=-5), "steps.0.requests"),
     (
@@ -152,6 +157,11 @@ CASES: list[tuple[str, Mutate | str, str]] = [
         "more cold starts than invocations",
         set_path("steps", 0, "invocations", "cold_starts", value=10**6),
         "steps.0.invocations: cold_starts (1000000) exceeds count",
+    ),
+    (
+        "line breaks in a quoted value",
+        set_path("scenario", "target", value="F\x0bX\u2028Y\x1b[31m"),
+        "F\\x0bX\\u2028Y\\x1b[31m",
     ),
     ("scenario sweep not a mapping", set_path("scenario", "sweep", value=[1]), "scenario.sweep"),
     (
