@@ -522,6 +522,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
                 quiet=args.quiet,
                 progress=progress.update,
                 run_id=args.run_id or "",
+                run_with=changed,
                 cost_from=cost_from,
                 cost_from_name=str(args.cost_from or ""),
             ),
@@ -676,10 +677,11 @@ def _print_charges(scenario: Scenario, previous: Results | None, path: Path | No
 
 
 def _changes(args: argparse.Namespace) -> str:
-    """The quick-try options given, as typed: '--memory 256,512 --duration 20s'."""
+    """The options given that change the scenario, as typed: '--memory 256,512 --duration 20s'
+    (the target's kind too: the same file run against AWS is another run)."""
     given = [
         f"--{name} {value:g}" if isinstance(value, float) else f"--{name} {value}"
-        for name in ("memory", "duration", "users", "rate", "repeats")
+        for name in ("target", "memory", "until", "duration", "users", "rate", "repeats")
         if (value := getattr(args, name)) is not None
     ]
     return " ".join(given)

@@ -569,6 +569,9 @@ class Results(_Model):
     scenario: Scenario  # as it ran (overrides applied), secrets redacted
     scenario_text: str
     scenario_path: str
+    # The command line's changes to the file for this run, as typed ("--memory 256,512"): the
+    # scenario above holds the values used; this says the file alone would not reproduce it.
+    run_with: str = ""
     versions: dict[str, str]
     host: HostRecord
     target: TargetInfo

@@ -94,6 +94,7 @@ class RunOptions:
     # --cost-from: an earlier run whose billed time per point the test's cost estimate uses
     cost_from: Results | None = None
     cost_from_name: str = ""
+    run_with: str = ""  # the command line's changes to the scenario file, as typed
 
 
 def new_run_id(scenario: Scenario) -> str:
@@ -120,6 +121,7 @@ class Sweep:
             scenario=scenario,
             scenario_text=scenario_text,
             scenario_path=scenario_path,
+            run_with=options.run_with,
             versions=_versions(),
             host=HostRecord(
                 hostname=socket.gethostname(),

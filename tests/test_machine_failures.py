@@ -263,3 +263,11 @@ def test_given_a_cold_start_storm_then_the_step_is_degraded_naming_what_the_host
         assert "CPUs were" in causes and "busy" in causes
     assert "host saturated" in done.stdout and "Traceback" not in done.stderr
     assert leftovers(tmp_path) == []
+    # AND the run says how it departed from the file, in results.json and the report's title
+    changes = "--memory 128 --until fixed --duration 3s --users 600"
+    assert results["run_with"] == changes
+    report = (tmp_path / "reports" / "storm" / "report.html").read_text()
+    assert (
+        f"<title>memsweep: tutorial memory sweep (list, 128 vs 1024 MB), run with {changes}</title>"
+        in report
+    )

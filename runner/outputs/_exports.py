@@ -378,7 +378,11 @@ def summary_markdown(analysis: Analysis, rows: list[Row]) -> str:
     confidence = _confidence(analysis)
     pick = recommendation.cheapest
     swept = swept_axes(analysis)
-    lines = [f"### memsweep: {_md(results.scenario_name)} (run {_md(results.run_id)})", ""]
+    run_with = f", run with {_md(results.run_with)}" if results.run_with else ""
+    lines = [
+        f"### memsweep: {_md(results.scenario_name)}{run_with} (run {_md(results.run_id)})",
+        "",
+    ]
     if pick is not None:
         lines.append(f"**Recommendation: {_md(pick.label)}.** {_md(recommendation.headline)}")
         if swept:

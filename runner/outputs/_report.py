@@ -915,7 +915,12 @@ def render(analyses: list[Analysis], *, pair: RunComparison | None = None) -> st
     """The HTML for one run, or two runs overlaid (one set of charts and tables)."""
     runs = views(analyses)
     settings = [s for run in runs for s in run.analysis.settings]
-    title = analyses[0].results.scenario_name
+    first = analyses[0].results
+    title = (
+        f"{first.scenario_name}, run with {first.run_with}"
+        if first.run_with
+        else first.scenario_name
+    )
     if len(analyses) > 1:
         title = " vs ".join(a.results.run_id for a in analyses)
     return (
