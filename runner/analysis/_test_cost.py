@@ -331,20 +331,17 @@ def _charges(tally: _Tally, *, basis: str, before: bool, prices: PriceTable) -> 
     target reads only the REPORT and handler lines): that line is always an estimate."""
     assumed = tally.assumed
 
-    def line(
-        service: str, quantity: float, unit: str, usd: float, *, estimated: bool
-    ) -> ChargeLine:
-        return ChargeLine(
-            service=service, quantity=quantity, unit=unit, usd=usd, estimated=estimated
-        )
+    def per_million(service: str, quantity: float, unit: str, price: float) -> ChargeLine:
+        """A line priced per million of its unit (requests, read or write units)."""
+        usd = quantity / MILLION * price
+        return ChargeLine(service=service, quantity=quantity, unit=unit, usd=usd, estimated=assumed)
 
     lines = [
-        line(
+        per_million(
             f"API Gateway {API_NAMES[api].removesuffix(' API')}",
             count,
             "requests",
-            count / MILLION * prices.api_gateway_per_million(api),
-            estimated=assumed,
+            prices.api_gateway_per_million(api),
         )
         for api, count in sorted(tally.requests.items())
         if count
@@ -353,30 +350,24 @@ def _charges(tally: _Tally, *, basis: str, before: bool, prices: PriceTable) -> 
     compute = sum(gbs * prices.lambda_gb_second[arch] for arch, gbs in tally.gb_seconds.items())
     log_gb = tally.log_bytes / GB
     lines += [
-        line(
-            "Lambda requests",
-            tally.invocations,
-            "requests",
-            tally.invocations / MILLION * prices.lambda_per_million_requests,
+        per_million(
+            "Lambda requests", tally.invocations, "requests", prices.lambda_per_million_requests
+        ),
+        ChargeLine(
+            service="Lambda compute",
+            quantity=gb_seconds,
+            unit="GB-s",
+            usd=compute,
             estimated=assumed,
         ),
-        line("Lambda compute", gb_seconds, "GB-s", compute, estimated=assumed),
-        line(
-            "DynamoDB reads",
-            tally.read_units,
-            "RRU",
-            tally.read_units / MILLION * prices.dynamodb_per_million_rru,
-            estimated=assumed,
-        ),
-        line(
-            "DynamoDB writes",
-            tally.write_units,
-            "WRU",
-            tally.write_units / MILLION * prices.dynamodb_per_million_wru,
-            estimated=assumed,
-        ),
-        line(
-            "CloudWatch Logs", log_gb, "GB", log_gb * prices.cloudwatch_logs_per_gb, estimated=True
+        per_million("DynamoDB reads", tally.read_units, "RRU", prices.dynamodb_per_million_rru),
+        per_million("DynamoDB writes", tally.write_units, "WRU", prices.dynamodb_per_million_wru),
+        ChargeLine(
+            service="CloudWatch Logs",
+            quantity=log_gb,
+            unit="GB",
+            usd=log_gb * prices.cloudwatch_logs_per_gb,
+            estimated=True,
         ),
     ]
     return AwsCharges(
