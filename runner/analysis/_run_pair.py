@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.analysis._decision import cost_difference
-from runner.analysis._setting import Setting
-from runner.analysis._stats import compare_many
+from runner.analysis._setting import FUNCTION_PREFIX, Setting
+from runner.analysis._stats import Difference, compare_many
 from runner.analysis._verdict import COMPARED_STATISTICS, Analysis
+from runner.results import AwsCharges
 from runner.scenario import Point, point_label
 
 # Metrics `report A B` compares per size: latency with bootstrap intervals of the difference;
@@ -19,6 +20,10 @@ from runner.scenario import Point, point_label
 # plain delta.
 RUN_METRICS_WITH_INTERVALS = COMPARED_STATISTICS
 RUN_METRICS_PLAIN = ("rps",)
+# The function's own REPORT Duration percentiles compared the way client latency is, named as
+# their thresholds are (thresholds.duration_p95_ms): from far away, client latency is mostly
+# the internet, and a code or config change shows in the function's own time first.
+RUN_FUNCTION_METRICS = ("p50", "p95")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,11 @@ class RunDifference:
         return self.point.memory_mb
 
     @property
+    def of_function(self) -> bool:
+        """The function's own Duration (duration_p50_ms, ...), not the client's latency."""
+        return self.metric.startswith(FUNCTION_PREFIX)
+
+    @property
     def delta_pct(self) -> float | None:
         if self.delta is None or not self.a:
             return None
@@ -57,6 +67,9 @@ class RunComparison:
     recommendation_b: Point | None
     warnings: list[str]
     differences: list[RunDifference]
+    # The two runs' measured AWS charges, side by side (None: either run has none: another
+    # target, or a results.json from before they were kept)
+    test_charges: ChargesSideBySide | None = None
 
     @property
     def changed(self) -> bool:
@@ -105,7 +118,50 @@ class RunComparison:
                 }
                 for d in self.differences
             ],
+            "test_charges": self.test_charges.as_json() if self.test_charges else None,
         }
+
+
+@dataclass(frozen=True)
+class ChargeChange:
+    """One service's share of what each run itself cost on AWS (dollars; None: that run was
+    not billed for it)."""
+
+    service: str  # as the runs' charges name it ("Lambda compute", ...), or "Total"
+    a: float | None
+    b: float | None
+
+    @property
+    def delta(self) -> float | None:
+        return self.b - self.a if self.a is not None and self.b is not None else None
+
+
+@dataclass(frozen=True)
+class ChargesSideBySide:
+    """The test's own measured AWS charges in both runs: by service, in A's order, then the
+    services only B was billed for; the total apart."""
+
+    services: list[ChargeChange]
+    total: ChargeChange
+
+    def as_json(self) -> dict[str, Any]:
+        def change(c: ChargeChange) -> dict[str, Any]:
+            return {"service": c.service, "a": c.a, "b": c.b, "delta": c.delta}
+
+        return {"total": change(self.total), "services": [change(c) for c in self.services]}
+
+
+def charges_side_by_side(a: AwsCharges | None, b: AwsCharges | None) -> ChargesSideBySide | None:
+    """Both runs' measured charges (results.test_cost) by service, when both have them."""
+    if a is None or b is None:
+        return None
+    by_a = {line.service: line.usd for line in a.lines}
+    by_b = {line.service: line.usd for line in b.lines}
+    services = list(dict.fromkeys([*by_a, *by_b]))
+    return ChargesSideBySide(
+        services=[ChargeChange(s, by_a.get(s), by_b.get(s)) for s in services],
+        total=ChargeChange("Total", a.total_usd, b.total_usd),
+    )
 
 
 # Between two runs with one repeat per size, a latency difference smaller than this share of
@@ -206,31 +262,24 @@ def compare_run_pair(a: Analysis, b: Analysis) -> RunComparison:
         # Runs minutes apart on one host shift more than either run's own noise shows: with a
         # single repeat on either side, a change must also exceed the run-to-run margin.
         single = min(len(old.steps), len(setting.steps)) < 2
-        for metric in RUN_METRICS_WITH_INTERVALS:
-            d = tested.get(metric)
-            va, vb = getattr(old.latency, metric), getattr(setting.latency, metric)
-            margin = RUN_TO_RUN_MARGIN * abs(va) if single and va is not None else 0.0
-            differences.append(
-                RunDifference(
-                    point=setting.point,
-                    metric=f"{metric}_ms",
-                    a=va,
-                    b=vb,
-                    delta=(vb - va) if va is not None and vb is not None else None,
-                    low=d.low if d else None,
-                    high=d.high if d else None,
-                    significant=(
-                        d.significant and abs(d.value) >= margin if d is not None else None
-                    ),
-                    margin=margin,
-                )
+        differences += [
+            _latency_change(
+                setting.point,
+                f"{metric}_ms",
+                getattr(old.latency, metric),
+                getattr(setting.latency, metric),
+                tested.get(metric),
+                single=single,
             )
+            for metric in RUN_METRICS_WITH_INTERVALS
+        ]
         differences.append(
             RunDifference(
                 setting.point, "rps", old.rps, setting.rps, setting.rps - old.rps, None, None, None
             )
         )
         differences.append(_cost_change(old, setting, rb.scenario.decision.cost_tolerance_pct))
+        differences += _function_changes(old, setting, single=single)
     return RunComparison(
         a_run=ra.run_id,
         b_run=rb.run_id,
@@ -238,4 +287,66 @@ def compare_run_pair(a: Analysis, b: Analysis) -> RunComparison:
         recommendation_b=b.recommendation.cheapest.point if b.recommendation.cheapest else None,
         warnings=warnings,
         differences=differences,
+        test_charges=charges_side_by_side(ra.test_cost, rb.test_cost),
     )
+
+
+def _latency_change(
+    point: Point,
+    metric: str,
+    va: float | None,
+    vb: float | None,
+    d: Difference | None,
+    *,
+    single: bool,
+) -> RunDifference:
+    """B - A in one latency figure: a change when the interval of the difference excludes zero
+    and, with a single repeat on either side, the difference exceeds the run-to-run margin."""
+    margin = RUN_TO_RUN_MARGIN * abs(va) if single and va is not None else 0.0
+    return RunDifference(
+        point=point,
+        metric=metric,
+        a=va,
+        b=vb,
+        delta=(vb - va) if va is not None and vb is not None else None,
+        low=d.low if d else None,
+        high=d.high if d else None,
+        significant=(d.significant and abs(d.value) >= margin if d is not None else None),
+        margin=margin,
+    )
+
+
+def _function_changes(old: Setting, new: Setting, *, single: bool) -> list[RunDifference]:
+    """B - A in the function's own Duration p50 and p95 at one point, judged as client latency
+    is (interval of the difference by the same bootstrap, the same margin) when both runs kept
+    the durations with their intervals; the figures alone when only they exist; none when
+    either run has no durations (no function logs, or a results.json from before they were
+    kept: its setting says which in function_missing)."""
+    fa, fb = old.function_latency, new.function_latency
+    if fa is None or fb is None:
+        return []
+    tested: dict[str, Difference] = {}
+    if (
+        old.function_histogram is not None
+        and new.function_histogram is not None
+        and old.function_estimates
+        and new.function_estimates
+    ):
+        tested = compare_many(
+            old.function_histogram,
+            new.function_histogram,
+            RUN_FUNCTION_METRICS,
+            deff_a=old.function_deff,
+            deff_b=new.function_deff,
+        )
+    return [
+        _latency_change(
+            new.point,
+            f"{FUNCTION_PREFIX}{metric}_ms",
+            getattr(fa, metric),
+            getattr(fb, metric),
+            tested.get(metric),
+            single=single,
+        )
+        for metric in RUN_FUNCTION_METRICS
+    ]
