@@ -367,8 +367,9 @@ def _add_report(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "--json",
         action="store_true",
         help="print JSON instead of writing HTML: one run's verdict, or for two runs whether "
-        "the recommendation changed and each difference (memory_mb, metric, a, b, delta, "
-        "low, high, significant)",
+        "the recommendation changed, each difference (memory_mb, metric, a, b, delta, "
+        "low, high, significant; the function's own duration_p50_ms and duration_p95_ms "
+        "beside the client's) and both runs' measured AWS charges (test_charges)",
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from runner.analysis import PRICES_US_EAST_1, Analysis, analyse, run_verdict
-from runner.analysis._verdict import axis_effects, neighbours
+from runner.analysis._axes import axis_effects, neighbours
 from runner.results import Invocations, Results, Step
 from tests.test_report import make_results, make_step
 

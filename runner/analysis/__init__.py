@@ -9,9 +9,14 @@ numbers say. Pure: values in, values out; nothing here touches a target, a proce
 - `_test_cost`: what a run on the aws target costs by itself, estimated before, measured after
 - `_decision`: cost intervals, ties on cost and the rule among them, how often the pick holds
 - `_sequential`: which settings a confident run must keep measuring, and why
-- `_verdict`: per-setting summaries, threshold verdicts, the recommendation, significance
+- `_analyse`: a run's results into its analysis: settings pooled from steps, comparisons
+- `_axes`: the order of settings, pairs that differ on one axis, what each axis moves
+- `_verdict`: threshold verdicts, the recommendation and how sure it is, the verdict as data
+- `_run_pair`: two runs compared setting by setting (`report A B`)
 """
 
+from runner.analysis._analyse import analyse
+from runner.analysis._axes import AxisEffect, effects_sentence, point_order
 from runner.analysis._cost import PRICES_US_EAST_1, money
 from runner.analysis._decision import look_widening, relation_of
 from runner.analysis._measure import (
@@ -24,6 +29,12 @@ from runner.analysis._measure import (
     step_window,
     with_late_metrics,
 )
+from runner.analysis._run_pair import (
+    RUN_TO_RUN_MARGIN,
+    RunComparison,
+    RunDifference,
+    compare_run_pair,
+)
 from runner.analysis._sequential import NextRound, next_round, still_open
 from runner.analysis._setting import Setting, Verdict
 from runner.analysis._stats import latency
@@ -35,19 +46,7 @@ from runner.analysis._test_cost import (
     quantity_text,
 )
 from runner.analysis._trust import MIN_DELIVERED, host_snapshot
-from runner.analysis._verdict import (
-    RUN_TO_RUN_MARGIN,
-    Analysis,
-    AxisEffect,
-    RunComparison,
-    RunDifference,
-    analyse,
-    compare_run_pair,
-    effects_sentence,
-    point_order,
-    recommended_point,
-    run_verdict,
-)
+from runner.analysis._verdict import Analysis, recommended_point, run_verdict
 
 __all__ = [
     "MIN_DELIVERED",

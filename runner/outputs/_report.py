@@ -403,6 +403,13 @@ COLUMNS: dict[str, Column] = {
             "B minus A: the difference, its 95 % interval and whether it is a change (cost: "
             "judged against B's margin on cost, as the rule judges two settings).",
         ),
+        (
+            "function_delta",
+            "Δ B - A function duration",
+            "B minus A in the function's own REPORT Duration (in the p50 and p95 columns): its "
+            "95 % interval and whether it is a change, judged as client latency is. It leaves "
+            "out the network and API Gateway, which dominate client latency from far away.",
+        ),
     )
 }
 
@@ -950,6 +957,7 @@ def render(analyses: list[Analysis], *, pair: RunComparison | None = None) -> st
                 if (rows := charge_rows(run.analysis.results))
             ],
             pair=pair,
+            function_deltas=pair is not None and any(d.of_function for d in pair.differences),
             min_delivered=MIN_DELIVERED,
             chart_library=chart_library(),
             prices=PRICES_US_EAST_1,
