@@ -11,6 +11,8 @@ run-to-run margin.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import subprocess
 import sys
@@ -18,7 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from runner.analysis import RUN_TO_RUN_MARGIN, RunDifference, analyse, compare_run_pair
+from runner.analysis import (
+    RUN_TO_RUN_MARGIN,
+    Analysis,
+    RunDifference,
+    analyse,
+    compare_run_pair,
+)
 from runner.outputs._report import render
 from runner.results import AwsCharges, ChargeLine, Results, write_results
 from tests.test_report import make_results, make_step
@@ -53,10 +61,28 @@ def run(
     return make_results(steps, run_id=run_id)
 
 
-def function_differences(
-    a: Results, b: Results, *, intervals: bool = True
-) -> dict[tuple[int, str], RunDifference]:
-    pair = compare_run_pair(analyse(a, intervals=intervals), analyse(b, intervals=intervals))
+@functools.cache
+def analysed(
+    run_id: str,
+    function_ms: tuple[float | None, float | None],
+    seed: int = 0,
+    repeats: int = 1,
+    intervals: bool = True,
+) -> Analysis:
+    """The analysis of `run(...)`, built once per module: the bootstrap behind the intervals
+    takes about a second a run, and most tests compare the same A and B. Read-only."""
+    results = run(run_id, function_ms=function_ms, seed=seed, repeats=repeats)
+    return analyse(results, intervals=intervals)
+
+
+def with_charges(analysis: Analysis, charges: AwsCharges) -> Analysis:
+    """The same analysis of a run that also measured its AWS charges."""
+    results = analysis.results.model_copy(update={"test_cost": charges})
+    return dataclasses.replace(analysis, results=results)
+
+
+def function_differences(a: Analysis, b: Analysis) -> dict[tuple[int, str], RunDifference]:
+    pair = compare_run_pair(a, b)
     return {(d.memory_mb, d.metric): d for d in pair.differences if d.of_function}
 
 
@@ -75,8 +101,8 @@ def charges(total: float, **by_service: float) -> AwsCharges:
 
 def test_given_a_function_30_percent_slower_in_b_then_its_duration_change_is_a_change() -> None:
     # GIVEN the function's median at 128 MB 40 ms in A and 52 ms in B (+30 %, twice the margin)
-    a = run("run-a", function_ms=(40.0, 8.0))
-    b = run("run-b", function_ms=(52.0, 8.0), seed=5)
+    a = analysed("run-a", (40.0, 8.0))
+    b = analysed("run-b", (52.0, 8.0), seed=5)
     # WHEN the runs are compared
     found = function_differences(a, b)
     # THEN p50 and p95 of the function's Duration changed at 128 MB, each interval clear of the
@@ -92,8 +118,8 @@ def test_given_a_function_30_percent_slower_in_b_then_its_duration_change_is_a_c
 
 def test_given_the_same_function_in_both_runs_then_its_duration_is_within_noise() -> None:
     # GIVEN the same function (8 ms median at 1024 MB) measured twice, other draws
-    a = run("run-a", function_ms=(40.0, 8.0))
-    b = run("run-b", function_ms=(40.0, 8.0), seed=5)
+    a = analysed("run-a", (40.0, 8.0))
+    b = analysed("run-b", (40.0, 8.0), seed=5)
     found = function_differences(a, b)
     # THEN no change at either size: each difference smaller than its margin
     for memory in (128, 1024):
@@ -107,8 +133,8 @@ def test_given_the_same_function_in_both_runs_then_its_duration_is_within_noise(
 def test_given_a_10_percent_shift_with_an_interval_clear_of_zero_then_not_a_change() -> None:
     # GIVEN the function 10 % slower in B: the interval of the difference excludes zero, but
     # the difference is inside the run-to-run margin, as for client latency
-    a = run("run-a", function_ms=(40.0, 8.0))
-    b = run("run-b", function_ms=(44.0, 8.0), seed=5)
+    a = analysed("run-a", (40.0, 8.0))
+    b = analysed("run-b", (44.0, 8.0), seed=5)
     d = function_differences(a, b)[(128, "duration_p50_ms")]
     assert d.low is not None and d.low > 0
     assert d.margin is not None and d.delta is not None and d.delta < d.margin
@@ -116,8 +142,8 @@ def test_given_a_10_percent_shift_with_an_interval_clear_of_zero_then_not_a_chan
 
 
 def test_given_repeats_in_both_runs_then_no_margin_and_the_interval_decides() -> None:
-    a = run("run-a", function_ms=(40.0, 8.0), repeats=2)
-    b = run("run-b", function_ms=(52.0, 8.0), seed=5, repeats=2)
+    a = analysed("run-a", (40.0, 8.0), repeats=2)
+    b = analysed("run-b", (52.0, 8.0), seed=5, repeats=2)
     d = function_differences(a, b)[(128, "duration_p95_ms")]
     assert d.margin == 0.0
     assert d.significant is True
@@ -125,25 +151,25 @@ def test_given_repeats_in_both_runs_then_no_margin_and_the_interval_decides() ->
 
 def test_given_one_run_without_durations_then_no_function_duration_difference() -> None:
     # GIVEN A written before the durations were kept (none at either size)
-    a = run("run-a", function_ms=(None, None))
-    b = run("run-b", function_ms=(52.0, 8.0))
-    pair = compare_run_pair(analyse(a), analyse(b))
+    a = analysed("run-a", (None, None))
+    b = analysed("run-b", (52.0, 8.0), seed=5)
+    pair = compare_run_pair(a, b)
     # THEN the function's rows are absent, in --json too; the client's stay
     assert not [d for d in pair.differences if d.of_function]
     metrics = {d["metric"] for d in pair.as_json()["differences"]}
     assert metrics == {"p50_ms", "p95_ms", "mean_ms", "rps", "cost_per_1m"}
     # AND the other way round, and per size: only where both runs have durations
-    assert not [d for d in compare_run_pair(analyse(b), analyse(a)).differences if d.of_function]
-    partial = run("run-c", function_ms=(40.0, None))
+    assert not [d for d in compare_run_pair(b, a).differences if d.of_function]
+    partial = analysed("run-c", (40.0, None))
     found = function_differences(partial, b)
     assert set(found) == {(128, "duration_p50_ms"), (128, "duration_p95_ms")}
 
 
 def test_given_durations_without_intervals_then_the_figures_are_compared_plainly() -> None:
     # GIVEN analyses without the bootstrap (the durations' figures only)
-    a = run("run-a", function_ms=(40.0, 8.0))
-    b = run("run-b", function_ms=(52.0, 8.0), seed=5)
-    d = function_differences(a, b, intervals=False)[(128, "duration_p95_ms")]
+    a = analysed("run-a", (40.0, 8.0), intervals=False)
+    b = analysed("run-b", (52.0, 8.0), seed=5, intervals=False)
+    d = function_differences(a, b)[(128, "duration_p95_ms")]
     # THEN the difference of the figures, no interval and no call
     assert d.a is not None and d.b is not None
     assert d.delta == pytest.approx(d.b - d.a)
@@ -151,13 +177,14 @@ def test_given_durations_without_intervals_then_the_figures_are_compared_plainly
 
 
 def test_given_both_runs_measured_charges_then_they_are_side_by_side_by_service() -> None:
-    a = run("run-a", function_ms=(40.0, 8.0)).model_copy(
-        update={"test_cost": charges(0.05, API_Gateway_REST=0.03, Lambda_compute=0.02)}
+    a = with_charges(
+        analysed("run-a", (40.0, 8.0)), charges(0.05, API_Gateway_REST=0.03, Lambda_compute=0.02)
     )
-    b = run("run-b", function_ms=(40.0, 8.0)).model_copy(
-        update={"test_cost": charges(0.09, API_Gateway_REST=0.03, DynamoDB_reads=0.06)}
+    b = with_charges(
+        analysed("run-b", (40.0, 8.0), seed=5),
+        charges(0.09, API_Gateway_REST=0.03, DynamoDB_reads=0.06),
     )
-    shown = compare_run_pair(analyse(a), analyse(b)).as_json()["test_charges"]
+    shown = compare_run_pair(a, b).as_json()["test_charges"]
     assert shown["total"] == {
         "service": "Total",
         "a": 0.05,
@@ -170,19 +197,19 @@ def test_given_both_runs_measured_charges_then_they_are_side_by_side_by_service(
         {"service": "DynamoDB reads", "a": None, "b": 0.06, "delta": None},
     ]
     # AND with one run lacking them (another target, or an older file): none
-    plain = run("run-c", function_ms=(40.0, 8.0))
-    assert compare_run_pair(analyse(a), analyse(plain)).as_json()["test_charges"] is None
+    plain = analysed("run-b", (40.0, 8.0), seed=5)
+    assert compare_run_pair(a, plain).as_json()["test_charges"] is None
 
 
 def test_given_two_runs_then_the_report_shows_the_function_rows_and_the_charges() -> None:
-    a = run("run-a", function_ms=(40.0, 8.0)).model_copy(
-        update={"test_cost": charges(0.05, API_Gateway_REST=0.03, Lambda_compute=0.02)}
+    a = with_charges(
+        analysed("run-a", (40.0, 8.0)), charges(0.05, API_Gateway_REST=0.03, Lambda_compute=0.02)
     )
-    b = run("run-b", function_ms=(52.0, 8.0), seed=5).model_copy(
-        update={"test_cost": charges(0.06, API_Gateway_REST=0.03, Lambda_compute=0.03)}
+    b = with_charges(
+        analysed("run-b", (52.0, 8.0), seed=5),
+        charges(0.06, API_Gateway_REST=0.03, Lambda_compute=0.03),
     )
-    analyses = [analyse(a), analyse(b)]
-    html = render(analyses, pair=compare_run_pair(*analyses))
+    html = render([a, b], pair=compare_run_pair(a, b))
     # THEN a Δ row per size labelled as the function's own duration, beside the client's
     assert html.count('data-role="function-delta"') == 2
     assert "Δ B\u2212A function duration" in html  # a minus sign
@@ -198,9 +225,8 @@ def test_given_two_runs_then_the_report_shows_the_function_rows_and_the_charges(
     assert "+$0.010" in table
     assert table.index("Lambda compute") < table.index("<strong>Total</strong>")
     # AND a report of runs without durations has no such row
-    old = run("run-c", function_ms=(None, None))
-    older = [analyse(old), analyse(a)]
-    assert 'data-role="function-delta"' not in render(older, pair=compare_run_pair(*older))
+    old = analysed("run-a", (None, None))
+    assert 'data-role="function-delta"' not in render([old, a], pair=compare_run_pair(old, a))
 
 
 def test_given_report_a_b_json_then_the_function_and_charges_keys_are_there(
