@@ -18,7 +18,7 @@ from runner.results import Fidelity, Invocations, OutsideWindow, TargetInfo
 from runner.scenario import LocalTarget
 from runner.stack import PROJECT_ROOT, RateLimit
 from runner.targets._base import Target
-from runner.targets._local_client import LocalStackProcess
+from runner.targets._local_client import LocalStackProcess, process_state
 
 # The instruction set the sandboxes run on: this host's CPU, whatever serverless.yml says.
 # A front that does not answer a GET (refused without invoking the function: 403 or 404) in
@@ -249,12 +249,12 @@ class LocalStackTarget(Target):
         code = process.poll()
         if code is not None:
             return f"the local stack exited (code {code})"
-        if _process_state(process.pid) == "T":
+        if process_state(process.pid) == "T":
             return f"the local stack (pid {process.pid}) is stopped (SIGSTOP)"
         ready = self._ready()
         pid = ready["dynalite_pid"] if ready is not None else None
         if pid is not None:
-            state = _process_state(pid)
+            state = process_state(pid)
             if state is None or state in "ZX":
                 return f"DynamoDB (the local stack's dynalite, pid {pid}) exited"
             if state == "T":
@@ -292,15 +292,6 @@ def _front_silent(url: str) -> str | None:
     finally:
         connection.close()
     return None
-
-
-def _process_state(pid: int) -> str | None:
-    """The process's state letter from /proc (R, S, D, T, Z, ...); None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[0]  # after "(comm)", which may hold spaces
 
 
 __all__ = ["LocalStackTarget"]

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -131,6 +132,10 @@ class LocalStackProcess:
 
     def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """The control API's JSON answer; SetupError with the stack's message if it refuses."""
+        if self.process is not None and process_state(self.process.pid) == "T":
+            # A stopped stack (SIGSTOP, a debugger) has the kernel accept the connection and
+            # never answers: the read timeout would be 10 s of nothing before anyone says so.
+            raise SetupError(f"local stack unreachable ({path}): its process is stopped")
         request = urllib.request.Request(
             self.ready["control_url"] + path,
             data=json.dumps(body).encode() if body is not None else None,
@@ -183,6 +188,10 @@ class LocalStackProcess:
             return None
         if process.poll() is None:
             os.kill(process.pid, sig)
+            # A stopped stack handles its SIGTERM only once continued (systemd sends SIGCONT
+            # after SIGTERM for the same reason): it then stops its sandboxes and dynalite
+            # itself, instead of being killed after STOP_TIMEOUT_S.
+            os.kill(process.pid, signal.SIGCONT)
             deadline = time.monotonic() + STOP_TIMEOUT_S
             while process.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -195,6 +204,15 @@ class LocalStackProcess:
         return returncode
 
 
+def process_state(pid: int) -> str | None:
+    """The process's state letter from /proc (R, S, D, T, Z, ...); None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[0]  # after "(comm)", which may hold spaces
+
+
 def _ready_line(line: bytes) -> StackReady:
     """The stack's first line, parsed once: SetupError naming what is wrong with it."""
     where = "the local stack's ready line"
@@ -205,4 +223,4 @@ def _ready_line(line: bytes) -> StackReady:
     return parse_ready(document, source=where)
 
 
-__all__ = ["LocalStackProcess"]
+__all__ = ["LocalStackProcess", "process_state"]
