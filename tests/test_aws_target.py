@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -272,8 +272,6 @@ def test_given_report_lines_in_cloudwatch_then_the_window_is_summarised(
     target.start()
     logs = client("logs", moto_stack)
     group = f"/aws/lambda/{FUNCTION}"
-    stream = "2026/11/27/[$LATEST]abc"
-    logs.create_log_stream(logGroupName=group, logStreamName=stream)
     now = time.time()
     lines = [
         "REPORT RequestId: a\tDuration: 10.00 ms\tBilled Duration: 300 ms\tMemory Size: 512 MB\t"
@@ -284,14 +282,7 @@ def test_given_report_lines_in_cloudwatch_then_the_window_is_summarised(
         "Max Memory Used: 81 MB\t",
         "START RequestId: b Version: $LATEST",
     ]
-    logs.put_log_events(
-        logGroupName=group,
-        logStreamName=stream,
-        logEvents=[
-            {"timestamp": int((now + i * 0.01) * 1000), "message": line}
-            for i, line in enumerate(lines)
-        ],
-    )
+    put_log_lines(logs, "2026/11/27/[$LATEST]abc", lines, at=now)
     long_ago, _ = target.invocations(Phases(now - 200, now - 190, now - 150))
     assert long_ago.count == 0
     inside, outside = target.invocations(Phases(now - 10, now - 1, now + 5))
@@ -339,16 +330,8 @@ def test_given_a_json_format_function_with_a_custom_log_group_then_the_same_as_t
     # AND one cold and one warm invocation there as JSON records, and the same two as text
     # lines in the default group, ten hours ago (the module's moto keeps every case's logs)
     at = time.time() - 36_000
-    for where, lines in ((group, recorded["json"]), (f"/aws/lambda/{FUNCTION}", recorded["text"])):
-        logs.create_log_stream(logGroupName=where, logStreamName="2026/12/06/[$LATEST]json")
-        logs.put_log_events(
-            logGroupName=where,
-            logStreamName="2026/12/06/[$LATEST]json",
-            logEvents=[
-                {"timestamp": int((at + i * 0.01) * 1000), "message": line}
-                for i, line in enumerate(lines)
-            ],
-        )
+    put_log_lines(logs, "2026/12/06/[$LATEST]json", recorded["json"], at=at, group=group)
+    put_log_lines(logs, "2026/12/06/[$LATEST]json", recorded["text"], at=at)
     phases = Phases(at - 10, at - 5, at + 5)
     from_json, _ = target.invocations(phases)
     target.log_group, target.log_format = f"/aws/lambda/{FUNCTION}", "Text"
@@ -481,6 +464,23 @@ def _record(request_id: str, status: int, error: str = "") -> str:
     return json.dumps(record | ({"error": error} if error else {}))
 
 
+def put_log_lines(
+    logs: Any, stream: str, lines: Sequence[str], *, at: float, group: str = ""
+) -> None:
+    """The lines in a stream of their own in the function's log group (or `group`), as Lambda
+    writes them: stamped from `at` (epoch s), 10 ms apart."""
+    group = group or f"/aws/lambda/{FUNCTION}"
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[
+            {"timestamp": int((at + i * 0.01) * 1000), "message": line}
+            for i, line in enumerate(lines)
+        ],
+    )
+
+
 # What the function's log holds in a step of 100 requests the client saw fail 90 times with
 # HTTP 500/502, and which layer that names (None: the function's own failures, e.g. timeouts,
 # which the error rate judges as a memory effect).
@@ -524,15 +524,9 @@ def test_given_5xx_most_of_a_step_then_the_layer_its_logs_point_to_is_named(
     target.start()
     # GIVEN the function's log in CloudWatch (moto) for a step whose client saw 90 of 100 fail
     logs = client("logs", moto_stack)
-    group, stream = f"/aws/lambda/{FUNCTION}", f"2026/12/06/[$LATEST]{layer.replace(' ', '')}"
-    logs.create_log_stream(logGroupName=group, logStreamName=stream)
     # An hour apart per case: the module's moto keeps every case's log group
     at = time.time() - 3600 * (1 + list(LAYERS).index(layer))
-    logs.put_log_events(
-        logGroupName=group,
-        logStreamName=stream,
-        logEvents=[{"timestamp": int(at * 1000), "message": line} for line in lines],
-    )
+    put_log_lines(logs, f"2026/12/06/[$LATEST]{layer.replace(' ', '')}", lines, at=at)
     window, _ = target.invocations(Phases(at - 10, at - 5, at + 5))
     errors = [ErrorCount(request="read", kind="HTTP 500", count=90)]
     # THEN the layer is named, with the figures that point to it
@@ -1142,17 +1136,9 @@ def test_given_a_step_above_the_line_limit_then_logs_insights_gives_the_same_fig
     recorded = json.loads((EVENTS / "cloudwatch-json-format-invocations.json").read_text())
     # GIVEN one cold and one warm invocation as text lines, in a stream of their own
     logs = client("logs", moto_stack)
-    group, stream = f"/aws/lambda/{FUNCTION}", "2026/12/07/[$LATEST]insights"
-    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    group = f"/aws/lambda/{FUNCTION}"
     at = time.time() - 20_000
-    logs.put_log_events(
-        logGroupName=group,
-        logStreamName=stream,
-        logEvents=[
-            {"timestamp": int((at + i * 0.01) * 1000), "message": line}
-            for i, line in enumerate(recorded["text"])
-        ],
-    )
+    put_log_lines(logs, "2026/12/07/[$LATEST]insights", recorded["text"], at=at)
     phases = Phases(at - 10, at - 1, at + 5)
     by_line, _ = target.invocations(phases)
     # WHEN the step has more invocations than are read line by line (here: more than 1)
@@ -1200,14 +1186,8 @@ def test_given_an_insights_query_that_fails_then_the_step_says_why_it_has_no_inv
     monkeypatch.setattr("runner.targets._aws.LOG_SETTLE_S", 0.1)
     monkeypatch.setattr("runner.targets._aws.INSIGHTS_ABOVE_INVOCATIONS", 0)
     logs = client("logs", moto_stack)
-    group, stream = f"/aws/lambda/{FUNCTION}", "2026/12/07/[$LATEST]failed"
-    logs.create_log_stream(logGroupName=group, logStreamName=stream)
     at = time.time() - 30_000
-    logs.put_log_events(
-        logGroupName=group,
-        logStreamName=stream,
-        logEvents=[{"timestamp": int(at * 1000), "message": _report("f41l")}],
-    )
+    put_log_lines(logs, "2026/12/07/[$LATEST]failed", [_report("f41l")], at=at)
     phases = Phases(at - 10, at - 1, at + 5)
     RecordedInsights(phases.window_start, status="Failed").register(target.logs)
     invocations, _ = target.invocations(phases)

@@ -396,11 +396,12 @@ def near_pair(*, rounds: int = 1, requests: int = 8000) -> Results:
 def test_given_equal_costs_and_p95s_inside_the_speed_margin_then_the_smallest_is_picked() -> None:
     # GIVEN 512 MB's p95 measurably (its interval clear of zero) but only 5 % below 256 MB's
     results = near_pair()
-    slow, fast = analyse(results).settings
+    analysis = analyse(results)
+    slow, fast = analysis.settings
     difference = p95_difference(fast, slow)
     assert difference is not None and difference.low > 0 and difference.high < 0.1 * fast.p95
     # THEN within the default 10 % margin they are as fast: the smaller is the pick
-    verdict = run_verdict(analyse(results))
+    verdict = run_verdict(analysis)
     assert (verdict.recommended_mb, verdict.decided_by) == (256, "smallest among equals")
     assert "none is clearly faster" in verdict.headline
     # AND with no margin the faster is clearly faster, and the pick
