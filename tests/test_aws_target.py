@@ -194,6 +194,20 @@ def test_given_a_sweep_then_each_step_runs_at_its_memory_and_the_original_is_res
     for step in results.steps:
         assert step.invocations is not None and step.invocations.count > 0
         assert step.invocations.duration_histogram and step.invocations.duration_by_second
+    # AND `report A B` of this run against itself lines up its measured charges by service
+    # and compares the function's own durations (no change: the same figures)
+    from runner.analysis import analyse, compare_run_pair
+
+    same = analyse(results, intervals=False)
+    pair = compare_run_pair(same, same)
+    assert pair.test_charges is not None and pair.test_charges.total.delta == 0.0
+    assert [c.service for c in pair.test_charges.services] == [
+        line.service for line in measured.lines
+    ]
+    assert {d.metric for d in pair.differences if d.of_function} == {
+        "duration_p50_ms",
+        "duration_p95_ms",
+    }
 
 
 def test_given_the_endpoint_dies_mid_sweep_then_exit_3_and_memory_restored(
