@@ -1209,3 +1209,26 @@ def test_given_an_insights_query_that_fails_then_the_step_says_why_it_has_no_inv
     assert invocations.source == (
         "CloudWatch Logs unavailable: Logs Insights query 'all' ended Failed"
     )
+
+
+def test_given_an_html_page_for_an_aws_answer_then_the_error_says_one_short_line() -> None:
+    from botocore.exceptions import ClientError
+
+    from runner.targets._aws import _said
+
+    # GIVEN the 404 page a stand-in endpoint (moto, a proxy) answers a call it lacks with:
+    # botocore puts the page whole into the message
+    page = "<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n" + "<p>x</p>\n" * 200
+    error = ClientError(
+        {"Error": {"Code": "404", "Message": page}, "ResponseMetadata": {"HTTPStatusCode": 404}},
+        "GetAccountSettings",
+    )
+    # THEN what memsweep quotes of it is its first line, marked as cut, and bounded
+    said = _said(error)
+    assert said == (
+        "An error occurred (404) when calling the GetAccountSettings operation: <!doctype html> …"
+    )
+    assert (
+        _said(RuntimeError("x" * 1000)).endswith("…")
+        and len(_said(RuntimeError("x" * 1000))) == 300
+    )

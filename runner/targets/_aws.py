@@ -33,7 +33,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound, WaiterError
 
 from runner import control_api
-from runner.errors import BadInput, MemsweepError
+from runner.errors import BadInput, MemsweepError, one_line
 from runner.invocations import Phases, attribute
 from runner.lambda_facts import API_TYPES, ARCHITECTURES, DEFAULT_API
 from runner.lambda_logs import PLATFORM_REPORT
@@ -126,10 +126,11 @@ def _session(spec: AwsTarget) -> boto3.session.Session:
         return boto3.session.Session(region_name=region)
     except ProfileNotFound as exc:
         raise BadInput(
-            f"AWS configuration: {exc}: name a profile of ~/.aws/config in AWS_PROFILE, or unset it"
+            f"AWS configuration: {_said(exc)}: name a profile of ~/.aws/config in AWS_PROFILE, "
+            "or unset it"
         ) from None
     except BotoCoreError as exc:
-        raise BadInput(f"AWS configuration: {exc}") from None
+        raise BadInput(f"AWS configuration: {_said(exc)}") from None
 
 
 def preflight(spec: AwsTarget) -> None:
@@ -149,7 +150,7 @@ def preflight(spec: AwsTarget) -> None:
     try:
         credentials = session.get_credentials()
     except BotoCoreError as exc:  # a broken profile, an expired SSO token, ...
-        raise BadInput(f"no usable AWS credentials: {exc}") from None
+        raise BadInput(f"no usable AWS credentials: {_said(exc)}") from None
     if credentials is None:
         raise BadInput(
             "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, "
@@ -176,9 +177,13 @@ def preflight(spec: AwsTarget) -> None:
                 f"AWS refused the credentials ({error.get('Code')}): renew them, or check "
                 "AWS_PROFILE / AWS_ACCESS_KEY_ID"
             ) from None
-        raise AwsTargetError(f"AWS: looking up stack {stack_name} in {region}: {exc}") from None
+        raise AwsTargetError(
+            f"AWS: looking up stack {stack_name} in {region}: {_said(exc)}"
+        ) from None
     except BotoCoreError as exc:
-        raise AwsTargetError(f"AWS: looking up stack {stack_name} in {region}: {exc}") from None
+        raise AwsTargetError(
+            f"AWS: looking up stack {stack_name} in {region}: {_said(exc)}"
+        ) from None
     status = str(stack.get("StackStatus", ""))
     if status in UNUSABLE_STACK or status.startswith("DELETE_"):
         raise BadInput(
@@ -198,6 +203,15 @@ def _method_key(stack_url: str, stage: str) -> str:
 
 def _normalised(key: str) -> str:
     return key.replace("~1", "/").strip("/")
+
+
+def _said(exc: BaseException) -> str:
+    """What an AWS call's error said, as one line of at most 300 characters: a proxy or a
+    stand-in for an AWS endpoint may answer with an HTML page, which botocore puts whole into
+    the message (moto's 404 page for a call it lacks took 7 lines of a one-line warning)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
+    said = one_line(lines[0]) + (" …" if len(lines) > 1 else "")
+    return said if len(said) <= 300 else said[:299] + "…"
 
 
 def _what_to_do(error: ClientError, fields: Mapping[str, Any]) -> str:
@@ -437,7 +451,7 @@ class AwsStackTarget(Target):
             self.original_code_sha256 = str(configuration.get("CodeSha256") or "")
             self.log_group, self.log_format = log_source(self.function, configuration)
         except (ClientError, BotoCoreError) as exc:
-            raise AwsTargetError(f"AWS: finding stack {self.stack_name}: {exc}") from None
+            raise AwsTargetError(f"AWS: finding stack {self.stack_name}: {_said(exc)}") from None
 
     def _rest_url(self, outputs: dict[str, str], api_id: str | None) -> str:
         if outputs.get("ApiUrl"):
@@ -463,7 +477,7 @@ class AwsStackTarget(Target):
         except ClientError as exc:
             raise AwsTargetError(
                 f"no CloudFormation stack {self.stack_name} in {self.region}: deploy it with "
-                f"`npx serverless deploy --stage {self.spec.stage}` ({exc})"
+                f"`npx serverless deploy --stage {self.spec.stage}` ({_said(exc)})"
             ) from None
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs") or []}
         resources: dict[str, str] = {}
@@ -516,7 +530,7 @@ class AwsStackTarget(Target):
                 fix = f"; grant apigateway:GET on /usageplans and /restapis/{self._api_id}/stages"
             return _default_rate_limit(f"cannot read the throttle of {where} ({why}){fix}")
         except BotoCoreError as exc:
-            return _default_rate_limit(f"cannot read the throttle of {where} ({exc})")
+            return _default_rate_limit(f"cannot read the throttle of {where} ({_said(exc)})")
         return _lowest(throttles)
 
     def _plan_throttles(self) -> list[dict[str, Any]]:
@@ -577,7 +591,7 @@ class AwsStackTarget(Target):
             )
         except (ClientError, BotoCoreError, KeyError, TypeError, ValueError) as exc:
             return None, (
-                f"warning: the account's Lambda concurrency could not be read ({exc}); the "
+                f"warning: the account's Lambda concurrency could not be read ({_said(exc)}); the "
                 "plan is not checked against it"
             )
 
@@ -669,7 +683,7 @@ class AwsStackTarget(Target):
                 FunctionName=self.function
             )
         except (ClientError, BotoCoreError) as exc:
-            raise AwsTargetError(f"AWS: reading {self.function}: {exc}") from None
+            raise AwsTargetError(f"AWS: reading {self.function}: {_said(exc)}") from None
         self.architecture = (configuration.get("Architectures") or ["x86_64"])[0]
         return self.architecture
 
@@ -706,10 +720,12 @@ class AwsStackTarget(Target):
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code")
                 if code != "ResourceConflictException" or attempt == CONFLICT_RETRIES:
-                    raise AwsTargetError(f"AWS: {what}: {exc}{_what_to_do(exc, fields)}") from None
+                    raise AwsTargetError(
+                        f"AWS: {what}: {_said(exc)}{_what_to_do(exc, fields)}"
+                    ) from None
                 time.sleep(CONFLICT_BACKOFF_S * 2**attempt)
             except BotoCoreError as exc:
-                raise AwsTargetError(f"AWS: {what}: {exc}") from None
+                raise AwsTargetError(f"AWS: {what}: {_said(exc)}") from None
 
     def _wait_live(self, what: str) -> dict[str, Any]:
         """Wait until the last update is live (LastUpdateStatus Successful; at most
@@ -724,10 +740,10 @@ class AwsStackTarget(Target):
             )
         except WaiterError as exc:
             raise AwsTargetError(
-                f"AWS: {self.function} did not finish updating ({what}): {exc}"
+                f"AWS: {self.function} did not finish updating ({what}): {_said(exc)}"
             ) from None
         except (ClientError, BotoCoreError) as exc:
-            raise AwsTargetError(f"AWS: {what}: {exc}") from None
+            raise AwsTargetError(f"AWS: {what}: {_said(exc)}") from None
         return configuration
 
     # -- the package UpdateFunctionCode is given -------------------------------------------------
@@ -767,7 +783,7 @@ class AwsStackTarget(Target):
             body = self.cloudformation.get_template(StackName=self.stack_name)["TemplateBody"]
         except (ClientError, BotoCoreError) as exc:
             raise AwsTargetError(
-                f"AWS: reading stack {self.stack_name}'s template: {exc}"
+                f"AWS: reading stack {self.stack_name}'s template: {_said(exc)}"
             ) from None
         try:
             template = json.loads(body) if isinstance(body, str) else body
@@ -798,7 +814,7 @@ class AwsStackTarget(Target):
                 f"grant s3:GetObject on it, or {redeploy}"
             ) from None
         except BotoCoreError as exc:
-            raise AwsTargetError(f"AWS: reading the package {where}: {exc}") from None
+            raise AwsTargetError(f"AWS: reading the package {where}: {_said(exc)}") from None
         sha256 = base64.b64encode(hashlib.sha256(data).digest()).decode()
         if self.original_code_sha256 and sha256 != self.original_code_sha256:
             raise AwsTargetError(
@@ -846,7 +862,7 @@ class AwsStackTarget(Target):
                 try:
                     self.package()
                 except AwsTargetError as exc:
-                    return f"changing the architecture needs the function's package: {exc}"
+                    return f"changing the architecture needs the function's package: {_said(exc)}"
             return None
         if axis == "handler":
             problem = handler_problem(value)
@@ -890,7 +906,7 @@ class AwsStackTarget(Target):
                 if poll < LOG_SETTLE_POLLS - 1:
                     time.sleep(LOG_SETTLE_S)
         except (ClientError, BotoCoreError, InsightsError) as exc:
-            return Invocations(source=f"{LOGS_UNAVAILABLE}: {exc}"), OutsideWindow()
+            return Invocations(source=f"{LOGS_UNAVAILABLE}: {_said(exc)}"), OutsideWindow()
         return attribute(lines or [], phases, f"CloudWatch Logs {group}")
 
     def _log_lines(
