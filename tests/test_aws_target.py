@@ -1220,7 +1220,7 @@ def test_given_an_html_page_for_an_aws_answer_then_the_error_says_one_short_line
     # botocore puts the page whole into the message
     page = "<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n" + "<p>x</p>\n" * 200
     error = ClientError(
-        {"Error": {"Code": "404", "Message": page}, "ResponseMetadata": {"HTTPStatusCode": 404}},
+        {"Error": {"Code": "404", "Message": page}},
         "GetAccountSettings",
     )
     # THEN what memsweep quotes of it is its first line, marked as cut, and bounded
