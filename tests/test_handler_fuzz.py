@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from runner.stack import TableDefinition
 from runner.targets import LocalStackProcess
 from tests.conftest import LambdaContext, load_event
+from tests.fuzzing import examples
 from tests.test_local_stack import post
 
 OPERATIONS = ["create", "read", "update", "delete", "list", "echo", "ping"]
@@ -199,7 +200,7 @@ def assert_answered(response: Any) -> None:
 
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -233,7 +234,7 @@ def test_given_any_direct_event_then_2xx_or_4xx_json_never_500(
 
 
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -31,6 +31,7 @@ from runner.errors import MemsweepError
 from runner.results import MAX_JSON_DEPTH, Step, write_results
 from runner.stack import PROJECT_ROOT
 from runner.targets import LocalStackProcess
+from tests.fuzzing import examples
 from tests.test_report import make_results, make_step, report_command
 
 Mutate = Callable[[dict[str, Any]], None]
@@ -369,7 +370,7 @@ def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # bugs such a run found were mended (0 of 0 dropped, cold starts above the count, a memory
 # size below Lambda's, a line break in a quoted value).
 @settings(
-    max_examples=25,
+    max_examples=examples(25),
     deadline=None,
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

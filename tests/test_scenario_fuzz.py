@@ -19,11 +19,12 @@ from runner.errors import BadInput
 from runner.scenario import Scenario, parse_scenario
 from runner.scenario._errors import MAX_MESSAGE_CHARS
 from runner.stack import PROJECT_ROOT
+from tests.fuzzing import examples
 
 # Bounded so the three fuzz tests together take well under a minute on a loaded CI runner;
 # no example database: CI starts clean, and nothing is left in the working tree.
 FUZZ = settings(
-    max_examples=100,
+    max_examples=examples(100),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
